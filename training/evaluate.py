@@ -1,0 +1,173 @@
+"""Evaluate base, full and LoRA on the test split: greedy summaries, ROUGE under two protocols, bootstrap CIs and
+paired tests. Base and LoRA share ONE copy of the base weights (the adapter is switched off for base).
+
+    python -m training.evaluate --run artifacts/tiny
+    python -m training.evaluate --run artifacts/flan-t5-base --limit 100      # a quick look
+
+Writes <run>/eval/metrics.json and <run>/eval/predictions.jsonl and prints a model x metric table.
+Protocols: per_row (the headline: every (dialogue, reference) row against its own reference, averaged over rows,
+as the lab's published figures) and multi_reference (each dialogue against all its references, best match).
+"""
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from peft import PeftModel
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, HfArgumentParser
+
+from artifacts.contract import (EVAL_METRICS, EVAL_PREDICTIONS, FULL_MODEL, LORA_ADAPTER, RUN_JSON,
+                                base_model_location, read_run_file, write_run_file)
+from training.data import format_prompt, group_references, load_data, DEFAULT_PROMPT
+from training.generation import GREEDY, generate
+from training.recipe import device_name, package_versions, peak_memory, utc_now
+from training.rouge import METRICS, Rouge
+from training.stats import bootstrap_ci, paired_permutation_test
+
+MODELS = ("base", "full", "lora")
+PAIRS = (("full", "lora"), ("full", "base"), ("lora", "base"))
+
+
+@dataclass
+class EvalConfig:
+    run: str = field(default="artifacts/tiny", metadata={"help": "Run folder (with run.json, full/, lora/)."})
+    data: Optional[str] = field(default=None, metadata={"help": "Data source. Default: the run's (run.json)."})
+    split: str = field(default="test", metadata={"help": "Split to evaluate.", "choices": ["test", "validation"]})
+    limit: Optional[int] = field(default=None, metadata={"help": "Evaluate only the first N dialogues."})
+    batch_size: int = field(default=16, metadata={"help": "Generation batch (inputs sorted by length)."})
+    max_new_tokens: int = field(default=200, metadata={"help": "Summary length cap (the lab's 200)."})
+    max_source_length: int = field(default=512, metadata={"help": "Input tokens kept, as in training."})
+    prompt_template: str = field(default=DEFAULT_PROMPT, metadata={"help": "Prompt with {dialogue}."})
+    resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples over dialogues (>= 1000)."})
+    permutations: int = field(default=10000, metadata={"help": "Sign-flip permutations for the paired tests."})
+    seed: int = field(default=0, metadata={"help": "Seed of the bootstrap and permutation draws."})
+    headline: str = field(default="per_row", metadata={"help": "Protocol shown first.",
+                                                       "choices": ["per_row", "multi_reference"]})
+
+
+def load_models(run_dir: Path, device: str):
+    """(tokenizer, peft model carrying base+LoRA on one weight copy, full model)."""
+    run = read_run_file(run_dir, RUN_JSON)
+    base_path = base_model_location(run_dir, run)
+    tokenizer = AutoTokenizer.from_pretrained(base_path if run["tokenizer"] == run["base_model"] else run["tokenizer"])
+    base = AutoModelForSeq2SeqLM.from_pretrained(base_path, dtype=torch.float32)
+    shared = PeftModel.from_pretrained(base, str(run_dir / LORA_ADAPTER)).to(device).eval()
+    full = AutoModelForSeq2SeqLM.from_pretrained(str(run_dir / FULL_MODEL), dtype=torch.float32).to(device).eval()
+    return tokenizer, shared, full
+
+
+def timed_generation(model, tokenizer, prompts, cfg: EvalConfig, desc: str):
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    outputs = generate(model, tokenizer, prompts, cfg.batch_size, cfg.max_new_tokens, cfg.max_source_length, desc)
+    seconds = time.perf_counter() - start
+    peak, measure = peak_memory()
+    return outputs, {"seconds": seconds, "examples_per_second": len(prompts) / seconds, "peak_memory_bytes": int(peak),
+                     "peak_memory_measure": measure, "device": device_name()}
+
+
+def generate_all(run_dir: Path, prompts: list[str], cfg: EvalConfig):
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tokenizer, shared, full = load_models(run_dir, device)
+    outputs, cost = {}, {}
+    with shared.disable_adapter():
+        outputs["base"], cost["base"] = timed_generation(shared, tokenizer, prompts, cfg, "base")
+    outputs["lora"], cost["lora"] = timed_generation(shared, tokenizer, prompts, cfg, "lora")
+    outputs["full"], cost["full"] = timed_generation(full, tokenizer, prompts, cfg, "full")
+    return outputs, cost
+
+
+def score_dialogues(dialogues, outputs, rouge: Rouge):
+    """Per dialogue and model: per_row (mean over its references) and multi_reference scores."""
+    per_row = {m: {k: [] for k in METRICS} for m in outputs}
+    multi = {m: {k: [] for k in METRICS} for m in outputs}
+    for i, refs in enumerate(dialogues["references"]):
+        for model, preds in outputs.items():
+            rows = [rouge.score(ref, preds[i]) for ref in refs]
+            best = rouge.score_multi(refs, preds[i])
+            for k in METRICS:
+                per_row[model][k].append(float(np.mean([r[k] for r in rows])))
+                multi[model][k].append(best[k])
+    return {"per_row": per_row, "multi_reference": multi}
+
+
+def summarise(scores, weights, cfg: EvalConfig):
+    table, comparisons = {}, {}
+    for protocol, by_model in scores.items():
+        table[protocol] = {m: {k: dict(zip(("mean", "ci_low", "ci_high"),
+                                           bootstrap_ci(v, weights, cfg.resamples, cfg.seed)))
+                               for k, v in metrics.items()} for m, metrics in by_model.items()}
+        comparisons[protocol] = [
+            dict(zip(("mean_difference", "p_value"),
+                     paired_permutation_test(by_model[a][k], by_model[b][k], weights, cfg.permutations, cfg.seed)),
+                 a=a, b=b, metric=k)
+            for a, b in PAIRS if a in by_model and b in by_model for k in METRICS]
+    return table, comparisons
+
+
+def print_table(table, headline):
+    print(f"\nROUGE F1 ({headline}; mean [95% CI] over dialogues)")
+    print(f"{'model':6}" + "".join(f"{k:>24}" for k in METRICS))
+    for model, metrics in table[headline].items():
+        cells = [f"{m['mean']:.4f} [{m['ci_low']:.3f},{m['ci_high']:.3f}]" for m in metrics.values()]
+        print(f"{model:6}" + "".join(f"{c:>24}" for c in cells))
+
+
+def write_predictions(path: Path, dialogues, outputs, scores):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for i, row in enumerate(dialogues.to_dict("records")):
+            f.write(json.dumps({
+                "id": row["id"], "dialogue": row["dialogue"], "references": row["references"],
+                "outputs": {m: outputs[m][i] for m in outputs},
+                "rouge": {m: {k: scores["per_row"][m][k][i] for k in METRICS} for m in outputs},
+                "rouge_multi_reference": {m: {k: scores["multi_reference"][m][k][i] for k in METRICS}
+                                          for m in outputs},
+            }) + "\n")
+
+
+def run(cfg: EvalConfig) -> dict:
+    if cfg.resamples < 1000:
+        raise ValueError(f"--resamples {cfg.resamples}: use at least 1000 for a stable 95% interval.")
+    run_dir = Path(cfg.run)
+    run_info = read_run_file(run_dir, RUN_JSON)
+    frame = load_data(cfg.data or run_info["data_source"]).splits[cfg.split]
+    dialogues = group_references(frame)
+    if cfg.limit:
+        dialogues = dialogues.iloc[:cfg.limit].reset_index(drop=True)
+    prompts = [format_prompt(d, cfg.prompt_template) for d in dialogues["dialogue"]]
+    outputs, cost = generate_all(run_dir, prompts, cfg)
+    rouge = Rouge(split_sentences=True)
+    scores = score_dialogues(dialogues, outputs, rouge)
+    weights = [len(r) for r in dialogues["references"]]
+    table, comparisons = summarise(scores, weights, cfg)
+    metrics = {
+        "schema_version": 1, "created_at": utc_now(), "split": cfg.split, "headline_protocol": cfg.headline,
+        "n_dialogues": len(dialogues), "n_references": int(sum(weights)),
+        "decoding": {**GREEDY, "max_new_tokens": cfg.max_new_tokens, "max_source_length": cfg.max_source_length,
+                     "batch_size": cfg.batch_size, "prompt_template": cfg.prompt_template},
+        "rouge": rouge.describe(),
+        "bootstrap": {"resamples": cfg.resamples, "seed": cfg.seed, "confidence": 0.95, "unit": "dialogue",
+                      "paired_test": f"sign-flip permutation over dialogues, {cfg.permutations} draws, two-sided"},
+        "scores": table, "comparisons": comparisons, "generation_cost": cost,
+        "versions": {**package_versions(), "rouge_score": "0.1.2"},
+    }
+    write_predictions(run_dir / EVAL_PREDICTIONS, dialogues, outputs, scores)
+    write_run_file(run_dir, EVAL_METRICS, metrics)
+    print_table(table, cfg.headline)
+    print(f"wrote {run_dir / EVAL_METRICS} and {run_dir / EVAL_PREDICTIONS}")
+    return metrics
+
+
+def main(argv=None) -> None:
+    (cfg,) = HfArgumentParser(EvalConfig, description=__doc__).parse_args_into_dataclasses(args=argv)
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Base model and tokenizer: the preset's Hub checkpoint, a local folder, or the tiny T5 built from a config."""
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedTokenizerFast, T5Config
+
+from training.config import TINY_T5, TINY_VOCAB_SIZE, TrainConfig
+
+TINY_BASE_DIR = "base/model"  # inside the run folder: the tiny base is saved so every later step loads the same
+
+
+def train_sample_tokenizer(texts: list[str], vocab_size: int = TINY_VOCAB_SIZE) -> PreTrainedTokenizerFast:
+    """A T5-style (SentencePiece Unigram) tokenizer trained on `texts`: pad=0, eos=1, unk=2 as in FLAN-T5."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"],
+                                      unk_token="<unk>")
+    tok.train_from_iterator(texts, trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+
+
+def build_tiny_base(cfg: TrainConfig, run_dir: Path, texts: list[str]) -> Path:
+    """Create (once) the tiny preset's random-init T5 and its tokenizer under run_dir/base/model."""
+    folder = run_dir / TINY_BASE_DIR
+    if (folder / "config.json").exists():
+        return folder
+    tokenizer = (AutoTokenizer.from_pretrained(cfg.tokenizer) if cfg.tokenizer
+                 else train_sample_tokenizer(texts))
+    config = T5Config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id,
+                      **TINY_T5)
+    torch.manual_seed(cfg.seed)
+    model = AutoModelForSeq2SeqLM.from_config(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def base_model_path(cfg: TrainConfig, run_dir: Path) -> str:
+    return cfg.base_model or str(run_dir / TINY_BASE_DIR)
+
+
+def load_tokenizer(cfg: TrainConfig, run_dir: Path):
+    source = cfg.tokenizer or base_model_path(cfg, run_dir)
+    if cfg.base_model is None:  # tiny: the tokenizer saved with the built base (it may be the real one)
+        source = base_model_path(cfg, run_dir)
+    return AutoTokenizer.from_pretrained(source)
+
+
+def load_base_model(cfg: TrainConfig, run_dir: Path):
+    path = base_model_path(cfg, run_dir)
+    try:
+        return AutoModelForSeq2SeqLM.from_pretrained(path, dtype=torch.float32)
+    except OSError as e:
+        raise OSError(f"could not load the base model '{path}' ({e}). Offline, use --preset tiny or "
+                      "--base_model PATH to a local checkpoint.") from e
+
+
+def count_parameters(model) -> dict:
+    """Counts from the model object actually trained (shared tensors counted once, as parameters() does)."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": total, "trainable": trainable, "trainable_percent": 100.0 * trainable / total}

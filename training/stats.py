@@ -1,0 +1,33 @@
+"""Uncertainty over dialogues: bootstrap confidence intervals and a paired sign-flip permutation test.
+
+Values are per dialogue (a dialogue's mean over its references) with a weight (its number of references), so a
+weighted mean over dialogues equals the mean over rows that the per-row protocol reports.
+"""
+
+import numpy as np
+
+
+def weighted_mean(values, weights) -> float:
+    return float(np.average(values, weights=weights))
+
+
+def bootstrap_ci(values, weights=None, resamples: int = 1000, seed: int = 0, confidence: float = 0.95):
+    """(mean, low, high): percentile bootstrap of the weighted mean, resampling dialogues with replacement."""
+    v = np.asarray(values, dtype=float)
+    w = np.ones_like(v) if weights is None else np.asarray(weights, dtype=float)
+    idx = np.random.default_rng(seed).integers(0, len(v), size=(resamples, len(v)))
+    means = (v[idx] * w[idx]).sum(axis=1) / w[idx].sum(axis=1)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return weighted_mean(v, w), float(low), float(high)
+
+
+def paired_permutation_test(a, b, weights=None, permutations: int = 10000, seed: int = 0):
+    """(mean difference a-b, two-sided p-value): under H0 each dialogue's difference is as likely negated."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    w = np.ones_like(d) if weights is None else np.asarray(weights, dtype=float)
+    observed = float((d * w).sum() / w.sum())
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(permutations, len(d)))
+    null = (signs * d * w).sum(axis=1) / w.sum()
+    extreme = np.count_nonzero(np.abs(null) >= abs(observed) - 1e-12)
+    return observed, float((extreme + 1) / (permutations + 1))
