@@ -52,9 +52,9 @@ PRESETS = {
     "tiny": Preset(
         base_model=None, data="sample", lora_targets=("q", "k", "v", "o", "wi", "wo"), lora_r=16,
         logging_steps=10, eval_steps=50,
-        full=Hyper(3e-3, 12, 16, 0.05, "a 0.4M-parameter T5 from random init: a high rate and many short "
+        full=Hyper(3e-3, 8, 16, 0.05, "a 0.4M-parameter T5 from random init: a high rate and many short "
                    "epochs so 2 CPU cores learn the sample in about a minute"),
-        lora=Hyper(1e-2, 12, 16, 0.05, "the tiny base is random, so LoRA adapts every linear layer (r=16) at "
+        lora=Hyper(1e-2, 10, 16, 0.05, "the tiny base is random, so LoRA adapts every linear layer (r=16) at "
                    "a high rate; it shows the mechanics, not LoRA's quality on a pretrained model")),
 }
 

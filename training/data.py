@@ -58,6 +58,8 @@ def read_records(path: Path) -> list[dict]:
     if path.suffix == ".csv":
         try:
             frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        except pd.errors.EmptyDataError:
+            return []
         except (pd.errors.ParserError, UnicodeDecodeError) as e:
             raise DataError(f"{path}: not a readable CSV file ({e}).") from e
         return frame.to_dict("records")

@@ -31,11 +31,11 @@ def run(cfg: TrainConfig, callbacks=()) -> Path:
     model = load_base_model(cfg, run_dir)
     train, evalset = tokenize(data.splits["train"], tokenizer, cfg), tokenize(data.splits["validation"], tokenizer, cfg)
     trainer, history = make_trainer(model, tokenizer, args, train, evalset, callbacks)
-    train_seconds = fit(trainer, cfg)
-    trainer.evaluate()  # the final eval loss, whatever step the run ended on
+    train_seconds = fit(trainer, cfg, history)
     if trainer.is_world_process_zero():
         model_dir = run_dir / FULL_MODEL
         trainer.save_model(str(model_dir))  # model + tokenizer (processing_class), safetensors
+        (model_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; the config lives in metrics.json
         metrics = training_metrics("full", cfg, data, train, evalset, trainer, history, model, train_seconds,
                                    wall_start, model_dir)
         write_run_file(run_dir, FULL_METRICS, metrics)

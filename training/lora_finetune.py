@@ -39,8 +39,7 @@ def run(cfg: TrainConfig, callbacks=()) -> Path:
     model = get_peft_model(load_base_model(cfg, run_dir), lora_config(cfg))  # wraps (and mutates) the base
     train, evalset = tokenize(data.splits["train"], tokenizer, cfg), tokenize(data.splits["validation"], tokenizer, cfg)
     trainer, history = make_trainer(model, tokenizer, args, train, evalset, callbacks)
-    train_seconds = fit(trainer, cfg)
-    trainer.evaluate()
+    train_seconds = fit(trainer, cfg, history)
     if trainer.is_world_process_zero():
         adapter_dir = run_dir / LORA_ADAPTER
         model.save_pretrained(str(adapter_dir))  # adapter_config.json + adapter_model.safetensors only

@@ -99,6 +99,7 @@ def trainer_arguments(cfg: TrainConfig, out: Path) -> Seq2SeqTrainingArguments:
         report_to="none",
         ddp_backend="gloo" if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available() else None,
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
         **precision_flags(cfg),
     )
 
@@ -200,13 +201,17 @@ def device_name() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
 
 
-def fit(trainer, cfg: TrainConfig) -> float:
-    """Train (resuming if asked); returns training seconds."""
+def fit(trainer, cfg: TrainConfig, history: LossHistory) -> float:
+    """Train (resuming if asked), then make sure the last step has an eval loss; returns training seconds."""
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=True if cfg.resume else None)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    last_eval = max((r["step"] for r in history.rows if "eval_loss" in r), default=-1)
+    if last_eval != trainer.state.global_step:
+        trainer.evaluate()
+    return seconds
 
 
 def folder_bytes(folder: Path) -> int:

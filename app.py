@@ -1,0 +1,69 @@
+"""Gradio entry point (also the Hugging Face Spaces app_file).
+
+    python app.py                          # newest complete run under artifacts/, or builds the tiny demo first
+    python app.py --run artifacts/flan-t5-base --port 8080
+    ARTIFACTS_DIR=artifacts/flan-t5-base python app.py
+
+Importing this module starts nothing.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+DEMO_RUN = ROOT / "artifacts" / "tiny"
+DEMO_NOTICE = ("This page shows the **tiny offline demo model** (a 0.9 M-parameter T5 trained in minutes on a "
+               "bundled synthetic sample), not FLAN-T5. Train the real one with `python -m training --preset "
+               "flan-t5-base` (GPU + internet) and start `python app.py --run artifacts/flan-t5-base`.")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", default=os.environ.get("ARTIFACTS_DIR"),
+                        help="run folder (artifacts/<run>); default: $ARTIFACTS_DIR, else the newest complete run")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    return parser.parse_args(argv)
+
+
+def build_demo_run() -> Path:
+    """Train the offline tiny demo through the real pipeline (a few minutes on 2 cores), progress on the console."""
+    print("No trained run found under artifacts/: building the offline tiny demo (python -m training --preset tiny)."
+          " This takes a few minutes once.", flush=True)
+    subprocess.run([sys.executable, "-m", "training", "--preset", "tiny", "--output_dir", str(DEMO_RUN),
+                    "--overwrite"], cwd=ROOT, check=True)
+    return DEMO_RUN
+
+
+def choose_run(run: str | None) -> Path:
+    from dashboard.run_data import newest_complete_run
+
+    if run:
+        if not (Path(run) / "run.json").exists():
+            sys.exit(f"error: {run} is not a run folder (no run.json). Train one with `python -m training`.")
+        return Path(run)
+    return newest_complete_run(ROOT / "artifacts") or build_demo_run()
+
+
+def create_app(run_dir: Path):
+    from dashboard.models import load_models
+    from dashboard.run_data import load_run
+    from dashboard.ui import AppState, build_demo
+
+    data = load_run(run_dir)
+    notice = DEMO_NOTICE if data.run["preset"] == "tiny" else None
+    return build_demo(AppState(data=data, served=load_models(run_dir), demo_notice=notice))
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    demo = create_app(choose_run(args.run))
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""A run folder read into pandas frames for the charts and tables. Reads only the artifacts contract."""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+
+from artifacts.contract import (EVAL_METRICS, EVAL_PREDICTIONS, FULL_METRICS, FULL_MODEL, LORA_ADAPTER, LORA_METRICS,
+                                RUN_JSON, ArtifactError, read_run_file)
+
+MODEL_ORDER = ["base", "full", "lora"]
+MODEL_LABELS = {"base": "Base (no fine-tuning)", "full": "Full fine-tune", "lora": "LoRA"}
+METRIC_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
+# The original lab's published figures on the full DialogSum test set (1,500 rows, rouge_score with stemmer,
+# each row against its own reference): a reference series, not this run's numbers.
+LAB_REFERENCE = {"base": (0.2334, 0.0760, 0.2015, 0.2015), "full": (0.4216, 0.1804, 0.3384, 0.3384),
+                 "lora": (0.4081, 0.1633, 0.3251, 0.3249)}
+LAB_LABEL = "Original lab, published (flan-t5-base, full test set)"
+
+
+@dataclass
+class RunData:
+    folder: Path
+    run: dict
+    train: dict = field(default_factory=dict)        # 'full'/'lora' -> metrics.json
+    evaluation: Optional[dict] = None
+    predictions: Optional[pd.DataFrame] = None
+    problems: list[str] = field(default_factory=list)  # what could not be read, shown in the page
+
+
+def is_complete(folder: Path) -> bool:
+    return all((folder / p).exists() for p in (RUN_JSON, FULL_METRICS, LORA_METRICS, FULL_MODEL, LORA_ADAPTER))
+
+
+def newest_complete_run(artifacts_dir: Path) -> Optional[Path]:
+    runs = [p for p in Path(artifacts_dir).glob("*") if p.is_dir() and is_complete(p)]
+    return max(runs, key=lambda p: (p / RUN_JSON).stat().st_mtime, default=None)
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    frame = pd.DataFrame({
+        "id": [r["id"] for r in rows], "dialogue": [r["dialogue"] for r in rows],
+        "references": [r["references"] for r in rows],
+        **{m: [r["outputs"].get(m, "") for r in rows] for m in MODEL_ORDER},
+        **{f"{m}_rouge1": [r["rouge"].get(m, {}).get("rouge1") for r in rows] for m in MODEL_ORDER},
+    })
+    frame["dialogue_chars"] = frame["dialogue"].str.len()
+    frame["full_vs_lora"] = (frame["full_rouge1"] - frame["lora_rouge1"]).abs()
+    return frame
+
+
+def load_run(folder: Path) -> RunData:
+    """Everything the dashboard shows about a run; a missing or broken optional file becomes a problem line."""
+    folder = Path(folder)
+    data = RunData(folder=folder, run=read_run_file(folder, RUN_JSON))
+    for kind, name in (("full", FULL_METRICS), ("lora", LORA_METRICS)):
+        try:
+            data.train[kind] = read_run_file(folder, name)
+        except ArtifactError as e:
+            data.problems.append(str(e))
+    if (folder / EVAL_METRICS).exists():
+        try:
+            data.evaluation = read_run_file(folder, EVAL_METRICS)
+            data.predictions = read_predictions(folder / EVAL_PREDICTIONS)
+        except (ArtifactError, OSError, ValueError, KeyError) as e:
+            data.problems.append(f"evaluation: {e}")
+    return data
+
+
+def rouge_frame(evaluation: Optional[dict], protocol: Optional[str] = None, with_lab: bool = True) -> pd.DataFrame:
+    """model, metric, mean, ci_low, ci_high, series: this run's scores and (optionally) the lab's published ones."""
+    rows = []
+    if evaluation:
+        protocol = protocol or evaluation["headline_protocol"]
+        for model, metrics in evaluation["scores"][protocol].items():
+            for metric, s in metrics.items():
+                rows.append({"model": model, "metric": metric, **s, "series": "This run"})
+    if with_lab:
+        for model, values in LAB_REFERENCE.items():
+            for metric, value in zip(METRIC_LABELS, values):
+                rows.append({"model": model, "metric": metric, "mean": value, "ci_low": None, "ci_high": None,
+                             "series": LAB_LABEL})
+    return pd.DataFrame(rows, columns=["model", "metric", "mean", "ci_low", "ci_high", "series"])
+
+
+def parameters_frame(train: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"method": k, "total": m["parameters"]["total"], "trainable": m["parameters"]["trainable"],
+                          "trainable_percent": m["parameters"]["trainable_percent"]} for k, m in train.items()])
+
+
+def cost_frame(train: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"method": k, **{c: m["cost"][c] for c in (
+        "wall_seconds", "train_seconds", "examples_per_second", "tokens_per_second", "peak_memory_bytes",
+        "checkpoint_bytes")}, "peak_memory_measure": m["cost"]["peak_memory_measure"], "device": m["cost"]["device"]}
+        for k, m in train.items()])
+
+
+def loss_frame(train: dict) -> pd.DataFrame:
+    """Long format: method, step, split ('train'/'eval'), loss."""
+    rows = [{"method": k, "step": r["step"], "split": split, "loss": r[f"{split}_loss"]}
+            for k, m in train.items() for r in m["loss_history"] for split in ("train", "eval") if f"{split}_loss" in r]
+    return pd.DataFrame(rows, columns=["method", "step", "split", "loss"]).drop_duplicates()
+
+
+def tradeoff_frame(data: RunData) -> pd.DataFrame:
+    """method, rouge1 (headline protocol), trainable parameters, training seconds: the cost-vs-quality scatter."""
+    if not data.evaluation:
+        return pd.DataFrame(columns=["method", "rouge1", "trainable", "train_seconds"])
+    scores = data.evaluation["scores"][data.evaluation["headline_protocol"]]
+    return pd.DataFrame([{"method": k, "rouge1": scores[k]["rouge1"]["mean"],
+                          "trainable": m["parameters"]["trainable"], "train_seconds": m["cost"]["train_seconds"]}
+                         for k, m in data.train.items() if k in scores])
+
+
+def summary_table(data: RunData) -> pd.DataFrame:
+    """One row per model: the headline ROUGE with CIs, parameters and cost, for the table under the charts."""
+    rows = []
+    scores = data.evaluation["scores"][data.evaluation["headline_protocol"]] if data.evaluation else {}
+    for model in MODEL_ORDER:
+        row = {"model": MODEL_LABELS[model]}
+        for metric, label in METRIC_LABELS.items():
+            s = scores.get(model, {}).get(metric)
+            row[label] = f"{s['mean']:.4f} [{s['ci_low']:.4f}, {s['ci_high']:.4f}]" if s else "-"
+        train = data.train.get(model)
+        row["trainable params"] = f"{train['parameters']['trainable']:,}" if train else "-"
+        row["train time (s)"] = f"{train['cost']['train_seconds']:.1f}" if train else "-"
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,47 @@
+"""Shared fixtures: one tiny full + LoRA run (a few steps on one repeated batch) reused by many tests."""
+
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import TrainerCallback
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT))
+
+needs_shared = pytest.mark.skipif(
+    not (SHARED / "data" / "dialogsum").is_dir(),
+    reason="../shared (DialogSum dev/test, the FLAN-T5 tokenizer, the lab's predictions) is not beside this "
+           "checkout; it exists in the project's CI, not in a user's clone")
+
+
+class CaptureModel(TrainerCallback):
+    """Keeps the trained model object so tests can compare it with what was saved."""
+
+    def __init__(self, store: dict, key: str):
+        self.store, self.key = store, key
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.store[self.key] = model
+
+
+def tiny_config(run_dir, **overrides):
+    from training.config import TrainConfig
+
+    settings = dict(preset="tiny", output_dir=str(run_dir), max_train_samples=16, max_eval_samples=8, batch_size=16,
+                    max_steps=10, logging_steps=1, eval_steps=5)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """(run folder, {'full': trained model, 'lora': trained peft model}); 16 examples = one batch, 10 steps."""
+    from training import full_finetune, lora_finetune
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    models = {}
+    full_finetune.run(tiny_config(run_dir), callbacks=[CaptureModel(models, "full")])
+    lora_finetune.run(tiny_config(run_dir), callbacks=[CaptureModel(models, "lora")])
+    return run_dir, models

@@ -1,0 +1,148 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from rouge_score import rouge_scorer
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+from artifacts.contract import EVAL_METRICS, EVAL_PREDICTIONS, FULL_MODEL, ArtifactError, read_run_file
+from tests.conftest import ROOT, SHARED, needs_shared
+from training import evaluate
+from training.generation import generate
+from training.rouge import METRICS, Rouge
+from training.score import score_file
+from training.stats import bootstrap_ci, paired_permutation_test
+
+REF = "The cat sat on the mat. It was happy!\nThen it slept."
+PRED = "A cat was sitting on a mat. Later the cats were sleeping."
+
+
+def test_rouge_equals_rouge_score_directly():
+    direct = rouge_scorer.RougeScorer(list(METRICS), use_stemmer=True)
+    ours = Rouge(split_sentences=True).score(REF, PRED)
+    expected = direct.score("The cat sat on the mat.\nIt was happy!\nThen it slept.",
+                            "A cat was sitting on a mat.\nLater the cats were sleeping.")
+    for k in METRICS:
+        assert abs(ours[k] - expected[k].fmeasure) < 1e-9
+    assert ours["rougeLsum"] != pytest.approx(ours["rougeL"])  # sentence splitting matters for Lsum
+
+
+def test_multi_reference_takes_the_best_reference():
+    refs = ["Bob buys a red lamp.", "Someone purchases a lamp for ten dollars. It is red."]
+    pred = "Bob buys a lamp. It is red."
+    ours = Rouge().score_multi(refs, pred)
+    direct = rouge_scorer.RougeScorer(list(METRICS), use_stemmer=True).score_multi(
+        ["Bob buys a red lamp.", "Someone purchases a lamp for ten dollars.\nIt is red."], "Bob buys a lamp.\nIt is red.")
+    for k in METRICS:
+        assert abs(ours[k] - direct[k].fmeasure) < 1e-9
+        assert ours[k] >= max(Rouge().score(r, pred)[k] for r in refs) - 1e-12
+
+
+LAB = {"original_model_summaries": (0.2334, 0.0760, 0.2015, 0.2015),
+       "instruct_model_summaries": (0.4216, 0.1804, 0.3384, 0.3384),
+       "peft_model_summaries": (0.4081, 0.1633, 0.3251, 0.3249)}
+
+
+@needs_shared
+@pytest.mark.parametrize("column", list(LAB))
+def test_reproduces_the_labs_published_rouge(column):
+    result = score_file(SHARED / "data" / "lab-reference" / "dialogue-summary-training-results.csv", column,
+                        "human_baseline_summaries", split_sentences=False)
+    assert result["rows"] == 1500
+    for k, published in zip(METRICS, LAB[column]):
+        assert abs(result[k]["mean"] - published) <= 0.0005, (k, result[k]["mean"], published)
+
+
+def test_bootstrap_interval_contains_the_mean_and_shrinks_with_more_data():
+    rng = np.random.default_rng(1)
+    small, large = rng.uniform(0, 1, 50), rng.uniform(0, 1, 2000)
+    m1, lo1, hi1 = bootstrap_ci(small)
+    m2, lo2, hi2 = bootstrap_ci(large)
+    assert lo1 <= m1 <= hi1 and lo2 <= m2 <= hi2
+    assert hi2 - lo2 < 0.5 * (hi1 - lo1)
+
+
+def test_paired_test_of_a_model_against_itself_is_not_significant():
+    a = np.random.default_rng(2).uniform(0, 1, 200)
+    diff, p = paired_permutation_test(a, a.copy())
+    assert diff == 0 and p == 1.0
+    _, p_shifted = paired_permutation_test(a + 0.05, a)
+    assert p_shifted < 0.001
+
+
+def test_batched_generation_equals_one_at_a_time(tiny_run):
+    run_dir, _ = tiny_run
+    tok = AutoTokenizer.from_pretrained(run_dir / FULL_MODEL)
+    model = AutoModelForSeq2SeqLM.from_pretrained(run_dir / FULL_MODEL).eval()
+    from training.data import load_data
+
+    prompts = list(load_data("sample").splits["validation"]["dialogue"][:12])
+    batched = generate(model, tok, prompts, batch_size=6, max_new_tokens=24)
+    single = [generate(model, tok, [p], batch_size=1, max_new_tokens=24)[0] for p in prompts]
+    assert batched == single
+    assert sum(bool(s) for s in single) >= 6  # the comparison is over real text, not empty strings
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_run):
+    run_dir, _ = tiny_run
+    metrics = evaluate.run(evaluate.EvalConfig(run=str(run_dir), limit=8, batch_size=4, max_new_tokens=16))
+    return run_dir, metrics
+
+
+def test_evaluate_writes_valid_metrics_and_predictions(evaluated):
+    run_dir, metrics = evaluated
+    assert read_run_file(run_dir, EVAL_METRICS) == json.loads((run_dir / EVAL_METRICS).read_text())
+    assert metrics["n_dialogues"] == 8 and metrics["n_references"] == 24
+    for protocol in ("per_row", "multi_reference"):
+        for model in ("base", "full", "lora"):
+            for k in METRICS:
+                s = metrics["scores"][protocol][model][k]
+                assert s["ci_low"] <= s["mean"] <= s["ci_high"]
+    rows = [json.loads(line) for line in (run_dir / EVAL_PREDICTIONS).read_text().splitlines()]
+    assert len(rows) == 8 and set(rows[0]["outputs"]) == {"base", "full", "lora"}
+    assert len(rows[0]["references"]) == 3
+    mean_r1 = np.mean([r["rouge"]["full"]["rouge1"] for r in rows])
+    assert mean_r1 == pytest.approx(metrics["scores"]["per_row"]["full"]["rouge1"]["mean"])
+    assert metrics["decoding"]["do_sample"] is False and metrics["decoding"]["max_new_tokens"] == 16
+
+
+def test_base_outputs_come_from_the_shared_weights_with_the_adapter_off(evaluated):
+    run_dir, _ = evaluated
+    tok, shared, _ = evaluate.load_models(run_dir, "cpu")
+    base = AutoModelForSeq2SeqLM.from_pretrained(run_dir / "base" / "model").eval()
+    enc = tok(["#Person1#: Hello there."], return_tensors="pt")
+    dec = torch.zeros((1, 2), dtype=torch.long)
+    with torch.inference_mode(), shared.disable_adapter():
+        assert torch.equal(shared(**enc, decoder_input_ids=dec).logits, base(**enc, decoder_input_ids=dec).logits)
+
+
+def test_corrupt_eval_metrics_are_rejected(evaluated, tmp_path):
+    run_dir, metrics = evaluated
+    broken = dict(metrics, headline_protocol="vibes")
+    (tmp_path / "eval").mkdir()
+    (tmp_path / EVAL_METRICS).write_text(json.dumps(broken))
+    with pytest.raises(ArtifactError, match="headline_protocol"):
+        read_run_file(tmp_path, EVAL_METRICS)
+
+
+def run_score(*args):
+    return subprocess.run([sys.executable, "-m", "training.score", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_score_cli_prints_json_and_reports_errors(tmp_path):
+    good = tmp_path / "p.jsonl"
+    good.write_text(json.dumps({"pred": "Bob buys a lamp.", "ref": "Bob buys a red lamp."}) + "\n")
+    out = run_score(good, "--prediction-column", "pred", "--reference-column", "ref")
+    assert out.returncode == 0 and json.loads(out.stdout)["rouge1"]["mean"] == pytest.approx(
+        Rouge().score("Bob buys a red lamp.", "Bob buys a lamp.")["rouge1"])
+    missing = run_score(good, "--prediction-column", "summary", "--reference-column", "ref")
+    assert missing.returncode == 2 and "no column 'summary'" in missing.stderr
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    bad = run_score(empty, "--prediction-column", "a", "--reference-column", "b")
+    assert bad.returncode == 2 and "empty.csv" in bad.stderr

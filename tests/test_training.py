@@ -1,0 +1,168 @@
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, TrainerCallback
+
+from artifacts.contract import (FULL_METRICS, FULL_MODEL, LORA_ADAPTER, LORA_METRICS, RUN_JSON, ArtifactError,
+                                read_run_file)
+from tests.conftest import ROOT, SHARED, needs_shared, tiny_config
+from training import full_finetune, lora_finetune
+from training.config import ConfigError, TrainConfig, resolve
+from training.modeling import TINY_BASE_DIR, count_parameters, untie_lm_head
+from training.recipe import RunFolderError
+
+
+def train_losses(metrics):
+    return [r["train_loss"] for r in metrics["loss_history"] if "train_loss" in r]
+
+
+@pytest.mark.parametrize("metrics_file", [FULL_METRICS, LORA_METRICS])
+def test_loss_is_finite_and_falls_on_a_repeated_batch(tiny_run, metrics_file):
+    run_dir, _ = tiny_run
+    losses = train_losses(read_run_file(run_dir, metrics_file))
+    assert len(losses) == 10 and all(math.isfinite(x) for x in losses)
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_metrics_record_counts_cost_and_config(tiny_run):
+    run_dir, _ = tiny_run
+    full, lora = read_run_file(run_dir, FULL_METRICS), read_run_file(run_dir, LORA_METRICS)
+    assert full["data"]["train"] == 16 and full["data"]["eval"] == 8
+    assert full["parameters"]["trainable"] == full["parameters"]["total"]
+    assert 0 < lora["parameters"]["trainable"] < lora["parameters"]["total"]
+    assert full["hyperparameters"]["learning_rate"] == 3e-3 and lora["hyperparameters"]["learning_rate"] == 1e-2
+    for m in (full, lora):
+        assert m["cost"]["train_seconds"] > 0 and m["cost"]["peak_memory_bytes"] > 0
+        assert m["final"]["steps"] == 10 and m["final"]["eval_loss"] is not None
+    assert read_run_file(run_dir, RUN_JSON)["base_model"] == TINY_BASE_DIR
+
+
+def test_lora_trains_only_adapters_and_leaves_base_bit_identical(tiny_run):
+    run_dir, models = tiny_run
+    trained = models["lora"]
+    assert all("lora_" in n for n, p in trained.named_parameters() if p.requires_grad)
+    original = AutoModelForSeq2SeqLM.from_pretrained(run_dir / TINY_BASE_DIR).state_dict()
+    after = {n.replace("base_model.model.", "").replace(".base_layer", ""): p
+             for n, p in trained.state_dict().items() if "lora_" not in n}
+    compared = 0
+    for name, tensor in original.items():
+        if name in after:
+            assert torch.equal(tensor, after[name].cpu()), name
+            compared += 1
+    assert compared >= len(original) - 2  # all but tied aliases of the embedding
+
+
+def test_adapter_checkpoint_is_a_small_fraction_of_full(tiny_run):
+    run_dir, _ = tiny_run
+    full, lora = read_run_file(run_dir, FULL_METRICS), read_run_file(run_dir, LORA_METRICS)
+    assert sorted(p.name for p in (run_dir / LORA_ADAPTER).iterdir()) == ["adapter_config.json",
+                                                                        "adapter_model.safetensors"]
+    assert lora["cost"]["checkpoint_bytes"] < 0.25 * full["cost"]["checkpoint_bytes"]
+
+
+def logits(model, tokenizer):
+    enc = tokenizer(["#Person1#: I'd like a table for two on Friday."], return_tensors="pt")
+    with torch.inference_mode():
+        return model.eval()(**enc, decoder_input_ids=torch.zeros((1, 3), dtype=torch.long)).logits
+
+
+def test_save_and_reload_give_identical_logits(tiny_run):
+    run_dir, models = tiny_run
+    tok = AutoTokenizer.from_pretrained(run_dir / FULL_MODEL)
+    reloaded_full = AutoModelForSeq2SeqLM.from_pretrained(run_dir / FULL_MODEL)
+    assert torch.equal(logits(models["full"], tok), logits(reloaded_full, tok))
+    base = AutoModelForSeq2SeqLM.from_pretrained(run_dir / TINY_BASE_DIR)
+    reloaded_lora = PeftModel.from_pretrained(base, run_dir / LORA_ADAPTER)
+    assert torch.equal(logits(models["lora"], tok), logits(reloaded_lora, tok))
+
+
+def test_broken_metrics_are_rejected_with_the_field(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    doc = json.loads((run_dir / FULL_METRICS).read_text())
+    doc["cost"]["peak_memory_bytes"] = "a lot"
+    (tmp_path / "full").mkdir()
+    (tmp_path / FULL_METRICS).write_text(json.dumps(doc))
+    with pytest.raises(ArtifactError, match="cost/peak_memory_bytes"):
+        read_run_file(tmp_path, FULL_METRICS)
+    (tmp_path / FULL_METRICS).write_text('{"schema_version": 1, "kind": "full"')
+    with pytest.raises(ArtifactError, match="not valid JSON"):
+        read_run_file(tmp_path, FULL_METRICS)
+
+
+def test_existing_output_is_refused_without_overwrite(tiny_run):
+    run_dir, _ = tiny_run
+    with pytest.raises(RunFolderError, match="--overwrite"):
+        full_finetune.run(tiny_config(run_dir))
+
+
+def test_config_validation_names_the_option():
+    with pytest.raises(ConfigError, match="--learning_rate"):
+        resolve(TrainConfig(preset="tiny", learning_rate=-1.0), "full")
+    with pytest.raises(ConfigError, match="--resume and --overwrite"):
+        resolve(TrainConfig(preset="tiny", resume=True, overwrite=True), "lora")
+
+
+class StopAt(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    cfg = tiny_config(run_dir, max_steps=6, save_steps=2, eval_steps=3)
+    with pytest.raises(KeyboardInterrupt):
+        lora_finetune.run(cfg, callbacks=[StopAt(3)])
+    assert not (run_dir / LORA_METRICS).exists()
+    with pytest.raises(RunFolderError, match="already exists"):
+        lora_finetune.run(cfg)
+    lora_finetune.run(tiny_config(run_dir, max_steps=6, save_steps=2, eval_steps=3, resume=True))
+    metrics = read_run_file(run_dir, LORA_METRICS)
+    steps = [r["step"] for r in metrics["loss_history"] if "train_loss" in r]
+    assert metrics["final"]["steps"] == 6 and steps == [3, 4, 5, 6]  # continued after checkpoint-2
+
+
+def test_overwrite_replaces_the_method_folder(tmp_path):
+    run_dir = tmp_path / "run"
+    full_finetune.run(tiny_config(run_dir, max_steps=2))
+    full_finetune.run(tiny_config(run_dir, max_steps=3, overwrite=True))
+    assert read_run_file(run_dir, FULL_METRICS)["final"]["steps"] == 3
+
+
+def test_torchrun_two_processes_write_metrics_once(tmp_path):
+    run_dir = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+           "-m", "training.full_finetune", "--preset", "tiny", "--output_dir", str(run_dir), "--max_steps", "3",
+           "--max_train_samples", "32", "--max_eval_samples", "8", "--batch_size", "8", "--eval_steps", "3"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("full fine-tune:") == 1
+    metrics = read_run_file(run_dir, FULL_METRICS)
+    assert metrics["cost"]["world_size"] == 2 and metrics["final"]["steps"] == 3
+
+
+def test_parameter_counts_of_the_real_flan_t5_base_architecture():
+    if not (SHARED / "models" / "flan-t5-base-config").is_dir():
+        pytest.skip("../shared/models/flan-t5-base-config is absent (it is in CI)")
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import AutoConfig
+
+    with torch.device("meta"):  # shapes only: no memory, no time
+        model = AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(SHARED / "models" / "flan-t5-base-config"))
+    assert count_parameters(model)["total"] == 222_903_552  # transformers 5 ties lm_head when built from config
+    assert count_parameters(untie_lm_head(model))["total"] == 247_577_856  # as the real checkpoint loads
+    lora = get_peft_model(model, LoraConfig(r=32, lora_alpha=32, target_modules=["q", "v"],
+                                            task_type=TaskType.SEQ_2_SEQ_LM))
+    counts = count_parameters(lora)
+    assert (counts["trainable"], counts["total"]) == (3_538_944, 251_116_800)
+    assert round(counts["trainable_percent"], 2) == 1.41
