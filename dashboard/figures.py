@@ -1,5 +1,7 @@
 """Pure Plotly figure builders: frames in, figures out. No Gradio, no file reading."""
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -14,6 +16,13 @@ def empty_figure(message: str) -> go.Figure:
     fig.add_annotation(text=message, showarrow=False, font={"size": 15}, x=0.5, y=0.5, xref="paper", yref="paper")
     fig.update_layout(xaxis={"visible": False}, yaxis={"visible": False}, height=320)
     return fig
+
+
+def padded(values: pd.Series, floor=None) -> list[float]:
+    """An axis range with room around the points, so markers and their labels are not cut at the edges."""
+    low, high = float(values.min()), float(values.max())
+    pad = max(high - low, abs(high) * 0.2, 1e-3) * 0.3
+    return [low - pad if floor is None else max(floor, low - pad), high + pad]
 
 
 def rouge_bars(frame: pd.DataFrame) -> go.Figure:
@@ -56,8 +65,10 @@ def parameter_bars(frame: pd.DataFrame) -> go.Figure:
     fig.add_bar(name="Trainable parameters", x=labels, y=frame["trainable"], marker_color="#1a73e8",
                 text=[f"{v:,} ({p:.2f}%)" for v, p in zip(frame["trainable"], frame["trainable_percent"])],
                 textposition="outside")
+    low, high = math.log10(max(frame["trainable"].min(), 1)) - 0.5, math.log10(frame["total"].max()) + 0.6
     fig.update_layout(title="Parameters: total vs trainable (log scale)", barmode="group",
-                      yaxis={"type": "log", "title": "parameters"}, height=420, legend={"orientation": "h", "y": -0.15})
+                      yaxis={"type": "log", "title": "parameters", "range": [low, high]}, height=420,
+                      legend={"orientation": "h", "y": -0.15})
     return fig
 
 
@@ -113,8 +124,11 @@ def tradeoff_scatter(frame: pd.DataFrame) -> go.Figure:
         fig.add_scatter(x=frame[x], y=frame["rouge1"], mode="markers+text", showlegend=False,
                         text=[METHOD_LABELS.get(m, m) for m in frame["method"]], textposition="top center",
                         marker={"size": 14, "color": [COLORS.get(m) for m in frame["method"]]}, row=1, col=col)
-    fig.update_xaxes(type="log", title_text="trainable parameters (log)", row=1, col=1)
-    fig.update_xaxes(title_text="training seconds", row=1, col=2)
+    logs = frame["trainable"].clip(lower=1).map(math.log10)
+    fig.update_xaxes(type="log", title_text="trainable parameters (log)", row=1, col=1,
+                     range=[logs.min() - 0.5, logs.max() + 0.5])
+    fig.update_xaxes(title_text="training seconds", row=1, col=2, range=padded(frame["train_seconds"]))
+    fig.update_yaxes(range=padded(frame["rouge1"], floor=0))
     fig.update_yaxes(title_text="ROUGE-1 F1", row=1, col=1)
     fig.update_layout(title="Cost vs quality", height=420)
     return fig

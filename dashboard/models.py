@@ -67,6 +67,8 @@ def load_models(run_dir: Path, device: Optional[str] = None) -> ServedModels:
             shared = PeftModel.from_pretrained(shared, str(run_dir / LORA_ADAPTER), adapter_name=ADAPTER)
         except Exception as e:
             errors["lora"] = f"adapter {run_dir / LORA_ADAPTER}: {_reason(e)}"
+            # peft injects adapter layers into the base before reading the weights: start from clean weights
+            shared = AutoModelForSeq2SeqLM.from_pretrained(base_path, dtype=dtype)
         shared = shared.to(device).eval()
     try:
         full = AutoModelForSeq2SeqLM.from_pretrained(str(run_dir / FULL_MODEL), dtype=dtype).to(device).eval()

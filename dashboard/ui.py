@@ -45,6 +45,12 @@ def model_label(summary) -> str:
     return f"**{name}** · {summary.seconds:.2f} s ({how}) · {summary.tokens} tokens"
 
 
+def output_text(summary) -> str:
+    if summary.error:
+        return f"(unavailable) {summary.error}"
+    return summary.text or "(no text: the model generated only special tokens)"
+
+
 def reference_rouge(reference: str, summaries: dict) -> pd.DataFrame:
     from training.rouge import METRICS, Rouge  # the evaluation's exact ROUGE settings
 
@@ -70,8 +76,7 @@ def make_summarize(state: AppState):
             summaries, truncated = summarize_all(state.served, text, settings, state.prompt_template)
         except InputError as e:
             raise gr.Error(str(e)) from e
-        texts = [summaries[m].text if not summaries[m].error else f"(unavailable) {summaries[m].error}"
-                 for m in MODELS]
+        texts = [output_text(summaries[m]) for m in MODELS]
         labels = [model_label(summaries[m]) for m in MODELS]
         notice = ("⚠️ The dialogue is longer than the models read: it was **truncated to 512 tokens**."
                   if truncated else "")
@@ -132,7 +137,8 @@ def build_compare_tab(state: AppState):
         with gr.Column(scale=3):
             picker = gr.Dropdown(choices=example_choices(preds), label="Example from the test set (fills the "
                                  "dialogue and its reference)", value=None, interactive=True)
-            text = gr.Textbox(label="Dialogue", lines=12, placeholder="#Person1#: ...\n#Person2#: ...")
+            text = gr.Textbox(label="Dialogue", lines=12, placeholder="#Person1#: ...\n#Person2#: ...",
+                              elem_id="dialogue")
             reference = gr.Textbox("", label="Reference summary (optional: gives each output's ROUGE)", lines=2)
         with gr.Column(scale=1):
             with gr.Accordion("Generation settings (defaults = evaluation's)", open=False):
@@ -148,9 +154,10 @@ def build_compare_tab(state: AppState):
     with gr.Row(equal_height=True):
         for m in MODELS:
             with gr.Column():
-                labels.append(gr.Markdown(f"**{rd.MODEL_LABELS[m]}**"))
                 outputs.append(gr.Textbox(label=rd.MODEL_LABELS[m], lines=5, interactive=False, elem_id=f"out-{m}"))
-    rouge_table = gr.Dataframe(label="ROUGE against your reference", interactive=False)
+                labels.append(gr.Markdown(f"**{rd.MODEL_LABELS[m]}**"))
+    rouge_table = gr.Dataframe(label="ROUGE against your reference (fill in the reference box to see it)",
+                               interactive=False)
     button.click(make_summarize(state), [text, reference, max_new, beams, sample, temperature, top_p, seed],
                  [*outputs, *labels, rouge_table, notice], api_name="summarize", concurrency_limit=CONCURRENCY)
 

@@ -45,3 +45,15 @@ def tiny_run(tmp_path_factory):
     full_finetune.run(tiny_config(run_dir), callbacks=[CaptureModel(models, "full")])
     lora_finetune.run(tiny_config(run_dir), callbacks=[CaptureModel(models, "lora")])
     return run_dir, models
+
+
+@pytest.fixture(scope="session")
+def evaluated_run(tiny_run):
+    """The tiny run with eval/ (8 test dialogues, 16 new tokens)."""
+    from artifacts.contract import EVAL_METRICS
+    from training import evaluate
+
+    run_dir, _ = tiny_run
+    if not (run_dir / EVAL_METRICS).exists():
+        evaluate.run(evaluate.EvalConfig(run=str(run_dir), limit=8, batch_size=4, max_new_tokens=16))
+    return run_dir

@@ -87,10 +87,8 @@ def test_batched_generation_equals_one_at_a_time(tiny_run):
 
 
 @pytest.fixture(scope="module")
-def evaluated(tiny_run):
-    run_dir, _ = tiny_run
-    metrics = evaluate.run(evaluate.EvalConfig(run=str(run_dir), limit=8, batch_size=4, max_new_tokens=16))
-    return run_dir, metrics
+def evaluated(evaluated_run):
+    return evaluated_run, json.loads((evaluated_run / EVAL_METRICS).read_text())
 
 
 def test_evaluate_writes_valid_metrics_and_predictions(evaluated):

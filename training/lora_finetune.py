@@ -42,7 +42,8 @@ def run(cfg: TrainConfig, callbacks=()) -> Path:
     train_seconds = fit(trainer, cfg, history)
     if trainer.is_world_process_zero():
         adapter_dir = run_dir / LORA_ADAPTER
-        model.save_pretrained(str(adapter_dir))  # adapter_config.json + adapter_model.safetensors only
+        model.save_pretrained(str(adapter_dir))  # adapter_config.json + adapter_model.safetensors
+        (adapter_dir / "README.md").unlink(missing_ok=True)  # peft's empty model-card template
         metrics = training_metrics("lora", cfg, data, train, evalset, trainer, history, model, train_seconds,
                                    wall_start, adapter_dir)
         write_run_file(run_dir, LORA_METRICS, metrics)

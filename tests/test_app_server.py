@@ -1,0 +1,100 @@
+"""The app served on a loopback port: the /summarize API with gradio_client, and a real browser (Chromium)."""
+
+import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
+DIALOGUES = [f"#Person1#: I need a ticket to {city}.\n#Person2#: When would you like to leave?\n"
+             f"#Person1#: On {day}. I'd prefer the train." for city, day in
+             [("Boston", "Monday"), ("Paris", "Friday"), ("Tokyo", "Sunday"), ("Denver", "Tuesday"),
+              ("Madrid", "Thursday"), ("Seattle", "Saturday"), ("Sydney", "Wednesday"), ("Chicago", "Monday")]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(evaluated_run):
+    import app
+
+    demo = app.create_app(evaluated_run)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server, verbose=False)
+
+
+def test_importing_app_starts_nothing():
+    import app
+
+    assert not hasattr(app, "demo") and callable(app.main)
+
+
+def test_summarize_endpoint_with_only_the_text(client):
+    base, full, lora, *rest = client.predict(DIALOGUES[0], api_name="/summarize")
+    assert full and lora and base
+    assert "Full fine-tune" in rest[1] and "tokens" in rest[1]
+
+
+def test_empty_text_is_refused_with_a_message(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="Paste a dialogue first"):
+        client.predict("   ", api_name="/summarize")
+
+
+def test_concurrent_requests_equal_sequential_ones(client):
+    # sampling with a seed per request: any leak of RNG state or adapter state between requests changes outputs
+    kwargs = [dict(api_name="/summarize", max_new_tokens=24, do_sample=True, seed=i) for i in range(len(DIALOGUES))]
+    sequential = [client.predict(d, **kw)[:3] for d, kw in zip(DIALOGUES, kwargs)]
+    jobs = [client.submit(d, **kw) for d, kw in zip(DIALOGUES, kwargs)]
+    concurrent = [job.result(timeout=300)[:3] for job in jobs]
+    assert concurrent == sequential
+    assert len({s[2] for s in sequential}) > 1  # different requests, different summaries: a real comparison
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="no Chromium at /usr/bin/chromium (apt-get install chromium)")
+def test_browser_compares_three_models_and_shows_the_charts(server):
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "out" / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(server)
+        page.locator("#dialogue textarea").fill(DIALOGUES[1])
+        page.get_by_role("button", name="Summarize with all three models").click()
+        for model in ("base", "full", "lora"):
+            box = page.locator(f"#out-{model} textarea")
+            box.wait_for()
+            page.wait_for_function("el => el.value.length > 0", arg=box.element_handle(), timeout=60_000)
+        assert "tokens" in page.locator("body").inner_text()  # the per-model latency/token labels
+        page.screenshot(path=str(shots / "compare.png"), full_page=True)
+        page.get_by_role("tab", name="Metrics").click()
+        page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+        assert page.locator(".js-plotly-plot").count() >= 5
+        assert page.get_by_text("ROUGE F1 by model").count() >= 1
+        page.screenshot(path=str(shots / "metrics.png"), full_page=True)
+        page.get_by_role("tab", name="Examples").click()
+        page.get_by_text("Per-example ROUGE").first.wait_for()
+        page.screenshot(path=str(shots / "examples.png"), full_page=True)
+        browser.close()
