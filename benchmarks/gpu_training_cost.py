@@ -99,12 +99,15 @@ def forward_flops(enc_params, dec_params, src_lens, tgt_lens, d_attn, layers) ->
     return total
 
 
-def train_cost(kind, config, device, batch, steps, warmup, lengths, peak_tflops):
+def train_cost(kind, config, device, batch, steps, warmup, lengths, peak_tflops, compile_model=False):
     torch.manual_seed(0)
     model = build_model(config, device)
     if kind == "lora":
         model = add_lora(model)
     model.train()
+    warm_start = time.perf_counter()
+    if compile_model:  # fewer, fused kernels: the eager step is bound by kernel launches, not by FLOPs
+        model = torch.compile(model, dynamic=True)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, fused=device == "cuda")
     batches = length_grouped_batches(lengths["dev_prompt"], lengths["dev_summary"], batch, warmup + steps)
@@ -132,6 +135,7 @@ def train_cost(kind, config, device, batch, steps, warmup, lengths, peak_tflops)
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
+    warmup_seconds = start - warm_start
     peak = torch.cuda.max_memory_allocated() if device == "cuda" else 0
     trainable = sum(p.numel() for p in params)
     total = sum(p.numel() for p in model.parameters())
@@ -140,7 +144,8 @@ def train_cost(kind, config, device, batch, steps, warmup, lengths, peak_tflops)
         torch.cuda.empty_cache()
     eps = examples / seconds
     achieved = flops / seconds / 1e12
-    return {"kind": kind, "batch": batch, "steps": steps, "examples_per_second": eps,
+    return {"kind": kind, "batch": batch, "steps": steps, "compiled": compile_model, "warmup_seconds": warmup_seconds,
+            "examples_per_second": eps,
             "epoch_seconds": EPOCH_EXAMPLES / eps, "peak_memory_gib": peak / 2**30,
             "achieved_tflops": achieved, "mfu": achieved / peak_tflops if peak_tflops else None,
             "trainable": trainable, "total": total, "loss": float(loss.detach())}
@@ -206,6 +211,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=40, help="timed optimizer steps per measurement")
     parser.add_argument("--eval-batch", type=int, default=128, help="generation batch for P6")
     parser.add_argument("--out", type=Path, default=None, help="also write the results JSON here")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model for the training steps")
+    parser.add_argument("--skip-eval", action="store_true", help="training measurements only")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     config = SMOKE if args.smoke else FLAN_T5_BASE
@@ -221,9 +228,10 @@ def main() -> int:
     print(f"device: {name} (peak bf16 {peak} TFLOP/s)", flush=True)
     for batch in batches:
         for kind in ("full", "lora"):
-            r = train_cost(kind, config, device, batch, steps, warmup, lengths, peak)
+            r = train_cost(kind, config, device, batch, steps, warmup, lengths, peak, args.compile)
             report["training"].append(r)
-            print(f"P5 {kind:4} batch {batch:3}: {r['examples_per_second']:8.1f} ex/s, epoch {r['epoch_seconds']:7.1f} s, "
+            print(f"P5 {kind:4} batch {batch:3}{' compiled' if args.compile else ''}: "
+                  f"{r['examples_per_second']:8.1f} ex/s, epoch {r['epoch_seconds']:7.1f} s, "
                   f"peak {r['peak_memory_gib']:5.1f} GiB, {r['achieved_tflops']:6.1f} TFLOP/s, "
                   f"MFU {r['mfu'] or 0:.1%}, trainable {r['trainable']:,}/{r['total']:,}", flush=True)
     # the compute floor: one epoch's model FLOPs at the GPU's peak
@@ -236,6 +244,11 @@ def main() -> int:
         report["epoch_floor_seconds"] = EPOCH_EXAMPLES * per_example / (peak * 1e12)
         print(f"P5 compute floor for one epoch of full FT at peak: {report['epoch_floor_seconds']:.1f} s")
     n = 8 if args.smoke else 500
+    if args.skip_eval:
+        print(json.dumps(report, indent=2))
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=2))
+        return 0
     report["evaluation"] = eval_cost(config, device, lengths, 4 if args.smoke else args.eval_batch, n)
     e = report["evaluation"]
     print(f"P6 evaluation of {n} dialogues ({3 * n} test rows), three models: {e['total_seconds']:.1f} s "

@@ -1,11 +1,13 @@
 """Summarising one pasted dialogue with base, full and LoRA.
 
 Base and LoRA run as ONE mixed batch on the shared weights (peft's adapter_names: row 0 without the adapter, row
-1 with it), so they cost one generate call; the full model is a second call. A lock serialises calls: peft applies
-adapter_names through hooks on the shared modules, so two overlapping requests would otherwise see each other's.
+1 with it), so they cost one generate call; the full model is a second call, overlapped with the first when
+decoding is greedy. A lock serialises requests: peft applies adapter_names through hooks on the shared modules, so
+two overlapping requests would otherwise see each other's.
 """
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
 
@@ -16,6 +18,9 @@ from dashboard.models import ADAPTER, ServedModels
 MAX_CHARS = 20_000       # about 5,000 tokens: far past the 512 the model reads, small enough to tokenize instantly
 MAX_SOURCE_TOKENS = 512  # FLAN-T5's input length
 DEFAULT_PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "
+
+
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="summarize")
 
 
 class InputError(ValueError):
@@ -72,7 +77,6 @@ def _generate(model, enc, settings: Settings, **extra):
     return out, time.perf_counter() - start
 
 
-@torch.inference_mode()
 def summarize_all(served: ServedModels, text: str, settings: Settings = Settings(),
                   prompt_template: str = DEFAULT_PROMPT) -> tuple[dict[str, Summary], bool]:
     """({'base'|'full'|'lora': Summary}, truncated): every model's summary of one dialogue."""
@@ -81,22 +85,44 @@ def summarize_all(served: ServedModels, text: str, settings: Settings = Settings
     prompt = prompt_template.format(dialogue=text)
     truncated = len(tok(prompt)["input_ids"]) > MAX_SOURCE_TOKENS
     results = {m: Summary(m, error=served.errors[m]) for m in ("base", "full", "lora") if not served.available(m)}
+    calls = []
+    if served.available("base"):
+        calls.append(lambda: _shared_call(served, prompt, settings))
+    if served.available("full"):
+        calls.append(lambda: _full_call(served, prompt, settings))
     with served.lock:
-        if served.available("base"):
-            shared_models = ["base", "lora"] if served.available("lora") else ["base"]
-            enc = tok([prompt] * len(shared_models), truncation=True, max_length=MAX_SOURCE_TOKENS,
-                      return_tensors="pt").to(served.device)
-            if served.available("lora"):
-                extra = {"adapter_names": ["__base__", ADAPTER]}
-                out, seconds = _generate(served.shared, enc, settings, **extra)
-            else:
-                out, seconds = _generate(served.shared, enc, settings)
-            for row, model in enumerate(shared_models):
-                text_out, n = _decode(tok, out[row])
-                results[model] = Summary(model, text_out, seconds, n, shared_call=len(shared_models) == 2)
-        if served.available("full"):
-            enc = tok([prompt], truncation=True, max_length=MAX_SOURCE_TOKENS, return_tensors="pt").to(served.device)
-            out, seconds = _generate(served.full, enc, settings)
-            text_out, n = _decode(tok, out[0])
-            results["full"] = Summary("full", text_out, seconds, n)
+        if settings.do_sample or len(calls) < 2:
+            # sampling draws from torch's global RNG: overlapping calls would interleave their draws
+            outputs = [call() for call in calls]
+        else:
+            # greedy: the two calls share nothing, so they overlap (on 2 CPU cores ~10% faster than in turn)
+            futures = [_POOL.submit(call) for call in calls]
+            outputs = [f.result() for f in futures]
+    for out in outputs:
+        results.update(out)
     return results, truncated
+
+
+@torch.inference_mode()
+def _shared_call(served: ServedModels, prompt: str, settings: Settings) -> dict[str, Summary]:
+    """Base and LoRA as one mixed batch on the shared weights (base alone if the adapter is unavailable)."""
+    tok = served.tokenizer
+    models = ["base", "lora"] if served.available("lora") else ["base"]
+    enc = tok([prompt] * len(models), truncation=True, max_length=MAX_SOURCE_TOKENS,
+              return_tensors="pt").to(served.device)
+    extra = {"adapter_names": ["__base__", ADAPTER]} if len(models) == 2 else {}
+    out, seconds = _generate(served.shared, enc, settings, **extra)
+    results = {}
+    for row, m in enumerate(models):
+        text, n = _decode(tok, out[row])
+        results[m] = Summary(m, text, seconds, n, shared_call=len(models) == 2)
+    return results
+
+
+@torch.inference_mode()
+def _full_call(served: ServedModels, prompt: str, settings: Settings) -> dict[str, Summary]:
+    tok = served.tokenizer
+    enc = tok([prompt], truncation=True, max_length=MAX_SOURCE_TOKENS, return_tensors="pt").to(served.device)
+    out, seconds = _generate(served.full, enc, settings)
+    text, n = _decode(tok, out[0])
+    return {"full": Summary("full", text, seconds, n)}

@@ -41,9 +41,11 @@ class Preset:
 PRESETS = {
     "flan-t5-base": Preset(
         base_model="google/flan-t5-base", data="hub",
-        full=Hyper(5e-5, 3, 16, 0.03, "AdamW 5e-5 is the usual stable rate for all-weights T5-base; 3 epochs "
-                   "of 12,460 dialogues converge eval loss; 3% warm-up avoids early spikes from Adam's cold moments"),
-        lora=Hyper(1e-3, 3, 16, 0.03, "1e-3 as the lab: only 1.4% of weights train, from zero; same epochs and "
+        full=Hyper(5e-5, 3, 32, 0.03, "AdamW 5e-5 is the usual stable rate for all-weights T5-base; 3 epochs "
+                   "of 12,460 dialogues converge eval loss; 3% warm-up avoids early spikes from Adam's cold moments; "
+                   "batch 32 because a GPU step is bound by kernel launches at this size: 32 nearly halves the "
+                   "epoch time of 16 (benchmarks P5) and fits in 36 GiB"),
+        lora=Hyper(1e-3, 3, 32, 0.03, "1e-3 as the lab: only 1.4% of weights train, from zero; same epochs and "
                    "batch as full so the comparison is fair")),
     "flan-t5-small": Preset(
         base_model="google/flan-t5-small", data="hub",

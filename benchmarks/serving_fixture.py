@@ -1,0 +1,39 @@
+"""A run folder on disk with random flan-t5-small-shaped weights (base, full, LoRA r=32 on q,v), laid out as the
+artifacts contract says, so P3/P4 load models exactly as the dashboard does."""
+
+import json
+from pathlib import Path
+
+from peft import LoraConfig, TaskType, get_peft_model
+
+from common import random_model
+
+
+def make_run(folder: Path, setup) -> Path:
+    if (folder / "run.json").exists():
+        return folder
+    base = random_model(setup.config, seed=0)
+    base.save_pretrained(folder / "base" / "model")
+    setup.tokenizer.save_pretrained(folder / "base" / "model")
+    full = random_model(setup.config, seed=1)
+    full.save_pretrained(folder / "full" / "model")
+    setup.tokenizer.save_pretrained(folder / "full" / "model")
+    lora = get_peft_model(random_model(setup.config, seed=0), LoraConfig(
+        r=32, lora_alpha=32, target_modules=["q", "v"], task_type=TaskType.SEQ_2_SEQ_LM, init_lora_weights=False))
+    lora.save_pretrained(folder / "lora" / "adapter")
+    (folder / "run.json").write_text(json.dumps({
+        "schema_version": 1, "preset": "benchmark", "base_model": "base/model", "tokenizer": "base/model",
+        "data_source": "none", "created_at": "", "versions": {}, "git_commit": None}))
+    return folder
+
+
+def load_separate(folder: Path):
+    """The lab's way: three independent model copies (base, full, and LoRA on its own copy of the base)."""
+    from peft import PeftModel
+    from transformers import AutoModelForSeq2SeqLM
+
+    base = AutoModelForSeq2SeqLM.from_pretrained(folder / "base" / "model").eval()
+    full = AutoModelForSeq2SeqLM.from_pretrained(folder / "full" / "model").eval()
+    lora = PeftModel.from_pretrained(AutoModelForSeq2SeqLM.from_pretrained(folder / "base" / "model"),
+                                     folder / "lora" / "adapter").eval()
+    return {"base": base, "full": full, "lora": lora}

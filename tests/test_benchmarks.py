@@ -1,0 +1,34 @@
+"""Each CPU benchmark runs at a tiny size (--smoke) and appends well-formed rows: they keep working. No timing
+assertions here: the figures live in benchmarks/README.md."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+FIELDS = {"benchmark", "ours", "baseline", "ratio", "unit", "device", "date", "command"}
+
+
+@pytest.mark.parametrize("script,benchmark,rows", [("p1_eval_generation.py", "P1", 1), ("p2_training.py", "P2", 2),
+                                                   ("p3_serving_memory.py", "P3", 1), ("p4_latency.py", "P4", 1)])
+def test_benchmark_smoke(tmp_path, script, benchmark, rows):
+    results = tmp_path / "results.jsonl"
+    out = subprocess.run([sys.executable, script, "--smoke", "--results", str(results)], cwd=ROOT / "benchmarks",
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    written = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(written) == rows and all(r["benchmark"] == benchmark and FIELDS <= set(r) for r in written)
+    assert all(r["ours"] > 0 and r["baseline"] > 0 and r["ratio"] == pytest.approx(r["ours"] / r["baseline"])
+               for r in written)
+
+
+def test_gpu_script_smoke_runs_on_cpu(tmp_path):
+    out = subprocess.run([sys.executable, "gpu_training_cost.py", "--smoke", "--out", str(tmp_path / "gpu.json")],
+                         cwd=ROOT / "benchmarks", capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu.json").read_text())
+    assert {r["kind"] for r in report["training"]} == {"full", "lora"}
+    assert report["evaluation"]["total_seconds"] > 0
