@@ -1,4 +1,4 @@
-"""A run folder on disk with random flan-t5-small-shaped weights (base, full, LoRA r=32 on q,v), laid out as the
+"""A run folder on disk with random flan-t5-small-shaped weights (lm_head tied, see random_model) (base, full, LoRA r=32 on q,v), laid out as the
 artifacts contract says, so P3/P4 load models exactly as the dashboard does."""
 
 import json
@@ -6,7 +6,16 @@ from pathlib import Path
 
 from peft import LoraConfig, TaskType, get_peft_model
 
-from common import random_model
+from common import random_model as untied_model
+
+
+def random_model(config, seed):
+    # transformers 5 re-ties (or half-ties) a saved from-config T5's lm_head on loading, inconsistently between
+    # checkpoints; tied weights load the same way every time, so all three models have the same size
+    model = untied_model(config, seed)
+    model.config.tie_word_embeddings = True
+    model.tie_weights()
+    return model
 
 
 def make_run(folder: Path, setup) -> Path:

@@ -13,7 +13,7 @@ FIELDS = {"benchmark", "ours", "baseline", "ratio", "unit", "device", "date", "c
 
 
 @pytest.mark.parametrize("script,benchmark,rows", [("p1_eval_generation.py", "P1", 1), ("p2_training.py", "P2", 2),
-                                                   ("p3_serving_memory.py", "P3", 1), ("p4_latency.py", "P4", 1)])
+                                                   ("p3_serving_memory.py", "P3", 2), ("p4_latency.py", "P4", 1)])
 def test_benchmark_smoke(tmp_path, script, benchmark, rows):
     results = tmp_path / "results.jsonl"
     out = subprocess.run([sys.executable, script, "--smoke", "--results", str(results)], cwd=ROOT / "benchmarks",
