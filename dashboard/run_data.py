@@ -46,6 +46,7 @@ def read_predictions(path: Path) -> pd.DataFrame:
         "references": [r["references"] for r in rows],
         **{m: [r["outputs"].get(m, "") for r in rows] for m in MODEL_ORDER},
         **{f"{m}_rouge1": [r["rouge"].get(m, {}).get("rouge1") for r in rows] for m in MODEL_ORDER},
+        "rouge": [r["rouge"] for r in rows],
     })
     frame["dialogue_chars"] = frame["dialogue"].str.len()
     frame["full_vs_lora"] = (frame["full_rouge1"] - frame["lora_rouge1"]).abs()

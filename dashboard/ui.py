@@ -193,9 +193,11 @@ def example_details(preds: pd.DataFrame, example_id: Optional[str]):
         return "", "", "", "", "", pd.DataFrame()
     row = preds[preds["id"] == example_id].iloc[0]
     refs = "\n".join(f"{i}. {r}" for i, r in enumerate(row["references"], 1))
-    scores = pd.DataFrame([{"model": rd.MODEL_LABELS[m], "ROUGE-1 (mean over references)": row[f"{m}_rouge1"]}
-                           for m in MODELS])
-    return row["dialogue"], refs, row["base"], row["full"], row["lora"], scores
+    scores = pd.DataFrame([{"model": rd.MODEL_LABELS[m], **{label: round(row["rouge"][m][k], 4)
+                                                             for k, label in rd.METRIC_LABELS.items()}}
+                           for m in MODELS if m in row["rouge"]])
+    texts = [row[m] or "(no text: the model generated only special tokens)" for m in MODELS]
+    return row["dialogue"], refs, *texts, scores
 
 
 def build_examples_tab(state: AppState):
@@ -212,7 +214,8 @@ def build_examples_tab(state: AppState):
         refs = gr.Textbox(label="References", lines=10, interactive=False)
     with gr.Row():
         outs = [gr.Textbox(label=rd.MODEL_LABELS[m], lines=4, interactive=False) for m in MODELS]
-    scores = gr.Dataframe(label="Per-example ROUGE", interactive=False)
+    scores = gr.Dataframe(label="Per-example ROUGE F1 (each metric averaged over the references)",
+                          interactive=False)
     details = [dialogue, refs, *outs, scores]
     order.change(lambda o: gr.update(choices=example_choices(preds, o), value=example_choices(preds, o)[0][1]),
                  order, picker, api_visibility="private")

@@ -12,15 +12,15 @@ from tests.conftest import ROOT
 FIELDS = {"benchmark", "ours", "baseline", "ratio", "unit", "device", "date", "command"}
 
 
-@pytest.mark.parametrize("script,benchmark,rows", [("p1_eval_generation.py", "P1", 1), ("p2_training.py", "P2", 2),
+@pytest.mark.parametrize("script,bench_id,rows", [("p1_eval_generation.py", "P1", 1), ("p2_training.py", "P2", 2),
                                                    ("p3_serving_memory.py", "P3", 2), ("p4_latency.py", "P4", 1)])
-def test_benchmark_smoke(tmp_path, script, benchmark, rows):
+def test_benchmark_smoke(tmp_path, script, bench_id, rows):
     results = tmp_path / "results.jsonl"
     out = subprocess.run([sys.executable, script, "--smoke", "--results", str(results)], cwd=ROOT / "benchmarks",
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     written = [json.loads(line) for line in results.read_text().splitlines()]
-    assert len(written) == rows and all(r["benchmark"] == benchmark and FIELDS <= set(r) for r in written)
+    assert len(written) == rows and all(r["benchmark"] == bench_id and FIELDS <= set(r) for r in written)
     assert all(r["ours"] > 0 and r["baseline"] > 0 and r["ratio"] == pytest.approx(r["ours"] / r["baseline"])
                for r in written)
 

@@ -9,7 +9,7 @@ from dashboard import figures
 from dashboard import run_data as rd
 from dashboard.models import load_models
 from dashboard.summarize import MAX_CHARS, InputError, Settings, check_text, summarize_all
-from dashboard.ui import AppState, example_choices, make_summarize
+from dashboard.ui import AppState, example_choices, example_details, make_summarize
 
 DIALOGUE = "#Person1#: I'd like to book a table for four, please.\n#Person2#: Certainly. For which day?"
 
@@ -122,3 +122,15 @@ def test_corrupt_checkpoint_leaves_the_other_models_serving(evaluated_run, tmp_p
     by_model = dict(zip(rd.MODEL_ORDER, texts))
     assert by_model[bad].startswith("(unavailable)")
     assert all(not t.startswith("(unavailable)") for m, t in by_model.items() if m != bad)
+
+
+def test_examples_sort_and_show_per_example_rouge(state):
+    preds = state.data.predictions
+    by_disagreement = [value for _, value in example_choices(preds, "full vs LoRA disagreement")]
+    gaps = preds.set_index("id").loc[by_disagreement, "full_vs_lora"].tolist()
+    assert gaps == sorted(gaps, reverse=True)
+    by_length = [value for _, value in example_choices(preds, "dialogue length")]
+    assert preds.set_index("id").loc[by_length, "dialogue_chars"].is_monotonic_decreasing
+    dialogue, refs, base, full, lora, scores = example_details(preds, by_disagreement[0])
+    assert dialogue and refs.startswith("1. ") and full
+    assert list(scores.columns) == ["model", *rd.METRIC_LABELS.values()] and len(scores) == 3
