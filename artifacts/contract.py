@@ -78,3 +78,8 @@ def base_model_location(run_dir: Path, run: dict) -> str:
     """run.json's base_model as something from_pretrained takes: a folder inside the run, or a Hub id/path."""
     inside = Path(run_dir) / run["base_model"]
     return str(inside) if inside.exists() else run["base_model"]
+
+
+def tokenizer_location(run_dir: Path, run: dict) -> str:
+    """run.json's tokenizer, resolved like base_model (a folder inside the run, or a Hub id/path)."""
+    return base_model_location(run_dir, {"base_model": run["tokenizer"]})

@@ -107,8 +107,9 @@ def loss_curves(frame: pd.DataFrame) -> go.Figure:
                 fig.add_scatter(x=rows["step"], y=rows["loss"], mode="lines+markers" if split == "eval" else "lines",
                                 name=f"{METHOD_LABELS.get(method, method)}: {split}",
                                 line={"color": COLORS.get(method), "dash": dash})
-    fig.update_layout(title="Loss over optimizer steps (solid: train, dashed: eval)", xaxis_title="step",
-                      yaxis_title="cross-entropy loss", height=420, legend={"orientation": "h", "y": -0.2})
+    fig.update_layout(title="Loss over optimizer steps (solid: train, dashed: eval; log scale)", xaxis_title="step",
+                      yaxis={"title": "cross-entropy loss", "type": "log"}, height=420,
+                      legend={"orientation": "h", "y": -0.2})
     return fig
 
 

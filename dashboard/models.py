@@ -9,7 +9,8 @@ from typing import Optional
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from artifacts.contract import FULL_MODEL, LORA_ADAPTER, RUN_JSON, base_model_location, read_run_file
+from artifacts.contract import (FULL_MODEL, LORA_ADAPTER, RUN_JSON, base_model_location, read_run_file,
+                                tokenizer_location)
 
 ADAPTER = "default"  # peft's name for the adapter loaded first
 
@@ -49,7 +50,7 @@ def load_models(run_dir: Path, device: Optional[str] = None) -> ServedModels:
     device, dtype = (device, torch.float32) if device else pick_device()
     base_path = base_model_location(run_dir, run)
     errors, shared, full, tokenizer = {}, None, None, None
-    for source in (base_path if run["tokenizer"] == run["base_model"] else run["tokenizer"], run_dir / FULL_MODEL):
+    for source in (tokenizer_location(run_dir, run), run_dir / FULL_MODEL):
         try:
             tokenizer = AutoTokenizer.from_pretrained(source)
             break

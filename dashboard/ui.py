@@ -154,7 +154,8 @@ def build_compare_tab(state: AppState):
     with gr.Row(equal_height=True):
         for m in MODELS:
             with gr.Column():
-                outputs.append(gr.Textbox(label=rd.MODEL_LABELS[m], lines=5, interactive=False, elem_id=f"out-{m}"))
+                outputs.append(gr.Textbox(label=rd.MODEL_LABELS[m], lines=6, max_lines=6, interactive=False,
+                                          elem_id=f"out-{m}"))
                 labels.append(gr.Markdown(f"**{rd.MODEL_LABELS[m]}**"))
     rouge_table = gr.Dataframe(label="ROUGE against your reference (fill in the reference box to see it)",
                                interactive=False)
@@ -213,7 +214,7 @@ def build_examples_tab(state: AppState):
         dialogue = gr.Textbox(label="Dialogue", lines=10, interactive=False)
         refs = gr.Textbox(label="References", lines=10, interactive=False)
     with gr.Row():
-        outs = [gr.Textbox(label=rd.MODEL_LABELS[m], lines=4, interactive=False) for m in MODELS]
+        outs = [gr.Textbox(label=rd.MODEL_LABELS[m], lines=4, max_lines=6, interactive=False) for m in MODELS]
     scores = gr.Dataframe(label="Per-example ROUGE F1 (each metric averaged over the references)",
                           interactive=False)
     details = [dialogue, refs, *outs, scores]

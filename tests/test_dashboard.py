@@ -42,7 +42,8 @@ def test_figures_carry_traces_labels_and_error_bars(state):
     params = figures.parameter_bars(rd.parameters_frame(data.train))
     assert params.layout.yaxis.type == "log" and len(params.data) == 2
     assert len(figures.cost_bars(rd.cost_frame(data.train)).data) == len(figures.COST_PANELS)
-    assert len(figures.loss_curves(rd.loss_frame(data.train)).data) == 4
+    loss = figures.loss_curves(rd.loss_frame(data.train))
+    assert len(loss.data) == 4 and loss.layout.yaxis.type == "log"
     assert len(figures.tradeoff_scatter(rd.tradeoff_frame(data)).data) == 2
 
 

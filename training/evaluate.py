@@ -21,7 +21,7 @@ from peft import PeftModel
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, HfArgumentParser
 
 from artifacts.contract import (EVAL_METRICS, EVAL_PREDICTIONS, FULL_MODEL, LORA_ADAPTER, RUN_JSON,
-                                base_model_location, read_run_file, write_run_file)
+                                base_model_location, read_run_file, tokenizer_location, write_run_file)
 from training.data import format_prompt, group_references, load_data, DEFAULT_PROMPT
 from training.generation import GREEDY, generate
 from training.recipe import device_name, package_versions, peak_memory, utc_now
@@ -53,7 +53,7 @@ def load_models(run_dir: Path, device: str):
     """(tokenizer, peft model carrying base+LoRA on one weight copy, full model)."""
     run = read_run_file(run_dir, RUN_JSON)
     base_path = base_model_location(run_dir, run)
-    tokenizer = AutoTokenizer.from_pretrained(base_path if run["tokenizer"] == run["base_model"] else run["tokenizer"])
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_location(run_dir, run))
     base = AutoModelForSeq2SeqLM.from_pretrained(base_path, dtype=torch.float32)
     shared = PeftModel.from_pretrained(base, str(run_dir / LORA_ADAPTER)).to(device).eval()
     full = AutoModelForSeq2SeqLM.from_pretrained(str(run_dir / FULL_MODEL), dtype=torch.float32).to(device).eval()
