@@ -30,7 +30,7 @@ def tiny_config(run_dir, **overrides):
     from training.config import TrainConfig
 
     settings = dict(preset="tiny", output_dir=str(run_dir), max_train_samples=16, max_eval_samples=8, batch_size=16,
-                    max_steps=10, logging_steps=1, eval_steps=5)
+                    max_steps=10, logging_steps=1, eval_steps=5, tiny_pretrain_steps=0)
     settings.update(overrides)
     return TrainConfig(**settings)
 

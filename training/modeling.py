@@ -24,8 +24,9 @@ def train_sample_tokenizer(texts: list[str], vocab_size: int = TINY_VOCAB_SIZE) 
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
 
-def build_tiny_base(cfg: TrainConfig, run_dir: Path, texts: list[str]) -> Path:
-    """Create (once) the tiny preset's random-init T5 and its tokenizer under run_dir/base/model."""
+def build_tiny_base(cfg: TrainConfig, run_dir: Path, texts: list[str], dialogues: list[str]) -> Path:
+    """Create (once) the tiny preset's T5 from a config, copy-pretrained on `dialogues` for
+    cfg.tiny_pretrain_steps steps, with its tokenizer, under run_dir/base/model."""
     folder = run_dir / TINY_BASE_DIR
     if (folder / "config.json").exists():
         return folder
@@ -36,6 +37,11 @@ def build_tiny_base(cfg: TrainConfig, run_dir: Path, texts: list[str]) -> Path:
                       **TINY_T5)
     torch.manual_seed(cfg.seed)
     model = AutoModelForSeq2SeqLM.from_config(config)
+    if cfg.tiny_pretrain_steps:
+        from training.tiny_pretrain import pretrain_copy
+
+        losses = pretrain_copy(model, tokenizer, dialogues, cfg.tiny_pretrain_steps, cfg.seed)
+        print(f"tiny base: {cfg.tiny_pretrain_steps} copy pre-training steps, loss {losses[0]:.2f} -> {losses[-1]:.2f}")
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -116,7 +116,7 @@ def prepare_run(cfg: TrainConfig, args: Seq2SeqTrainingArguments) -> LoadedData:
         if args.process_index == 0:
             if cfg.base_model is None:
                 texts = [t for s in data.splits.values() for t in (*s["dialogue"], *s["summary"])]
-                build_tiny_base(cfg, run_dir, texts)
+                build_tiny_base(cfg, run_dir, texts, list(data.splits["train"]["dialogue"]))
             write_or_check_run_json(cfg, run_dir)
     return data
 
