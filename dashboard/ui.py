@@ -218,8 +218,11 @@ def build_examples_tab(state: AppState):
     scores = gr.Dataframe(label="Per-example ROUGE F1 (each metric averaged over the references)",
                           interactive=False)
     details = [dialogue, refs, *outs, scores]
-    order.change(lambda o: gr.update(choices=example_choices(preds, o), value=example_choices(preds, o)[0][1]),
-                 order, picker, api_visibility="private")
+    def resort(o):
+        choices = example_choices(preds, o)
+        return gr.update(choices=choices, value=choices[0][1])
+
+    order.change(resort, order, picker, api_visibility="private")
     picker.change(lambda i: example_details(preds, i), picker, details, api_visibility="private")
     return picker, details
 

@@ -53,10 +53,9 @@ def base_model_path(cfg: TrainConfig, run_dir: Path) -> str:
 
 
 def load_tokenizer(cfg: TrainConfig, run_dir: Path):
-    source = cfg.tokenizer or base_model_path(cfg, run_dir)
     if cfg.base_model is None:  # tiny: the tokenizer saved with the built base (it may be the real one)
-        source = base_model_path(cfg, run_dir)
-    return AutoTokenizer.from_pretrained(source)
+        return AutoTokenizer.from_pretrained(base_model_path(cfg, run_dir))
+    return AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.base_model)
 
 
 def load_base_model(cfg: TrainConfig, run_dir: Path):
