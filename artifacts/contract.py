@@ -6,22 +6,26 @@ Schemas in artifacts/schema/, so a file that one side would reject never passes 
 
 import json
 import os
+import shutil
 import tempfile
 from functools import cache
 from pathlib import Path
+from typing import Optional
 
 import jsonschema
 
 SCHEMA_DIR = Path(__file__).parent / "schema"
 RUN_JSON = "run.json"
-FULL_MODEL = "full/model"
-FULL_METRICS = "full/metrics.json"
-LORA_ADAPTER = "lora/adapter"
-LORA_METRICS = "lora/metrics.json"
+METHOD_METRICS = "metrics.json"   # <run>/<method>/metrics.json: written last, so its presence = method complete
+MODEL = "model"                   # <run>/<method>/model: a whole checkpoint (full fine-tuning)
+ADAPTER = "adapter"               # <run>/<method>/adapter: a peft adapter (adapter_config.json + weights)
+FULL_MODEL = f"full/{MODEL}"
+FULL_METRICS = f"full/{METHOD_METRICS}"
+LORA_ADAPTER = f"lora/{ADAPTER}"
+LORA_METRICS = f"lora/{METHOD_METRICS}"
 EVAL_METRICS = "eval/metrics.json"
 EVAL_PREDICTIONS = "eval/predictions.jsonl"
-SCHEMA_FOR = {RUN_JSON: "run.v1", FULL_METRICS: "train_metrics.v1", LORA_METRICS: "train_metrics.v1",
-              EVAL_METRICS: "eval_metrics.v1"}
+NOT_METHODS = {"eval", "base", "checkpoints"}   # folders of a run that are not methods
 
 
 class ArtifactError(ValueError):
@@ -43,9 +47,21 @@ def validate(doc: dict, schema: str, source: str) -> dict:
     return doc
 
 
-def write_json(path: Path, doc: dict, schema: str) -> None:
-    """Validate, then write atomically (temp file in the same folder + rename): readers never see half a file."""
-    validate(doc, schema, str(path))
+def schema_for(name: str) -> str:
+    if name == RUN_JSON:
+        return "run.v1"
+    if name == EVAL_METRICS:
+        return "eval_metrics.v1"
+    if name.endswith(f"/{METHOD_METRICS}"):
+        return "train_metrics.v1"
+    raise KeyError(f"{name} is not a JSON file of the artifacts contract")
+
+
+def write_json(path: Path, doc: dict, schema: Optional[str]) -> None:
+    """Validate (unless schema is None: internal bookkeeping files), then write atomically (temp file in the same
+    folder + rename): readers never see half a file."""
+    if schema:
+        validate(doc, schema, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
@@ -67,11 +83,45 @@ def read_json(path: Path, schema: str) -> dict:
 
 def read_run_file(run_dir: Path, name: str) -> dict:
     """Read one of the contract's JSON files (RUN_JSON, FULL_METRICS, ...) of a run folder, validated."""
-    return read_json(Path(run_dir) / name, SCHEMA_FOR[name])
+    return read_json(Path(run_dir) / name, schema_for(name))
 
 
 def write_run_file(run_dir: Path, name: str, doc: dict) -> None:
-    write_json(Path(run_dir) / name, doc, SCHEMA_FOR[name])
+    write_json(Path(run_dir) / name, doc, schema_for(name))
+
+
+def save_folder_atomically(folder: Path, save) -> None:
+    """Call save(tmp) on a temporary sibling folder, then rename it into place: `folder` is complete or absent,
+    whenever the process is killed (a leftover temporary folder is invisible and removed by the next save)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp, old = folder.with_name(f".{folder.name}.tmp"), folder.with_name(f".{folder.name}.old")
+    for leftover in (tmp, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    save(tmp)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def method_metrics(name: str) -> str:
+    return f"{name}/{METHOD_METRICS}"
+
+
+def list_methods(run_dir: Path) -> list[str]:
+    """The complete methods of a run, from the folder itself: every <method>/metrics.json. full and lora first
+    (the original pair), then the others in the order they were trained."""
+    found = [p.parent for p in Path(run_dir).glob(f"*/{METHOD_METRICS}") if p.parent.name not in NOT_METHODS]
+    first = {"full": 0, "lora": 1}
+    return [p.name for p in sorted(found, key=lambda p: (first.get(p.name, 2), (p / METHOD_METRICS).stat().st_mtime,
+                                                          p.name))]
+
+
+def method_weights(run_dir: Path, name: str) -> Path:
+    """A method's saved weights: <method>/model (a whole checkpoint) or <method>/adapter (peft)."""
+    folder = Path(run_dir) / name
+    return folder / MODEL if (folder / MODEL).exists() else folder / ADAPTER
 
 
 def base_model_location(run_dir: Path, run: dict) -> str:

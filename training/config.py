@@ -1,7 +1,7 @@
 """Run configuration: one dataclass whose field docs are the CLI help, presets that fill what is left unset.
 
-A field left at None takes the preset's value for the method being trained (full or LoRA); anything given on the
-command line wins. `resolve()` fills and validates once; the resolved config is saved with the run.
+A field left at None takes the preset's value for the method being trained (training/methods.py holds each
+method's per-preset settings); anything given on the command line wins. `resolve()` fills and validates once; the resolved config is saved with the run.
 """
 
 import dataclasses
@@ -28,36 +28,14 @@ class Hyper:
 class Preset:
     base_model: Optional[str]           # Hub id or local path; None = built from TINY_T5 at run time
     data: str                           # default --data
-    full: Hyper
-    lora: Hyper
-    lora_targets: tuple = ("q", "v")
-    lora_r: int = 32
     logging_steps: int = 50
     eval_steps: int = 200
 
 
-# The lab trains one step at lr 1e-5 (full) and 1e-3 (LoRA). For real epochs: full fine-tuning moves every weight,
-# so it wants a small rate; LoRA's fresh low-rank matrices start at zero and need a rate ~20x larger to move in time.
 PRESETS = {
-    "flan-t5-base": Preset(
-        base_model="google/flan-t5-base", data="hub",
-        full=Hyper(5e-5, 3, 32, 0.03, "AdamW 5e-5 is the usual stable rate for all-weights T5-base; 3 epochs "
-                   "of 12,460 dialogues converge eval loss; 3% warm-up avoids early spikes from Adam's cold moments; "
-                   "batch 32 because a GPU step is bound by kernel launches at this size: 32 nearly halves the "
-                   "epoch time of 16 (benchmarks P5) and fits in 36 GiB"),
-        lora=Hyper(1e-3, 3, 32, 0.03, "1e-3 as the lab: only 1.4% of weights train, from zero; same epochs and "
-                   "batch as full so the comparison is fair")),
-    "flan-t5-small": Preset(
-        base_model="google/flan-t5-small", data="hub",
-        full=Hyper(3e-4, 3, 32, 0.03, "smaller models tolerate and need a larger rate; batch 32 fits easily"),
-        lora=Hyper(2e-3, 3, 32, 0.03, "LoRA on small: twice the base preset's rate, same reasoning")),
-    "tiny": Preset(
-        base_model=None, data="sample", lora_targets=("q", "k", "v", "o", "wi", "wo"), lora_r=16,
-        logging_steps=10, eval_steps=50,
-        full=Hyper(3e-3, 8, 16, 0.05, "a 0.4M-parameter T5 from random init: a high rate and many short "
-                   "epochs so 2 CPU cores learn the sample in about a minute"),
-        lora=Hyper(1e-2, 10, 16, 0.05, "the tiny base only learned to copy (see tiny_pretrain_steps), so LoRA "
-                   "adapts every linear layer (r=16) at a high rate to learn the task in minutes")),
+    "flan-t5-base": Preset(base_model="google/flan-t5-base", data="hub"),
+    "flan-t5-small": Preset(base_model="google/flan-t5-small", data="hub"),
+    "tiny": Preset(base_model=None, data="sample", logging_steps=10, eval_steps=50),
 }
 
 # The offline preset's architecture: small enough for 2 CPU cores, the same T5 code as FLAN-T5.
@@ -104,11 +82,16 @@ class TrainConfig:
         "help": "auto (bf16 on GPUs that support it, else fp32), bf16 or fp32. fp16 is refused: T5 overflows in it.",
         "choices": ["auto", "bf16", "fp32"]})
     seed: int = field(default=42, metadata={"help": "Seed for initialisation, dropout and data order."})
-    lora_r: Optional[int] = field(default=None, metadata={"help": "LoRA rank. Default: 32 (tiny: 16)."})
-    lora_alpha: Optional[int] = field(default=None, metadata={"help": "LoRA alpha. Default: equal to r (the lab: 32)."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout (the lab's 0.05)."})
-    lora_target_modules: Optional[list[str]] = field(default=None, metadata={
-        "help": "Modules LoRA adapts. Default: q v (tiny: q k v o wi wo)."})
+    methods: str = field(default="full,lora", metadata={
+        "help": "python -m training: the methods to train and compare, a comma list of full, lora, lora_all, dora, "
+                "ia3, prompt_tuning, prefix_tuning, qlora (CUDA only) and your own, or 'all' (skips what cannot "
+                "run here, saying so). See training/methods.py."})
+    method: Optional[str] = field(default=None, metadata={
+        "help": "training.peft_finetune: the one peft method to train (default lora)."})
+    method_config: list[str] = field(default_factory=list, metadata={
+        "help": "Your own method(s): NAME=PATH to a peft adapter_config.json (as peft saves it), e.g. "
+                "lora_r4_qk=my/adapter_config.json; trained with the optimisation defaults of the built-in of "
+                "the same peft type. Repeat for several."})
     tiny_pretrain_steps: int = field(default=300, metadata={
         "help": "tiny only: steps of copy pre-training (dialogue -> its first turn, no summaries) that make the "
                 "random base write text, as a pretrained base would; 0 keeps it random."})
@@ -124,12 +107,11 @@ def parse_config(argv: Optional[list[str]] = None, description: str = "") -> Tra
     return cfg
 
 
-def resolve(cfg: TrainConfig, kind: str) -> TrainConfig:
-    """Fill unset fields from the preset for `kind` ('full' or 'lora') and validate; returns a new config."""
+def resolve(cfg: TrainConfig, h: Hyper) -> TrainConfig:
+    """Fill unset fields from the preset and the method's settings `h` for it, and validate; returns a new config."""
     if cfg.preset not in PRESETS:
         raise ConfigError(f"--preset {cfg.preset!r} is unknown; choose one of {', '.join(PRESETS)}.")
     p = PRESETS[cfg.preset]
-    h = p.full if kind == "full" else p.lora
     r = dataclasses.replace(
         cfg,
         base_model=cfg.base_model or p.base_model,
@@ -141,12 +123,9 @@ def resolve(cfg: TrainConfig, kind: str) -> TrainConfig:
         warmup_ratio=cfg.warmup_ratio if cfg.warmup_ratio is not None else h.warmup_ratio,
         logging_steps=cfg.logging_steps or p.logging_steps,
         eval_steps=cfg.eval_steps or p.eval_steps,
-        lora_r=cfg.lora_r or p.lora_r,
-        lora_target_modules=list(cfg.lora_target_modules or p.lora_targets),
     )
     r.eval_batch_size = r.eval_batch_size or 2 * r.batch_size
     r.save_steps = r.save_steps or r.eval_steps
-    r.lora_alpha = r.lora_alpha or r.lora_r
     checks = [
         (r.learning_rate > 0, f"--learning_rate must be > 0 (got {r.learning_rate})"),
         (r.num_train_epochs > 0 or r.max_steps > 0, "--num_train_epochs or --max_steps must be > 0"),
@@ -155,8 +134,6 @@ def resolve(cfg: TrainConfig, kind: str) -> TrainConfig:
         (0 < r.max_source_length <= 512, f"--max_source_length must be in 1..512 for T5 (got {r.max_source_length})"),
         (r.max_target_length > 0, "--max_target_length must be > 0"),
         (r.tiny_pretrain_steps >= 0, "--tiny_pretrain_steps must be >= 0"),
-        (r.lora_r > 0 and r.lora_alpha > 0, "--lora_r and --lora_alpha must be > 0"),
-        (0 <= r.lora_dropout < 1, "--lora_dropout must be in [0, 1)"),
         ("{dialogue}" in r.prompt_template, "--prompt_template must contain {dialogue}"),
         (not (r.resume and r.overwrite), "--resume and --overwrite contradict each other; give one"),
         (r.precision in ("auto", "bf16", "fp32"), f"--precision {r.precision!r}: use auto, bf16 or fp32 "

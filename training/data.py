@@ -11,6 +11,7 @@ Every frame has the columns id, dialogue, summary, topic. Rows with an empty dia
 counted; anything else malformed stops with a DataError naming the file, line/row and field.
 """
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,28 +40,39 @@ class LoadedData:
     notes: list[str] = field(default_factory=list)
 
 
+def read_text(path: Path) -> str:
+    """The file as UTF-8; invalid bytes are an error naming the line where they are."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {line} is not valid UTF-8 (byte {raw[e.start]:#04x} at offset {e.start}). "
+                        "Save the file as UTF-8.") from None
+
+
 def read_records(path: Path) -> list[dict]:
     """Rows of a .jsonl or .csv file as dicts; a row number (1-based, as an editor shows lines) in each error."""
     if path.suffix == ".jsonl":
         rows = []
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}: line {n} is not valid JSON ({e.msg}). Fix or remove that line.") from e
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}: line {n} is not a JSON object with fields such as 'dialogue'.")
-                rows.append(row)
+        for n, line in enumerate(read_text(path).splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}: line {n} is not valid JSON ({e.msg}). Fix or remove that line.") from e
+            if not isinstance(row, dict):
+                raise DataError(f"{path}: line {n} is not a JSON object with fields such as 'dialogue'.")
+            rows.append(row)
         return rows
     if path.suffix == ".csv":
+        text = read_text(path)
         try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
         except pd.errors.EmptyDataError:
             return []
-        except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        except pd.errors.ParserError as e:
             raise DataError(f"{path}: not a readable CSV file ({e}).") from e
         return frame.to_dict("records")
     raise DataError(f"{path}: unsupported file type '{path.suffix}'; use .jsonl or .csv.")
@@ -78,18 +90,34 @@ def to_long_frame(rows: list[dict], path: Path) -> tuple[pd.DataFrame, int]:
                             "Each row needs 'dialogue' and 'summary' (or summary1..N).")
     out, skipped = [], 0
     for n, row in enumerate(rows, 1):
-        dialogue = str(row.get("dialogue") or "").strip()
+        dialogue = text_field(row, "dialogue", n, path)
         row_id = str(row.get("id") or row.get("fname") or f"{path.stem}_{n}")
         for ref_field in ref_fields:
-            summary = str(row.get(ref_field) or "").strip()
+            summary = text_field(row, ref_field, n, path)
             if not dialogue or not summary:
                 skipped += 1
                 continue
             topic = row.get("topic") or row.get("topic" + ref_field[7:]) or ""
             out.append({"id": row_id, "dialogue": dialogue, "summary": summary, "topic": str(topic)})
     if not out:
-        raise DataError(f"{path}: no usable rows: all {len(rows)} have an empty 'dialogue' or summary.")
+        raise DataError(f"{path}: no usable rows: all {len(rows)} have an empty 'dialogue' or "
+                        f"'{ref_fields[0]}'. Fill those fields, or point --data at another file.")
     return pd.DataFrame(out), skipped
+
+
+def text_field(row: dict, name: str, n: int, path: Path) -> str:
+    """A row's text field, stripped ('' = empty, skipped and counted by the caller). A missing field or one that
+    is not text (a number, a list) is an error: silently skipping it could drop most of a file."""
+    if name not in row:
+        raise DataError(f"{path}: row {n} has no '{name}' field (found: {', '.join(map(str, row)) or 'nothing'}). "
+                        "Every row needs it; give it an empty string to skip that row on purpose.")
+    value = row[name]
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise DataError(f"{path}: row {n}, field '{name}' is a {type(value).__name__} ({str(value)[:40]!r}), not "
+                        "text. Write it as a JSON string.")
+    return value.strip()
 
 
 def find_split_files(folder: Path) -> dict[str, Path]:
@@ -142,7 +170,18 @@ def load_local(path: Path) -> LoadedData:
     data = LoadedData(splits={}, source=str(path))
     for split, file in files.items():
         data.splits[split], data.skipped[split] = to_long_frame(read_records(file), file)
-    return fill_missing_splits(data)
+    return check_not_empty(fill_missing_splits(data))
+
+
+def check_not_empty(data: LoadedData) -> LoadedData:
+    """After holding out and skipping, every split needs rows; say how many were read and skipped, and why."""
+    for split, frame in data.splits.items():
+        if frame.empty:
+            raise DataError(f"{data.source}: the {split} split is empty ({sum(data.skipped.values())} rows skipped "
+                            f"for an empty dialogue or summary; {'; '.join(data.notes) or 'no split was held out'}). "
+                            "Training needs at least 2 dialogues with both fields: add rows or give a folder with "
+                            "train and validation files.")
+    return data
 
 
 def load_hub(name: str = HUB_DATASET) -> LoadedData:

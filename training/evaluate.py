@@ -1,5 +1,6 @@
-"""Evaluate base, full and LoRA on the test split: greedy summaries, ROUGE under two protocols, bootstrap CIs and
-paired tests. Base and LoRA share ONE copy of the base weights (the adapter is switched off for base).
+"""Evaluate base and every method of a run on the test split: greedy summaries, ROUGE under two protocols,
+bootstrap CIs and paired tests over all pairs (Holm-adjusted). Models are loaded exactly as the app serves them
+(artifacts/loading.py): the base weights once, adapters on them, full fine-tunes on their own.
 
     python -m training.evaluate --run artifacts/tiny
     python -m training.evaluate --run artifacts/flan-t5-base --limit 100      # a quick look
@@ -15,26 +16,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import itertools
+
 import numpy as np
 import torch
-from peft import PeftModel
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, HfArgumentParser
+from transformers import HfArgumentParser
 
-from artifacts.contract import (EVAL_METRICS, EVAL_PREDICTIONS, FULL_MODEL, LORA_ADAPTER, RUN_JSON,
-                                base_model_location, read_run_file, tokenizer_location, write_run_file)
+from artifacts.contract import EVAL_METRICS, EVAL_PREDICTIONS, RUN_JSON, read_run_file, write_run_file
+from artifacts.loading import load_run_models
 from training.data import format_prompt, group_references, load_data, DEFAULT_PROMPT
 from training.generation import GREEDY, generate
 from training.recipe import device_name, package_versions, peak_memory, utc_now
 from training.rouge import METRICS, Rouge
-from training.stats import bootstrap_ci, paired_permutation_test
-
-MODELS = ("base", "full", "lora")
-PAIRS = (("full", "lora"), ("full", "base"), ("lora", "base"))
+from training.stats import bootstrap_ci, holm_adjust, paired_permutation_test
 
 
 @dataclass
 class EvalConfig:
-    run: str = field(default="artifacts/tiny", metadata={"help": "Run folder (with run.json, full/, lora/)."})
+    run: str = field(default="artifacts/tiny", metadata={"help": "Run folder (run.json and one folder per method)."})
     data: Optional[str] = field(default=None, metadata={"help": "Data source. Default: the run's (run.json)."})
     split: str = field(default="test", metadata={"help": "Split to evaluate.", "choices": ["test", "validation"]})
     limit: Optional[int] = field(default=None, metadata={"help": "Evaluate only the first N dialogues."})
@@ -49,17 +48,6 @@ class EvalConfig:
                                                        "choices": ["per_row", "multi_reference"]})
 
 
-def load_models(run_dir: Path, device: str):
-    """(tokenizer, peft model carrying base+LoRA on one weight copy, full model)."""
-    run = read_run_file(run_dir, RUN_JSON)
-    base_path = base_model_location(run_dir, run)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_location(run_dir, run))
-    base = AutoModelForSeq2SeqLM.from_pretrained(base_path, dtype=torch.float32)
-    shared = PeftModel.from_pretrained(base, str(run_dir / LORA_ADAPTER)).to(device).eval()
-    full = AutoModelForSeq2SeqLM.from_pretrained(str(run_dir / FULL_MODEL), dtype=torch.float32).to(device).eval()
-    return tokenizer, shared, full
-
-
 def timed_generation(model, tokenizer, prompts, cfg: EvalConfig, desc: str):
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -72,14 +60,16 @@ def timed_generation(model, tokenizer, prompts, cfg: EvalConfig, desc: str):
 
 
 def generate_all(run_dir: Path, prompts: list[str], cfg: EvalConfig):
+    """Every available model's summaries and generation cost; unavailable ones are named and left out."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    tokenizer, shared, full = load_models(run_dir, device)
+    loaded = load_run_models(run_dir, device)
+    for name, why in loaded.errors.items():
+        print(f"evaluation: {name} is left out: {why}")
     outputs, cost = {}, {}
-    with shared.disable_adapter():
-        outputs["base"], cost["base"] = timed_generation(shared, tokenizer, prompts, cfg, "base")
-    outputs["lora"], cost["lora"] = timed_generation(shared, tokenizer, prompts, cfg, "lora")
-    outputs["full"], cost["full"] = timed_generation(full, tokenizer, prompts, cfg, "full")
-    return outputs, cost
+    for name in loaded.models:
+        if loaded.available(name):
+            outputs[name], cost[name] = timed_generation(loaded.model_for(name), loaded.tokenizer, prompts, cfg, name)
+    return outputs, cost, loaded
 
 
 def score_dialogues(dialogues, outputs, rouge: Rouge):
@@ -102,20 +92,25 @@ def summarise(scores, weights, cfg: EvalConfig):
         table[protocol] = {m: {k: dict(zip(("mean", "ci_low", "ci_high"),
                                            bootstrap_ci(v, weights, cfg.resamples, cfg.seed)))
                                for k, v in metrics.items()} for m, metrics in by_model.items()}
-        comparisons[protocol] = [
-            dict(zip(("mean_difference", "p_value"),
-                     paired_permutation_test(by_model[a][k], by_model[b][k], weights, cfg.permutations, cfg.seed)),
-                 a=a, b=b, metric=k)
-            for a, b in PAIRS if a in by_model and b in by_model for k in METRICS]
+        rows = [dict(zip(("mean_difference", "p_value"),
+                         paired_permutation_test(by_model[a][k], by_model[b][k], weights, cfg.permutations, cfg.seed)),
+                     a=a, b=b, metric=k)
+                for a, b in itertools.combinations(by_model, 2) for k in METRICS]
+        for k in METRICS:  # Holm over all pairs, per metric: the family is "which methods differ on this metric"
+            family = [r for r in rows if r["metric"] == k]
+            for r, adjusted in zip(family, holm_adjust([r["p_value"] for r in family])):
+                r["p_holm"] = adjusted
+        comparisons[protocol] = rows
     return table, comparisons
 
 
 def print_table(table, headline):
     print(f"\nROUGE F1 ({headline}; mean [95% CI] over dialogues)")
-    print(f"{'model':6}" + "".join(f"{k:>24}" for k in METRICS))
+    width = max(6, *(len(m) for m in table[headline]))
+    print(f"{'model':{width}}" + "".join(f"{k:>24}" for k in METRICS))
     for model, metrics in table[headline].items():
         cells = [f"{m['mean']:.4f} [{m['ci_low']:.3f},{m['ci_high']:.3f}]" for m in metrics.values()]
-        print(f"{model:6}" + "".join(f"{c:>24}" for c in cells))
+        print(f"{model:{width}}" + "".join(f"{c:>24}" for c in cells))
 
 
 def write_predictions(path: Path, dialogues, outputs, scores):
@@ -141,7 +136,7 @@ def run(cfg: EvalConfig) -> dict:
     if cfg.limit:
         dialogues = dialogues.iloc[:cfg.limit].reset_index(drop=True)
     prompts = [format_prompt(d, cfg.prompt_template) for d in dialogues["dialogue"]]
-    outputs, cost = generate_all(run_dir, prompts, cfg)
+    outputs, cost, loaded = generate_all(run_dir, prompts, cfg)
     rouge = Rouge(split_sentences=True)
     scores = score_dialogues(dialogues, outputs, rouge)
     weights = [len(r) for r in dialogues["references"]]
@@ -152,8 +147,10 @@ def run(cfg: EvalConfig) -> dict:
         "decoding": {**GREEDY, "max_new_tokens": cfg.max_new_tokens, "max_source_length": cfg.max_source_length,
                      "batch_size": cfg.batch_size, "prompt_template": cfg.prompt_template},
         "rouge": rouge.describe(),
+        "models": list(outputs), "labels": {m: loaded.labels.get(m, "Base (no fine-tuning)") for m in outputs},
         "bootstrap": {"resamples": cfg.resamples, "seed": cfg.seed, "confidence": 0.95, "unit": "dialogue",
-                      "paired_test": f"sign-flip permutation over dialogues, {cfg.permutations} draws, two-sided"},
+                      "paired_test": f"sign-flip permutation over dialogues, {cfg.permutations} draws, two-sided; "
+                                     "p_holm: Holm-adjusted over all pairs of models, per metric"},
         "scores": table, "comparisons": comparisons, "generation_cost": cost,
         "versions": {**package_versions(), "rouge_score": "0.1.2"},
     }

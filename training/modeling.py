@@ -5,6 +5,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedTokenizerFast, T5Config
 
+from artifacts.contract import save_folder_atomically
 from training.config import TINY_T5, TINY_VOCAB_SIZE, TrainConfig
 
 TINY_BASE_DIR = "base/model"  # inside the run folder: the tiny base is saved so every later step loads the same
@@ -28,7 +29,7 @@ def build_tiny_base(cfg: TrainConfig, run_dir: Path, texts: list[str], dialogues
     """Create (once) the tiny preset's T5 from a config, copy-pretrained on `dialogues` for
     cfg.tiny_pretrain_steps steps, with its tokenizer, under run_dir/base/model."""
     folder = run_dir / TINY_BASE_DIR
-    if (folder / "config.json").exists():
+    if folder.exists():  # saved atomically below: if it exists, it is complete
         return folder
     tokenizer = (AutoTokenizer.from_pretrained(cfg.tokenizer) if cfg.tokenizer
                  else train_sample_tokenizer(texts))
@@ -42,9 +43,12 @@ def build_tiny_base(cfg: TrainConfig, run_dir: Path, texts: list[str], dialogues
 
         losses = pretrain_copy(model, tokenizer, dialogues, cfg.tiny_pretrain_steps, cfg.seed)
         print(f"tiny base: {cfg.tiny_pretrain_steps} copy pre-training steps, loss {losses[0]:.2f} -> {losses[-1]:.2f}")
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+
+    def save(tmp):
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    save_folder_atomically(folder, save)  # a kill mid-save leaves no half base (weights without tokenizer)
     return folder
 
 
@@ -58,9 +62,12 @@ def load_tokenizer(cfg: TrainConfig, run_dir: Path):
     return AutoTokenizer.from_pretrained(cfg.tokenizer or cfg.base_model)
 
 
-def load_base_model(cfg: TrainConfig, run_dir: Path):
+def load_base_model(cfg: TrainConfig, run_dir: Path, quantization_config=None):
     path = base_model_path(cfg, run_dir)
     try:
+        if quantization_config is not None:  # QLoRA: 4-bit weights on the GPU, bf16 compute
+            return AutoModelForSeq2SeqLM.from_pretrained(path, quantization_config=quantization_config,
+                                                         dtype=torch.bfloat16, device_map={"": 0})
         return AutoModelForSeq2SeqLM.from_pretrained(path, dtype=torch.float32)
     except OSError as e:
         raise OSError(f"could not load the base model '{path}' ({e}). Offline, use --preset tiny or "

@@ -3,6 +3,7 @@ tracking, and the metrics.json they write. Each recipe file stays a short script
 
 import dataclasses
 import datetime as dt
+import json
 import math
 import os
 import resource
@@ -12,17 +13,20 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import datasets
 import torch
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from artifacts.contract import RUN_JSON, read_run_file, write_run_file
+from artifacts.contract import METHOD_METRICS, RUN_JSON, read_run_file, write_json, write_run_file
 from training.config import TrainConfig
 from training.data import LoadedData, format_prompt, load_data
 from training.modeling import TINY_BASE_DIR, build_tiny_base, count_parameters
 
 CHECKPOINTS = "checkpoints"  # Trainer checkpoints for --resume, removed once the run completes
+CHECKPOINT_DONE = "checkpoint_done.json"  # written last into a checkpoint: without it the checkpoint is incomplete
 
 
 class RunFolderError(RuntimeError):
@@ -50,22 +54,59 @@ def git_commit() -> str | None:
         return None
 
 
-def check_output_folder(cfg: TrainConfig, kind: str) -> Path:
-    """The method's folder inside the run: refused if it exists unless --overwrite (wiped) or --resume."""
-    out = Path(cfg.output_dir) / kind
+class AlreadyComplete(RunFolderError):
+    """--resume on a method whose metrics.json exists: nothing to do (the pipeline skips it)."""
+
+
+def check_output_folder(cfg: TrainConfig, name: str) -> tuple[Path, Optional[str]]:
+    """(the method's folder, the checkpoint to resume from or None). Never sends the user in a circle:
+    --resume continues from the newest COMPLETE checkpoint, or starts the method over when there is none;
+    a plain run refuses an existing folder and says both ways on."""
+    out = Path(cfg.output_dir) / name
     if cfg.resume:
-        if not (out / CHECKPOINTS).is_dir():
-            raise RunFolderError(f"--resume: no Trainer checkpoint in {out / CHECKPOINTS}; run without --resume.")
-    elif out.exists():
+        if (out / METHOD_METRICS).exists():
+            raise AlreadyComplete(f"{out} is already complete ({out / METHOD_METRICS} exists): nothing to resume. "
+                                  "Pass --overwrite to train it again.")
+        checkpoint = newest_complete_checkpoint(out / CHECKPOINTS)
+        if checkpoint is None:
+            print(f"--resume: {out} has no complete checkpoint; training {name} from step 0.", flush=True)
+            wipe(out)
+        return out, checkpoint
+    if out.exists():
         if not cfg.overwrite:
-            raise RunFolderError(f"{out} already exists. Pass --overwrite to replace it, --resume to continue an "
-                                 "interrupted run, or --output_dir for a new run folder.")
-    return out
+            raise RunFolderError(f"{out} already exists. Pass --resume to continue it (from its newest complete "
+                                 "checkpoint, or from step 0 if it has none), --overwrite to replace it, or "
+                                 "--output_dir for a new run folder.")
+        wipe(out)
+    return out, None
+
+
+def newest_complete_checkpoint(folder: Path) -> Optional[str]:
+    """The newest checkpoint-N that holds CHECKPOINT_DONE (written after everything else). Incomplete ones, left
+    by a kill in the middle of a save, are named and deleted so the Trainer never sees them."""
+    found = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
+                   if p.name.split("-")[-1].isdigit() else -1, reverse=True)
+    complete = None
+    for checkpoint in found:
+        if complete is None and (checkpoint / CHECKPOINT_DONE).exists():
+            complete = checkpoint
+        elif not (checkpoint / CHECKPOINT_DONE).exists() and is_main_process():
+            print(f"--resume: skipping {checkpoint}: incomplete (no {CHECKPOINT_DONE}; the save was interrupted); "
+                  "deleting it.", flush=True)
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    if complete is not None:
+        print(f"--resume: continuing from {complete}.", flush=True)
+    return str(complete) if complete else None
+
+
+def is_main_process() -> bool:
+    """Before the Trainer exists (under torchrun every process runs this code): only rank 0 deletes or prints."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def wipe(out: Path) -> None:
-    if out.exists():
-        shutil.rmtree(out)
+    if out.exists() and is_main_process():
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def precision_flags(cfg: TrainConfig) -> dict:
@@ -92,7 +133,7 @@ def trainer_arguments(cfg: TrainConfig, out: Path) -> Seq2SeqTrainingArguments:
         eval_steps=cfg.eval_steps,
         save_strategy="steps",
         save_steps=cfg.save_steps,
-        save_total_limit=1,
+        save_total_limit=None,  # CheckpointKeeper deletes older checkpoints only after the new one is complete
         train_sampling_strategy="group_by_length",  # similar lengths per batch: little padding
         include_num_input_tokens_seen="non_padding",
         seed=cfg.seed,
@@ -166,29 +207,79 @@ def tokenize(frame, tokenizer, cfg: TrainConfig) -> TokenizedSplit:
     )
 
 
-class LossHistory(TrainerCallback):
-    """Train and eval loss at every logging step, as the Trainer reports them."""
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """The Trainer's length-grouped order, drawn from its own generator seeded by (seed, epoch) instead of torch's
+    global RNG: a run resumed in the middle of an epoch gets the same permutation for that epoch, so skipping the
+    batches already trained leaves exactly the batches an uninterrupted run sees next."""
 
-    def __init__(self):
-        self.rows: list[dict] = []
+    def __init__(self, *args, seed: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seed, self.epoch = seed, 0
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
+    def set_epoch(self, epoch: int) -> None:  # the Trainer calls this before each epoch (through accelerate)
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+        return super().__iter__()
+
+
+class ResumableTrainer(Seq2SeqTrainer):
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return EpochSeededLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                               dataset=dataset, seed=self.args.seed)
+
+
+class CheckpointKeeper(TrainerCallback):
+    """Marks each checkpoint complete once the Trainer has written all of it, with the training seconds and peak
+    memory so far (summed over resumed segments); only then deletes the older checkpoints."""
+
+    def __init__(self, resume_from: Optional[str]):
+        before = json.loads((Path(resume_from) / CHECKPOINT_DONE).read_text()) if resume_from else {}
+        self.seconds_before = before.get("train_seconds", 0.0)
+        self.segments_before = before.get("segments", 0)
+        self.peak_before = before.get("peak_memory_bytes", 0)
+        self.start = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.start
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        folder = Path(args.output_dir)
+        newest = folder / f"checkpoint-{state.global_step}"
+        write_json(newest / CHECKPOINT_DONE, {
+            "step": state.global_step, "train_seconds": self.seconds(), "segments": self.segments_before + 1,
+            "peak_memory_bytes": max(self.peak_before, peak_memory()[0])}, schema=None)
+        for older in folder.glob("checkpoint-*"):
+            if older != newest:
+                shutil.rmtree(older, ignore_errors=True)
+
+
+def loss_history(state) -> list[dict]:
+    """Train and eval loss at every logging step, from the Trainer's own log, which a resumed run restores from
+    its checkpoint: the history of the whole run, not of the last segment."""
+    rows = {}
+    for log in state.log_history:
         for key, name in (("loss", "train_loss"), ("eval_loss", "eval_loss")):
-            if logs and key in logs and math.isfinite(logs[key]):
-                row[name] = float(logs[key])
-        if len(row) > 2:
-            self.rows.append(row)
+            if key in log and math.isfinite(log[key]):
+                row = rows.setdefault(log["step"], {"step": log["step"], "epoch": round(log.get("epoch") or 0, 4)})
+                row[name] = float(log[key])
+    return [rows[k] for k in sorted(rows)]
 
 
-def make_trainer(model, tokenizer, args, train: TokenizedSplit, evalset: TokenizedSplit, callbacks=()):
+def make_trainer(model, tokenizer, args, train: TokenizedSplit, evalset: TokenizedSplit, resume_from, callbacks=()):
     collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
                                       pad_to_multiple_of=8 if torch.cuda.is_available() else None)
-    history = LossHistory()
-    trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=train.dataset, eval_dataset=evalset.dataset,
-                             data_collator=collator, processing_class=tokenizer,
-                             callbacks=[history, *callbacks])
-    return trainer, history
+    keeper = CheckpointKeeper(resume_from)
+    trainer = ResumableTrainer(model=model, args=args, train_dataset=train.dataset, eval_dataset=evalset.dataset,
+                               data_collator=collator, processing_class=tokenizer, callbacks=[keeper, *callbacks])
+    return trainer, keeper
 
 
 def peak_memory() -> tuple[int, str]:
@@ -201,43 +292,51 @@ def device_name() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
 
 
-def fit(trainer, cfg: TrainConfig, history: LossHistory) -> float:
-    """Train (resuming if asked), then make sure the last step has an eval loss; returns training seconds."""
+def fit(trainer, resume_from: Optional[str]) -> None:
+    """Train (from `resume_from` if given), then make sure the last step has an eval loss."""
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=True if cfg.resume else None)
-    seconds = time.perf_counter() - start
-    last_eval = max((r["step"] for r in history.rows if "eval_loss" in r), default=-1)
+    trainer.train(resume_from_checkpoint=resume_from)
+    last_eval = max((r["step"] for r in loss_history(trainer.state) if "eval_loss" in r), default=-1)
     if last_eval != trainer.state.global_step:
         trainer.evaluate()
-    return seconds
 
 
 def folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
 
 
-def training_metrics(kind, cfg, data, train, evalset, trainer, history, model, train_seconds, wall_start,
+def training_metrics(method, cfg, data, train, evalset, trainer, keeper: CheckpointKeeper, model, wall_start,
                      checkpoint_dir) -> dict:
+    """metrics.json of one method: the whole run's figures, however many resumed segments it took."""
     state = trainer.state
     epochs_done = state.epoch or 0.0
+    train_seconds = keeper.seconds()
     peak, measure = peak_memory()
-    evals = [r["eval_loss"] for r in history.rows if "eval_loss" in r]
-    trains = [r["train_loss"] for r in history.rows if "train_loss" in r]
+    history = loss_history(state)
+    evals = [r["eval_loss"] for r in history if "eval_loss" in r]
+    trains = [r["train_loss"] for r in history if "train_loss" in r]
     return {
-        "schema_version": 1, "kind": kind, "created_at": utc_now(),
-        "hyperparameters": dataclasses.asdict(cfg), "seed": cfg.seed,
+        "schema_version": 1, "kind": method.name, "method": method.describe(), "created_at": utc_now(),
+        "hyperparameters": {**dataclasses.asdict(cfg), "peft_config": method.peft}, "seed": cfg.seed,
         "data": {"source": data.source, "train": len(train.dataset), "eval": len(evalset.dataset),
                  "skipped": sum(data.skipped.values()), "truncated": train.truncated + evalset.truncated,
                  "truncated_targets": train.truncated_targets + evalset.truncated_targets, "notes": data.notes},
         "parameters": count_parameters(model),
         "cost": {"wall_seconds": time.perf_counter() - wall_start, "train_seconds": train_seconds,
+                 "segments": keeper.segments_before + 1,
                  "examples_per_second": len(train.dataset) * epochs_done / train_seconds,
                  "tokens_per_second": train.tokens * epochs_done / train_seconds,
-                 "peak_memory_bytes": int(peak), "peak_memory_measure": measure, "device": device_name(),
-                 "world_size": trainer.args.world_size, "checkpoint_bytes": folder_bytes(checkpoint_dir)},
-        "loss_history": history.rows,
+                 "peak_memory_bytes": int(max(peak, keeper.peak_before)), "peak_memory_measure": measure,
+                 "device": device_name(), "world_size": trainer.args.world_size,
+                 "checkpoint_bytes": folder_bytes(checkpoint_dir)},
+        "loss_history": history,
         "final": {"train_loss": trains[-1] if trains else None, "eval_loss": evals[-1] if evals else None,
                   "steps": state.global_step},
     }
+
+
+def finish(method, out: Path, metrics: dict) -> None:
+    """metrics.json last: a method folder with metrics.json is complete. Then the checkpoints go."""
+    write_run_file(out.parent, f"{method.name}/{METHOD_METRICS}", metrics)
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)

@@ -31,3 +31,15 @@ def paired_permutation_test(a, b, weights=None, permutations: int = 10000, seed:
     null = (signs * d * w).sum(axis=1) / w.sum()
     extreme = np.count_nonzero(np.abs(null) >= abs(observed) - 1e-12)
     return observed, float((extreme + 1) / (permutations + 1))
+
+
+def holm_adjust(p_values) -> list[float]:
+    """Holm's step-down adjustment: controls the family-wise error rate over all the comparisons made."""
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p)
+    adjusted = np.empty_like(p)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted.tolist()
