@@ -1,14 +1,32 @@
-"""Pure Plotly figure builders: frames in, figures out. No Gradio, no file reading."""
+"""Pure Plotly figure builders: frames (and a model -> label map) in, figures out. No Gradio, no file reading.
+Every chart takes any number of methods; colours come from one palette, fixed per model name."""
 
 import math
 
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.run_data import LAB_LABEL, METRIC_LABELS, MODEL_LABELS, MODEL_ORDER
+from dashboard.run_data import LAB_LABEL, METRIC_LABELS, MODEL_LABELS
 
-COLORS = {"base": "#9aa0a6", "full": "#1a73e8", "lora": "#e8710a"}
-METHOD_LABELS = {"full": "Full fine-tune", "lora": "LoRA"}
+FIXED_COLORS = {"base": "#9aa0a6", "full": "#1a73e8", "lora": "#e8710a"}
+PALETTE = ["#188038", "#a142f4", "#d93025", "#12b5cb", "#f9ab00", "#e52592", "#5f6368", "#3949ab", "#795548"]
+
+
+def colors_for(models) -> dict[str, str]:
+    """base/full/lora keep their colours; every other model takes the next palette colour, in the run's order."""
+    others = iter(PALETTE * 3)
+    return {m: FIXED_COLORS.get(m) or next(others) for m in models}
+
+
+def pareto_front(frame: pd.DataFrame, cost: str, quality: str = "rouge1") -> pd.DataFrame:
+    """The methods no other method beats on both axes (lower cost AND higher quality), sorted by cost."""
+    rows = frame.sort_values([cost, quality], ascending=[True, False])
+    best, keep = -math.inf, []
+    for index, row in rows.iterrows():
+        if row[quality] > best:
+            keep.append(index)
+            best = row[quality]
+    return rows.loc[keep]
 
 
 def empty_figure(message: str) -> go.Figure:
@@ -25,29 +43,31 @@ def padded(values: pd.Series, floor=None) -> list[float]:
     return [low - pad if floor is None else max(floor, low - pad), high + pad]
 
 
-def rouge_bars(frame: pd.DataFrame) -> go.Figure:
+def rouge_bars(frame: pd.DataFrame, labels: dict = MODEL_LABELS) -> go.Figure:
     """Grouped bars per model and metric, CI error bars; the lab's published figures as hollow markers."""
     if frame.empty:
         return empty_figure("No ROUGE yet")
     fig = go.Figure()
     ours = frame[frame["series"] == "This run"]
-    for model in MODEL_ORDER:
+    models = list(dict.fromkeys([*labels, *ours["model"]]))
+    colors = colors_for(models)
+    for model in models:
         rows = ours[ours["model"] == model]
         if rows.empty:
             continue
-        fig.add_bar(name=MODEL_LABELS[model], x=[METRIC_LABELS[m] for m in rows["metric"]], y=rows["mean"],
-                    marker_color=COLORS[model], offsetgroup=model,
+        fig.add_bar(name=labels.get(model, model), x=[METRIC_LABELS[m] for m in rows["metric"]], y=rows["mean"],
+                    marker_color=colors[model], offsetgroup=model,
                     error_y={"type": "data", "symmetric": False, "array": rows["ci_high"] - rows["mean"],
                              "arrayminus": rows["mean"] - rows["ci_low"]},
-                    hovertemplate="%{x}: %{y:.4f}<extra>" + MODEL_LABELS[model] + "</extra>")
+                    hovertemplate="%{x}: %{y:.4f}<extra>" + labels.get(model, model) + "</extra>")
     lab = frame[frame["series"] == LAB_LABEL]
-    for model in MODEL_ORDER:
+    for model in models:
         rows = lab[lab["model"] == model]
-        if rows.empty:
+        if rows.empty or (not ours.empty and model not in set(ours["model"])):
             continue
-        fig.add_scatter(name=f"{MODEL_LABELS[model]}: {LAB_LABEL}", x=[METRIC_LABELS[m] for m in rows["metric"]],
+        fig.add_scatter(name=f"{labels.get(model, model)}: {LAB_LABEL}", x=[METRIC_LABELS[m] for m in rows["metric"]],
                         y=rows["mean"], mode="markers", offsetgroup=model,
-                        marker={"symbol": "diamond-open", "size": 12, "color": COLORS[model], "line": {"width": 2}},
+                        marker={"symbol": "diamond-open", "size": 12, "color": colors[model], "line": {"width": 2}},
                         hovertemplate="%{x}: %{y:.4f}<extra>lab, published</extra>")
     fig.update_layout(title="ROUGE F1 by model (bars: this run, 95% CI; diamonds: original lab, published)",
                       barmode="group", scattermode="group", yaxis_title="F1", yaxis_range=[0, 1],
@@ -55,10 +75,10 @@ def rouge_bars(frame: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def parameter_bars(frame: pd.DataFrame) -> go.Figure:
+def parameter_bars(frame: pd.DataFrame, labels: dict = MODEL_LABELS) -> go.Figure:
     if frame.empty:
         return empty_figure("No training metrics yet")
-    labels = [METHOD_LABELS.get(m, m) for m in frame["method"]]
+    labels = [labels.get(m, m) for m in frame["method"]]
     fig = go.Figure()
     fig.add_bar(name="Total parameters", x=labels, y=frame["total"], marker_color="#9aa0a6",
                 text=[f"{v:,}" for v in frame["total"]], textposition="outside")
@@ -77,59 +97,87 @@ COST_PANELS = [("train_seconds", "Training time (s)", 1), ("wall_seconds", "Wall
                ("examples_per_second", "Examples / s", 1)]
 
 
-def cost_bars(frame: pd.DataFrame) -> go.Figure:
-    """One small panel per cost figure, full vs LoRA side by side."""
+def cost_bars(frame: pd.DataFrame, labels: dict = MODEL_LABELS) -> go.Figure:
+    """One panel per cost figure, a bar per method (horizontal bars: any number of methods stays readable)."""
     from plotly.subplots import make_subplots
 
     if frame.empty:
         return empty_figure("No training metrics yet")
-    fig = make_subplots(rows=1, cols=len(COST_PANELS), subplot_titles=[t for _, t, _ in COST_PANELS])
+    colors = colors_for(["base", *frame["method"]])
+    fig = make_subplots(rows=1, cols=len(COST_PANELS), subplot_titles=[t for _, t, _ in COST_PANELS],
+                        shared_yaxes=True, horizontal_spacing=0.03)
     for col, (column, _, scale) in enumerate(COST_PANELS, 1):
         values = frame[column] / scale
-        fig.add_bar(x=[METHOD_LABELS.get(m, m) for m in frame["method"]], y=values, showlegend=False,
-                    marker_color=[COLORS.get(m, "#555") for m in frame["method"]],
+        fig.add_bar(y=[labels.get(m, m) for m in frame["method"]], x=values, orientation="h", showlegend=False,
+                    marker_color=[colors[m] for m in frame["method"]],
                     text=[f"{v:,.1f}" for v in values], textposition="outside", row=1, col=col)
-        fig.update_yaxes(range=[0, values.max() * 1.25 or 1], row=1, col=col)
+        fig.update_xaxes(range=[0, values.max() * 1.45 or 1], row=1, col=col)
+    fig.update_yaxes(autorange="reversed")
     measure = frame["peak_memory_measure"].iloc[0].replace("_", " ")
-    fig.update_layout(title=f"Training cost, full vs LoRA (device: {frame['device'].iloc[0]}; memory: {measure})",
-                      height=400)
+    fig.update_layout(title=f"Training cost per method (device: {frame['device'].iloc[0]}; memory: {measure})",
+                      height=max(320, 120 + 34 * len(frame)))
     return fig
 
 
-def loss_curves(frame: pd.DataFrame) -> go.Figure:
+def loss_curves(frame: pd.DataFrame, labels: dict = MODEL_LABELS) -> go.Figure:
     if frame.empty:
         return empty_figure("No loss history yet")
     fig = go.Figure()
+    colors = colors_for(["base", *frame["method"].unique()])
     for method in frame["method"].unique():
         for split, dash in (("train", "solid"), ("eval", "dash")):
             rows = frame[(frame["method"] == method) & (frame["split"] == split)].sort_values("step")
             if not rows.empty:
                 fig.add_scatter(x=rows["step"], y=rows["loss"], mode="lines+markers" if split == "eval" else "lines",
-                                name=f"{METHOD_LABELS.get(method, method)}: {split}",
-                                line={"color": COLORS.get(method), "dash": dash})
+                                name=f"{labels.get(method, method)}: {split}",
+                                line={"color": colors[method], "dash": dash})
     fig.update_layout(title="Loss over optimizer steps (solid: train, dashed: eval; log scale)", xaxis_title="step",
                       yaxis={"title": "cross-entropy loss", "type": "log"}, height=420,
                       legend={"orientation": "h", "y": -0.2})
     return fig
 
 
-def tradeoff_scatter(frame: pd.DataFrame) -> go.Figure:
-    """ROUGE-1 against trainable parameters and against training time, one panel each."""
+FRONTIER_PANELS = [("trainable", "trainable parameters (log)", 1, True),
+                   ("train_seconds", "training seconds", 1, False),
+                   ("peak_memory_bytes", "peak training memory (MiB)", 2**20, False),
+                   ("checkpoint_bytes", "checkpoint size (MiB, log)", 2**20, True)]
+
+
+def tradeoff_scatter(frame: pd.DataFrame, labels: dict = MODEL_LABELS) -> go.Figure:
+    """ROUGE-1 (with 95% CI) against four costs, one panel each, the Pareto frontier drawn and its methods named:
+    the methods worth paying for on that cost."""
     from plotly.subplots import make_subplots
 
     if frame.empty:
         return empty_figure("Needs evaluation results: run python -m training.evaluate")
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["ROUGE-1 vs trainable parameters",
-                                                        "ROUGE-1 vs training time"])
-    for col, x in ((1, "trainable"), (2, "train_seconds")):
-        fig.add_scatter(x=frame[x], y=frame["rouge1"], mode="markers+text", showlegend=False,
-                        text=[METHOD_LABELS.get(m, m) for m in frame["method"]], textposition="top center",
-                        marker={"size": 14, "color": [COLORS.get(m) for m in frame["method"]]}, row=1, col=col)
-    logs = frame["trainable"].clip(lower=1).map(math.log10)
-    fig.update_xaxes(type="log", title_text="trainable parameters (log)", row=1, col=1,
-                     range=[logs.min() - 0.5, logs.max() + 0.5])
-    fig.update_xaxes(title_text="training seconds", row=1, col=2, range=padded(frame["train_seconds"]))
-    fig.update_yaxes(range=padded(frame["rouge1"], floor=0))
-    fig.update_yaxes(title_text="ROUGE-1 F1", row=1, col=1)
-    fig.update_layout(title="Cost vs quality", height=420)
+    fronts = {cost: pareto_front(frame, cost) for cost, *_ in FRONTIER_PANELS}
+    titles = [f"vs {title}<br><sub>frontier: {', '.join(labels.get(m, m) for m in fronts[cost]['method'])}</sub>"
+              for cost, title, *_ in FRONTIER_PANELS]
+    fig = make_subplots(rows=2, cols=2, subplot_titles=titles, vertical_spacing=0.2, horizontal_spacing=0.08)
+    colors = colors_for(["base", *frame["method"]])
+    for i, (cost, title, scale, log) in enumerate(FRONTIER_PANELS):
+        row, col = divmod(i, 2)
+        x = frame[cost].clip(lower=1) / scale if log else frame[cost] / scale
+        fig.add_scatter(x=x, y=frame["rouge1"], mode="markers+text", showlegend=False,
+                        text=[labels.get(m, m) for m in frame["method"]], textposition="top center",
+                        error_y={"type": "data", "symmetric": False, "array": frame["ci_high"] - frame["rouge1"],
+                                 "arrayminus": frame["rouge1"] - frame["ci_low"], "thickness": 1},
+                        marker={"size": 12, "color": [colors[m] for m in frame["method"]]},
+                        hovertemplate="%{text}<br>%{x:,.3g}<br>ROUGE-1 %{y:.4f}<extra></extra>",
+                        row=row + 1, col=col + 1)
+        front = fronts[cost]
+        fx = front[cost].clip(lower=1) / scale if log else front[cost] / scale
+        fig.add_scatter(x=fx, y=front["rouge1"], mode="lines", line={"dash": "dash", "color": "#202124", "width": 1},
+                        name="Pareto frontier", showlegend=i == 0, row=row + 1, col=col + 1)
+        if log:
+            logs = x.map(math.log10)
+            fig.update_xaxes(type="log", range=[logs.min() - 0.5, logs.max() + 0.5], row=row + 1, col=col + 1)
+        else:
+            fig.update_xaxes(range=padded(x, floor=0), row=row + 1, col=col + 1)
+        fig.update_xaxes(title_text=title, row=row + 1, col=col + 1)
+        fig.update_yaxes(title_text="ROUGE-1 F1", row=row + 1, col=col + 1)
+    fig.update_yaxes(range=padded(pd.concat([frame["ci_low"], frame["ci_high"]]), floor=0))
+    fig.update_layout(title="Cost vs quality: each method's ROUGE-1 (95% CI) against what it costs; dashed: the "
+                            "Pareto frontier (no method is both cheaper and better)", height=760,
+                      legend={"orientation": "h", "y": -0.08})
     return fig

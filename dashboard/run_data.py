@@ -7,10 +7,11 @@ from typing import Optional
 
 import pandas as pd
 
-from artifacts.contract import (EVAL_METRICS, EVAL_PREDICTIONS, FULL_METRICS, FULL_MODEL, LORA_ADAPTER, LORA_METRICS,
-                                RUN_JSON, ArtifactError, read_run_file)
+from artifacts.contract import (EVAL_METRICS, EVAL_PREDICTIONS, RUN_JSON, ArtifactError, list_methods, method_metrics,
+                                method_weights, read_run_file)
 
-MODEL_ORDER = ["base", "full", "lora"]
+# Labels of runs written before methods carried their own (full/ and lora/ only); newer runs' labels come from
+# each method's metrics.json (the registry's label) and eval/metrics.json.
 MODEL_LABELS = {"base": "Base (no fine-tuning)", "full": "Full fine-tune", "lora": "LoRA"}
 METRIC_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 # The original lab's published figures on the full DialogSum test set (1,500 rows, rouge_score with stemmer,
@@ -24,14 +25,31 @@ LAB_LABEL = "Original lab, published (flan-t5-base, full test set)"
 class RunData:
     folder: Path
     run: dict
-    train: dict = field(default_factory=dict)        # 'full'/'lora' -> metrics.json
+    methods: list[str] = field(default_factory=list)  # the run's complete methods, in order
+    train: dict = field(default_factory=dict)          # method -> its metrics.json
     evaluation: Optional[dict] = None
     predictions: Optional[pd.DataFrame] = None
     problems: list[str] = field(default_factory=list)  # what could not be read, shown in the page
 
+    @property
+    def models(self) -> list[str]:
+        return ["base", *self.methods]
+
+    def label(self, model: str) -> str:
+        if self.evaluation and model in self.evaluation.get("labels", {}):
+            return self.evaluation["labels"][model]
+        method = self.train.get(model, {}).get("method")
+        return method["label"] if method else MODEL_LABELS.get(model, model)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {m: self.label(m) for m in self.models}
+
 
 def is_complete(folder: Path) -> bool:
-    return all((folder / p).exists() for p in (RUN_JSON, FULL_METRICS, LORA_METRICS, FULL_MODEL, LORA_ADAPTER))
+    """run.json and at least one method with its metrics and weights."""
+    folder = Path(folder)
+    return (folder / RUN_JSON).exists() and any(method_weights(folder, m).exists() for m in list_methods(folder))
 
 
 def newest_complete_run(artifacts_dir: Path) -> Optional[Path]:
@@ -40,26 +58,30 @@ def newest_complete_run(artifacts_dir: Path) -> Optional[Path]:
 
 
 def read_predictions(path: Path) -> pd.DataFrame:
+    """One row per test dialogue: every model's output (column = model name), its ROUGE-1, and how much the
+    fine-tuned methods disagree (the range of their ROUGE-1)."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    models = list(dict.fromkeys(m for r in rows for m in r["outputs"]))
     frame = pd.DataFrame({
         "id": [r["id"] for r in rows], "dialogue": [r["dialogue"] for r in rows],
         "references": [r["references"] for r in rows],
-        **{m: [r["outputs"].get(m, "") for r in rows] for m in MODEL_ORDER},
-        **{f"{m}_rouge1": [r["rouge"].get(m, {}).get("rouge1") for r in rows] for m in MODEL_ORDER},
+        **{m: [r["outputs"].get(m, "") for r in rows] for m in models},
+        **{f"{m}_rouge1": [r["rouge"].get(m, {}).get("rouge1") for r in rows] for m in models},
         "rouge": [r["rouge"] for r in rows],
     })
     frame["dialogue_chars"] = frame["dialogue"].str.len()
-    frame["full_vs_lora"] = (frame["full_rouge1"] - frame["lora_rouge1"]).abs()
+    methods = [f"{m}_rouge1" for m in models if m != "base"] or [f"{m}_rouge1" for m in models]
+    frame["spread"] = frame[methods].max(axis=1) - frame[methods].min(axis=1)
     return frame
 
 
 def load_run(folder: Path) -> RunData:
     """Everything the dashboard shows about a run; a missing or broken optional file becomes a problem line."""
     folder = Path(folder)
-    data = RunData(folder=folder, run=read_run_file(folder, RUN_JSON))
-    for kind, name in (("full", FULL_METRICS), ("lora", LORA_METRICS)):
+    data = RunData(folder=folder, run=read_run_file(folder, RUN_JSON), methods=list_methods(folder))
+    for method in data.methods:
         try:
-            data.train[kind] = read_run_file(folder, name)
+            data.train[method] = read_run_file(folder, method_metrics(method))
         except ArtifactError as e:
             data.problems.append(str(e))
     if (folder / EVAL_METRICS).exists():
@@ -106,27 +128,34 @@ def loss_frame(train: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "step", "split", "loss"]).drop_duplicates()
 
 
+TRADEOFF_COLUMNS = ["method", "rouge1", "ci_low", "ci_high", "trainable", "train_seconds", "peak_memory_bytes",
+                    "checkpoint_bytes"]
+
+
 def tradeoff_frame(data: RunData) -> pd.DataFrame:
-    """method, rouge1 (headline protocol), trainable parameters, training seconds: the cost-vs-quality scatter."""
+    """Per method: ROUGE-1 (headline protocol, with CI) and its four costs, for the cost-vs-quality frontiers."""
     if not data.evaluation:
-        return pd.DataFrame(columns=["method", "rouge1", "trainable", "train_seconds"])
+        return pd.DataFrame(columns=TRADEOFF_COLUMNS)
     scores = data.evaluation["scores"][data.evaluation["headline_protocol"]]
-    return pd.DataFrame([{"method": k, "rouge1": scores[k]["rouge1"]["mean"],
-                          "trainable": m["parameters"]["trainable"], "train_seconds": m["cost"]["train_seconds"]}
-                         for k, m in data.train.items() if k in scores])
+    return pd.DataFrame([{"method": k, "rouge1": scores[k]["rouge1"]["mean"], "ci_low": scores[k]["rouge1"]["ci_low"],
+                          "ci_high": scores[k]["rouge1"]["ci_high"], "trainable": m["parameters"]["trainable"],
+                          **{c: m["cost"][c] for c in TRADEOFF_COLUMNS[5:]}}
+                         for k, m in data.train.items() if k in scores], columns=TRADEOFF_COLUMNS)
 
 
 def summary_table(data: RunData) -> pd.DataFrame:
     """One row per model: the headline ROUGE with CIs, parameters and cost, for the table under the charts."""
     rows = []
     scores = data.evaluation["scores"][data.evaluation["headline_protocol"]] if data.evaluation else {}
-    for model in MODEL_ORDER:
-        row = {"model": MODEL_LABELS[model]}
+    for model in data.models:
+        row = {"model": data.label(model)}
         for metric, label in METRIC_LABELS.items():
             s = scores.get(model, {}).get(metric)
             row[label] = f"{s['mean']:.4f} [{s['ci_low']:.4f}, {s['ci_high']:.4f}]" if s else "-"
         train = data.train.get(model)
         row["trainable params"] = f"{train['parameters']['trainable']:,}" if train else "-"
         row["train time (s)"] = f"{train['cost']['train_seconds']:.1f}" if train else "-"
+        row["peak memory (MiB)"] = f"{train['cost']['peak_memory_bytes'] / 2**20:,.0f}" if train else "-"
+        row["checkpoint (MiB)"] = f"{train['cost']['checkpoint_bytes'] / 2**20:,.2f}" if train else "-"
         rows.append(row)
     return pd.DataFrame(rows)

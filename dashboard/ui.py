@@ -9,7 +9,7 @@ import pandas as pd
 from dashboard import figures
 from dashboard import run_data as rd
 from dashboard.models import ServedModels
-from dashboard.summarize import DEFAULT_PROMPT, InputError, Settings, summarize_all
+from dashboard.summarize import DEFAULT_MODELS, DEFAULT_PROMPT, InputError, Settings, check_text, summarize_models
 
 try:  # on Hugging Face Spaces (ZeroGPU) this requests a GPU for the call; elsewhere a no-op
     import spaces
@@ -19,8 +19,9 @@ except ImportError:
     def gpu(fn):
         return fn
 
-MODELS = rd.MODEL_ORDER
+API_FIRST = list(DEFAULT_MODELS)  # /summarize returns these three texts first, then their labels: a kept contract
 CONCURRENCY = 4  # requests in flight; model calls still take the models' lock one at a time
+NOT_IN_RUN = "(not in this run)"
 
 
 @dataclass
@@ -33,15 +34,26 @@ class AppState:
     def prompt_template(self) -> str:
         if self.data.evaluation:
             return self.data.evaluation["decoding"].get("prompt_template", DEFAULT_PROMPT)
-        full = self.data.train.get("full")
-        return full["hyperparameters"].get("prompt_template", DEFAULT_PROMPT) if full else DEFAULT_PROMPT
+        first = next(iter(self.data.train.values()), None)
+        return first["hyperparameters"].get("prompt_template", DEFAULT_PROMPT) if first else DEFAULT_PROMPT
+
+    @property
+    def models(self) -> list[str]:
+        return self.served.models
+
+    @property
+    def extra_models(self) -> list[str]:
+        """The run's models beyond base/full/lora: /summarize returns them after its original outputs."""
+        return [m for m in self.models if m not in API_FIRST]
+
+    def label(self, model: str) -> str:
+        return self.served.label(model) if model in self.models else rd.MODEL_LABELS.get(model, model)
 
 
-def model_label(summary) -> str:
-    name = rd.MODEL_LABELS[summary.model]
+def model_label(summary, name: str) -> str:
     if summary.error:
         return f"**{name}**: unavailable"
-    how = "one batched call with the other shared-weight model" if summary.shared_call else "its own call"
+    how = "one batched call with the other shared-weight models" if summary.shared_call else "its own call"
     return f"**{name}** · {summary.seconds:.2f} s ({how}) · {summary.tokens} tokens"
 
 
@@ -51,59 +63,84 @@ def output_text(summary) -> str:
     return summary.text or "(no text: the model generated only special tokens)"
 
 
-def reference_rouge(reference: str, summaries: dict) -> pd.DataFrame:
+def reference_rouge(reference: str, summaries: dict, labels: dict) -> pd.DataFrame:
     from training.rouge import METRICS, Rouge  # the evaluation's exact ROUGE settings
 
-    if not (reference or "").strip():
+    if not reference:
         return pd.DataFrame(columns=["model", *rd.METRIC_LABELS.values()])
     rouge = Rouge()
-    rows = []
-    for m in MODELS:
-        s = summaries.get(m)
-        if s and not s.error:
-            scores = rouge.score(reference, s.text)
-            rows.append({"model": rd.MODEL_LABELS[m], **{rd.METRIC_LABELS[k]: round(scores[k], 4) for k in METRICS}})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"model": labels[m], **{rd.METRIC_LABELS[k]: round(v, 4)
+                                                 for k, v in rouge.score(reference, s.text).items() if k in METRICS}}
+                         for m, s in summaries.items() if not s.error])
+
+
+def run_models(state: AppState, text, reference, max_new_tokens, num_beams, do_sample, temperature, top_p, seed,
+               models):
+    """Validate every input (a clear gr.Error for each mistake), then summarize with the chosen models."""
+    try:
+        settings = Settings.from_inputs(max_new_tokens, num_beams, do_sample, temperature, top_p, seed)
+        reference = check_text(reference, "reference", required=False)
+        summaries, truncated = summarize_models(state.served, text, settings, state.prompt_template, models)
+    except InputError as e:
+        raise gr.Error(str(e)) from None
+    notice = ("⚠️ The dialogue is longer than the models read: it was **truncated to 512 tokens**."
+              if truncated else "")
+    return summaries, reference_rouge(reference, summaries, {m: state.label(m) for m in summaries}), notice
 
 
 def make_summarize(state: AppState):
+    """The Compare button, also the `/summarize` API: base, full and lora texts, their labels, the ROUGE table and
+    the notice (the original contract), then each further method's text and label."""
+    order = API_FIRST + state.extra_models
+
     @gpu
     def summarize(text, reference="", max_new_tokens=200, num_beams=1, do_sample=False, temperature=1.0, top_p=1.0,
-                  seed=0):
-        settings = Settings(int(max_new_tokens), int(num_beams), bool(do_sample), float(temperature), float(top_p),
-                            int(seed))
-        try:
-            summaries, truncated = summarize_all(state.served, text, settings, state.prompt_template)
-        except InputError as e:
-            raise gr.Error(str(e)) from e
-        texts = [output_text(summaries[m]) for m in MODELS]
-        labels = [model_label(summaries[m]) for m in MODELS]
-        notice = ("⚠️ The dialogue is longer than the models read: it was **truncated to 512 tokens**."
-                  if truncated else "")
-        return (*texts, *labels, reference_rouge(reference, summaries), notice)
+                  seed=0, models=None):
+        wanted = [m for m in API_FIRST if m in state.models] if models is None else models
+        summaries, table, notice = run_models(state, text, reference, max_new_tokens, num_beams, do_sample,
+                                              temperature, top_p, seed, wanted)
+        texts = {m: output_text(summaries[m]) if m in summaries else "" for m in order}
+        labels = {m: model_label(summaries[m], state.label(m)) if m in summaries else
+                  f"**{state.label(m)}** {NOT_IN_RUN if m not in state.models else '(not selected)'}" for m in order}
+        extras = [v for m in state.extra_models for v in (texts[m], labels[m])]
+        return (*[texts[m] for m in API_FIRST], *[labels[m] for m in API_FIRST], table, notice, *extras)
 
     return summarize
+
+
+def make_summarize_json(state: AppState):
+    def summarize_all(text: str) -> dict:
+        """Every model of the run on one dialogue (evaluation's greedy settings): {model: {summary, seconds,
+        tokens}}; an unavailable model gets {"error": why}."""
+        summaries, _, _ = run_models(state, text, "", 200, 1, False, 1.0, 1.0, 0, state.models)
+        return {m: ({"error": s.error} if s.error else {"summary": s.text, "seconds": round(s.seconds, 4),
+                                                         "tokens": s.tokens}) for m, s in summaries.items()}
+
+    return summarize_all
+
+
+SORTS = {"disagreement between methods": "spread", "dialogue length": "dialogue_chars", "test order": None}
 
 
 def example_choices(preds: Optional[pd.DataFrame], order: str = "test order") -> list[tuple[str, str]]:
     if preds is None or preds.empty:
         return []
-    key = {"full vs LoRA disagreement": ("full_vs_lora", False), "dialogue length": ("dialogue_chars", False),
-           "test order": (None, True)}[order]
-    frame = preds if key[0] is None else preds.sort_values(key[0], ascending=key[1], kind="stable")
-    return [(f"{r.id} · {r.dialogue_chars} chars · |ΔR1 full−LoRA| {r.full_vs_lora:.3f} · "
+    key = SORTS[order]
+    frame = preds if key is None else preds.sort_values(key, ascending=False, kind="stable")
+    return [(f"{r.id} · {r.dialogue_chars} chars · ROUGE-1 range across methods {r.spread:.3f} · "
              f"{r.dialogue[:60].replace(chr(10), ' ')}…", r.id) for r in frame.itertuples()]
 
 
 def header(state: AppState) -> str:
     run = state.data.run
-    lines = [f"# Dialogue summarization: base vs full fine-tune vs LoRA",
+    lines = [f"# Dialogue summarization: which way of fine-tuning FLAN-T5 is worth it?",
              f"Run **{state.data.folder.name}** · preset `{run['preset']}` · base model `{run['base_model']}` · "
-             f"data `{run['data_source']}` · device **{state.served.describe()}**"]
+             f"data `{run['data_source']}` · {len(state.data.methods)} methods: "
+             f"{', '.join(state.label(m) for m in state.data.methods)} · device **{state.served.describe()}**"]
     if state.demo_notice:
         lines.append(f"> {state.demo_notice}")
     for model, why in state.served.errors.items():
-        lines.append(f"> ⚠️ **{rd.MODEL_LABELS[model]} is unavailable**: {why}")
+        lines.append(f"> ⚠️ **{state.label(model)} is unavailable**: {why}")
     return "\n\n".join(lines)
 
 
@@ -117,8 +154,8 @@ def protocol_text(evaluation: Optional[dict]) -> str:
             f"reference, as the lab). Decoding: greedy (do_sample={d['do_sample']}, beams={d['num_beams']}), "
             f"max_new_tokens={d['max_new_tokens']}. ROUGE: {r.get('package', 'rouge_score')}, stemmer "
             f"{'on' if r['use_stemmer'] else 'off'}, F-measure; rougeLsum sentences: {r['sentence_splitter']}. "
-            f"95% CI: bootstrap over dialogues, {b['resamples']} resamples (seed {b['seed']}); paired tests: "
-            f"{b['paired_test']}. The lab's published figures (diamonds) were scored without sentence splitting, so "
+            f"95% CI: bootstrap over dialogues, {b['resamples']} resamples (seed {b['seed']}); paired tests over "
+            f"every pair of models: {b['paired_test']}. The lab's published figures (diamonds) were scored without sentence splitting, so "
             "their ROUGE-Lsum equals ROUGE-L.")
 
 
@@ -127,12 +164,14 @@ def comparisons_table(evaluation: Optional[dict]) -> pd.DataFrame:
         return pd.DataFrame()
     rows = evaluation["comparisons"][evaluation["headline_protocol"]]
     return pd.DataFrame([{"comparison": f"{c['a']} − {c['b']}", "metric": rd.METRIC_LABELS.get(c["metric"]),
-                          "mean difference": round(c["mean_difference"], 4), "p-value": round(c["p_value"], 4)}
+                          "mean difference": round(c["mean_difference"], 4), "p-value": round(c["p_value"], 4),
+                          "p (Holm, all pairs)": round(c["p_holm"], 4) if "p_holm" in c else None}
                          for c in rows])
 
 
 def build_compare_tab(state: AppState):
     preds = state.data.predictions
+    default = [m for m in API_FIRST if m in state.models]
     with gr.Row():
         with gr.Column(scale=3):
             picker = gr.Dropdown(choices=example_choices(preds), label="Example from the test set (fills the "
@@ -141,6 +180,8 @@ def build_compare_tab(state: AppState):
                               elem_id="dialogue")
             reference = gr.Textbox("", label="Reference summary (optional: gives each output's ROUGE)", lines=2)
         with gr.Column(scale=1):
+            chosen = gr.CheckboxGroup([(state.label(m), m) for m in state.models], value=default,
+                                      label="Models to compare", elem_id="models")
             with gr.Accordion("Generation settings (defaults = evaluation's)", open=False):
                 max_new = gr.Slider(1, 512, value=200, step=1, label="max new tokens")
                 beams = gr.Slider(1, 8, value=1, step=1, label="beams")
@@ -148,19 +189,27 @@ def build_compare_tab(state: AppState):
                 temperature = gr.Slider(0.05, 2.0, value=1.0, step=0.05, label="temperature (sampling)")
                 top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="top-p (sampling)")
                 seed = gr.Number(0, precision=0, label="seed")
-            button = gr.Button("Summarize with all three models", variant="primary")
+            button = gr.Button("Summarize with the chosen models", variant="primary", elem_id="summarize")
     notice = gr.Markdown()
-    labels, outputs = [], []
+    boxes, labels, columns = {}, {}, {}
     with gr.Row(equal_height=True):
-        for m in MODELS:
-            with gr.Column():
-                outputs.append(gr.Textbox(label=rd.MODEL_LABELS[m], lines=6, max_lines=6, interactive=False,
-                                          elem_id=f"out-{m}"))
-                labels.append(gr.Markdown(f"**{rd.MODEL_LABELS[m]}**"))
+        for m in state.models:
+            with gr.Column(visible=m in default, min_width=220) as columns[m]:
+                boxes[m] = gr.Textbox(label=state.label(m), lines=6, max_lines=6, interactive=False,
+                                      elem_id=f"out-{m}")
+                labels[m] = gr.Markdown(f"**{state.label(m)}**")
+    missing = {m: (gr.Textbox(visible=False), gr.Markdown(visible=False)) for m in API_FIRST if m not in state.models}
     rouge_table = gr.Dataframe(label="ROUGE against your reference (fill in the reference box to see it)",
                                interactive=False)
-    button.click(make_summarize(state), [text, reference, max_new, beams, sample, temperature, top_p, seed],
-                 [*outputs, *labels, rouge_table, notice], api_name="summarize", concurrency_limit=CONCURRENCY)
+    box = {**{m: b for m, (b, _) in missing.items()}, **boxes}
+    label = {**{m: lb for m, (_, lb) in missing.items()}, **labels}
+    outputs = [*[box[m] for m in API_FIRST], *[label[m] for m in API_FIRST], rouge_table, notice,
+               *[c for m in state.extra_models for c in (box[m], label[m])]]
+    button.click(make_summarize(state), [text, reference, max_new, beams, sample, temperature, top_p, seed, chosen],
+                 outputs, api_name="summarize", concurrency_limit=CONCURRENCY)
+    chosen.change(lambda picked: [gr.update(visible=m in picked) for m in state.models], chosen,
+                  [columns[m] for m in state.models], api_visibility="private")
+    gr.api(make_summarize_json(state), api_name="summarize_all", concurrency_limit=CONCURRENCY)
 
     def fill(example_id):
         if preds is None or not example_id:
@@ -179,56 +228,61 @@ def build_metrics_tab(state: AppState):
     gr.Dataframe(rd.summary_table(data), label="Summary (headline protocol; ROUGE mean [95% CI])", interactive=False)
     protocol = gr.Radio(["per_row", "multi_reference"], value=(data.evaluation or {}).get("headline_protocol",
                         "per_row"), label="ROUGE protocol")
-    rouge_plot = gr.Plot(figures.rouge_bars(rd.rouge_frame(data.evaluation)), elem_id="plot-rouge")
-    protocol.change(lambda p: figures.rouge_bars(rd.rouge_frame(data.evaluation, p)), protocol, rouge_plot,
+    labels = data.labels
+    gr.Plot(figures.tradeoff_scatter(rd.tradeoff_frame(data), labels), elem_id="plot-tradeoff")
+    rouge_plot = gr.Plot(figures.rouge_bars(rd.rouge_frame(data.evaluation), labels), elem_id="plot-rouge")
+    protocol.change(lambda p: figures.rouge_bars(rd.rouge_frame(data.evaluation, p), labels), protocol, rouge_plot,
                     api_visibility="private")
-    gr.Dataframe(comparisons_table(data.evaluation), label="Paired tests over dialogues", interactive=False)
-    gr.Plot(figures.parameter_bars(rd.parameters_frame(data.train)), elem_id="plot-params")
-    gr.Plot(figures.cost_bars(rd.cost_frame(data.train)), elem_id="plot-cost")
-    gr.Plot(figures.loss_curves(rd.loss_frame(data.train)), elem_id="plot-loss")
-    gr.Plot(figures.tradeoff_scatter(rd.tradeoff_frame(data)), elem_id="plot-tradeoff")
+    gr.Dataframe(comparisons_table(data.evaluation), label="Paired tests over dialogues, every pair of models",
+                 interactive=False)
+    gr.Plot(figures.parameter_bars(rd.parameters_frame(data.train), labels), elem_id="plot-params")
+    gr.Plot(figures.cost_bars(rd.cost_frame(data.train), labels), elem_id="plot-cost")
+    gr.Plot(figures.loss_curves(rd.loss_frame(data.train), labels), elem_id="plot-loss")
 
 
-def example_details(preds: pd.DataFrame, example_id: Optional[str]):
-    if preds is None or not example_id:
-        return "", "", "", "", "", pd.DataFrame()
-    row = preds[preds["id"] == example_id].iloc[0]
+def example_details(data: rd.RunData, example_id: Optional[str]):
+    models = [m for m in data.models if data.predictions is not None and m in data.predictions]
+    if data.predictions is None or not example_id:
+        return "", "", *["" for _ in models], pd.DataFrame()
+    row = data.predictions[data.predictions["id"] == example_id].iloc[0]
     refs = "\n".join(f"{i}. {r}" for i, r in enumerate(row["references"], 1))
-    scores = pd.DataFrame([{"model": rd.MODEL_LABELS[m], **{label: round(row["rouge"][m][k], 4)
-                                                             for k, label in rd.METRIC_LABELS.items()}}
-                           for m in MODELS if m in row["rouge"]])
-    texts = [row[m] or "(no text: the model generated only special tokens)" for m in MODELS]
+    scores = pd.DataFrame([{"model": data.label(m), **{label: round(row["rouge"][m][k], 4)
+                                                       for k, label in rd.METRIC_LABELS.items()}}
+                           for m in models if m in row["rouge"]])
+    texts = [row[m] or "(no text: the model generated only special tokens)" for m in models]
     return row["dialogue"], refs, *texts, scores
 
 
 def build_examples_tab(state: AppState):
-    preds = state.data.predictions
+    data = state.data
+    preds = data.predictions
     if preds is None:
         gr.Markdown("**No test predictions yet.** `python -m training.evaluate --run <run folder>` writes them.")
         return
-    order = gr.Radio(["test order", "full vs LoRA disagreement", "dialogue length"], value="full vs LoRA disagreement",
-                     label="Sort by")
-    choices = example_choices(preds, "full vs LoRA disagreement")
+    order = gr.Radio(list(SORTS), value="disagreement between methods", label="Sort by")
+    choices = example_choices(preds, "disagreement between methods")
     picker = gr.Dropdown(choices=choices, value=choices[0][1], label=f"Test dialogue ({len(preds)})")
     with gr.Row():
         dialogue = gr.Textbox(label="Dialogue", lines=10, interactive=False)
         refs = gr.Textbox(label="References", lines=10, interactive=False)
     with gr.Row():
-        outs = [gr.Textbox(label=rd.MODEL_LABELS[m], lines=4, max_lines=6, interactive=False) for m in MODELS]
+        outs = [gr.Textbox(label=data.label(m), lines=4, max_lines=6, interactive=False, min_width=200)
+                for m in data.models if m in preds]
     scores = gr.Dataframe(label="Per-example ROUGE F1 (each metric averaged over the references)",
                           interactive=False)
     details = [dialogue, refs, *outs, scores]
+
     def resort(o):
         choices = example_choices(preds, o)
         return gr.update(choices=choices, value=choices[0][1])
 
     order.change(resort, order, picker, api_visibility="private")
-    picker.change(lambda i: example_details(preds, i), picker, details, api_visibility="private")
+    picker.change(lambda i: example_details(data, i), picker, details, api_visibility="private")
     return picker, details
 
 
 def build_demo(state: AppState) -> gr.Blocks:
-    with gr.Blocks(title="FLAN-T5 dialogue summarization: base vs full vs LoRA") as demo:
+    with gr.Blocks(title="FLAN-T5 dialogue summarization: fine-tuning methods compared") as demo:
         gr.Markdown(header(state))
         with gr.Tab("Compare"):
             build_compare_tab(state)
@@ -238,5 +292,5 @@ def build_demo(state: AppState) -> gr.Blocks:
             loaded = build_examples_tab(state)
         if loaded:
             picker, details = loaded
-            demo.load(lambda i: example_details(state.data.predictions, i), picker, details, api_visibility="private")
+            demo.load(lambda i: example_details(state.data, i), picker, details, api_visibility="private")
     return demo
