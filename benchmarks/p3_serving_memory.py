@@ -61,7 +61,8 @@ def run_side(side: str, folder: Path, smoke: bool) -> dict:
     if side == "ours":
         served = load_models(folder, device="cpu")  # loads its tokenizer too
         summarize_all(served, setup.dialogues[0], Settings(max_new_tokens=8))
-        weights = tensor_bytes([served.shared, served.full])
+        loaded = served.loaded
+        weights = tensor_bytes([m for m in (loaded.base, loaded.mixed, *loaded.own.values()) if m is not None])
     else:
         models = load_separate(folder)
         tokenizer = AutoTokenizer.from_pretrained(folder / "base" / "model")  # as the dashboard side loads one

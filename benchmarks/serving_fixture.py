@@ -30,10 +30,26 @@ def make_run(folder: Path, setup) -> Path:
     lora = get_peft_model(random_model(setup.config, seed=0), LoraConfig(
         r=32, lora_alpha=32, target_modules=["q", "v"], task_type=TaskType.SEQ_2_SEQ_LM, init_lora_weights=False))
     lora.save_pretrained(folder / "lora" / "adapter")
+    for name in ("full", "lora"):
+        write_method_metrics(folder, name)
     (folder / "run.json").write_text(json.dumps({
         "schema_version": 1, "preset": "benchmark", "base_model": "base/model", "tokenizer": "base/model",
         "data_source": "none", "created_at": "", "versions": {}, "git_commit": None}))
     return folder
+
+
+def write_method_metrics(folder: Path, name: str) -> None:
+    """A schema-valid metrics.json: the artifacts contract lists a run's methods by these files."""
+    from artifacts.contract import method_metrics, write_run_file
+
+    write_run_file(folder, method_metrics(name), {
+        "schema_version": 1, "kind": name, "created_at": "", "hyperparameters": {}, "seed": 0,
+        "data": {"source": "none", "train": 0, "eval": 0, "skipped": 0, "truncated": 0},
+        "parameters": {"total": 1, "trainable": 1, "trainable_percent": 100.0},
+        "cost": {"wall_seconds": 0, "train_seconds": 0, "examples_per_second": 0, "tokens_per_second": 0,
+                 "peak_memory_bytes": 0, "peak_memory_measure": "process_peak_rss", "device": "none",
+                 "checkpoint_bytes": 0},
+        "loss_history": [], "final": {"train_loss": None, "eval_loss": None, "steps": 0}})
 
 
 def load_separate(folder: Path):

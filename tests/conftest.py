@@ -1,5 +1,6 @@
 """Shared fixtures: one tiny full + LoRA run (a few steps on one repeated batch) reused by many tests."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -42,7 +43,8 @@ def tiny_run(tmp_path_factory):
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     models = {}
-    full_finetune.run(tiny_config(run_dir), callbacks=[CaptureModel(models, "full")])
+    # 40 copy pre-training steps: the base writes text (a random one writes only padding), so outputs compare
+    full_finetune.run(tiny_config(run_dir, tiny_pretrain_steps=40), callbacks=[CaptureModel(models, "full")])
     lora_finetune.run(tiny_config(run_dir), callbacks=[CaptureModel(models, "lora")])
     return run_dir, models
 
@@ -56,4 +58,24 @@ def evaluated_run(tiny_run):
     run_dir, _ = tiny_run
     if not (run_dir / EVAL_METRICS).exists():
         evaluate.run(evaluate.EvalConfig(run=str(run_dir), limit=8, batch_size=4, max_new_tokens=16))
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def user_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("user") / "adapter_config.json"
+    path.write_text(json.dumps({"peft_type": "LORA", "task_type": "SEQ_2_SEQ_LM", "r": 4, "lora_alpha": 8,
+                                "target_modules": ["q", "k"], "lora_dropout": 0.0}))
+    return path
+
+
+@pytest.fixture(scope="session")
+def methods_run(tmp_path_factory, user_config):
+    """`python -m training --methods all --method_config lora_r4_qk=...` for 8 steps each, 4 test dialogues."""
+    from training.__main__ import main
+
+    run_dir = tmp_path_factory.mktemp("runs") / "all"
+    main(["--preset", "tiny", "--output_dir", str(run_dir), "--methods", "all", "--method_config",
+          f"lora_r4_qk={user_config}", "--max_train_samples", "16", "--max_eval_samples", "8", "--max_steps", "8",
+          "--logging_steps", "1", "--eval_steps", "4", "--tiny_pretrain_steps", "40", "--eval_limit", "4"])
     return run_dir

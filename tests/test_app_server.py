@@ -82,7 +82,7 @@ def test_browser_compares_three_models_and_shows_the_charts(server):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(server)
         page.locator("#dialogue textarea").fill(DIALOGUES[1])
-        page.get_by_role("button", name="Summarize with all three models").click()
+        page.get_by_role("button", name="Summarize with the chosen models").click()
         for model in ("base", "full", "lora"):
             box = page.locator(f"#out-{model} textarea")
             box.wait_for()
@@ -97,4 +97,61 @@ def test_browser_compares_three_models_and_shows_the_charts(server):
         page.get_by_role("tab", name="Examples").click()
         page.get_by_text("Per-example ROUGE").first.wait_for()
         page.screenshot(path=str(shots / "examples.png"), full_page=True)
+        browser.close()
+
+
+def serve(run_dir):
+    import app
+
+    demo = app.create_app(run_dir)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True)
+    return demo, f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="module")
+def all_methods_server(methods_run):
+    demo, url = serve(methods_run)
+    yield url
+    demo.close()
+
+
+def test_summarize_all_and_summarize_keep_their_contracts(all_methods_server):
+    from gradio_client import Client
+
+    client = Client(all_methods_server, verbose=False)
+    everything = client.predict(DIALOGUES[2], api_name="/summarize_all")
+    assert list(everything) == ["base", "full", "lora", "lora_all", "dora", "ia3", "prompt_tuning", "prefix_tuning",
+                                "lora_r4_qk"]
+    assert all(set(v) == {"summary", "seconds", "tokens"} and v["seconds"] > 0 for v in everything.values())
+    base, full, lora, *rest = client.predict(DIALOGUES[2], api_name="/summarize")
+    assert (base, full, lora) == tuple(everything[m]["summary"] for m in ("base", "full", "lora"))
+    assert "tokens" in rest[1]  # full's label: the original positions hold
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="no Chromium at /usr/bin/chromium (apt-get install chromium)")
+def test_browser_picks_a_non_default_set_of_models(all_methods_server):
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "out" / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox",
+                                                                                         "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(all_methods_server)
+        page.locator("#dialogue textarea").fill(DIALOGUES[3])
+        models = page.locator("#models")
+        models.get_by_label("Base (no fine-tuning)").uncheck()
+        models.get_by_label("IA³").check()
+        models.get_by_label("Prompt tuning (20 tokens)").check()
+        page.get_by_role("button", name="Summarize with the chosen models").click()
+        for model in ("full", "lora", "ia3", "prompt_tuning"):
+            box = page.locator(f"#out-{model} textarea")
+            page.wait_for_function("el => el.value.length > 0", arg=box.element_handle(), timeout=60_000)
+        assert not page.locator("#out-base").is_visible() and not page.locator("#out-dora").is_visible()
+        page.screenshot(path=str(shots / "compare-methods.png"), full_page=True)
+        page.get_by_role("tab", name="Metrics").click()
+        page.get_by_text("Pareto frontier").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(shots / "metrics-methods.png"), full_page=True)
         browser.close()

@@ -9,6 +9,8 @@ from dashboard import figures
 from dashboard import run_data as rd
 from dashboard.models import load_models
 from dashboard.summarize import MAX_CHARS, InputError, Settings, check_text, summarize_all
+
+MODEL_ORDER = ["base", "full", "lora"]
 from dashboard.ui import AppState, example_choices, example_details, make_summarize
 
 DIALOGUE = "#Person1#: I'd like to book a table for four, please.\n#Person2#: Certainly. For which day?"
@@ -28,15 +30,15 @@ def test_run_data_frames(state):
     assert len(rouge[rouge["series"] == rd.LAB_LABEL]) == 12
     assert set(rd.loss_frame(data.train)["split"]) == {"train", "eval"}
     table = rd.summary_table(data)
-    assert list(table["model"]) == [rd.MODEL_LABELS[m] for m in rd.MODEL_ORDER] and "[" in table["ROUGE-1"][1]
-    assert len(data.predictions) == 8 and "full_vs_lora" in data.predictions
+    assert list(table["model"]) == [data.label(m) for m in MODEL_ORDER] and "[" in table["ROUGE-1"][1]
+    assert len(data.predictions) == 8 and "spread" in data.predictions
 
 
 def test_figures_carry_traces_labels_and_error_bars(state):
     data = state.data
-    fig = figures.rouge_bars(rd.rouge_frame(data.evaluation))
+    fig = figures.rouge_bars(rd.rouge_frame(data.evaluation), data.labels)
     bars = [t for t in fig.data if t.type == "bar"]
-    assert [t.name for t in bars] == [rd.MODEL_LABELS[m] for m in rd.MODEL_ORDER]
+    assert [t.name for t in bars] == [data.label(m) for m in MODEL_ORDER]
     assert all(t.error_y.array is not None and len(t.error_y.array) == 4 for t in bars)
     assert sum(t.type == "scatter" and rd.LAB_LABEL in t.name for t in fig.data) == 3
     params = figures.parameter_bars(rd.parameters_frame(data.train))
@@ -44,7 +46,7 @@ def test_figures_carry_traces_labels_and_error_bars(state):
     assert len(figures.cost_bars(rd.cost_frame(data.train)).data) == len(figures.COST_PANELS)
     loss = figures.loss_curves(rd.loss_frame(data.train))
     assert len(loss.data) == 4 and loss.layout.yaxis.type == "log"
-    assert len(figures.tradeoff_scatter(rd.tradeoff_frame(data)).data) == 2
+    assert len(figures.tradeoff_scatter(rd.tradeoff_frame(data)).data) == 8  # 4 panels: points + frontier
 
 
 def test_missing_pieces_give_an_empty_state_not_an_exception(evaluated_run, tmp_path):
@@ -74,12 +76,12 @@ def test_summarize_handler_returns_three_labelled_outputs(state):
     texts, labels, table, notice = out[:3], out[3:6], out[6], out[7]
     assert all(isinstance(t, str) and t for t in texts)
     assert all("tokens" in label and " s " in label for label in labels)
-    assert list(table["model"]) == [rd.MODEL_LABELS[m] for m in rd.MODEL_ORDER] and notice == ""
+    assert list(table["model"]) == [state.label(m) for m in MODEL_ORDER] and notice == ""
 
 
 @pytest.mark.parametrize("text", ["", "   \n\t ", "x" * (MAX_CHARS + 1)])
 def test_bad_input_is_a_message_without_a_model_call(state, text, monkeypatch):
-    monkeypatch.setattr(state.served, "full", None)  # a model call would fail loudly
+    monkeypatch.setattr(state.served.loaded, "own", {})  # a model call would fail loudly
     with pytest.raises(gr.Error):
         make_summarize(state)(text)
     with pytest.raises(InputError):
@@ -120,18 +122,18 @@ def test_corrupt_checkpoint_leaves_the_other_models_serving(evaluated_run, tmp_p
     assert set(served.errors) == {bad} and "safetensor" in served.errors[bad].lower()
     state = AppState(data=rd.load_run(run), served=served)
     texts = make_summarize(state)(DIALOGUE)[:3]
-    by_model = dict(zip(rd.MODEL_ORDER, texts))
+    by_model = dict(zip(MODEL_ORDER, texts))
     assert by_model[bad].startswith("(unavailable)")
     assert all(not t.startswith("(unavailable)") for m, t in by_model.items() if m != bad)
 
 
 def test_examples_sort_and_show_per_example_rouge(state):
     preds = state.data.predictions
-    by_disagreement = [value for _, value in example_choices(preds, "full vs LoRA disagreement")]
-    gaps = preds.set_index("id").loc[by_disagreement, "full_vs_lora"].tolist()
+    by_disagreement = [value for _, value in example_choices(preds, "disagreement between methods")]
+    gaps = preds.set_index("id").loc[by_disagreement, "spread"].tolist()
     assert gaps == sorted(gaps, reverse=True)
     by_length = [value for _, value in example_choices(preds, "dialogue length")]
     assert preds.set_index("id").loc[by_length, "dialogue_chars"].is_monotonic_decreasing
-    dialogue, refs, base, full, lora, scores = example_details(preds, by_disagreement[0])
+    dialogue, refs, base, full, lora, scores = example_details(state.data, by_disagreement[0])
     assert dialogue and refs.startswith("1. ") and full
     assert list(scores.columns) == ["model", *rd.METRIC_LABELS.values()] and len(scores) == 3

@@ -23,11 +23,11 @@ def test_sample_has_three_splits_with_three_references_in_test():
 
 
 def test_empty_rows_are_skipped_and_counted(tmp_path):
-    write_jsonl(tmp_path / "train.jsonl", [{"dialogue": "A: hi", "summary": "A greets."},
-                                            {"dialogue": "", "summary": "x"}, {"dialogue": "B: yo", "summary": "  "}])
+    write_jsonl(tmp_path / "train.jsonl", [{"dialogue": f"A: hi {i}", "summary": "A greets."} for i in range(3)] +
+                [{"dialogue": "", "summary": "x"}, {"dialogue": "B: yo", "summary": "  "}])
     data = load_local(tmp_path / "train.jsonl")
     assert data.skipped["train"] == 2
-    assert len(data.splits["train"]) + len(data.splits["validation"]) == 1 or len(data.splits["train"]) == 1
+    assert len(data.splits["train"]) + len(data.splits["validation"]) == 3
 
 
 def test_missing_column_names_file_and_field(tmp_path):

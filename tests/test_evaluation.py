@@ -102,20 +102,29 @@ def test_evaluate_writes_valid_metrics_and_predictions(evaluated):
                 assert s["ci_low"] <= s["mean"] <= s["ci_high"]
     rows = [json.loads(line) for line in (run_dir / EVAL_PREDICTIONS).read_text().splitlines()]
     assert len(rows) == 8 and set(rows[0]["outputs"]) == {"base", "full", "lora"}
+    assert metrics["models"] == ["base", "full", "lora"]
+    pairs = {(c["a"], c["b"]) for c in metrics["comparisons"]["per_row"]}
+    assert pairs == {("base", "full"), ("base", "lora"), ("full", "lora")}
+    assert all(c["p_holm"] >= c["p_value"] for c in metrics["comparisons"]["per_row"])
     assert len(rows[0]["references"]) == 3
     mean_r1 = np.mean([r["rouge"]["full"]["rouge1"] for r in rows])
     assert mean_r1 == pytest.approx(metrics["scores"]["per_row"]["full"]["rouge1"]["mean"])
     assert metrics["decoding"]["do_sample"] is False and metrics["decoding"]["max_new_tokens"] == 16
 
 
-def test_base_outputs_come_from_the_shared_weights_with_the_adapter_off(evaluated):
+def test_adapters_sit_on_the_base_weights_and_leave_base_untouched(evaluated):
+    from artifacts.loading import load_run_models
+
     run_dir, _ = evaluated
-    tok, shared, _ = evaluate.load_models(run_dir, "cpu")
+    loaded = load_run_models(run_dir, "cpu")
     base = AutoModelForSeq2SeqLM.from_pretrained(run_dir / "base" / "model").eval()
-    enc = tok(["#Person1#: Hello there."], return_tensors="pt")
+    enc = loaded.tokenizer(["#Person1#: Hello there."], return_tensors="pt")
     dec = torch.zeros((1, 2), dtype=torch.long)
-    with torch.inference_mode(), shared.disable_adapter():
-        assert torch.equal(shared(**enc, decoder_input_ids=dec).logits, base(**enc, decoder_input_ids=dec).logits)
+    with torch.inference_mode():
+        assert torch.equal(loaded.base(**enc, decoder_input_ids=dec).logits, base(**enc, decoder_input_ids=dec).logits)
+    base_storages = {p.data_ptr() for p in loaded.base.parameters()}
+    mixed = {p.data_ptr() for n, p in loaded.mixed.named_parameters() if "lora_" not in n}
+    assert mixed and mixed <= base_storages  # the LoRA model's base layers ARE the base's tensors: no copy
 
 
 def test_corrupt_eval_metrics_are_rejected(evaluated, tmp_path):
@@ -144,3 +153,11 @@ def test_score_cli_prints_json_and_reports_errors(tmp_path):
     empty.write_text("")
     bad = run_score(empty, "--prediction-column", "a", "--reference-column", "b")
     assert bad.returncode == 2 and "empty.csv" in bad.stderr
+
+
+def test_holm_adjustment_matches_a_worked_example():
+    from training.stats import holm_adjust
+
+    # p = (0.01, 0.04, 0.03): sorted 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> running max 0.06
+    assert holm_adjust([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm_adjust([0.5, 0.9]) == pytest.approx([1.0, 1.0])

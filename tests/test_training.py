@@ -14,6 +14,7 @@ from artifacts.contract import (FULL_METRICS, FULL_MODEL, LORA_ADAPTER, LORA_MET
 from tests.conftest import ROOT, SHARED, needs_shared, tiny_config
 from training import full_finetune, lora_finetune
 from training.config import ConfigError, TrainConfig, resolve
+from training.methods import BUILTIN
 from training.modeling import TINY_BASE_DIR, count_parameters, untie_lm_head
 from training.recipe import RunFolderError
 
@@ -103,9 +104,9 @@ def test_existing_output_is_refused_without_overwrite(tiny_run):
 
 def test_config_validation_names_the_option():
     with pytest.raises(ConfigError, match="--learning_rate"):
-        resolve(TrainConfig(preset="tiny", learning_rate=-1.0), "full")
+        resolve(TrainConfig(preset="tiny", learning_rate=-1.0), BUILTIN["full"].settings("tiny"))
     with pytest.raises(ConfigError, match="--resume and --overwrite"):
-        resolve(TrainConfig(preset="tiny", resume=True, overwrite=True), "lora")
+        resolve(TrainConfig(preset="tiny", resume=True, overwrite=True), BUILTIN["lora"].settings("tiny"))
 
 
 class StopAt(TrainerCallback):
@@ -128,7 +129,8 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
     lora_finetune.run(tiny_config(run_dir, max_steps=6, save_steps=2, eval_steps=3, resume=True))
     metrics = read_run_file(run_dir, LORA_METRICS)
     steps = [r["step"] for r in metrics["loss_history"] if "train_loss" in r]
-    assert metrics["final"]["steps"] == 6 and steps == [3, 4, 5, 6]  # continued after checkpoint-2
+    # continued after checkpoint-2; the history is the whole run's (restored from the checkpoint), in 2 segments
+    assert metrics["final"]["steps"] == 6 and steps == [1, 2, 3, 4, 5, 6] and metrics["cost"]["segments"] == 2
 
 
 def test_overwrite_replaces_the_method_folder(tmp_path):

@@ -53,7 +53,7 @@ def main(argv=None) -> None:
             print(f"--resume: {run_dir / EVAL_METRICS} already scores every method; skipping the evaluation.")
             return
         evaluate.run(evaluate.EvalConfig(run=str(run_dir), prompt_template=cfg.prompt_template,
-                                         max_source_length=cfg.max_source_length))
+                                         max_source_length=cfg.max_source_length, limit=cfg.eval_limit))
 
     run_cli(pipeline)
 

@@ -92,6 +92,8 @@ class TrainConfig:
         "help": "Your own method(s): NAME=PATH to a peft adapter_config.json (as peft saves it), e.g. "
                 "lora_r4_qk=my/adapter_config.json; trained with the optimisation defaults of the built-in of "
                 "the same peft type. Repeat for several."})
+    eval_limit: Optional[int] = field(default=None, metadata={
+        "help": "python -m training: evaluate only the first N test dialogues (a quick look); default all."})
     tiny_pretrain_steps: int = field(default=300, metadata={
         "help": "tiny only: steps of copy pre-training (dialogue -> its first turn, no summaries) that make the "
                 "random base write text, as a pretrained base would; 0 keeps it random."})

@@ -1,0 +1,121 @@
+"""The methods registry: every built-in method (and a user-defined one) trains a few steps on tiny, saves,
+reloads, is evaluated, and is served exactly as it generates when loaded alone on a fresh base."""
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForSeq2SeqLM
+
+from artifacts.contract import EVAL_METRICS, list_methods, method_metrics, read_run_file
+from tests.conftest import SHARED, tiny_config
+from training.config import ConfigError
+from training.methods import BUILTIN, resolve_methods, user_method
+
+CPU_METHODS = [m for m in BUILTIN if not BUILTIN[m].needs_cuda]
+DIALOGUE = "#Person1#: Could you book a table for two on Friday?\n#Person2#: Of course. At what time?"
+
+
+def test_all_trains_every_cpu_method_and_the_users(methods_run):
+    assert list_methods(methods_run) == ["full", "lora", *[m for m in CPU_METHODS if m not in ("full", "lora")],
+                                         "lora_r4_qk"]
+    for name in list_methods(methods_run):
+        metrics = read_run_file(methods_run, method_metrics(name))
+        losses = [r["train_loss"] for r in metrics["loss_history"] if "train_loss" in r]
+        assert metrics["final"]["steps"] == 8 and losses[-1] < losses[0], name  # it learned something
+        assert metrics["method"]["name"] == name and metrics["parameters"]["trainable"] > 0
+    scored = read_run_file(methods_run, EVAL_METRICS)["scores"]["per_row"]
+    assert list(scored) == ["base", *list_methods(methods_run)]
+
+
+def test_trainable_parameter_counts_are_the_methods_own(methods_run):
+    counts = {m: read_run_file(methods_run, method_metrics(m))["parameters"]["trainable"]
+              for m in list_methods(methods_run)}
+    # lora_all adapts 7 module kinds (q k v o wi_0 wi_1 wo) where lora adapts 2: a plain "wi" would match nothing
+    assert counts["lora_all"] > 3 * counts["lora"]
+    assert counts["dora"] > counts["lora"]  # + a magnitude vector per adapted layer
+    assert counts["ia3"] < counts["lora_r4_qk"] < counts["lora"] < counts["full"]
+    assert counts["prompt_tuning"] == 2 * 20 * 128  # 20 virtual tokens x d_model, for encoder and decoder (peft)
+
+
+def standalone_output(run_dir, name, tokenizer):
+    """The method loaded ALONE: a fresh base from disk + its adapter (or the full model), one greedy generate."""
+    folder = run_dir / name
+    if (folder / "model").exists():
+        model = AutoModelForSeq2SeqLM.from_pretrained(folder / "model")
+    else:
+        model = PeftModel.from_pretrained(AutoModelForSeq2SeqLM.from_pretrained(run_dir / "base" / "model"),
+                                          folder / "adapter")
+    enc = tokenizer([f"Summarize the following conversation.\n\n{DIALOGUE}\n\nSummary: "], return_tensors="pt")
+    with torch.inference_mode():
+        out = model.eval().generate(**enc, max_new_tokens=12, do_sample=False)
+    return tokenizer.decode(out[0], skip_special_tokens=True).strip()
+
+
+def test_served_output_equals_each_method_loaded_alone(methods_run):
+    """peft silently ignores adapter_names for IA3, prompt/prefix tuning and DoRA: serving must not rely on it."""
+    from dashboard.models import load_models
+    from dashboard.summarize import Settings, summarize_models
+
+    served = load_models(methods_run)
+    assert served.errors == {}
+    summaries, _ = summarize_models(served, DIALOGUE, Settings(max_new_tokens=12), models=served.models)
+    mixed = {m for m in served.models if served.loaded.in_mixed_batch(m)}
+    assert mixed == {"lora", "lora_all", "lora_r4_qk"}  # LoRA family without DoRA
+    for name in served.models[1:]:
+        assert summaries[name].text == standalone_output(methods_run, name, served.tokenizer), name
+    assert sum(summaries[m].text != summaries["base"].text for m in served.models[1:]) >= 5
+
+
+def test_one_copy_of_the_base_weights_for_every_adapter(methods_run):
+    from artifacts.loading import load_run_models
+
+    loaded = load_run_models(methods_run, "cpu")
+    base = {p.data_ptr() for p in loaded.base.parameters()}
+    adapters = [loaded.mixed, *[m for n, m in loaded.own.items() if n != "full"]]
+    for model in adapters:
+        held = {p.data_ptr() for n, p in model.named_parameters() if not any(
+            k in n for k in ("lora_", "ia3_", "prompt_encoder", "magnitude"))}
+        assert held <= base
+
+
+def test_cuda_only_method_is_refused_on_cpu_and_skipped_by_all(capsys):
+    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+        resolve_methods("full,qlora", cuda=False)
+    names = [m.name for m in resolve_methods("all", cuda=False)]
+    assert "qlora" not in names and "skipping qlora" in capsys.readouterr().out
+    assert "qlora" in [m.name for m in resolve_methods("all", cuda=True)]
+
+
+def test_unknown_and_malformed_methods_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown method.*lorax"):
+        resolve_methods("full,lorax")
+    bad = tmp_path / "adapter_config.json"
+    bad.write_text(json.dumps({"peft_type": "NOT_A_TYPE"}))
+    with pytest.raises(ConfigError, match="peft_type"):
+        user_method(f"mine={bad}")
+    with pytest.raises(ConfigError, match="does not exist"):
+        user_method(f"mine={tmp_path / 'missing.json'}")
+    with pytest.raises(ConfigError, match="method name"):
+        user_method(f"eval={bad}")
+
+
+def test_a_run_written_before_the_registry_still_loads(tiny_run, tmp_path):
+    """Runs written by the two-method code: full/ and lora/ with metrics.json lacking the `method` field."""
+    import shutil
+
+    from dashboard import run_data as rd
+
+    run_dir, _ = tiny_run
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    for name in ("full", "lora"):
+        doc = json.loads((old / name / "metrics.json").read_text())
+        doc.pop("method")
+        doc["hyperparameters"].pop("peft_config", None)
+        doc["cost"].pop("segments")
+        (old / name / "metrics.json").write_text(json.dumps(doc))
+    data = rd.load_run(old)
+    assert data.methods == ["full", "lora"] and data.problems == []
+    assert data.label("lora") == "LoRA" and rd.is_complete(old)
