@@ -116,6 +116,16 @@ def test_a_run_written_before_the_registry_still_loads(tiny_run, tmp_path):
         doc["hyperparameters"].pop("peft_config", None)
         doc["cost"].pop("segments")
         (old / name / "metrics.json").write_text(json.dumps(doc))
+    if (old / EVAL_METRICS).exists():  # nor did its evaluation carry models/labels/p_holm
+        doc = json.loads((old / EVAL_METRICS).read_text())
+        doc.pop("models"), doc.pop("labels")
+        for rows in doc["comparisons"].values():
+            for row in rows:
+                row.pop("p_holm")
+        (old / EVAL_METRICS).write_text(json.dumps(doc))
     data = rd.load_run(old)
     assert data.methods == ["full", "lora"] and data.problems == []
     assert data.label("lora") == "LoRA" and rd.is_complete(old)
+    from dashboard.models import load_models
+
+    assert load_models(old).errors == {} and load_models(old).models == ["base", "full", "lora"]
