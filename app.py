@@ -27,6 +27,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    parser.add_argument("--max_batch_rows", type=int, default=32,
+                        help="rows (request x model) one generate call may batch across waiting requests")
+    parser.add_argument("--max_wait_ms", type=float, default=20,
+                        help="longest a request waits for others to share its generate calls")
+    parser.add_argument("--votes_db", default=os.environ.get("VOTES_DB"),
+                        help="SQLite file of the blind votes; default: $VOTES_DB, else <run>/votes.sqlite (on a "
+                             "Hugging Face Space: VOTES_DB=/data/votes.sqlite, the persistent volume)")
     return parser.parse_args(argv)
 
 
@@ -49,20 +56,23 @@ def choose_run(run: str | None) -> Path:
     return newest_complete_run(ROOT / "artifacts") or build_demo_run()
 
 
-def create_app(run_dir: Path):
+def create_app(run_dir: Path, votes_db: Path | None = None, max_rows: int = 32, max_wait_ms: float = 20):
     from dashboard.models import load_models
     from dashboard.run_data import load_run
     from dashboard.ui import AppState, build_demo
+    from dashboard.votes import VoteStore
 
     data = load_run(run_dir)
     notice = DEMO_NOTICE if data.run["preset"] == "tiny" else None
-    return build_demo(AppState(data=data, served=load_models(run_dir), demo_notice=notice))
+    votes = VoteStore(Path(votes_db) if votes_db else Path(run_dir) / "votes.sqlite")
+    served = load_models(run_dir, max_rows=max_rows, max_wait=max_wait_ms / 1000)
+    return build_demo(AppState(data=data, served=served, demo_notice=notice, votes=votes))
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    demo = create_app(choose_run(args.run))
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+    demo = create_app(choose_run(args.run), args.votes_db, args.max_batch_rows, args.max_wait_ms)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
 
 
 if __name__ == "__main__":

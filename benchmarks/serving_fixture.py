@@ -38,12 +38,13 @@ def make_run(folder: Path, setup) -> Path:
     return folder
 
 
-def write_method_metrics(folder: Path, name: str) -> None:
+def write_method_metrics(folder: Path, name: str, method: dict = None) -> None:
     """A schema-valid metrics.json: the artifacts contract lists a run's methods by these files."""
     from artifacts.contract import method_metrics, write_run_file
 
     write_run_file(folder, method_metrics(name), {
-        "schema_version": 1, "kind": name, "created_at": "", "hyperparameters": {}, "seed": 0,
+        "schema_version": 1, "kind": name, **({"method": method} if method else {}), "created_at": "",
+        "hyperparameters": {}, "seed": 0,
         "data": {"source": "none", "train": 0, "eval": 0, "skipped": 0, "truncated": 0},
         "parameters": {"total": 1, "trainable": 1, "trainable_percent": 100.0},
         "cost": {"wall_seconds": 0, "train_seconds": 0, "examples_per_second": 0, "tokens_per_second": 0,
@@ -62,3 +63,38 @@ def load_separate(folder: Path):
     lora = PeftModel.from_pretrained(AutoModelForSeq2SeqLM.from_pretrained(folder / "base" / "model"),
                                      folder / "lora" / "adapter").eval()
     return {"base": base, "full": full, "lora": lora}
+
+
+def make_all_methods_run(folder: Path, setup) -> Path:
+    """make_run plus every CPU method of the registry, each adapter randomly initialised (so outputs differ)."""
+    from peft import get_peft_model
+
+    from training.methods import BUILTIN
+
+    make_run(folder, setup)
+    for name, method in BUILTIN.items():
+        if method.peft is None or method.needs_cuda or (folder / name).exists():
+            continue
+        config = method.peft_config()
+        if config.peft_type == "LORA":
+            config.init_lora_weights = False  # random B: the adapter changes the output, as a trained one does
+        get_peft_model(random_model(setup.config, seed=0), config).save_pretrained(folder / name / "adapter")
+        write_method_metrics(folder, name, method.describe())
+    return folder
+
+
+def load_separate_all(folder: Path):
+    """One independent copy per model: base, full, and every adapter on its own fresh copy of the base."""
+    from peft import PeftModel
+    from transformers import AutoModelForSeq2SeqLM
+
+    from artifacts.contract import list_methods
+
+    models = {"base": AutoModelForSeq2SeqLM.from_pretrained(folder / "base" / "model").eval()}
+    for name in list_methods(folder):
+        if (folder / name / "model").exists():
+            models[name] = AutoModelForSeq2SeqLM.from_pretrained(folder / name / "model").eval()
+        else:
+            models[name] = PeftModel.from_pretrained(AutoModelForSeq2SeqLM.from_pretrained(folder / "base" / "model"),
+                                                     folder / name / "adapter").eval()
+    return models

@@ -181,3 +181,37 @@ def tradeoff_scatter(frame: pd.DataFrame, labels: dict = MODEL_LABELS) -> go.Fig
                             "Pareto frontier (no method is both cheaper and better)", height=760,
                       legend={"orientation": "h", "y": -0.08})
     return fig
+
+
+def strength_chart(ratings: pd.DataFrame, labels: dict, n_votes: int) -> go.Figure:
+    """Bradley-Terry log-strengths with 95% bootstrap intervals, strongest on top."""
+    if ratings.empty:
+        return empty_figure("No votes yet")
+    colors = colors_for(["base", *ratings["model"]])
+    rows = ratings.iloc[::-1]
+    fig = go.Figure(go.Scatter(
+        x=rows["strength"], y=[labels.get(m, m) for m in rows["model"]], mode="markers",
+        marker={"size": 13, "color": [colors[m] for m in rows["model"]]},
+        error_x={"type": "data", "symmetric": False, "array": rows["ci_high"] - rows["strength"],
+                 "arrayminus": rows["strength"] - rows["ci_low"]},
+        hovertemplate="%{y}: %{x:.2f}<extra></extra>"))
+    fig.add_vline(x=0, line_dash="dot", line_color="#9aa0a6")
+    fig.update_layout(title=f"People's verdict: Bradley–Terry strength (log scale, 0 = average; 95% bootstrap CI; "
+                            f"{n_votes} votes, ties as half wins, both-bad left out)",
+                      xaxis_title="strength (log odds of beating an average model)",
+                      height=max(300, 100 + 40 * len(rows)))
+    return fig
+
+
+def win_rate_heatmap(table: pd.DataFrame, labels: dict) -> go.Figure:
+    """Row beats column: the share of their games the row model won (ties half); blank where they never met."""
+    if table.empty:
+        return empty_figure("No votes yet")
+    names = [labels.get(m, m) for m in table.index]
+    text = [[("" if pd.isna(v) else f"{v:.0%}") for v in row] for row in table.values]
+    fig = go.Figure(go.Heatmap(z=table.values, x=names, y=names, zmin=0, zmax=1, colorscale="RdBu", text=text,
+                               texttemplate="%{text}", hovertemplate="%{y} beats %{x}: %{z:.0%}<extra></extra>",
+                               colorbar={"title": "win rate"}))
+    fig.update_layout(title="Win rate, row beats column (blind votes)", yaxis={"autorange": "reversed"},
+                      height=max(320, 120 + 40 * len(names)))
+    return fig

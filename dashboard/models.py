@@ -2,12 +2,12 @@
 ONCE, every adapter on them, full fine-tunes on their own. A model that fails to load is marked unavailable with
 the reason while the others serve."""
 
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from artifacts.loading import LoadedRun, load_run_models
+from dashboard.batcher import Batcher
 
 BASE_LABEL = "Base (no fine-tuning)"
 
@@ -15,8 +15,7 @@ BASE_LABEL = "Base (no fine-tuning)"
 @dataclass
 class ServedModels:
     loaded: LoadedRun
-    # peft's adapter_names hooks and set_adapter are model state: one model call at a time
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    batcher: Batcher  # the one worker that calls the models (peft's adapter hooks are model state)
 
     @property
     def tokenizer(self):
@@ -44,5 +43,7 @@ class ServedModels:
         return f"{self.loaded.device} ({str(self.loaded.dtype).replace('torch.', '')})"
 
 
-def load_models(run_dir: Path, device: Optional[str] = None) -> ServedModels:
-    return ServedModels(load_run_models(Path(run_dir), device))
+def load_models(run_dir: Path, device: Optional[str] = None, max_rows: int = 32, max_wait: float = 0.02) -> ServedModels:
+    """max_rows: rows in one generate call; max_wait: seconds a request waits for others to share its calls."""
+    loaded = load_run_models(Path(run_dir), device)
+    return ServedModels(loaded, Batcher(loaded, max_rows=max_rows, max_wait=max_wait))

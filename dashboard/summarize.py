@@ -1,29 +1,24 @@
-"""Summarising one pasted dialogue with any set of the run's models.
+"""Summarising a pasted dialogue with any set of the run's models: inputs validated here, generation by the
+models' one worker (dashboard/batcher.py), which serves requests arriving together in shared batched calls.
 
 Base and every LoRA-family adapter run as ONE mixed batch on the shared weights (peft's adapter_names: one row
 per model, "__base__" for base); every other method (full, DoRA, IA³, prompt/prefix tuning) is a call of its own,
-because peft silently ignores adapter_names for them. Greedy calls overlap on a small pool; sampling runs them in
-turn so that each draws the same numbers as alone. A lock serialises requests: peft's adapter hooks are model
-state, so two overlapping requests would otherwise see each other's.
+because peft silently ignores adapter_names for them.
 """
 
 import math
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Optional
-
-import torch
+from typing import Callable, Optional
 
 from dashboard.models import ServedModels
 
-MAX_CHARS = 20_000       # about 5,000 tokens: far past the 512 the model reads, small enough to tokenize instantly
-MAX_SOURCE_TOKENS = 512  # FLAN-T5's input length
+MAX_CHARS = 100_000           # a long chat export is normal to paste; the models read its first 512 tokens
+MAX_REFERENCE_CHARS = 20_000  # ROUGE against a reference costs time in its length: bounded tighter
+HEAD_CHARS = 20_000           # only this much of the text is tokenized: 512 tokens never span more
+MAX_SOURCE_TOKENS = 512       # FLAN-T5's input length
 MAX_SEED = 2**32 - 1
 DEFAULT_PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "
 DEFAULT_MODELS = ("base", "full", "lora")
-
-_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="summarize")
 
 
 class InputError(ValueError):
@@ -89,7 +84,7 @@ class Summary:
     text: str = ""
     seconds: float = 0.0
     tokens: int = 0
-    shared_call: bool = False   # generated in one batched call with other shared-weight models; seconds is that call's
+    shared_call: bool = False   # generated in one batched call with other rows (models or requests); seconds = its
     error: Optional[str] = None
 
 
@@ -101,9 +96,12 @@ def check_text(text, name: str = "dialogue", required: bool = True) -> str:
     text = text.strip()
     if required and not text:
         raise InputError("Paste a dialogue first: the text box is empty.")
-    if len(text) > MAX_CHARS:
-        raise InputError(f"The {name} has {len(text):,} characters; the limit is {MAX_CHARS:,}. The models read only "
+    limit = MAX_CHARS if required else MAX_REFERENCE_CHARS
+    if len(text) > limit:
+        raise InputError(f"The {name} has {len(text):,} characters; the limit is {limit:,}. The models read only "
                          f"the first {MAX_SOURCE_TOKENS} tokens anyway: paste a shorter text.")
+    if text and not any(ch.isalnum() for ch in text):
+        raise InputError(f"The {name} has no letters or digits at all: there is nothing to summarize.")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
@@ -122,69 +120,30 @@ def check_models(served: ServedModels, models) -> list[str]:
     return [m for m in served.models if m in models]  # the run's order
 
 
-def _decode(tokenizer, ids) -> tuple[str, int]:
-    ids = [int(i) for i in ids if int(i) not in tokenizer.all_special_ids]
-    return tokenizer.decode(ids, skip_special_tokens=True).strip(), len(ids)
+def prepare(served: ServedModels, text: str, prompt_template: str = DEFAULT_PROMPT) -> tuple[str, bool]:
+    """(the prompt the models read, truncated?). Only the text's head is tokenized: the rest is never read."""
+    text = check_text(text)
+    prompt = prompt_template.format(dialogue=text[:HEAD_CHARS])
+    truncated = len(text) > HEAD_CHARS or len(served.tokenizer(prompt)["input_ids"]) > MAX_SOURCE_TOKENS
+    return prompt, truncated
 
 
-def _generate(model, enc, settings: Settings, **extra):
-    torch.manual_seed(settings.seed)  # sampling is reproducible for a seed; under the lock, so per request
-    start = time.perf_counter()
-    out = model.generate(**enc, **settings.generate_kwargs(), **extra)
-    return out, time.perf_counter() - start
+def submit(served: ServedModels, text: str, settings: Settings = Settings(), prompt_template: str = DEFAULT_PROMPT,
+           models=None, on_text: Optional[Callable[[str, str], None]] = None):
+    """Validate, then queue one request: (future of {model: Summary}, truncated, unavailable {model: Summary})."""
+    prompt, truncated = prepare(served, text, prompt_template)
+    models = check_models(served, models)
+    unavailable = {m: Summary(m, error=served.errors[m]) for m in models if not served.available(m)}
+    ready = [m for m in models if served.available(m)]
+    return served.batcher.submit(prompt, settings, ready, on_text), truncated, unavailable
 
 
 def summarize_models(served: ServedModels, text: str, settings: Settings = Settings(),
                      prompt_template: str = DEFAULT_PROMPT, models=None) -> tuple[dict[str, Summary], bool]:
     """({model: Summary}, truncated) for the chosen models (default base, full, lora) of one dialogue."""
-    text = check_text(text)
-    models = check_models(served, models)
-    tok = served.tokenizer
-    prompt = prompt_template.format(dialogue=text)
-    truncated = len(tok(prompt)["input_ids"]) > MAX_SOURCE_TOKENS
-    results = {m: Summary(m, error=served.errors[m]) for m in models if not served.available(m)}
-    ready = [m for m in models if served.available(m)]
-    mixed = [m for m in ready if m == "base" or served.loaded.in_mixed_batch(m)]
-    calls = [lambda: _mixed_call(served, prompt, settings, mixed)] if mixed else []
-    calls += [lambda m=m: _own_call(served, prompt, settings, m) for m in ready if m not in mixed]
-    with served.lock:
-        if settings.do_sample or len(calls) < 2:
-            # sampling draws from torch's global RNG: overlapping calls would interleave their draws
-            outputs = [call() for call in calls]
-        else:
-            # greedy: the calls share no state, so they overlap (on 2 CPU cores ~10% faster than in turn)
-            outputs = [f.result() for f in [_POOL.submit(call) for call in calls]]
-    for out in outputs:
-        results.update(out)
-    return {m: results[m] for m in models}, truncated
-
-
-def _encode(served: ServedModels, prompt: str, rows: int):
-    return served.tokenizer([prompt] * rows, truncation=True, max_length=MAX_SOURCE_TOKENS,
-                            return_tensors="pt").to(served.device)
-
-
-@torch.inference_mode()
-def _mixed_call(served: ServedModels, prompt: str, settings: Settings, models: list[str]) -> dict[str, Summary]:
-    """Base and LoRA-family adapters as one mixed batch on the shared weights, one row per model."""
-    loaded = served.loaded
-    if loaded.mixed is None:  # no LoRA-family adapter in this run: base alone
-        out, seconds = _generate(loaded.base, _encode(served, prompt, 1), settings)
-    else:
-        names = ["__base__" if m == "base" else m for m in models]
-        out, seconds = _generate(loaded.mixed, _encode(served, prompt, len(models)), settings, adapter_names=names)
-    results = {}
-    for row, m in enumerate(models):
-        text, n = _decode(served.tokenizer, out[row])
-        results[m] = Summary(m, text, seconds, n, shared_call=len(models) > 1)
-    return results
-
-
-@torch.inference_mode()
-def _own_call(served: ServedModels, prompt: str, settings: Settings, model: str) -> dict[str, Summary]:
-    out, seconds = _generate(served.loaded.own[model], _encode(served, prompt, 1), settings)
-    text, n = _decode(served.tokenizer, out[0])
-    return {model: Summary(model, text, seconds, n)}
+    future, truncated, unavailable = submit(served, text, settings, prompt_template, models)
+    done = {**future.result(), **unavailable}
+    return {m: done[m] for m in check_models(served, models)}, truncated
 
 
 def summarize_all(served: ServedModels, text: str, settings: Settings = Settings(),

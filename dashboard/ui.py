@@ -1,5 +1,7 @@
 """The Gradio page: layout and handlers. Figures come from dashboard.figures, numbers from dashboard.run_data."""
 
+import queue
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -8,8 +10,10 @@ import pandas as pd
 
 from dashboard import figures
 from dashboard import run_data as rd
+from dashboard import votes as vt
 from dashboard.models import ServedModels
-from dashboard.summarize import DEFAULT_MODELS, DEFAULT_PROMPT, InputError, Settings, check_text, summarize_models
+from dashboard.summarize import (DEFAULT_MODELS, DEFAULT_PROMPT, InputError, Settings, check_models, check_text,
+                                  submit, summarize_models)
 
 try:  # on Hugging Face Spaces (ZeroGPU) this requests a GPU for the call; elsewhere a no-op
     import spaces
@@ -20,7 +24,8 @@ except ImportError:
         return fn
 
 API_FIRST = list(DEFAULT_MODELS)  # /summarize returns these three texts first, then their labels: a kept contract
-CONCURRENCY = 4  # requests in flight; model calls still take the models' lock one at a time
+CONCURRENCY = 16  # requests in flight: they wait together for the models' one worker, which batches them
+STREAM_EVERY = 0.1  # seconds between two partial updates sent to the page
 NOT_IN_RUN = "(not in this run)"
 
 
@@ -29,6 +34,7 @@ class AppState:
     data: rd.RunData
     served: ServedModels
     demo_notice: Optional[str] = None
+    votes: Optional[vt.VoteStore] = None
 
     @property
     def prompt_template(self) -> str:
@@ -50,10 +56,15 @@ class AppState:
         return self.served.label(model) if model in self.models else rd.MODEL_LABELS.get(model, model)
 
 
+def refuse(message: str) -> gr.Error:
+    """An expected refusal: shown to the user, no traceback in the server log."""
+    return gr.Error(message, print_exception=False)
+
+
 def model_label(summary, name: str) -> str:
     if summary.error:
         return f"**{name}**: unavailable"
-    how = "one batched call with the other shared-weight models" if summary.shared_call else "its own call"
+    how = "one batched call shared with other rows" if summary.shared_call else "its own call"
     return f"**{name}** · {summary.seconds:.2f} s ({how}) · {summary.tokens} tokens"
 
 
@@ -82,30 +93,67 @@ def run_models(state: AppState, text, reference, max_new_tokens, num_beams, do_s
         reference = check_text(reference, "reference", required=False)
         summaries, truncated = summarize_models(state.served, text, settings, state.prompt_template, models)
     except InputError as e:
-        raise gr.Error(str(e)) from None
+        raise refuse(str(e)) from None
     notice = ("⚠️ The dialogue is longer than the models read: it was **truncated to 512 tokens**."
               if truncated else "")
     return summaries, reference_rouge(reference, summaries, {m: state.label(m) for m in summaries}), notice
 
 
 def make_summarize(state: AppState):
-    """The Compare button, also the `/summarize` API: base, full and lora texts, their labels, the ROUGE table and
+    """The Compare button, also the `/summarize` API. A generator: every chosen model's box fills as its tokens
+    come; the last value (what API clients get) holds base, full and lora texts, their labels, the ROUGE table and
     the notice (the original contract), then each further method's text and label."""
     order = API_FIRST + state.extra_models
+
+    def pack(texts, labels, table, notice):
+        extras = [v for m in state.extra_models for v in (texts[m], labels[m])]
+        return (*[texts[m] for m in API_FIRST], *[labels[m] for m in API_FIRST], table, notice, *extras)
 
     @gpu
     def summarize(text, reference="", max_new_tokens=200, num_beams=1, do_sample=False, temperature=1.0, top_p=1.0,
                   seed=0, models=None):
         wanted = [m for m in API_FIRST if m in state.models] if models is None else models
-        summaries, table, notice = run_models(state, text, reference, max_new_tokens, num_beams, do_sample,
-                                              temperature, top_p, seed, wanted)
-        texts = {m: output_text(summaries[m]) if m in summaries else "" for m in order}
-        labels = {m: model_label(summaries[m], state.label(m)) if m in summaries else
-                  f"**{state.label(m)}** {NOT_IN_RUN if m not in state.models else '(not selected)'}" for m in order}
-        extras = [v for m in state.extra_models for v in (texts[m], labels[m])]
-        return (*[texts[m] for m in API_FIRST], *[labels[m] for m in API_FIRST], table, notice, *extras)
+        updates = queue.Queue()
+        try:
+            settings = Settings.from_inputs(max_new_tokens, num_beams, do_sample, temperature, top_p, seed)
+            reference = check_text(reference, "reference", required=False)
+            future, truncated, unavailable = submit(state.served, text, settings, state.prompt_template, wanted,
+                                                    on_text=lambda m, t: updates.put((m, t)))
+            chosen = check_models(state.served, wanted)
+        except InputError as e:
+            raise refuse(str(e)) from None
+        notice = ("⚠️ The dialogue is longer than the models read: it was **truncated to 512 tokens**."
+                  if truncated else "")
+        texts = {m: "" for m in order}
+        labels = {m: f"**{state.label(m)}** {NOT_IN_RUN if m not in state.models else '(not selected)'}"
+                  for m in order}
+        labels.update({m: f"**{state.label(m)}** · generating…" for m in chosen})
+        for m, s in unavailable.items():
+            texts[m], labels[m] = output_text(s), model_label(s, state.label(m))
+        empty = reference_rouge("", {}, {})
+        last = 0.0
+        while not future.done() or not updates.empty():
+            try:
+                m, t = updates.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            texts[m] = t
+            if time.monotonic() - last >= STREAM_EVERY:
+                last = time.monotonic()
+                yield pack(texts, labels, empty, notice)
+        summaries = {**future.result(), **unavailable}
+        for m, s in summaries.items():
+            texts[m], labels[m] = output_text(s), model_label(s, state.label(m))
+        table = reference_rouge(reference, {m: summaries[m] for m in chosen}, {m: state.label(m) for m in chosen})
+        yield pack(texts, labels, table, notice)
 
     return summarize
+
+
+def final(outputs):
+    """The last value of a streaming handler: what an API client receives."""
+    *_, last = outputs
+    return last
 
 
 def make_summarize_json(state: AppState):
@@ -281,12 +329,148 @@ def build_examples_tab(state: AppState):
     return picker, details
 
 
+# --- blind votes -------------------------------------------------------------------------------------------------
+
+def battle_models(state: AppState, from_test: bool) -> list[str]:
+    """Models that can fight: available, and (for test dialogues) with stored predictions."""
+    preds = state.data.predictions
+    return [m for m in state.models if state.served.available(m) and (not from_test or (preds is not None and m in preds))]
+
+
+def new_battle(state: AppState, text: Optional[str] = None, rng=None) -> vt.Battle:
+    """Two models drawn so that pairs spread evenly, in random positions; a random test dialogue's stored
+    predictions (instant), or the pasted dialogue generated live by the two models."""
+    import random
+
+    rng = rng or random.SystemRandom()
+    pasted = bool((text or "").strip()) if isinstance(text, (str, type(None))) else True
+    models = battle_models(state, from_test=not pasted)
+    if len(models) < 2:
+        raise refuse("Voting needs two models with outputs: train at least one method and run the evaluation.")
+    a, b = state.votes.next_pair(models, rng)
+    if not pasted:
+        row = state.data.predictions.iloc[rng.randrange(len(state.data.predictions))]
+        return state.votes.add_battle("test", row["dialogue"], row["id"], a, b, row[a], row[b])
+    summaries, _, _ = run_models(state, text, "", 200, 1, False, 1.0, 1.0, 0, [a, b])
+    if any(summaries[m].error for m in (a, b)):
+        raise refuse("A model failed to summarize this dialogue; try again.")
+    return state.votes.add_battle("pasted", check_text(text), None, a, b, summaries[a].text, summaries[b].text)
+
+
+def cast_vote(state: AppState, battle_id, choice) -> dict:
+    try:
+        revealed = state.votes.cast(battle_id, choice)
+    except vt.VoteError as e:
+        raise refuse(str(e)) from None
+    return {**revealed, "label_a": state.label(revealed["model_a"]), "label_b": state.label(revealed["model_b"])}
+
+
+def rouge1_by_example(preds: Optional[pd.DataFrame]) -> dict:
+    if preds is None:
+        return {}
+    models = [c[:-len("_rouge1")] for c in preds.columns if c.endswith("_rouge1")]
+    return {(row["id"], m): row[f"{m}_rouge1"] for _, row in preds.iterrows() for m in models}
+
+
+def ratings_view(state: AppState):
+    """(summary text, strengths figure, win-rate figure) from the votes so far."""
+    if state.votes is None:
+        return "Votes are off for this app.", figures.empty_figure("No votes"), figures.empty_figure("No votes")
+    votes = state.votes.votes_frame()
+    labels = {m: state.label(m) for m in state.models}
+    if len(votes) < vt.MIN_VOTES:
+        text = (f"**People's verdict: not enough votes yet** ({len(votes)} of the {vt.MIN_VOTES} needed). Vote in "
+                "the Vote tab; strengths and win rates appear here.")
+        message = f"Not enough votes yet: {len(votes)} of {vt.MIN_VOTES}"
+        return text, figures.empty_figure(message), figures.empty_figure(message)
+    models = sorted(set(votes["model_a"]) | set(votes["model_b"]), key=lambda m: state.models.index(m)
+                    if m in state.models else len(state.models))
+    agreement = vt.rouge_agreement(votes, rouge1_by_example(state.data.predictions))
+    agree = ("no decisive votes on test dialogues with a ROUGE-1 difference yet" if agreement is None else
+             f"**{agreement['share']:.0%}** [{agreement['ci_low']:.0%}, {agreement['ci_high']:.0%}] of "
+             f"{agreement['n']} decisive votes on test dialogues went to the model with the higher ROUGE-1 "
+             "(50% = no agreement)")
+    text = (f"**People's verdict** from {len(votes)} blind votes ({(votes['choice'] == 'tie').sum()} ties, "
+            f"{(votes['choice'] == 'both_bad').sum()} both bad). Does ROUGE agree with people? {agree}.")
+    return (text, figures.strength_chart(vt.ratings_table(votes, models), labels, len(votes)),
+            figures.win_rate_heatmap(vt.win_rates(votes, models), labels))
+
+
+VOTE_BUTTONS = [("A is better", "a"), ("B is better", "b"), ("Tie", "tie"), ("Both are bad", "both_bad")]
+
+
+def build_vote_tab(state: AppState):
+    gr.Markdown("**Which summary is better?** Two models, picked at random, summarize the same dialogue; you see "
+                "them as A and B, without names. Vote, and the names are revealed. Your votes stand beside ROUGE in "
+                "the Metrics tab.")
+    battle = gr.State(None)   # the battle id, kept on the server: which model is A is never sent before the vote
+    with gr.Row():
+        test_button = gr.Button("New battle: a random test dialogue", variant="primary", elem_id="battle-test")
+        paste_button = gr.Button("New battle on the dialogue I pasted below", elem_id="battle-paste")
+    pasted = gr.Textbox(label="Your dialogue (optional)", lines=3, elem_id="vote-paste")
+    dialogue = gr.Textbox(label="Dialogue", lines=8, interactive=False, elem_id="vote-dialogue")
+    with gr.Row(equal_height=True):
+        summary_a = gr.Textbox(label="Summary A", lines=4, interactive=False, elem_id="vote-a")
+        summary_b = gr.Textbox(label="Summary B", lines=4, interactive=False, elem_id="vote-b")
+    with gr.Row():
+        buttons = [gr.Button(text, interactive=False, elem_id=f"vote-{choice}") for text, choice in VOTE_BUTTONS]
+    reveal = gr.Markdown(elem_id="vote-reveal")
+
+    def start(text=None):
+        b = new_battle(state, text)
+        return (b.id, b.dialogue, b.summary_a, b.summary_b, "",
+                *[gr.update(interactive=True) for _ in buttons])
+
+    shown = [battle, dialogue, summary_a, summary_b, reveal, *buttons]
+    test_button.click(lambda: start(), None, shown, api_visibility="private")
+    paste_button.click(start, pasted, shown, api_visibility="private")
+    for (_, choice), button in zip(VOTE_BUTTONS, buttons):
+        def vote(battle_id, choice=choice):
+            if not battle_id:
+                raise refuse("Start a battle first.")
+            r = cast_vote(state, battle_id, choice)
+            said = {"a": "A is better", "b": "B is better", "tie": "a tie", "both_bad": "both are bad"}[choice]
+            return (None, f"You said **{said}**. Summary A was **{r['label_a']}**, summary B was **{r['label_b']}**. "
+                          "Start the next battle with one click above.", *[gr.update(interactive=False)
+                                                                          for _ in buttons])
+        button.click(vote, battle, [battle, reveal, *buttons], api_visibility="private")
+
+    def vote_battle(dialogue: str = "") -> dict:
+        """A new battle: an optional dialogue (empty = a random test dialogue) in; the battle id and the two
+        anonymous summaries out."""
+        b = new_battle(state, dialogue)
+        return {"battle_id": b.id, "dialogue": b.dialogue, "summary_a": b.summary_a, "summary_b": b.summary_b}
+
+    def vote_cast(battle_id: str, choice: str) -> dict:
+        """A vote on a battle (choice: a, b, tie or both_bad); the revealed model names out."""
+        return cast_vote(state, battle_id, choice)
+
+    gr.api(vote_battle, api_name="vote_battle", concurrency_limit=CONCURRENCY)
+    gr.api(vote_cast, api_name="vote_cast", concurrency_limit=16)
+
+
+def build_ratings_section(demo: gr.Blocks, state: AppState):
+    gr.Markdown("## People's verdict (blind votes)")
+    text = gr.Markdown(elem_id="ratings-text")
+    refresh = gr.Button("Refresh the ratings", size="sm")
+    with gr.Row():
+        strengths = gr.Plot(elem_id="plot-strengths")
+        wins = gr.Plot(elem_id="plot-winrates")
+    refresh.click(lambda: ratings_view(state), None, [text, strengths, wins], api_visibility="private")
+    demo.load(lambda: ratings_view(state), None, [text, strengths, wins], api_visibility="private")
+
+
 def build_demo(state: AppState) -> gr.Blocks:
     with gr.Blocks(title="FLAN-T5 dialogue summarization: fine-tuning methods compared") as demo:
         gr.Markdown(header(state))
         with gr.Tab("Compare"):
             build_compare_tab(state)
+        if state.votes is not None:
+            with gr.Tab("Vote"):
+                build_vote_tab(state)
         with gr.Tab("Metrics"):
+            if state.votes is not None:
+                build_ratings_section(demo, state)
             build_metrics_tab(state)
         with gr.Tab("Examples"):
             loaded = build_examples_tab(state)

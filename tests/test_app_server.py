@@ -16,6 +16,19 @@ DIALOGUES = [f"#Person1#: I need a ticket to {city}.\n#Person2#: When would you 
               ("Madrid", "Thursday"), ("Seattle", "Saturday"), ("Sydney", "Wednesday"), ("Chicago", "Monday")]]
 
 
+SEEN_STREAMING = """() => new Promise(resolve => {
+  const start = performance.now();
+  const tick = () => {
+    const boxes = ['base', 'full', 'lora'].map(m => document.querySelector(`#out-${m} textarea`).value);
+    const generating = document.body.innerText.includes('generating…');
+    if (generating && boxes.some(v => v.length > 0)) return resolve(true);
+    if ((!generating && boxes.every(v => v.length > 0)) || performance.now() - start > 60000) return resolve(false);
+    setTimeout(tick, 5);
+  };
+  tick();
+})"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -83,6 +96,7 @@ def test_browser_compares_three_models_and_shows_the_charts(server):
         page.goto(server)
         page.locator("#dialogue textarea").fill(DIALOGUES[1])
         page.get_by_role("button", name="Summarize with the chosen models").click()
+        assert page.evaluate(SEEN_STREAMING)  # text was in a box while the models were still generating
         for model in ("base", "full", "lora"):
             box = page.locator(f"#out-{model} textarea")
             box.wait_for()

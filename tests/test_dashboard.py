@@ -11,7 +11,7 @@ from dashboard.models import load_models
 from dashboard.summarize import MAX_CHARS, InputError, Settings, check_text, summarize_all
 
 MODEL_ORDER = ["base", "full", "lora"]
-from dashboard.ui import AppState, example_choices, example_details, make_summarize
+from dashboard.ui import AppState, example_choices, example_details, final, make_summarize
 
 DIALOGUE = "#Person1#: I'd like to book a table for four, please.\n#Person2#: Certainly. For which day?"
 
@@ -72,25 +72,25 @@ def test_newest_complete_run_ignores_incomplete_folders(evaluated_run, tmp_path)
 
 
 def test_summarize_handler_returns_three_labelled_outputs(state):
-    out = make_summarize(state)(DIALOGUE, "#Person1# books a table for four.")
+    out = final(make_summarize(state)(DIALOGUE, "#Person1# books a table for four."))
     texts, labels, table, notice = out[:3], out[3:6], out[6], out[7]
     assert all(isinstance(t, str) and t for t in texts)
     assert all("tokens" in label and " s " in label for label in labels)
     assert list(table["model"]) == [state.label(m) for m in MODEL_ORDER] and notice == ""
 
 
-@pytest.mark.parametrize("text", ["", "   \n\t ", "x" * (MAX_CHARS + 1)])
+@pytest.mark.parametrize("text", ["", "   \n\t ", "x" * (MAX_CHARS + 1), "?!... --- :) 🙂 🙂"])
 def test_bad_input_is_a_message_without_a_model_call(state, text, monkeypatch):
-    monkeypatch.setattr(state.served.loaded, "own", {})  # a model call would fail loudly
+    monkeypatch.setattr(state.served, "batcher", None)  # any model call would fail loudly
     with pytest.raises(gr.Error):
-        make_summarize(state)(text)
+        final(make_summarize(state)(text))
     with pytest.raises(InputError):
         check_text(text)
 
 
 def test_long_input_is_truncated_with_a_notice(state):
     long = "\n".join(f"#Person{1 + i % 2}#: We talk about the weather on day {i} again." for i in range(120))
-    notice = make_summarize(state)(long)[7]
+    notice = final(make_summarize(state)(long))[7]
     assert "truncated to 512 tokens" in notice
 
 
@@ -121,7 +121,7 @@ def test_corrupt_checkpoint_leaves_the_other_models_serving(evaluated_run, tmp_p
     bad = "lora" if "adapter" in broken else "full"
     assert set(served.errors) == {bad} and "safetensor" in served.errors[bad].lower()
     state = AppState(data=rd.load_run(run), served=served)
-    texts = make_summarize(state)(DIALOGUE)[:3]
+    texts = final(make_summarize(state)(DIALOGUE))[:3]
     by_model = dict(zip(MODEL_ORDER, texts))
     assert by_model[bad].startswith("(unavailable)")
     assert all(not t.startswith("(unavailable)") for m, t in by_model.items() if m != bad)

@@ -227,6 +227,7 @@ def test_boolean_strings_mean_what_they_say():
 
 @pytest.mark.parametrize("text,reference,message", [
     ("#Person1#: hi", "x" * 1_000_000, "reference has 1,000,000 characters"),
+    ("x" * 100_001, "", "dialogue has 100,001 characters"),
     ("#Person1#: hi \ud800 there", "", "cannot be encoded"),
     ("#Person1#: hi", "ref \udc00", "cannot be encoded"),
     (12345, "", "must be text"),
@@ -236,9 +237,9 @@ def test_oversized_or_unencodable_text_is_refused_before_any_model_call(evaluate
 
     from dashboard import run_data as rd
     from dashboard.models import load_models
-    from dashboard.ui import AppState, make_summarize
+    from dashboard.ui import AppState, final, make_summarize
 
     served = load_models(evaluated_run)
-    served.loaded.own, served.loaded.mixed, served.loaded.base = {}, None, None  # any model call would fail
+    served.batcher = None  # any model call would fail
     with pytest.raises(gr.Error, match=message):
-        make_summarize(AppState(data=rd.load_run(evaluated_run), served=served))(text, reference)
+        final(make_summarize(AppState(data=rd.load_run(evaluated_run), served=served))(text, reference))

@@ -1,0 +1,156 @@
+"""One worker that owns the models and serves requests that arrive together with shared `generate` calls.
+
+Why a worker of our own: Gradio's `batch=True` refuses generator (streaming) handlers, and transformers'
+`TextIteratorStreamer` takes one row. Here each request is a Job; the worker takes the first waiting job, collects
+whatever else arrives within `max_wait` seconds (up to `max_rows` rows), and serves each group of jobs with equal
+settings by:
+  - ONE mixed-batch call on the shared weights for every job's base and LoRA-family rows (peft's adapter_names),
+  - ONE call per other model (full, DoRA, IA³, prompt/prefix tuning) for the jobs that asked for it.
+A `RowStreamer` splits each decoding step's tokens by row and hands each job its growing text. Greedy calls of a
+group overlap on two threads (they share no state). Sampling jobs are never merged with others: each draws from
+torch's seeded global RNG exactly as it would alone, so a seeded request gives the same text whatever else is
+waiting. Batched greedy equals unbatched greedy (tested).
+"""
+
+import queue
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+from transformers.generation.streamers import BaseStreamer
+
+MAX_SOURCE_TOKENS = 512
+
+
+@dataclass
+class Job:
+    prompt: str
+    settings: object                                   # dashboard.summarize.Settings (frozen: hashable)
+    models: list[str]
+    on_text: Optional[Callable[[str, str], None]] = None  # (model, text so far), called on the worker's threads
+    future: Future = field(default_factory=Future)
+    results: dict = field(default_factory=dict)
+
+
+@dataclass
+class Row:
+    job: Job
+    model: str
+
+
+class RowStreamer(BaseStreamer):
+    """Receives each step's new tokens for the whole batch ([rows]) and calls on_row(row, text so far)."""
+
+    def __init__(self, tokenizer, on_row: Callable[[int, str], None], rows: int):
+        self.tokenizer, self.on_row = tokenizer, on_row
+        self.ids = [[] for _ in range(rows)]
+        self.skip = set(tokenizer.all_special_ids)
+        self.started = False
+
+    def put(self, value):
+        if not self.started:  # the first call carries the decoder's start tokens, not generated text
+            self.started = True
+            return
+        for row, token in enumerate(value.reshape(-1).tolist()):
+            if token not in self.skip:
+                self.ids[row].append(token)
+                self.on_row(row, self.tokenizer.decode(self.ids[row], skip_special_tokens=True).strip())
+
+    def end(self):
+        pass
+
+
+class Batcher:
+    def __init__(self, loaded, max_rows: int = 32, max_wait: float = 0.02):
+        """max_rows bounds one call's batch; max_wait is the longest a request waits for company (seconds)."""
+        self.loaded, self.max_rows, self.max_wait = loaded, max_rows, max_wait
+        self.jobs: "queue.Queue[Job]" = queue.Queue()
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="generate")
+        self.calls = 0  # generate calls made: how much the batching saved is visible in tests
+        threading.Thread(target=self.work, name="batcher", daemon=True).start()
+
+    def submit(self, prompt: str, settings, models: list[str], on_text=None) -> Future:
+        job = Job(prompt, settings, list(models), on_text)
+        self.jobs.put(job)
+        return job.future
+
+    def collect(self) -> list[Job]:
+        first = self.jobs.get()
+        batch, rows = [first], len(first.models)
+        deadline = time.monotonic() + self.max_wait
+        while rows < self.max_rows:
+            try:
+                job = self.jobs.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            batch.append(job)
+            rows += len(job.models)
+        return batch
+
+    def work(self):
+        while True:
+            batch = self.collect()
+            groups: dict = {}
+            for job in batch:  # like settings together; a sampling job always alone
+                key = (job.settings, id(job)) if job.settings.do_sample else job.settings
+                groups.setdefault(key, []).append(job)
+            for jobs in groups.values():
+                try:
+                    self.serve(jobs)
+                except Exception as e:  # a failed call fails its requests, never the worker
+                    for job in jobs:
+                        if not job.future.done():
+                            job.future.set_exception(e)
+
+    def plan(self, jobs: list[Job]) -> list[tuple[Optional[str], list[Row]]]:
+        """(model to call, its rows): None = the mixed batch on the shared weights."""
+        mixed = [Row(j, m) for j in jobs for m in j.models if m == "base" or self.loaded.in_mixed_batch(m)]
+        calls = [(None, mixed)] if mixed else []
+        for model in dict.fromkeys(m for j in jobs for m in j.models):
+            rows = [Row(j, model) for j in jobs if model in j.models]
+            if model != "base" and not self.loaded.in_mixed_batch(model):
+                calls.append((model, rows))
+        return [(m, rows[i:i + self.max_rows]) for m, rows in calls for i in range(0, len(rows), self.max_rows)]
+
+    def serve(self, jobs: list[Job]):
+        settings = jobs[0].settings
+        calls = self.plan(jobs)
+        if settings.do_sample or len(calls) < 2:
+            for call in calls:  # sampling: in turn, each call seeded as when served alone
+                self.call(*call, settings)
+        else:
+            for f in [self.pool.submit(self.call, *call, settings) for call in calls]:
+                f.result()
+        for job in jobs:
+            job.future.set_result(job.results)
+
+    @torch.inference_mode()
+    def call(self, model_name: Optional[str], rows: list[Row], settings):
+        from dashboard.summarize import Summary
+
+        loaded = self.loaded
+        tok = loaded.tokenizer
+        enc = tok([r.job.prompt for r in rows], truncation=True, max_length=MAX_SOURCE_TOKENS, padding=True,
+                  return_tensors="pt").to(loaded.device)
+        extra = {}
+        if model_name is None and loaded.mixed is not None:
+            model = loaded.mixed
+            extra["adapter_names"] = ["__base__" if r.model == "base" else r.model for r in rows]
+        else:
+            model = loaded.base if model_name is None else loaded.own[model_name]
+        if settings.num_beams == 1 and any(r.job.on_text for r in rows):  # transformers streams greedy/sampling only
+            extra["streamer"] = RowStreamer(tok, lambda i, text: rows[i].job.on_text and
+                                            rows[i].job.on_text(rows[i].model, text), len(rows))
+        torch.manual_seed(settings.seed)  # sampling is reproducible for a seed
+        start = time.perf_counter()
+        out = model.generate(**enc, **settings.generate_kwargs(), **extra)
+        seconds = time.perf_counter() - start
+        self.calls += 1
+        shared = len({r.model for r in rows}) > 1 or len({id(r.job) for r in rows}) > 1
+        for i, r in enumerate(rows):
+            ids = [int(t) for t in out[i] if int(t) not in tok.all_special_ids]
+            r.job.results[r.model] = Summary(r.model, tok.decode(ids, skip_special_tokens=True).strip(), seconds,
+                                             len(ids), shared_call=shared)

@@ -1,0 +1,84 @@
+"""Requests that arrive together share generate calls, give the same texts as one at a time, and stream."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from dashboard.summarize import DEFAULT_PROMPT, Settings, summarize_models
+
+DIALOGUES = [f"#Person1#: I'd like {n} tickets to {city}, please.\n#Person2#: For which day?\n#Person1#: {day}."
+             for n, city, day in [("two", "Boston", "Monday"), ("three", "Paris", "Friday"), ("one", "Oslo", "Sunday"),
+                                  ("four", "Lima", "Tuesday"), ("five", "Rome", "Thursday"), ("six", "Kyiv", "Saturday")]]
+MIXED_REQUESTS = [  # (dialogue, settings, models): greedy of two lengths, seeded sampling, model subsets
+    (DIALOGUES[0], Settings(max_new_tokens=16), ["base", "full", "lora"]),
+    (DIALOGUES[1], Settings(max_new_tokens=16), ["lora"]),
+    (DIALOGUES[2], Settings(max_new_tokens=16), ["base", "full"]),
+    (DIALOGUES[3], Settings(max_new_tokens=9), ["base", "full", "lora"]),
+    (DIALOGUES[4], Settings(max_new_tokens=16, do_sample=True, temperature=1.3, seed=5), ["base", "full", "lora"]),
+    (DIALOGUES[5], Settings(max_new_tokens=16, do_sample=True, temperature=1.3, seed=6), ["base", "lora"]),
+]
+
+
+@pytest.fixture(scope="module")
+def served(evaluated_run):
+    from dashboard.models import load_models
+
+    return load_models(evaluated_run, max_wait=0.5)  # a long wait: everything submitted together is batched
+
+
+def texts(results):
+    return {m: s.text for m, s in results.items()}
+
+
+def test_batched_results_equal_one_at_a_time(served):
+    sequential = [texts(summarize_models(served, d, s, models=m)[0]) for d, s, m in MIXED_REQUESTS]
+    calls_before = served.batcher.calls
+    seen = []
+    original = served.batcher.call
+
+    def spy(model, rows, settings):
+        seen.append((model, {r.job.settings for r in rows}, len(rows)))
+        return original(model, rows, settings)
+
+    served.batcher.call = spy
+    try:
+        with ThreadPoolExecutor(len(MIXED_REQUESTS)) as pool:
+            together = list(pool.map(lambda r: texts(summarize_models(served, r[0], r[1], models=r[2])[0]),
+                                     MIXED_REQUESTS))
+    finally:
+        served.batcher.call = original
+    assert together == sequential
+    assert all(len(settings) == 1 for _, settings, _ in seen)  # never two kinds of settings in one call
+    sampled = {MIXED_REQUESTS[4][1], MIXED_REQUESTS[5][1]}
+    assert all(n <= 2 for _, s, n in seen if s & sampled)  # a sampling request is served alone (<= its 2 rows)
+    assert max(n for *_, n in seen) >= 5  # the 16-token greedy requests shared one mixed call (3 base/lora rows + 2)
+    assert served.batcher.calls - calls_before < sum(len(m) for *_, m in MIXED_REQUESTS)
+
+
+def test_streaming_handler_yields_growing_texts_then_the_final_ones(evaluated_run, served):
+    from dashboard import run_data as rd
+    from dashboard.ui import AppState, make_summarize
+
+    state = AppState(data=rd.load_run(evaluated_run), served=served)
+    steps = list(make_summarize(state)(DIALOGUES[0], "", 40))
+    final = steps[-1]
+    lora = [step[2] for step in steps]
+    assert len(steps) >= 2 and lora[-1] == final[2] and final[2]
+    partial = [t for t in lora[:-1] if t and t != final[2]]
+    assert partial and all(final[2].startswith(t[:len(t) - 2]) for t in partial)  # each a prefix of the final text
+    assert "generating" in steps[0][5] and "tokens" in final[5]
+
+
+def test_a_100000_character_chat_is_accepted_and_truncated(served):
+    long = "\n".join(f"#Person{1 + i % 2}#: line {i} about the trip and the tickets." for i in range(2500))[:100_000]
+    results, truncated = summarize_models(served, long, Settings(max_new_tokens=4), models=["full"])
+    assert truncated and len(long) == 100_000 and not results["full"].error
+
+
+def test_sixteen_concurrent_requests_equal_sequential(served):
+    requests = [(DIALOGUES[i % 6], Settings(max_new_tokens=12, do_sample=i % 3 == 0, seed=i)) for i in range(16)]
+    sequential = [texts(summarize_models(served, d, s)[0]) for d, s in requests]
+    with ThreadPoolExecutor(16) as pool:
+        together = list(pool.map(lambda r: texts(summarize_models(served, *r)[0]), requests))
+    assert together == sequential

@@ -1,0 +1,270 @@
+"""Blind votes: the database's rules, concurrency and crash safety, the ratings, the API and the page."""
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dashboard import votes as vt
+from tests.conftest import ROOT
+from tests.test_app_server import CHROMIUM, free_port
+
+
+@pytest.fixture
+def store(tmp_path):
+    return vt.VoteStore(tmp_path / "votes.sqlite")
+
+
+def battle(store, a="full", b="lora"):
+    return store.add_battle("test", "#Person1#: hi", "test_1", a, b, "summary one", "summary two")
+
+
+def test_database_rules_refuse_each_bad_vote(store):
+    first = battle(store)
+    with pytest.raises(vt.VoteError, match="one of a, b, tie, both_bad"):
+        store.cast(first.id, "A")
+    assert store.cast(first.id, "b") == {"model_a": "full", "model_b": "lora", "choice": "b"}
+    with pytest.raises(vt.VoteError, match="already has a vote; the first one stands"):
+        store.cast(first.id, "a")
+    with pytest.raises(vt.VoteError, match="not a battle id this server issued"):
+        store.cast("forged-" + first.id[7:], "a")
+    with pytest.raises(vt.VoteError, match="not a battle id"):
+        store.cast(None, "a")
+    with pytest.raises(vt.VoteError, match="limit is 20,000"):
+        store.add_battle("pasted", "x" * 20_001, None, "full", "lora", "a", "b")
+    votes = store.votes_frame()
+    assert len(votes) == 1 and votes["choice"].tolist() == ["b"]
+
+
+def test_expired_battles_are_refused(store):
+    old = battle(store)
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE battles SET created_at = created_at - ? WHERE id = ?", (vt.BATTLE_TTL_SECONDS + 1, old.id))
+    with pytest.raises(vt.VoteError, match="expired"):
+        store.cast(old.id, "a")
+
+
+def test_pairs_spread_evenly_and_positions_are_random(store):
+    rng = random.Random(0)
+    models = ["base", "full", "lora", "ia3"]
+    sorted_order = 0
+    for _ in range(60):
+        a, b = store.next_pair(models, rng)
+        sorted_order += a < b
+        battle(store, a, b)
+    assert set(store.pair_counts(models).values()) == {10}  # 6 pairs x 10: spread evenly
+    assert 15 <= sorted_order <= 45  # which model sits in A is a coin flip
+
+
+def synthetic_votes(true: dict, n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    models, rows = list(true), []
+    for _ in range(n):
+        a, b = rng.choice(models, 2, replace=False)
+        p = 1 / (1 + np.exp(true[b] - true[a]))
+        u = rng.random()
+        choice = "tie" if abs(u - p) < 0.03 else ("a" if u < p else "b")
+        rows.append({"model_a": a, "model_b": b, "choice": choice, "source": "pasted", "dialogue_id": None})
+    return pd.DataFrame(rows)
+
+
+def test_bradley_terry_recovers_known_strengths():
+    true = {"full": 1.2, "lora": 0.4, "ia3": -0.3, "base": -1.3}
+    table = vt.ratings_table(synthetic_votes(true, 800), list(true), resamples=100)
+    assert table["model"].tolist() == ["full", "lora", "ia3", "base"]
+    for row in table.itertuples():
+        assert row.ci_low <= row.strength <= row.ci_high and abs(row.strength - true[row.model]) < 0.25
+
+
+def test_win_rates_and_rouge_agreement_on_a_small_known_case():
+    votes = pd.DataFrame([
+        {"model_a": "full", "model_b": "base", "choice": "a", "source": "test", "dialogue_id": "d1"},
+        {"model_a": "base", "model_b": "full", "choice": "a", "source": "test", "dialogue_id": "d2"},
+        {"model_a": "full", "model_b": "base", "choice": "tie", "source": "test", "dialogue_id": "d3"},
+        {"model_a": "full", "model_b": "base", "choice": "both_bad", "source": "test", "dialogue_id": "d4"}])
+    rates = vt.win_rates(votes, ["base", "full"])
+    assert rates.loc["full", "base"] == pytest.approx(1.5 / 3) and rates.loc["base", "full"] == pytest.approx(1.5 / 3)
+    rouge1 = {("d1", "full"): 0.5, ("d1", "base"): 0.2, ("d2", "full"): 0.5, ("d2", "base"): 0.2}
+    agreement = vt.rouge_agreement(votes, rouge1)
+    assert agreement["n"] == 2 and agreement["share"] == 0.5  # d1 agrees, d2 does not; tie/both-bad left out
+
+
+def test_ratings_say_not_enough_votes_below_the_minimum(state_with_votes):
+    from dashboard.ui import ratings_view
+
+    text, *_ = ratings_view(state_with_votes)
+    assert "not enough votes yet" in text
+
+
+@pytest.fixture
+def state_with_votes(evaluated_run, tmp_path):
+    from dashboard import run_data as rd
+    from dashboard.models import load_models
+    from dashboard.ui import AppState
+
+    return AppState(data=rd.load_run(evaluated_run), served=load_models(evaluated_run),
+                    votes=vt.VoteStore(tmp_path / "votes.sqlite"))
+
+
+def test_ratings_view_after_enough_votes_shows_strengths_and_agreement(state_with_votes):
+    from dashboard.ui import cast_vote, new_battle, ratings_view
+
+    rng = random.Random(1)
+    for i in range(24):
+        b = new_battle(state_with_votes, rng=rng)
+        cast_vote(state_with_votes, b.id, ["a", "b", "tie"][i % 3])
+    text, strengths, wins = ratings_view(state_with_votes)
+    assert "24 blind votes" in text and "ROUGE" in text
+    assert len(strengths.data[0].x) == 3 and wins.data[0].type == "heatmap"
+
+
+@pytest.fixture(scope="module")
+def vote_server(evaluated_run, tmp_path_factory):
+    import app
+
+    db = tmp_path_factory.mktemp("votes") / "votes.sqlite"
+    demo = app.create_app(evaluated_run, db)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True)
+    yield f"http://127.0.0.1:{port}/", db
+    demo.close()
+
+
+def test_16_concurrent_clients_10_votes_each_give_exactly_160_rows(vote_server):
+    from gradio_client import Client
+
+    url, db = vote_server
+    before = len(vt.VoteStore(db).votes_frame())
+
+    def voter(i):
+        client = Client(url, verbose=False)
+        ids = []
+        for j in range(10):
+            b = client.predict("", api_name="/vote_battle")
+            assert set(b) == {"battle_id", "dialogue", "summary_a", "summary_b"}  # no model names before the vote
+            revealed = client.predict(b["battle_id"], ["a", "b", "tie", "both_bad"][(i + j) % 4], api_name="/vote_cast")
+            assert revealed["model_a"] != revealed["model_b"]
+            ids.append(b["battle_id"])
+        return ids
+
+    with ThreadPoolExecutor(16) as pool:
+        ids = [i for chunk in pool.map(voter, range(16)) for i in chunk]
+    votes = vt.VoteStore(db).votes_frame()
+    assert len(votes) - before == 160 and len(set(ids)) == 160 and votes["battle_id"].is_unique
+
+
+def test_api_refuses_a_double_vote_and_a_bad_choice(vote_server):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    client = Client(vote_server[0], verbose=False)
+    b = client.predict("", api_name="/vote_battle")
+    with pytest.raises(AppError, match="one of a, b, tie, both_bad"):
+        client.predict(b["battle_id"], "A!", api_name="/vote_cast")
+    client.predict(b["battle_id"], "tie", api_name="/vote_cast")
+    with pytest.raises(AppError, match="first one stands"):
+        client.predict(b["battle_id"], "a", api_name="/vote_cast")
+    pasted = client.predict("#Person1#: Where is the station?\n#Person2#: Two blocks north.", api_name="/vote_battle")
+    assert pasted["summary_a"] or pasted["summary_b"]
+
+
+def wait_up(url, proc, timeout=240):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(url)
+
+
+def test_sigkilled_server_restarts_with_every_committed_vote(evaluated_run, tmp_path):
+    from gradio_client import Client
+
+    db, port = tmp_path / "votes.sqlite", free_port()
+    url = f"http://127.0.0.1:{port}/"
+    cmd = [sys.executable, "app.py", "--run", str(evaluated_run), "--port", str(port), "--votes_db", str(db)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    committed = []
+    try:
+        wait_up(url, server)
+        client = Client(url, verbose=False)
+        with ThreadPoolExecutor(1) as pool:
+            def keep_voting():
+                while True:
+                    b = client.predict("", api_name="/vote_battle")
+                    client.predict(b["battle_id"], "a", api_name="/vote_cast")
+                    committed.append(b["battle_id"])  # the server answered: the vote is committed
+
+            job = pool.submit(keep_voting)
+            while len(committed) < 15:
+                time.sleep(0.05)
+            server.send_signal(signal.SIGKILL)  # in the middle of voting
+            server.wait()
+            with pytest.raises(Exception):
+                job.result(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    restarted = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_up(url, restarted)
+        stored = set(vt.VoteStore(db).votes_frame()["battle_id"])
+        assert set(committed) <= stored and len(stored) <= len(committed) + 1  # at most the vote in flight
+        client = Client(url, verbose=False)
+        b = client.predict("", api_name="/vote_battle")
+        assert client.predict(b["battle_id"], "b", api_name="/vote_cast")["choice"] == "b"
+    finally:
+        restarted.kill()
+        restarted.wait()
+
+
+def test_export_cli_writes_csv_and_prints_ratings(store, tmp_path):
+    rng = random.Random(0)
+    for i in range(25):
+        a, b = store.next_pair(["base", "full", "lora"], rng)
+        store.cast(battle(store, a, b).id, "a" if a == "full" else "b")
+    out = subprocess.run([sys.executable, "-m", "dashboard.votes", "--db", str(store.path), "--csv",
+                          str(tmp_path / "v.csv")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert len(pd.read_csv(tmp_path / "v.csv")) == 25 and "Bradley-Terry" in out.stdout
+    assert out.stdout.splitlines()[2].split()[0] == "full"  # full won every one of its games: strongest
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="no Chromium at /usr/bin/chromium (apt-get install chromium)")
+def test_browser_votes_and_sees_the_names_revealed(vote_server):
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_app_server import ROOT as root
+
+    shots = root / "out" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(vote_server[0])
+        page.get_by_role("tab", name="Vote").click()
+        page.locator("#battle-test").click()
+        box = page.locator("#vote-a textarea")
+        page.wait_for_function("el => el.value.length > 0", arg=box.element_handle(), timeout=30_000)
+        assert "Full fine-tune" not in page.locator("#vote-a").inner_text()  # no name before the vote
+        page.locator("#vote-a").screenshot(path=str(shots / "vote-before.png"))
+        page.locator("#vote-b").evaluate("el => el")  # both boxes exist
+        page.get_by_role("button", name="A is better").click()
+        page.get_by_text("Summary A was").wait_for(timeout=30_000)
+        page.screenshot(path=str(shots / "vote.png"), full_page=True)
+        browser.close()
