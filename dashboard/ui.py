@@ -413,7 +413,7 @@ def build_vote_tab(state: AppState):
         summary_a = gr.Textbox(label="Summary A", lines=4, interactive=False, elem_id="vote-a")
         summary_b = gr.Textbox(label="Summary B", lines=4, interactive=False, elem_id="vote-b")
     with gr.Row():
-        buttons = [gr.Button(text, interactive=False, elem_id=f"vote-{choice}") for text, choice in VOTE_BUTTONS]
+        buttons = [gr.Button(text, interactive=False, elem_id=f"choose-{choice}") for text, choice in VOTE_BUTTONS]
     reveal = gr.Markdown(elem_id="vote-reveal")
 
     def start(text=None):

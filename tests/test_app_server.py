@@ -29,6 +29,9 @@ SEEN_STREAMING = """() => new Promise(resolve => {
 })"""
 
 
+ALL_DONE = "n => (document.body.innerText.match(/ tokens/g) || []).length >= n"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -101,7 +104,7 @@ def test_browser_compares_three_models_and_shows_the_charts(server):
             box = page.locator(f"#out-{model} textarea")
             box.wait_for()
             page.wait_for_function("el => el.value.length > 0", arg=box.element_handle(), timeout=60_000)
-        assert "tokens" in page.locator("body").inner_text()  # the per-model latency/token labels
+        page.wait_for_function(ALL_DONE, arg=3, timeout=60_000)  # the per-model latency/token labels, when done
         page.screenshot(path=str(shots / "compare.png"), full_page=True)
         page.get_by_role("tab", name="Metrics").click()
         page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
@@ -163,6 +166,7 @@ def test_browser_picks_a_non_default_set_of_models(all_methods_server):
         for model in ("full", "lora", "ia3", "prompt_tuning"):
             box = page.locator(f"#out-{model} textarea")
             page.wait_for_function("el => el.value.length > 0", arg=box.element_handle(), timeout=60_000)
+        page.wait_for_function(ALL_DONE, arg=4, timeout=60_000)
         assert not page.locator("#out-base").is_visible() and not page.locator("#out-dora").is_visible()
         page.screenshot(path=str(shots / "compare-methods.png"), full_page=True)
         page.get_by_role("tab", name="Metrics").click()

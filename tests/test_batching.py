@@ -52,7 +52,8 @@ def test_batched_results_equal_one_at_a_time(served):
     assert all(len(settings) == 1 for _, settings, _ in seen)  # never two kinds of settings in one call
     sampled = {MIXED_REQUESTS[4][1], MIXED_REQUESTS[5][1]}
     assert all(n <= 2 for _, s, n in seen if s & sampled)  # a sampling request is served alone (<= its 2 rows)
-    assert max(n for *_, n in seen) >= 5  # the 16-token greedy requests shared one mixed call (3 base/lora rows + 2)
+    # the three 16-token greedy requests: one mixed call of their 4 base/lora rows, one full call of 2 rows
+    assert (None, {MIXED_REQUESTS[0][1]}, 4) in seen and ("full", {MIXED_REQUESTS[0][1]}, 2) in seen
     assert served.batcher.calls - calls_before < sum(len(m) for *_, m in MIXED_REQUESTS)
 
 

@@ -242,7 +242,7 @@ def test_export_cli_writes_csv_and_prints_ratings(store, tmp_path):
                           str(tmp_path / "v.csv")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert len(pd.read_csv(tmp_path / "v.csv")) == 25 and "Bradley-Terry" in out.stdout
-    assert out.stdout.splitlines()[2].split()[0] == "full"  # full won every one of its games: strongest
+    assert out.stdout.splitlines()[3].split()[0] == "full"  # full won every one of its games: strongest
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="no Chromium at /usr/bin/chromium (apt-get install chromium)")
