@@ -181,7 +181,7 @@ def example_choices(preds: Optional[pd.DataFrame], order: str = "test order") ->
 
 def header(state: AppState) -> str:
     run = state.data.run
-    lines = [f"# Dialogue summarization: which way of fine-tuning FLAN-T5 is worth it?",
+    lines = ["# Dialogue summarization: which way of fine-tuning FLAN-T5 is worth it?",
              f"Run **{state.data.folder.name}** · preset `{run['preset']}` · base model `{run['base_model']}` · "
              f"data `{run['data_source']}` · {len(state.data.methods)} methods: "
              f"{', '.join(state.label(m) for m in state.data.methods)} · device **{state.served.describe()}**"]

@@ -1,11 +1,10 @@
 """Requests that arrive together share generate calls, give the same texts as one at a time, and stream."""
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from dashboard.summarize import DEFAULT_PROMPT, Settings, summarize_models
+from dashboard.summarize import Settings, summarize_models
 
 DIALOGUES = [f"#Person1#: I'd like {n} tickets to {city}, please.\n#Person2#: For which day?\n#Person1#: {day}."
              for n, city, day in [("two", "Boston", "Monday"), ("three", "Paris", "Friday"), ("one", "Oslo", "Sunday"),

@@ -10,7 +10,6 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from artifacts.contract import EVAL_METRICS, EVAL_PREDICTIONS, FULL_MODEL, ArtifactError, read_run_file
 from tests.conftest import ROOT, SHARED, needs_shared
-from training import evaluate
 from training.generation import generate
 from training.rouge import METRICS, Rouge
 from training.score import score_file

@@ -9,7 +9,6 @@ from peft import PeftModel
 from transformers import AutoModelForSeq2SeqLM
 
 from artifacts.contract import EVAL_METRICS, list_methods, method_metrics, read_run_file
-from tests.conftest import SHARED, tiny_config
 from training.config import ConfigError
 from training.methods import BUILTIN, resolve_methods, user_method
 

@@ -8,7 +8,7 @@ User-defined methods come from such a file: `--method_config NAME=PATH/adapter_c
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 

@@ -1,0 +1,156 @@
+"""Loading a run's models from its folder, the same way for the evaluation and for serving: evaluate what is served.
+
+The base weights are held ONCE. "base" is that model untouched. LoRA-family adapters (LoRA without DoRA) are
+loaded together onto one module tree whose parameters are the base's own tensors, so one `generate` can mix
+them row by row with peft's `adapter_names`. Every other adapter (DoRA, IA³, prompt and prefix tuning, ...) gets
+its own module tree, again on the base's tensors: peft silently ignores `adapter_names` for those methods, so
+each is only ever called alone. Full fine-tunes hold their own weights; a QLoRA adapter gets its own 4-bit base
+(CUDA only). A model that fails to load is reported in `errors` while the others serve.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+from artifacts.contract import (ADAPTER, MODEL, RUN_JSON, base_model_location, list_methods, method_metrics,
+                                read_run_file, tokenizer_location)
+
+
+@dataclass
+class LoadedRun:
+    tokenizer: object
+    base: Optional[object]                           # the base model, untouched
+    mixed: Optional[object] = None                   # PeftModel with every mixed-batch adapter, named by method
+    own: dict = field(default_factory=dict)          # method -> model called alone (full, DoRA, IA³, prompt, ...)
+    methods: list = field(default_factory=list)      # the run's complete methods, in the run's order
+    labels: dict = field(default_factory=dict)       # method -> label written at training time
+    errors: dict = field(default_factory=dict)       # model -> why it is unavailable
+    device: str = "cpu"
+    dtype: torch.dtype = torch.float32
+
+    @property
+    def models(self) -> list[str]:
+        return ["base", *self.methods]
+
+    def available(self, name: str) -> bool:
+        return name not in self.errors
+
+    def in_mixed_batch(self, name: str) -> bool:
+        return self.mixed is not None and name in self.mixed.peft_config
+
+    def model_for(self, name: str):
+        """The module that generates `name` when called alone (mixed adapters: made active first)."""
+        if name == "base":
+            return self.base
+        if self.in_mixed_batch(name):
+            self.mixed.set_adapter(name)
+            return self.mixed
+        return self.own[name]
+
+
+def pick_device() -> tuple[str, torch.dtype]:
+    if torch.cuda.is_available():
+        return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return "cpu", torch.float32
+
+
+def reason(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+
+
+def sharing_copy(model):
+    """A second module tree over the SAME parameter tensors (no copy of the weights): adapters injected into it
+    leave `model` untouched. Built on the meta device, then the real tensors are assigned."""
+    with torch.device("meta"):
+        clone = type(model)(model.config)
+    clone.load_state_dict(model.state_dict(keep_vars=True), assign=True, strict=True)
+    clone.generation_config = model.generation_config
+    return clone.eval()
+
+
+def adapter_config(folder: Path) -> dict:
+    return json.loads((folder / "adapter_config.json").read_text())
+
+
+def mixes(config: dict) -> bool:
+    """peft 0.21 forwards adapter_names only for LoRA-family layers without DoRA; others ignore it silently."""
+    return config.get("peft_type") == "LORA" and not config.get("use_dora")
+
+
+def load_qlora(base_path: str, folder: Path):
+    from peft import PeftModel
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("a QLoRA adapter needs its 4-bit base on a CUDA GPU (bitsandbytes); none is here")
+    from transformers import BitsAndBytesConfig
+
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                      bnb_4bit_compute_dtype=torch.bfloat16)
+    base = AutoModelForSeq2SeqLM.from_pretrained(base_path, quantization_config=quantization, device_map={"": 0})
+    return PeftModel.from_pretrained(base, str(folder)).eval()
+
+
+def load_run_models(run_dir: Path, device: Optional[str] = None) -> LoadedRun:
+    from peft import PeftModel
+
+    run_dir = Path(run_dir)
+    run = read_run_file(run_dir, RUN_JSON)
+    device, dtype = (device, torch.float32) if device else pick_device()
+    base_path = base_model_location(run_dir, run)
+    tokenizer = load_tokenizer(run_dir, run)
+    loaded = LoadedRun(tokenizer=tokenizer, base=None, device=device, dtype=dtype)
+    infos = {}
+    for name in list_methods(run_dir):
+        try:
+            infos[name] = read_run_file(run_dir, method_metrics(name)).get("method", {})
+        except Exception as e:  # a broken metrics.json: the method is listed, unavailable, with the reason
+            infos[name], loaded.errors[name] = {}, f"{run_dir / method_metrics(name)}: {reason(e)}"
+        loaded.methods.append(name)
+        loaded.labels[name] = infos[name].get("label", name)
+    try:
+        loaded.base = AutoModelForSeq2SeqLM.from_pretrained(base_path, dtype=dtype).to(device).eval()
+    except Exception as e:  # any load failure: missing files, corrupt safetensors, bad config
+        loaded.errors["base"] = f"base model {base_path}: {reason(e)}"
+    for name in loaded.methods:
+        if name in loaded.errors:
+            continue
+        folder = run_dir / name
+        try:
+            if (folder / MODEL).exists():
+                loaded.own[name] = AutoModelForSeq2SeqLM.from_pretrained(str(folder / MODEL), dtype=dtype) \
+                    .to(device).eval()
+            elif infos[name].get("base_quantization"):
+                loaded.own[name] = load_qlora(base_path, folder / ADAPTER)
+            elif loaded.base is None:
+                raise RuntimeError("its base model is unavailable")
+            elif mixes(adapter_config(folder / ADAPTER)):
+                if loaded.mixed is None:
+                    loaded.mixed = PeftModel.from_pretrained(sharing_copy(loaded.base), str(folder / ADAPTER),
+                                                             adapter_name=name).eval()
+                else:
+                    loaded.mixed.load_adapter(str(folder / ADAPTER), adapter_name=name)
+            else:  # alone on its module tree: peft's default adapter name (a name like "prompt_tuning" clashes
+                # with peft's own parameter prefixes)
+                loaded.own[name] = PeftModel.from_pretrained(sharing_copy(loaded.base), str(folder / ADAPTER)).eval()
+        except Exception as e:
+            loaded.errors[name] = f"{name} ({folder}): {reason(e)}"
+            if loaded.mixed is not None and name in loaded.mixed.peft_config:
+                loaded.mixed.delete_adapter(name)
+    if loaded.mixed is not None:
+        loaded.mixed.to(device)
+    return loaded
+
+
+def load_tokenizer(run_dir: Path, run: dict):
+    """The run's tokenizer; a run whose base folder lost it falls back to the full model's copy."""
+    errors = []
+    for source in (tokenizer_location(run_dir, run), run_dir / "full" / MODEL):
+        try:
+            return AutoTokenizer.from_pretrained(source)
+        except (OSError, ValueError) as e:
+            errors.append(reason(e))
+    raise OSError(f"no tokenizer could be loaded for {run_dir}: {'; '.join(errors)}")
