@@ -75,7 +75,7 @@ def make_all_methods_run(folder: Path, setup) -> Path:
     for name, method in BUILTIN.items():
         if method.peft is None or method.needs_cuda or (folder / name).exists():
             continue
-        config = method.peft_config()
+        config = method.peft_config(setup.config)
         if config.peft_type == "LORA":
             config.init_lora_weights = False  # random B: the adapter changes the output, as a trained one does
         get_peft_model(random_model(setup.config, seed=0), config).save_pretrained(folder / name / "adapter")

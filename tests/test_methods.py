@@ -128,3 +128,15 @@ def test_a_run_written_before_the_registry_still_loads(tiny_run, tmp_path):
     from dashboard.models import load_models
 
     assert load_models(old).errors == {} and load_models(old).models == ["base", "full", "lora"]
+
+
+def test_prefix_tuning_fits_t5_attention_width_where_it_differs_from_d_model():
+    """flan-t5-small: 6 heads x d_kv 64 = 384 wide keys, d_model 512; peft's default (d_model) breaks generate."""
+    from peft import get_peft_model
+    from transformers import T5Config
+
+    config = T5Config(vocab_size=64, d_model=48, d_kv=8, num_heads=3, d_ff=32, num_layers=1, num_decoder_layers=1,
+                      decoder_start_token_id=0)
+    model = get_peft_model(AutoModelForSeq2SeqLM.from_config(config), BUILTIN["prefix_tuning"].peft_config(config))
+    ids = torch.tensor([[5, 6, 7, 1]])
+    assert model.eval().generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=3).shape[0] == 1

@@ -42,11 +42,16 @@ class Method:
     def kind(self) -> str:
         return "full" if self.peft is None else "peft"
 
-    def peft_config(self):
-        """A fresh peft config object (get_peft_model mutates what it is given, so never share one)."""
+    def peft_config(self, model_config=None):
+        """A fresh peft config object (get_peft_model mutates what it is given, so never share one). With the
+        base's config, prefix tuning gets T5's attention width: peft assumes d_model, but T5's keys and values are
+        num_heads x d_kv wide, which differs in flan-t5-small (6 x 64 = 384, d_model 512) and breaks its prefixes."""
         from peft.config import PeftConfigMixin
 
-        return PeftConfigMixin.from_peft_type(**json.loads(json.dumps(self.peft)))
+        config = PeftConfigMixin.from_peft_type(**json.loads(json.dumps(self.peft)))
+        if config.peft_type == "PREFIX_TUNING" and config.token_dim is None and hasattr(model_config, "d_kv"):
+            config.token_dim = model_config.num_heads * model_config.d_kv
+        return config
 
     def settings(self, preset: str) -> Hyper:
         return self.hyper.get(preset) or self.hyper["flan-t5-base"]

@@ -29,7 +29,8 @@ def peft_model(method: Method, cfg: TrainConfig, run_dir: Path):
     from peft import get_peft_model
 
     if not method.quantize_4bit:
-        return get_peft_model(load_base_model(cfg, run_dir), method.peft_config())  # wraps (and mutates) the base
+        base = load_base_model(cfg, run_dir)
+        return get_peft_model(base, method.peft_config(base.config))  # wraps (and mutates) the base
     import torch
     from peft import prepare_model_for_kbit_training
     from transformers import BitsAndBytesConfig
@@ -37,7 +38,7 @@ def peft_model(method: Method, cfg: TrainConfig, run_dir: Path):
     quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                       bnb_4bit_compute_dtype=torch.bfloat16)
     base = prepare_model_for_kbit_training(load_base_model(cfg, run_dir, quantization))
-    return get_peft_model(base, method.peft_config())
+    return get_peft_model(base, method.peft_config(base.config))
 
 
 def run(cfg: TrainConfig, method: Method = None, callbacks=()) -> Path:
