@@ -27,9 +27,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
-    parser.add_argument("--max_batch_rows", type=int, default=32,
+    parser.add_argument("--max_batch_rows", type=int, default=48,
                         help="rows (request x model) one generate call may batch across waiting requests")
-    parser.add_argument("--max_wait_ms", type=float, default=20,
+    parser.add_argument("--max_wait_ms", type=float, default=50,
                         help="longest a request waits for others to share its generate calls")
     parser.add_argument("--votes_db", default=os.environ.get("VOTES_DB"),
                         help="SQLite file of the blind votes; default: $VOTES_DB, else <run>/votes.sqlite (on a "
@@ -56,7 +56,7 @@ def choose_run(run: str | None) -> Path:
     return newest_complete_run(ROOT / "artifacts") or build_demo_run()
 
 
-def create_app(run_dir: Path, votes_db: Path | None = None, max_rows: int = 32, max_wait_ms: float = 20):
+def create_app(run_dir: Path, votes_db: Path | None = None, max_rows: int = 48, max_wait_ms: float = 50):
     from dashboard.models import load_models
     from dashboard.run_data import load_run
     from dashboard.ui import AppState, build_demo

@@ -4,6 +4,7 @@ artifacts contract says, so P3/P4 load models exactly as the dashboard does."""
 import json
 from pathlib import Path
 
+import torch
 from peft import LoraConfig, TaskType, get_peft_model
 
 from common import random_model as untied_model
@@ -15,6 +16,8 @@ def random_model(config, seed):
     model = untied_model(config, seed)
     model.config.tie_word_embeddings = True
     model.tie_weights()
+    with torch.no_grad():  # random weights emit only <pad>, which decodes to nothing: zero the special tokens' rows
+        model.shared.weight[:3] = 0  # (pad, eos, unk) so the models write visible (random) words, as trained ones do
     return model
 
 

@@ -43,7 +43,7 @@ class ServedModels:
         return f"{self.loaded.device} ({str(self.loaded.dtype).replace('torch.', '')})"
 
 
-def load_models(run_dir: Path, device: Optional[str] = None, max_rows: int = 32, max_wait: float = 0.02) -> ServedModels:
+def load_models(run_dir: Path, device: Optional[str] = None, max_rows: int = 48, max_wait: float = 0.05) -> ServedModels:
     """max_rows: rows in one generate call; max_wait: seconds a request waits for others to share its calls."""
     loaded = load_run_models(Path(run_dir), device)
     return ServedModels(loaded, Batcher(loaded, max_rows=max_rows, max_wait=max_wait))

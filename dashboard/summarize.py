@@ -129,13 +129,13 @@ def prepare(served: ServedModels, text: str, prompt_template: str = DEFAULT_PROM
 
 
 def submit(served: ServedModels, text: str, settings: Settings = Settings(), prompt_template: str = DEFAULT_PROMPT,
-           models=None, on_text: Optional[Callable[[str, str], None]] = None):
+           models=None, on_tokens: Optional[Callable[[str, list], None]] = None):
     """Validate, then queue one request: (future of {model: Summary}, truncated, unavailable {model: Summary})."""
     prompt, truncated = prepare(served, text, prompt_template)
     models = check_models(served, models)
     unavailable = {m: Summary(m, error=served.errors[m]) for m in models if not served.available(m)}
     ready = [m for m in models if served.available(m)]
-    return served.batcher.submit(prompt, settings, ready, on_text), truncated, unavailable
+    return served.batcher.submit(prompt, settings, ready, on_tokens), truncated, unavailable
 
 
 def summarize_models(served: ServedModels, text: str, settings: Settings = Settings(),

@@ -1,6 +1,5 @@
 """The Gradio page: layout and handlers. Figures come from dashboard.figures, numbers from dashboard.run_data."""
 
-import queue
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -25,7 +24,7 @@ except ImportError:
 
 API_FIRST = list(DEFAULT_MODELS)  # /summarize returns these three texts first, then their labels: a kept contract
 CONCURRENCY = 16  # requests in flight: they wait together for the models' one worker, which batches them
-STREAM_EVERY = 0.1  # seconds between two partial updates sent to the page
+STREAM_EVERY = 0.2  # seconds between two partial updates sent to the page
 NOT_IN_RUN = "(not in this run)"
 
 
@@ -113,12 +112,12 @@ def make_summarize(state: AppState):
     def summarize(text, reference="", max_new_tokens=200, num_beams=1, do_sample=False, temperature=1.0, top_p=1.0,
                   seed=0, models=None):
         wanted = [m for m in API_FIRST if m in state.models] if models is None else models
-        updates = queue.Queue()
+        latest = {}  # model -> its token ids so far, written by the worker; decoded here a few times a second
         try:
             settings = Settings.from_inputs(max_new_tokens, num_beams, do_sample, temperature, top_p, seed)
             reference = check_text(reference, "reference", required=False)
             future, truncated, unavailable = submit(state.served, text, settings, state.prompt_template, wanted,
-                                                    on_text=lambda m, t: updates.put((m, t)))
+                                                    on_tokens=latest.__setitem__)
             chosen = check_models(state.served, wanted)
         except InputError as e:
             raise refuse(str(e)) from None
@@ -131,15 +130,15 @@ def make_summarize(state: AppState):
         for m, s in unavailable.items():
             texts[m], labels[m] = output_text(s), model_label(s, state.label(m))
         empty = reference_rouge("", {}, {})
-        last = 0.0
-        while not future.done() or not updates.empty():
-            try:
-                m, t = updates.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            texts[m] = t
-            if time.monotonic() - last >= STREAM_EVERY:
-                last = time.monotonic()
+        decode = state.served.tokenizer.decode
+        shown = {}
+        while not future.done():
+            time.sleep(STREAM_EVERY if shown else 0.02)  # the first text as soon as there is one
+            now = {m: len(ids) for m, ids in list(latest.items())}
+            if now != shown:
+                shown = now
+                for m in now:
+                    texts[m] = decode(latest[m][:now[m]], skip_special_tokens=True).strip()
                 yield pack(texts, labels, empty, notice)
         summaries = {**future.result(), **unavailable}
         for m, s in summaries.items():

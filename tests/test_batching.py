@@ -61,7 +61,7 @@ def test_streaming_handler_yields_growing_texts_then_the_final_ones(evaluated_ru
     from dashboard.ui import AppState, make_summarize
 
     state = AppState(data=rd.load_run(evaluated_run), served=served)
-    steps = list(make_summarize(state)(DIALOGUES[0], "", 40))
+    steps = list(make_summarize(state)(DIALOGUES[0], "", 200))  # long enough to be seen mid-way
     final = steps[-1]
     lora = [step[2] for step in steps]
     assert len(steps) >= 2 and lora[-1] == final[2] and final[2]
@@ -82,3 +82,15 @@ def test_sixteen_concurrent_requests_equal_sequential(served):
     with ThreadPoolExecutor(16) as pool:
         together = list(pool.map(lambda r: texts(summarize_models(served, *r)[0]), requests))
     assert together == sequential
+
+
+def test_mixed_batches_split_by_max_rows_never_overlap(evaluated_run, served):
+    """One row per call: base and lora each get their own call on the shared-weights model; run at the same
+    time they would take each other's adapter hooks (peft's adapter_names is model state)."""
+    from dashboard.models import load_models
+
+    one_row = load_models(evaluated_run, max_rows=1, max_wait=0)
+    for dialogue in DIALOGUES[:3]:
+        alone = texts(summarize_models(one_row, dialogue, Settings(max_new_tokens=16))[0])
+        together = texts(summarize_models(served, dialogue, Settings(max_new_tokens=16))[0])
+        assert alone == together and alone["base"] != alone["lora"]
