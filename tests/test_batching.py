@@ -63,11 +63,14 @@ def test_streaming_handler_yields_growing_texts_then_the_final_ones(evaluated_ru
     state = AppState(data=rd.load_run(evaluated_run), served=served)
     steps = list(make_summarize(state)(DIALOGUES[0], "", 200))  # long enough to be seen mid-way
     final = steps[-1]
-    lora = [step[2] for step in steps]
-    assert len(steps) >= 2 and lora[-1] == final[2] and final[2]
-    partial = [t for t in lora[:-1] if t and t != final[2]]
-    assert partial and all(final[2].startswith(t[:len(t) - 2]) for t in partial)  # each a prefix of the final text
-    assert "generating" in steps[0][5] and "tokens" in final[5]
+    assert len(steps) >= 2 and all(final[:3])
+    seen_mid_way = 0
+    for box in range(3):  # base, full, lora: a short output may be complete before the first update
+        partial = [step[box] for step in steps[:-1] if step[box] and step[box] != final[box]]
+        assert all(final[box].startswith(t[:len(t) - 2]) for t in partial)  # each a prefix of the final text
+        seen_mid_way += bool(partial)
+    assert seen_mid_way >= 1
+    assert "generating" in " ".join(steps[0][3:6]) and all("tokens" in label for label in final[3:6])
 
 
 def test_a_100000_character_chat_is_accepted_and_truncated(served):
