@@ -135,7 +135,8 @@ def load_run_models(run_dir: Path, device: Optional[str] = None) -> LoadedRun:
                     loaded.mixed.load_adapter(str(folder / ADAPTER), adapter_name=name)
             else:  # alone on its module tree: peft's default adapter name (a name like "prompt_tuning" clashes
                 # with peft's own parameter prefixes)
-                loaded.own[name] = PeftModel.from_pretrained(sharing_copy(loaded.base), str(folder / ADAPTER)).eval()
+                loaded.own[name] = PeftModel.from_pretrained(sharing_copy(loaded.base), str(folder / ADAPTER)) \
+                    .to(device).eval()
         except Exception as e:
             loaded.errors[name] = f"{name} ({folder}): {reason(e)}"
             if loaded.mixed is not None and name in loaded.mixed.peft_config:
