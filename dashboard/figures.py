@@ -196,8 +196,8 @@ def strength_chart(ratings: pd.DataFrame, labels: dict, n_votes: int) -> go.Figu
                  "arrayminus": rows["strength"] - rows["ci_low"]},
         hovertemplate="%{y}: %{x:.2f}<extra></extra>"))
     fig.add_vline(x=0, line_dash="dot", line_color="#9aa0a6")
-    fig.update_layout(title=f"People's verdict: Bradley–Terry strength (log scale, 0 = average; 95% bootstrap CI; "
-                            f"{n_votes} votes, ties as half wins, both-bad left out)",
+    fig.update_layout(title=f"Bradley–Terry strength from {n_votes} blind votes<br><sub>log scale, 0 = average; "
+                            "95% bootstrap CI; ties as half wins, both-bad left out</sub>",
                       xaxis_title="strength (log odds of beating an average model)",
                       height=max(300, 100 + 40 * len(rows)))
     return fig
