@@ -7,6 +7,7 @@ because peft silently ignores adapter_names for them.
 """
 
 import math
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -128,22 +129,36 @@ def prepare(served: ServedModels, text: str, prompt_template: str = DEFAULT_PROM
     return prompt, truncated
 
 
+@dataclass
+class Request:
+    """One queued request: the chosen models in the run's order, whether the text was truncated, the worker's
+    future and the models that could not be called (with their reasons)."""
+    models: list[str]
+    truncated: bool
+    future: Future
+    unavailable: dict
+
+    def result(self) -> dict[str, Summary]:
+        """{model: Summary} in the request's order, once the worker is done."""
+        done = {**self.future.result(), **self.unavailable}
+        return {m: done[m] for m in self.models}
+
+
 def submit(served: ServedModels, text: str, settings: Settings = Settings(), prompt_template: str = DEFAULT_PROMPT,
-           models=None, on_tokens: Optional[Callable[[str, list], None]] = None):
-    """Validate, then queue one request: (future of {model: Summary}, truncated, unavailable {model: Summary})."""
+           models=None, on_tokens: Optional[Callable[[str, list], None]] = None) -> Request:
+    """Validate, then queue one request for the models' worker."""
     prompt, truncated = prepare(served, text, prompt_template)
     models = check_models(served, models)
     unavailable = {m: Summary(m, error=served.errors[m]) for m in models if not served.available(m)}
     ready = [m for m in models if served.available(m)]
-    return served.batcher.submit(prompt, settings, ready, on_tokens), truncated, unavailable
+    return Request(models, truncated, served.batcher.submit(prompt, settings, ready, on_tokens), unavailable)
 
 
 def summarize_models(served: ServedModels, text: str, settings: Settings = Settings(),
                      prompt_template: str = DEFAULT_PROMPT, models=None) -> tuple[dict[str, Summary], bool]:
     """({model: Summary}, truncated) for the chosen models (default base, full, lora) of one dialogue."""
-    future, truncated, unavailable = submit(served, text, settings, prompt_template, models)
-    done = {**future.result(), **unavailable}
-    return {m: done[m] for m in check_models(served, models)}, truncated
+    request = submit(served, text, settings, prompt_template, models)
+    return request.result(), request.truncated
 
 
 def summarize_all(served: ServedModels, text: str, settings: Settings = Settings(),

@@ -11,8 +11,7 @@ from dashboard import figures
 from dashboard import run_data as rd
 from dashboard.votes import VoteStore
 from dashboard.models import ServedModels
-from dashboard.summarize import (DEFAULT_MODELS, DEFAULT_PROMPT, InputError, Settings, check_models, check_text,
-                                  submit, summarize_models)
+from dashboard.summarize import DEFAULT_MODELS, DEFAULT_PROMPT, InputError, Settings, check_text, submit
 
 try:  # on Hugging Face Spaces (ZeroGPU) this requests a GPU for the call; elsewhere a no-op
     import spaces
@@ -84,17 +83,25 @@ def reference_rouge(reference: str, summaries: dict, labels: dict) -> pd.DataFra
                          for m, s in summaries.items() if not s.error])
 
 
-def run_models(state: AppState, text, reference, max_new_tokens, num_beams, do_sample, temperature, top_p, seed,
-               models):
-    """Validate every input (a clear gr.Error for each mistake), then summarize with the chosen models."""
+def start_request(state: AppState, text, reference, max_new_tokens, num_beams, do_sample, temperature, top_p, seed,
+                  models, on_tokens=None):
+    """Validate every input (a clear gr.Error for each mistake) and queue the request: (request, the checked
+    reference, the truncation notice)."""
     try:
         settings = Settings.from_inputs(max_new_tokens, num_beams, do_sample, temperature, top_p, seed)
         reference = check_text(reference, "reference", required=False)
-        summaries, truncated = summarize_models(state.served, text, settings, state.prompt_template, models)
+        request = submit(state.served, text, settings, state.prompt_template, models, on_tokens)
     except InputError as e:
         raise refuse(str(e)) from None
     notice = ("⚠️ The dialogue is longer than the models read: it was **truncated to 512 tokens**."
-              if truncated else "")
+              if request.truncated else "")
+    return request, reference, notice
+
+
+def run_models(state: AppState, text, reference, *settings_and_models):
+    """start_request, then wait: (summaries, ROUGE table against the reference, notice)."""
+    request, reference, notice = start_request(state, text, reference, *settings_and_models)
+    summaries = request.result()
     return summaries, reference_rouge(reference, summaries, {m: state.label(m) for m in summaries}), notice
 
 
@@ -113,26 +120,19 @@ def make_summarize(state: AppState):
                   seed=0, models=None):
         wanted = [m for m in API_FIRST if m in state.models] if models is None else models
         latest = {}  # model -> its token ids so far, written by the worker; decoded here a few times a second
-        try:
-            settings = Settings.from_inputs(max_new_tokens, num_beams, do_sample, temperature, top_p, seed)
-            reference = check_text(reference, "reference", required=False)
-            future, truncated, unavailable = submit(state.served, text, settings, state.prompt_template, wanted,
-                                                    on_tokens=latest.__setitem__)
-            chosen = check_models(state.served, wanted)
-        except InputError as e:
-            raise refuse(str(e)) from None
-        notice = ("⚠️ The dialogue is longer than the models read: it was **truncated to 512 tokens**."
-                  if truncated else "")
+        request, reference, notice = start_request(state, text, reference, max_new_tokens, num_beams, do_sample,
+                                                   temperature, top_p, seed, wanted, latest.__setitem__)
+        chosen = request.models
         texts = {m: "" for m in order}
         labels = {m: f"**{state.label(m)}** {NOT_IN_RUN if m not in state.models else '(not selected)'}"
                   for m in order}
         labels.update({m: f"**{state.label(m)}** · generating…" for m in chosen})
-        for m, s in unavailable.items():
+        for m, s in request.unavailable.items():
             texts[m], labels[m] = output_text(s), model_label(s, state.label(m))
         empty = reference_rouge("", {}, {})
         decode = state.served.tokenizer.decode
         shown = {}
-        while not future.done():
+        while not request.future.done():
             time.sleep(STREAM_EVERY if shown else 0.02)  # the first text as soon as there is one
             now = {m: len(ids) for m, ids in list(latest.items())}
             if now != shown:
@@ -140,10 +140,10 @@ def make_summarize(state: AppState):
                 for m in now:
                     texts[m] = decode(latest[m][:now[m]], skip_special_tokens=True).strip()
                 yield pack(texts, labels, empty, notice)
-        summaries = {**future.result(), **unavailable}
+        summaries = request.result()
         for m, s in summaries.items():
             texts[m], labels[m] = output_text(s), model_label(s, state.label(m))
-        table = reference_rouge(reference, {m: summaries[m] for m in chosen}, {m: state.label(m) for m in chosen})
+        table = reference_rouge(reference, summaries, {m: state.label(m) for m in chosen})
         yield pack(texts, labels, table, notice)
 
     return summarize

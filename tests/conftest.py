@@ -27,6 +27,17 @@ class CaptureModel(TrainerCallback):
         self.store[self.key] = model
 
 
+class StopAt(TrainerCallback):
+    """Interrupts training right after optimizer step `step`, as a Ctrl-C would."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt("simulated interruption")
+
+
 def tiny_config(run_dir, **overrides):
     from training.config import TrainConfig
 

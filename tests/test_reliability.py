@@ -10,10 +10,9 @@ import time
 
 import pytest
 from safetensors.torch import load_file
-from transformers import TrainerCallback
 
 from artifacts.contract import LORA_METRICS, read_run_file, save_folder_atomically
-from tests.conftest import ROOT, tiny_config
+from tests.conftest import ROOT, StopAt, tiny_config
 from training import lora_finetune
 from training.recipe import CHECKPOINT_DONE, CHECKPOINTS, AlreadyComplete, RunFolderError
 
@@ -86,15 +85,6 @@ def test_sigkill_at_any_moment_then_resume_gives_the_uninterrupted_result(refere
     assert metrics["cost"]["segments"] >= 2 and not (run_dir / "lora" / CHECKPOINTS).exists()
     ratio = metrics["cost"]["examples_per_second"] / ref_metrics["cost"]["examples_per_second"]
     assert 0.3 < ratio < 3  # from the whole run's seconds, not the last segment's (which inflated it 2.4x)
-
-
-class StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise KeyboardInterrupt("simulated interruption")
 
 
 def test_incomplete_checkpoints_are_skipped_with_a_message(reference_run, tmp_path, capsys):

@@ -7,11 +7,11 @@ import sys
 import pytest
 import torch
 from peft import PeftModel
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, TrainerCallback
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from artifacts.contract import (FULL_METRICS, FULL_MODEL, LORA_ADAPTER, LORA_METRICS, RUN_JSON, ArtifactError,
                                 read_run_file)
-from tests.conftest import ROOT, SHARED, needs_shared, tiny_config
+from tests.conftest import ROOT, SHARED, StopAt, tiny_config
 from training import full_finetune, lora_finetune
 from training.config import ConfigError, TrainConfig, resolve
 from training.methods import BUILTIN
@@ -107,15 +107,6 @@ def test_config_validation_names_the_option():
         resolve(TrainConfig(preset="tiny", learning_rate=-1.0), BUILTIN["full"].settings("tiny"))
     with pytest.raises(ConfigError, match="--resume and --overwrite"):
         resolve(TrainConfig(preset="tiny", resume=True, overwrite=True), BUILTIN["lora"].settings("tiny"))
-
-
-class StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise KeyboardInterrupt("simulated interruption")
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
