@@ -13,6 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dashboard.handlers import AppState
+from dashboard.page import build_demo
+from dashboard.run_data import load_run, newest_complete_run
+from dashboard.serving import load_models
+from dashboard.votes import VoteStore
+
 ROOT = Path(__file__).resolve().parent
 DEMO_RUN = ROOT / "artifacts" / "tiny"
 DEMO_NOTICE = ("This page shows the **tiny offline demo model** (a 0.9 M-parameter T5 trained in minutes on a "
@@ -47,8 +53,6 @@ def build_demo_run() -> Path:
 
 
 def choose_run(run: str | None) -> Path:
-    from dashboard.run_data import newest_complete_run
-
     if run:
         if not (Path(run) / "run.json").exists():
             sys.exit(f"error: {run} is not a run folder (no run.json). Train one with `python -m training`.")
@@ -57,16 +61,11 @@ def choose_run(run: str | None) -> Path:
 
 
 def create_app(run_dir: Path, votes_db: Path | None = None, max_rows: int = 48, max_wait_ms: float = 50):
-    from dashboard.models import load_models
-    from dashboard.run_data import load_run
-    from dashboard.ui import AppState, build_demo
-    from dashboard.votes import VoteStore
-
     data = load_run(run_dir)
     notice = DEMO_NOTICE if data.run["preset"] == "tiny" else None
     votes = VoteStore(Path(votes_db) if votes_db else Path(run_dir) / "votes.sqlite")
-    served = load_models(run_dir, max_rows=max_rows, max_wait=max_wait_ms / 1000)
-    return build_demo(AppState(data=data, served=served, demo_notice=notice, votes=votes))
+    models = load_models(run_dir, max_rows=max_rows, max_wait=max_wait_ms / 1000)
+    return build_demo(AppState(data=data, models=models, demo_notice=notice, votes=votes))
 
 
 def main(argv=None) -> None:

@@ -20,7 +20,7 @@ from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTraining
 from common import base_arguments, load_setup, peak_rss_bytes, random_model, record, rss_bytes
 from training.config import TrainConfig
 from training.data import format_prompt
-from training.recipe import tokenize
+from training.trainer import tokenize
 
 
 def dataset(side: str, setup, n: int):

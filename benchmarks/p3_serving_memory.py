@@ -52,15 +52,15 @@ def tensor_bytes(models) -> int:
 def run_side(side: str, folder: Path, smoke: bool) -> dict:
     from transformers import AutoTokenizer
 
-    from dashboard.models import load_models  # imports before the first reading: code is not model memory
-    from dashboard.summarize import Settings, summarize_all
+    from dashboard.inputs import Settings  # imports before the first reading: code is not model memory
+    from dashboard.serving import load_models
 
     setup = load_setup(1, smoke)
     warm_up(setup)
     before = rss_bytes()
     if side == "ours":
         served = load_models(folder, device="cpu")  # loads its tokenizer too
-        summarize_all(served, setup.dialogues[0], Settings(max_new_tokens=8))
+        served.submit(setup.dialogues[0], Settings(max_new_tokens=8), models=served.loaded.models).result()
         loaded = served.loaded
         weights = tensor_bytes([m for m in (loaded.base, loaded.mixed, *loaded.own.values()) if m is not None])
     else:

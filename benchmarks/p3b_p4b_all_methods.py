@@ -39,8 +39,9 @@ def main():
     n, new = (1, 4) if args.smoke else (args.n, args.max_new_tokens)
     setup = load_setup(n, args.smoke)
     print(setup.source, flush=True)
-    from dashboard.models import load_models
-    from dashboard.summarize import DEFAULT_PROMPT, Settings, summarize_models
+    from contract.protocol import DEFAULT_PROMPT
+    from dashboard.inputs import Settings
+    from dashboard.serving import load_models
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_all_methods_run(Path(tmp) / "run", setup)
@@ -52,12 +53,12 @@ def main():
            f"MiB (weights and buffers held, shared storage counted once; {len(separate)} models)", "<= 0.30x",
            args.results, setup=setup.source, models=list(separate))
     settings = Settings(max_new_tokens=new)
-    summarize_models(served, setup.dialogues[0], Settings(max_new_tokens=2), models=served.models)  # warm-up
+    served.submit(setup.dialogues[0], Settings(max_new_tokens=2), models=loaded.models).result()  # warm-up
     separate_outputs(separate, setup.tokenizer, DEFAULT_PROMPT.format(dialogue=setup.dialogues[0]), 2)
     ours, lab, identical = 0.0, 0.0, 0
     for dialogue in setup.dialogues:
         start = time.perf_counter()
-        summaries, _ = summarize_models(served, dialogue, settings, models=served.models)
+        summaries = served.submit(dialogue, settings, models=loaded.models).result()
         ours += time.perf_counter() - start
         start = time.perf_counter()
         texts = separate_outputs(separate, setup.tokenizer, DEFAULT_PROMPT.format(dialogue=dialogue), new)

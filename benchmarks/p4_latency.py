@@ -22,8 +22,12 @@ def main():
     n, new = (2, 4) if args.smoke else (args.n, args.max_new_tokens)
     setup = load_setup(n, args.smoke)
     print(setup.source, flush=True)
-    from dashboard.models import load_models
-    from dashboard.summarize import DEFAULT_PROMPT, Settings, summarize_all
+    from contract.protocol import DEFAULT_PROMPT, MAX_SOURCE_TOKENS
+    from dashboard.inputs import Settings
+    from dashboard.serving import load_models
+
+    def summarize_all(served, dialogue, settings):
+        return served.submit(dialogue, settings, models=served.loaded.models).result()
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_run(Path(tmp) / "run", setup)
@@ -40,7 +44,7 @@ def main():
         start = time.perf_counter()
         with torch.inference_mode():
             for model in separate.values():
-                enc = setup.tokenizer([prompt], truncation=True, max_length=512, return_tensors="pt")
+                enc = setup.tokenizer([prompt], truncation=True, max_length=MAX_SOURCE_TOKENS, return_tensors="pt")
                 model.generate(**enc, max_new_tokens=new, do_sample=False, num_beams=1)
         lab += time.perf_counter() - start
     record("P4", ours / n, lab / n, "seconds per request", "<= 0.8x", args.results, setup=setup.source,

@@ -31,9 +31,9 @@ def batcher_of(demo):
     for fn in demo.fns.values():
         state = getattr(fn.fn, "__closure__", None) or ()
         for cell in state:
-            served = getattr(cell.cell_contents, "served", None)
-            if served is not None:
-                return served.batcher
+            models = getattr(cell.cell_contents, "models", None)
+            if models is not None and hasattr(models, "batcher"):
+                return models.batcher
     return None
 
 

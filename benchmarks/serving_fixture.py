@@ -43,7 +43,7 @@ def make_run(folder: Path, setup) -> Path:
 
 def write_method_metrics(folder: Path, name: str, method: dict = None) -> None:
     """A schema-valid metrics.json: the artifacts contract lists a run's methods by these files."""
-    from artifacts.contract import method_metrics, write_run_file
+    from contract.files import method_metrics, write_run_file
 
     write_run_file(folder, method_metrics(name), {
         "schema_version": 1, "kind": name, **({"method": method} if method else {}), "created_at": "",
@@ -91,7 +91,7 @@ def load_separate_all(folder: Path):
     from peft import PeftModel
     from transformers import AutoModelForSeq2SeqLM
 
-    from artifacts.contract import list_methods
+    from contract.files import list_methods
 
     models = {"base": AutoModelForSeq2SeqLM.from_pretrained(folder / "base" / "model").eval()}
     for name in list_methods(folder):

@@ -6,10 +6,20 @@ whatever else arrives within `max_wait` seconds (up to `max_rows` rows), and ser
 settings by:
   - ONE mixed-batch call on the shared weights for every job's base and LoRA-family rows (peft's adapter_names),
   - ONE call per other model (full, DoRA, IA³, prompt/prefix tuning) for the jobs that asked for it.
-A `RowStreamer` splits each decoding step's tokens by row and hands each job its growing text. Greedy calls of a
-group overlap on two threads (they share no state). Sampling jobs are never merged with others: each draws from
-torch's seeded global RNG exactly as it would alone, so a seeded request gives the same text whatever else is
-waiting. Batched greedy equals unbatched greedy (tested).
+A `RowStreamer` splits each decoding step's tokens by row and hands each job its growing text.
+
+What the threads share, and why that is safe:
+  - Greedy calls of a group overlap on two lanes (threads): the shared-weights model's calls in one, every other
+    model's in the other, so no module is ever called from two threads at once (peft's adapter_names hooks are
+    module state). Greedy decoding reads no random state.
+  - Sampling jobs are never merged with others and are served in one lane, while nothing else runs: each seeds
+    torch's global RNG and draws from it exactly as it would alone, so a seeded request gives the same text
+    whatever else is waiting.
+  - The fast tokenizer is shared by the lanes and by request threads (checking truncation, decoding streamed
+    ids): a Rust tokenizer raises "Already borrowed" when two threads use it with different truncation or
+    padding, so every use goes through `SerialTokenizer`, one at a time.
+  - The call counter is updated under a lock.
+Batched greedy equals unbatched greedy (tested).
 """
 
 import queue
@@ -22,13 +32,47 @@ from typing import Callable, Optional
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-MAX_SOURCE_TOKENS = 512
+from contract.protocol import MAX_SOURCE_TOKENS
+
+
+@dataclass
+class Summary:
+    """One model's answer to one request (or why it could not answer)."""
+    model: str
+    text: str = ""
+    seconds: float = 0.0
+    tokens: int = 0
+    shared_call: bool = False   # generated in one batched call with other rows (models or requests); seconds = its
+    error: Optional[str] = None
+
+
+class SerialTokenizer:
+    """The run's tokenizer, used by one thread at a time. Encoding sets the Rust tokenizer's truncation and
+    padding state, which another thread's call would find "Already borrowed"; a lock costs microseconds."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.lock = threading.Lock()
+        self.special_ids = frozenset(tokenizer.all_special_ids)
+
+    def encode(self, prompts: list[str], **kwargs):
+        with self.lock:
+            return self.tokenizer(prompts, **kwargs)
+
+    def count(self, prompt: str) -> int:
+        """Tokens of the prompt before truncation (is it longer than the models read?)."""
+        with self.lock:
+            return len(self.tokenizer(prompt, truncation=False)["input_ids"])
+
+    def decode(self, ids: list[int]) -> str:
+        with self.lock:
+            return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
 @dataclass
 class Job:
     prompt: str
-    settings: object                                   # dashboard.summarize.Settings (frozen: hashable)
+    settings: object                                   # dashboard.inputs.Settings (frozen: hashable)
     models: list[str]
     on_tokens: Optional[Callable[[str, list], None]] = None  # (model, token ids so far), on the worker's threads
     future: Future = field(default_factory=Future)
@@ -45,10 +89,10 @@ class RowStreamer(BaseStreamer):
     """Receives each step's new tokens for the whole batch ([rows]) and calls on_row(row, token ids so far).
     It does not decode: the page decodes a few times a second, not every step of every row."""
 
-    def __init__(self, tokenizer, on_row: Callable[[int, list], None], rows: int):
+    def __init__(self, skip: frozenset, on_row: Callable[[int, list], None], rows: int):
         self.on_row = on_row
         self.ids = [[] for _ in range(rows)]
-        self.skip = set(tokenizer.all_special_ids)
+        self.skip = skip  # special token ids: never shown
         self.started = False
 
     def put(self, value):
@@ -65,12 +109,13 @@ class RowStreamer(BaseStreamer):
 
 
 class Batcher:
-    def __init__(self, loaded, max_rows: int = 48, max_wait: float = 0.05):
+    def __init__(self, loaded, tokenizer: SerialTokenizer, max_rows: int = 48, max_wait: float = 0.05):
         """max_rows bounds one call's batch; max_wait is the longest a request waits for company (seconds)."""
-        self.loaded, self.max_rows, self.max_wait = loaded, max_rows, max_wait
+        self.loaded, self.tokenizer, self.max_rows, self.max_wait = loaded, tokenizer, max_rows, max_wait
         self.jobs: "queue.Queue[Job]" = queue.Queue()
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="generate")
         self.calls = 0  # generate calls made: how much the batching saved is visible in tests
+        self.calls_lock = threading.Lock()
         self.batch_sizes: list[int] = []  # requests per collected batch (benchmarks report it)
         threading.Thread(target=self.work, name="batcher", daemon=True).start()
 
@@ -144,12 +189,9 @@ class Batcher:
 
     @torch.inference_mode()
     def call(self, model_name: Optional[str], rows: list[Row], settings):
-        from dashboard.summarize import Summary
-
-        loaded = self.loaded
-        tok = loaded.tokenizer
-        enc = tok([r.job.prompt for r in rows], truncation=True, max_length=MAX_SOURCE_TOKENS, padding=True,
-                  return_tensors="pt").to(loaded.device)
+        loaded, tok = self.loaded, self.tokenizer
+        enc = tok.encode([r.job.prompt for r in rows], truncation=True, max_length=MAX_SOURCE_TOKENS, padding=True,
+                         return_tensors="pt").to(loaded.device)
         extra = {}
         if model_name is None and loaded.mixed is not None:
             model = loaded.mixed
@@ -157,15 +199,16 @@ class Batcher:
         else:
             model = loaded.base if model_name is None else loaded.own[model_name]
         if settings.num_beams == 1 and any(r.job.on_tokens for r in rows):  # transformers streams no beam search
-            extra["streamer"] = RowStreamer(tok, lambda i, ids: rows[i].job.on_tokens and
+            extra["streamer"] = RowStreamer(tok.special_ids, lambda i, ids: rows[i].job.on_tokens and
                                             rows[i].job.on_tokens(rows[i].model, ids), len(rows))
-        torch.manual_seed(settings.seed)  # sampling is reproducible for a seed
+        if settings.do_sample:  # reproducible for a seed; sampling calls never overlap (serve: one lane)
+            torch.manual_seed(settings.seed)
         start = time.perf_counter()
         out = model.generate(**enc, **settings.generate_kwargs(), **extra)
         seconds = time.perf_counter() - start
-        self.calls += 1
+        with self.calls_lock:
+            self.calls += 1
         shared = len({r.model for r in rows}) > 1 or len({id(r.job) for r in rows}) > 1
         for i, r in enumerate(rows):
-            ids = [int(t) for t in out[i] if int(t) not in tok.all_special_ids]
-            r.job.results[r.model] = Summary(r.model, tok.decode(ids, skip_special_tokens=True).strip(), seconds,
-                                             len(ids), shared_call=shared)
+            ids = [int(t) for t in out[i] if int(t) not in tok.special_ids]
+            r.job.results[r.model] = Summary(r.model, tok.decode(ids), seconds, len(ids), shared_call=shared)

@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard.run_data import LAB_LABEL, METRIC_LABELS, MODEL_LABELS
+from dashboard.run_data import LAB_LABEL, METRIC_LABELS
 
 FIXED_COLORS = {"base": "#9aa0a6", "full": "#1a73e8", "lora": "#e8710a"}
 PALETTE = ["#188038", "#a142f4", "#d93025", "#12b5cb", "#f9ab00", "#e52592", "#5f6368", "#3949ab", "#795548"]
@@ -43,7 +43,7 @@ def padded(values: pd.Series, floor=None) -> list[float]:
     return [low - pad if floor is None else max(floor, low - pad), high + pad]
 
 
-def rouge_bars(frame: pd.DataFrame, labels: dict = MODEL_LABELS) -> go.Figure:
+def rouge_bars(frame: pd.DataFrame, labels: dict) -> go.Figure:
     """Grouped bars per model and metric, CI error bars; the lab's published figures as hollow markers."""
     if frame.empty:
         return empty_figure("No ROUGE yet")
@@ -75,7 +75,7 @@ def rouge_bars(frame: pd.DataFrame, labels: dict = MODEL_LABELS) -> go.Figure:
     return fig
 
 
-def parameter_bars(frame: pd.DataFrame, labels: dict = MODEL_LABELS) -> go.Figure:
+def parameter_bars(frame: pd.DataFrame, labels: dict) -> go.Figure:
     if frame.empty:
         return empty_figure("No training metrics yet")
     labels = [labels.get(m, m) for m in frame["method"]]
@@ -97,7 +97,7 @@ COST_PANELS = [("train_seconds", "Training time (s)", 1), ("wall_seconds", "Wall
                ("examples_per_second", "Examples / s", 1)]
 
 
-def cost_bars(frame: pd.DataFrame, labels: dict = MODEL_LABELS) -> go.Figure:
+def cost_bars(frame: pd.DataFrame, labels: dict) -> go.Figure:
     """One panel per cost figure, a bar per method (horizontal bars: any number of methods stays readable)."""
     from plotly.subplots import make_subplots
 
@@ -119,7 +119,7 @@ def cost_bars(frame: pd.DataFrame, labels: dict = MODEL_LABELS) -> go.Figure:
     return fig
 
 
-def loss_curves(frame: pd.DataFrame, labels: dict = MODEL_LABELS) -> go.Figure:
+def loss_curves(frame: pd.DataFrame, labels: dict) -> go.Figure:
     if frame.empty:
         return empty_figure("No loss history yet")
     fig = go.Figure()
@@ -143,7 +143,7 @@ FRONTIER_PANELS = [("trainable", "trainable parameters (log)", 1, True),
                    ("checkpoint_bytes", "checkpoint size (MiB, log)", 2**20, True)]
 
 
-def tradeoff_scatter(frame: pd.DataFrame, labels: dict = MODEL_LABELS) -> go.Figure:
+def tradeoff_scatter(frame: pd.DataFrame, labels: dict) -> go.Figure:
     """ROUGE-1 (with 95% CI) against four costs, one panel each, the Pareto frontier drawn and its methods named:
     the methods worth paying for on that cost."""
     from plotly.subplots import make_subplots

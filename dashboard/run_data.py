@@ -7,12 +7,10 @@ from typing import Optional
 
 import pandas as pd
 
-from artifacts.contract import (EVAL_METRICS, EVAL_PREDICTIONS, RUN_JSON, ArtifactError, list_methods, method_metrics,
-                                method_weights, read_run_file)
+from contract.files import (EVAL_METRICS, EVAL_PREDICTIONS, RUN_JSON, ArtifactError, list_methods, method_metrics,
+                            method_weights, read_run_file)
+from contract.protocol import BASE, BASE_LABEL
 
-# Labels of runs written before methods carried their own (full/ and lora/ only); newer runs' labels come from
-# each method's metrics.json (the registry's label) and eval/metrics.json.
-MODEL_LABELS = {"base": "Base (no fine-tuning)", "full": "Full fine-tune", "lora": "LoRA"}
 METRIC_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 # The original lab's published figures on the full DialogSum test set (1,500 rows, rouge_score with stemmer,
 # each row against its own reference): a reference series, not this run's numbers.
@@ -33,13 +31,14 @@ class RunData:
 
     @property
     def models(self) -> list[str]:
-        return ["base", *self.methods]
+        return [BASE, *self.methods]
 
     def label(self, model: str) -> str:
-        if self.evaluation and model in self.evaluation.get("labels", {}):
-            return self.evaluation["labels"][model]
+        """What people read for a model: the label its training wrote (metrics.json), else its name."""
+        if model == BASE:
+            return BASE_LABEL
         method = self.train.get(model, {}).get("method")
-        return method["label"] if method else MODEL_LABELS.get(model, model)
+        return method["label"] if method else model
 
     @property
     def labels(self) -> dict[str, str]:
@@ -107,6 +106,17 @@ def rouge_frame(evaluation: Optional[dict], protocol: Optional[str] = None, with
                 rows.append({"model": model, "metric": metric, "mean": value, "ci_low": None, "ci_high": None,
                              "series": LAB_LABEL})
     return pd.DataFrame(rows, columns=["model", "metric", "mean", "ci_low", "ci_high", "series"])
+
+
+def comparisons_table(evaluation: Optional[dict]) -> pd.DataFrame:
+    """Paired tests of the headline protocol, one row per (pair, metric), raw and Holm-adjusted p."""
+    if not evaluation:
+        return pd.DataFrame()
+    rows = evaluation["comparisons"][evaluation["headline_protocol"]]
+    return pd.DataFrame([{"comparison": f"{c['a']} − {c['b']}", "metric": METRIC_LABELS.get(c["metric"]),
+                          "mean difference": round(c["mean_difference"], 4), "p-value": round(c["p_value"], 4),
+                          "p (Holm, all pairs)": round(c["p_holm"], 4) if "p_holm" in c else None}
+                         for c in rows])
 
 
 def parameters_frame(train: dict) -> pd.DataFrame:

@@ -11,6 +11,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
 
+from contract.files import ADAPTER, MODEL, method_metrics  # noqa: E402  (after the path is set)
+
+FULL_MODEL, FULL_METRICS = f"full/{MODEL}", method_metrics("full")
+LORA_ADAPTER, LORA_METRICS = f"lora/{ADAPTER}", method_metrics("lora")
+
 needs_shared = pytest.mark.skipif(
     not (SHARED / "data" / "dialogsum").is_dir(),
     reason="../shared (DialogSum dev/test, the FLAN-T5 tokenizer, the lab's predictions) is not beside this "
@@ -50,20 +55,21 @@ def tiny_config(run_dir, **overrides):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """(run folder, {'full': trained model, 'lora': trained peft model}); 16 examples = one batch, 10 steps."""
-    from training import full_finetune, lora_finetune
+    from training import finetune
+    from training.methods import BUILTIN
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     models = {}
     # 40 copy pre-training steps: the base writes text (a random one writes only padding), so outputs compare
-    full_finetune.run(tiny_config(run_dir, tiny_pretrain_steps=40), callbacks=[CaptureModel(models, "full")])
-    lora_finetune.run(tiny_config(run_dir), callbacks=[CaptureModel(models, "lora")])
+    finetune.run(tiny_config(run_dir, tiny_pretrain_steps=40), BUILTIN["full"], callbacks=[CaptureModel(models, "full")])
+    finetune.run(tiny_config(run_dir), BUILTIN["lora"], callbacks=[CaptureModel(models, "lora")])
     return run_dir, models
 
 
 @pytest.fixture(scope="session")
 def evaluated_run(tiny_run):
     """The tiny run with eval/ (8 test dialogues, 16 new tokens)."""
-    from artifacts.contract import EVAL_METRICS
+    from contract.files import EVAL_METRICS
     from training import evaluate
 
     run_dir, _ = tiny_run

@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from dashboard.summarize import Settings, summarize_models
+from dashboard.inputs import Settings
 
 DIALOGUES = [f"#Person1#: I'd like {n} tickets to {city}, please.\n#Person2#: For which day?\n#Person1#: {day}."
              for n, city, day in [("two", "Boston", "Monday"), ("three", "Paris", "Friday"), ("one", "Oslo", "Sunday"),
@@ -21,7 +21,7 @@ MIXED_REQUESTS = [  # (dialogue, settings, models): greedy of two lengths, seede
 
 @pytest.fixture(scope="module")
 def served(evaluated_run):
-    from dashboard.models import load_models
+    from dashboard.serving import load_models
 
     return load_models(evaluated_run, max_wait=0.5)  # a long wait: everything submitted together is batched
 
@@ -30,8 +30,12 @@ def texts(results):
     return {m: s.text for m, s in results.items()}
 
 
+def summarize(served, text, settings=Settings(), models=None):
+    return served.submit(text, settings, models=models).result()
+
+
 def test_batched_results_equal_one_at_a_time(served):
-    sequential = [texts(summarize_models(served, d, s, models=m)[0]) for d, s, m in MIXED_REQUESTS]
+    sequential = [texts(summarize(served, d, s, models=m)) for d, s, m in MIXED_REQUESTS]
     calls_before = served.batcher.calls
     seen = []
     original = served.batcher.call
@@ -43,7 +47,7 @@ def test_batched_results_equal_one_at_a_time(served):
     served.batcher.call = spy
     try:
         with ThreadPoolExecutor(len(MIXED_REQUESTS)) as pool:
-            together = list(pool.map(lambda r: texts(summarize_models(served, r[0], r[1], models=r[2])[0]),
+            together = list(pool.map(lambda r: texts(summarize(served, r[0], r[1], models=r[2])),
                                      MIXED_REQUESTS))
     finally:
         served.batcher.call = original
@@ -58,42 +62,46 @@ def test_batched_results_equal_one_at_a_time(served):
 
 def test_streaming_handler_yields_growing_texts_then_the_final_ones(evaluated_run, served):
     from dashboard import run_data as rd
-    from dashboard.ui import AppState, make_summarize
+    from dashboard.handlers import AppState, stream_summaries
 
-    state = AppState(data=rd.load_run(evaluated_run), served=served)
-    steps = list(make_summarize(state)(DIALOGUES[0], "", 200))  # long enough to be seen mid-way
-    final = steps[-1]
-    assert len(steps) >= 2 and all(final[:3])
+    state = AppState(data=rd.load_run(evaluated_run), models=served)
+    steps = [(dict(s.texts), dict(s.labels)) for s in  # long enough to be seen mid-way
+             stream_summaries(state, DIALOGUES[0], "", {"max_new_tokens": 200}, None)]
+    final, final_labels = steps[-1]
+    models = ["base", "full", "lora"]
+    assert len(steps) >= 2 and all(final[m] for m in models)
     seen_mid_way = 0
-    for box in range(3):  # base, full, lora: a short output may be complete before the first update
-        partial = [step[box] for step in steps[:-1] if step[box] and step[box] != final[box]]
+    for box in models:  # a short output may be complete before the first update
+        partial = [texts[box] for texts, _ in steps[:-1] if texts[box] and texts[box] != final[box]]
         assert all(final[box].startswith(t[:len(t) - 2]) for t in partial)  # each a prefix of the final text
         seen_mid_way += bool(partial)
     assert seen_mid_way >= 1
-    assert "generating" in " ".join(steps[0][3:6]) and all("tokens" in label for label in final[3:6])
+    assert "generating" in " ".join(steps[0][1][m] for m in models)
+    assert all("tokens" in final_labels[m] for m in models)
 
 
 def test_a_100000_character_chat_is_accepted_and_truncated(served):
     long = "\n".join(f"#Person{1 + i % 2}#: line {i} about the trip and the tickets." for i in range(2500))[:100_000]
-    results, truncated = summarize_models(served, long, Settings(max_new_tokens=4), models=["full"])
+    request = served.submit(long, Settings(max_new_tokens=4), models=["full"])
+    results, truncated = request.result(), request.truncated
     assert truncated and len(long) == 100_000 and not results["full"].error
 
 
 def test_sixteen_concurrent_requests_equal_sequential(served):
     requests = [(DIALOGUES[i % 6], Settings(max_new_tokens=12, do_sample=i % 3 == 0, seed=i)) for i in range(16)]
-    sequential = [texts(summarize_models(served, d, s)[0]) for d, s in requests]
+    sequential = [texts(summarize(served, d, s)) for d, s in requests]
     with ThreadPoolExecutor(16) as pool:
-        together = list(pool.map(lambda r: texts(summarize_models(served, *r)[0]), requests))
+        together = list(pool.map(lambda r: texts(summarize(served, *r)), requests))
     assert together == sequential
 
 
 def test_mixed_batches_split_by_max_rows_never_overlap(evaluated_run, served):
     """One row per call: base and lora each get their own call on the shared-weights model; run at the same
     time they would take each other's adapter hooks (peft's adapter_names is model state)."""
-    from dashboard.models import load_models
+    from dashboard.serving import load_models
 
     one_row = load_models(evaluated_run, max_rows=1, max_wait=0)
     for dialogue in DIALOGUES[:3]:
-        alone = texts(summarize_models(one_row, dialogue, Settings(max_new_tokens=16))[0])
-        together = texts(summarize_models(served, dialogue, Settings(max_new_tokens=16))[0])
+        alone = texts(summarize(one_row, dialogue, Settings(max_new_tokens=16)))
+        together = texts(summarize(served, dialogue, Settings(max_new_tokens=16)))
         assert alone == together and alone["base"] != alone["lora"]

@@ -1,24 +1,27 @@
 import shutil
 
 import gradio as gr
-import pandas as pd
 import pytest
 
-from artifacts.contract import EVAL_METRICS, FULL_MODEL, LORA_ADAPTER
+from contract.files import EVAL_METRICS
 from dashboard import figures
 from dashboard import run_data as rd
-from dashboard.models import load_models
-from dashboard.summarize import MAX_CHARS, InputError, Settings, check_text, summarize_all
+from dashboard.handlers import AppState, example_choices, example_details, make_summarize_api
+from dashboard.inputs import MAX_CHARS, InputError, Settings, check_text
+from dashboard.serving import load_models
 
 MODEL_ORDER = ["base", "full", "lora"]
-from dashboard.ui import AppState, example_choices, example_details, final, make_summarize
 
 DIALOGUE = "#Person1#: I'd like to book a table for four, please.\n#Person2#: Certainly. For which day?"
 
 
 @pytest.fixture(scope="session")
 def state(evaluated_run):
-    return AppState(data=rd.load_run(evaluated_run), served=load_models(evaluated_run))
+    return AppState(data=rd.load_run(evaluated_run), models=load_models(evaluated_run))
+
+
+def summarize_all(state, text, settings):
+    return state.models.submit(text, settings, models=state.names).result()
 
 
 def test_run_data_frames(state):
@@ -41,12 +44,12 @@ def test_figures_carry_traces_labels_and_error_bars(state):
     assert [t.name for t in bars] == [data.label(m) for m in MODEL_ORDER]
     assert all(t.error_y.array is not None and len(t.error_y.array) == 4 for t in bars)
     assert sum(t.type == "scatter" and rd.LAB_LABEL in t.name for t in fig.data) == 3
-    params = figures.parameter_bars(rd.parameters_frame(data.train))
+    params = figures.parameter_bars(rd.parameters_frame(data.train), data.labels)
     assert params.layout.yaxis.type == "log" and len(params.data) == 2
-    assert len(figures.cost_bars(rd.cost_frame(data.train)).data) == len(figures.COST_PANELS)
-    loss = figures.loss_curves(rd.loss_frame(data.train))
+    assert len(figures.cost_bars(rd.cost_frame(data.train), data.labels).data) == len(figures.COST_PANELS)
+    loss = figures.loss_curves(rd.loss_frame(data.train), data.labels)
     assert len(loss.data) == 4 and loss.layout.yaxis.type == "log"
-    assert len(figures.tradeoff_scatter(rd.tradeoff_frame(data)).data) == 8  # 4 panels: points + frontier
+    assert len(figures.tradeoff_scatter(rd.tradeoff_frame(data), data.labels).data) == 8  # 4 panels: points + frontier
 
 
 def test_missing_pieces_give_an_empty_state_not_an_exception(evaluated_run, tmp_path):
@@ -54,9 +57,9 @@ def test_missing_pieces_give_an_empty_state_not_an_exception(evaluated_run, tmp_
     shutil.copytree(evaluated_run, run, ignore=shutil.ignore_patterns("eval"))
     data = rd.load_run(run)
     assert data.evaluation is None and data.predictions is None
-    fig = figures.tradeoff_scatter(rd.tradeoff_frame(data))
+    fig = figures.tradeoff_scatter(rd.tradeoff_frame(data), data.labels)
     assert fig.layout.annotations and "evaluation" in fig.layout.annotations[0].text
-    assert figures.rouge_bars(rd.rouge_frame(None, with_lab=False)).layout.annotations
+    assert figures.rouge_bars(rd.rouge_frame(None, with_lab=False), data.labels).layout.annotations
     assert example_choices(None) == []
     (run / "eval").mkdir()
     (run / EVAL_METRICS).write_text("{broken")
@@ -72,56 +75,58 @@ def test_newest_complete_run_ignores_incomplete_folders(evaluated_run, tmp_path)
 
 
 def test_summarize_handler_returns_three_labelled_outputs(state):
-    out = final(make_summarize(state)(DIALOGUE, "#Person1# books a table for four."))
+    out = make_summarize_api(state)(DIALOGUE, "#Person1# books a table for four.")
     texts, labels, table, notice = out[:3], out[3:6], out[6], out[7]
     assert all(isinstance(t, str) and t for t in texts)
     assert all("tokens" in label and " s " in label for label in labels)
-    assert list(table["model"]) == [state.label(m) for m in MODEL_ORDER] and notice == ""
+    assert [row[0] for row in table["data"]] == [state.label(m) for m in MODEL_ORDER] and notice == ""
+    assert table["headers"] == ["model", *rd.METRIC_LABELS.values()]
 
 
 @pytest.mark.parametrize("text", ["", "   \n\t ", "x" * (MAX_CHARS + 1), "?!... --- :) 🙂 🙂"])
 def test_bad_input_is_a_message_without_a_model_call(state, text, monkeypatch):
-    monkeypatch.setattr(state.served, "batcher", None)  # any model call would fail loudly
+    monkeypatch.setattr(state.models, "batcher", None)  # any model call would fail loudly
     with pytest.raises(gr.Error):
-        final(make_summarize(state)(text))
+        make_summarize_api(state)(text)
     with pytest.raises(InputError):
         check_text(text)
 
 
 def test_long_input_is_truncated_with_a_notice(state):
     long = "\n".join(f"#Person{1 + i % 2}#: We talk about the weather on day {i} again." for i in range(120))
-    notice = final(make_summarize(state)(long))[7]
+    notice = make_summarize_api(state)(long)[7]
     assert "truncated to 512 tokens" in notice
 
 
 @pytest.mark.parametrize("text", ["Привет! Как дела? 你好，今天怎么样？", "🙂🙂 ok 🎉", "one line without speaker tags"])
 def test_any_text_works(state, text):
-    results, _ = summarize_all(state.served, text, Settings(max_new_tokens=8))
+    results = summarize_all(state, text, Settings(max_new_tokens=8))
     assert set(results) == {"base", "full", "lora"} and not any(r.error for r in results.values())
 
 
 def test_sampling_is_reproducible_for_a_seed(state):
     s = Settings(max_new_tokens=12, do_sample=True, temperature=1.5, seed=7)
-    first, _ = summarize_all(state.served, DIALOGUE, s)
-    second, _ = summarize_all(state.served, DIALOGUE, s)
+    first = summarize_all(state, DIALOGUE, s)
+    second = summarize_all(state, DIALOGUE, s)
     assert {m: r.text for m, r in first.items()} == {m: r.text for m, r in second.items()}
 
 
 def test_lora_output_differs_from_base_on_shared_weights(state):
-    results, _ = summarize_all(state.served, DIALOGUE, Settings(max_new_tokens=16))
+    results = summarize_all(state, DIALOGUE, Settings(max_new_tokens=16))
     assert results["lora"].text != results["base"].text and results["lora"].shared_call
 
 
-@pytest.mark.parametrize("broken", [LORA_ADAPTER + "/adapter_model.safetensors", FULL_MODEL + "/model.safetensors"])
+@pytest.mark.parametrize("broken", ["lora/adapter/adapter_model.safetensors", "full/model/model.safetensors"])
 def test_corrupt_checkpoint_leaves_the_other_models_serving(evaluated_run, tmp_path, broken):
     run = tmp_path / "run"
     shutil.copytree(evaluated_run, run)
     (run / broken).write_bytes(b"not a safetensors file")
-    served = load_models(run)
+    models = load_models(run)
     bad = "lora" if "adapter" in broken else "full"
-    assert set(served.errors) == {bad} and "safetensor" in served.errors[bad].lower()
-    state = AppState(data=rd.load_run(run), served=served)
-    texts = final(make_summarize(state)(DIALOGUE))[:3]
+    errors = models.loaded.errors
+    assert set(errors) == {bad} and "safetensor" in errors[bad].lower()
+    state = AppState(data=rd.load_run(run), models=models)
+    texts = make_summarize_api(state)(DIALOGUE)[:3]
     by_model = dict(zip(MODEL_ORDER, texts))
     assert by_model[bad].startswith("(unavailable)")
     assert all(not t.startswith("(unavailable)") for m, t in by_model.items() if m != bad)

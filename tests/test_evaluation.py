@@ -8,8 +8,8 @@ import torch
 from rouge_score import rouge_scorer
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from artifacts.contract import EVAL_METRICS, EVAL_PREDICTIONS, FULL_MODEL, ArtifactError, read_run_file
-from tests.conftest import ROOT, SHARED, needs_shared
+from contract.files import EVAL_METRICS, EVAL_PREDICTIONS, ArtifactError, read_run_file
+from tests.conftest import FULL_MODEL, ROOT, SHARED, needs_shared
 from training.generation import generate
 from training.rouge import METRICS, Rouge
 from training.score import score_file
@@ -112,7 +112,7 @@ def test_evaluate_writes_valid_metrics_and_predictions(evaluated):
 
 
 def test_adapters_sit_on_the_base_weights_and_leave_base_untouched(evaluated):
-    from artifacts.loading import load_run_models
+    from contract.loading import load_run_models
 
     run_dir, _ = evaluated
     loaded = load_run_models(run_dir, "cpu")

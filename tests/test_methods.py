@@ -8,7 +8,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForSeq2SeqLM
 
-from artifacts.contract import EVAL_METRICS, list_methods, method_metrics, read_run_file
+from contract.files import EVAL_METRICS, list_methods, method_metrics, read_run_file
 from training.config import ConfigError
 from training.methods import BUILTIN, resolve_methods, user_method
 
@@ -54,21 +54,22 @@ def standalone_output(run_dir, name, tokenizer):
 
 def test_served_output_equals_each_method_loaded_alone(methods_run):
     """peft silently ignores adapter_names for IA3, prompt/prefix tuning and DoRA: serving must not rely on it."""
-    from dashboard.models import load_models
-    from dashboard.summarize import Settings, summarize_models
+    from dashboard.inputs import Settings
+    from dashboard.serving import load_models
 
     served = load_models(methods_run)
-    assert served.errors == {}
-    summaries, _ = summarize_models(served, DIALOGUE, Settings(max_new_tokens=12), models=served.models)
-    mixed = {m for m in served.models if served.loaded.in_mixed_batch(m)}
+    loaded = served.loaded
+    assert loaded.errors == {}
+    summaries = served.submit(DIALOGUE, Settings(max_new_tokens=12), models=loaded.models).result()
+    mixed = {m for m in loaded.models if loaded.in_mixed_batch(m)}
     assert mixed == {"lora", "lora_all", "lora_r4_qk"}  # LoRA family without DoRA
-    for name in served.models[1:]:
-        assert summaries[name].text == standalone_output(methods_run, name, served.tokenizer), name
-    assert sum(summaries[m].text != summaries["base"].text for m in served.models[1:]) >= 5
+    for name in loaded.models[1:]:
+        assert summaries[name].text == standalone_output(methods_run, name, loaded.tokenizer), name
+    assert sum(summaries[m].text != summaries["base"].text for m in loaded.models[1:]) >= 5
 
 
 def test_one_copy_of_the_base_weights_for_every_adapter(methods_run):
-    from artifacts.loading import load_run_models
+    from contract.loading import load_run_models
 
     loaded = load_run_models(methods_run, "cpu")
     base = {p.data_ptr() for p in loaded.base.parameters()}
@@ -124,10 +125,11 @@ def test_a_run_written_before_the_registry_still_loads(tiny_run, tmp_path):
         (old / EVAL_METRICS).write_text(json.dumps(doc))
     data = rd.load_run(old)
     assert data.methods == ["full", "lora"] and data.problems == []
-    assert data.label("lora") == "LoRA" and rd.is_complete(old)
-    from dashboard.models import load_models
+    assert data.label("lora") == "lora" and rd.is_complete(old)  # no label recorded: the method's name
+    from contract.loading import load_run_models
 
-    assert load_models(old).errors == {} and load_models(old).models == ["base", "full", "lora"]
+    loaded = load_run_models(old, "cpu")
+    assert loaded.errors == {} and loaded.models == ["base", "full", "lora"]
 
 
 def test_prefix_tuning_fits_t5_attention_width_where_it_differs_from_d_model():

@@ -11,13 +11,16 @@ import time
 import pytest
 from safetensors.torch import load_file
 
-from artifacts.contract import LORA_METRICS, read_run_file, save_folder_atomically
-from tests.conftest import ROOT, StopAt, tiny_config
-from training import lora_finetune
-from training.recipe import CHECKPOINT_DONE, CHECKPOINTS, AlreadyComplete, RunFolderError
+from contract.files import read_run_file, save_folder_atomically
+from tests.conftest import LORA_METRICS, ROOT, StopAt, tiny_config
+from training import finetune
+from training.methods import BUILTIN
+from training.run_folder import CHECKPOINT_DONE, CHECKPOINTS, AlreadyComplete, RunFolderError
 
 RESUMABLE = dict(max_train_samples=40, max_eval_samples=8, batch_size=8, max_steps=15, save_steps=2, eval_steps=4,
                  logging_steps=1)  # 5 batches an epoch: checkpoints fall in the middle of epochs
+
+FULL, LORA = BUILTIN["full"], BUILTIN["lora"]
 
 
 def cli_args(cfg_kwargs: dict) -> list[str]:
@@ -28,7 +31,7 @@ def cli_args(cfg_kwargs: dict) -> list[str]:
 def reference_run(tmp_path_factory):
     """An uninterrupted LoRA run (LoRA has dropout: its RNG state must be restored too)."""
     run_dir = tmp_path_factory.mktemp("ref") / "run"
-    lora_finetune.run(tiny_config(run_dir, **RESUMABLE))
+    finetune.run(tiny_config(run_dir, **RESUMABLE), LORA)
     return run_dir
 
 
@@ -40,7 +43,7 @@ def same_base(reference, run_dir):
 
 
 def start(run_dir, resume=False):
-    cmd = [sys.executable, "-m", "training.lora_finetune", "--preset", "tiny", "--output_dir", str(run_dir),
+    cmd = [sys.executable, "-m", "training.finetune", "--method", "lora", "--preset", "tiny", "--output_dir", str(run_dir),
            "--tiny_pretrain_steps", "0", *cli_args(RESUMABLE), *(["--resume"] if resume else [])]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -91,12 +94,12 @@ def test_incomplete_checkpoints_are_skipped_with_a_message(reference_run, tmp_pa
     run_dir = tmp_path / "run"
     same_base(reference_run, run_dir)
     with pytest.raises(KeyboardInterrupt):
-        lora_finetune.run(tiny_config(run_dir, **RESUMABLE), callbacks=[StopAt(5)])
+        finetune.run(tiny_config(run_dir, **RESUMABLE), LORA, callbacks=[StopAt(5)])
     folder = run_dir / "lora" / CHECKPOINTS
     (folder / "checkpoint-6").mkdir()                       # killed right after creating the folder
     (folder / "checkpoint-8").mkdir()
     (folder / "checkpoint-8" / "adapter_model.safetensors").write_bytes(b"half")  # killed before its state
-    lora_finetune.run(tiny_config(run_dir, resume=True, **RESUMABLE))
+    finetune.run(tiny_config(run_dir, resume=True, **RESUMABLE), LORA)
     said = capsys.readouterr().out
     assert "skipping" in said and "checkpoint-8" in said and "checkpoint-6" in said and "checkpoint-4" in said
     reference = load_file(reference_run / "lora" / "adapter" / "adapter_model.safetensors")
@@ -109,23 +112,22 @@ def test_messages_never_send_the_user_in_a_circle(reference_run, tmp_path, capsy
     same_base(reference_run, run_dir)
     (run_dir / "lora" / CHECKPOINTS).mkdir(parents=True)    # killed right after the folder was made
     with pytest.raises(RunFolderError, match="--resume to continue it"):
-        lora_finetune.run(tiny_config(run_dir, **RESUMABLE))
-    lora_finetune.run(tiny_config(run_dir, resume=True, **RESUMABLE))  # no checkpoint: starts over, says so
+        finetune.run(tiny_config(run_dir, **RESUMABLE), LORA)
+    finetune.run(tiny_config(run_dir, resume=True, **RESUMABLE), LORA)  # no checkpoint: starts over, says so
     assert "from step 0" in capsys.readouterr().out
     with pytest.raises(AlreadyComplete, match="nothing to resume"):
-        lora_finetune.run(tiny_config(run_dir, resume=True, **RESUMABLE))
+        finetune.run(tiny_config(run_dir, resume=True, **RESUMABLE), LORA)
 
 
 def test_pipeline_resume_skips_finished_methods_and_continues_the_interrupted_one(reference_run, tmp_path, capsys):
-    from training import full_finetune
     from training.__main__ import main
 
     run_dir = tmp_path / "run"
     same_base(reference_run, run_dir)
     small = dict(max_train_samples=16, max_eval_samples=8, max_steps=4, save_steps=2, eval_steps=2)
-    full_finetune.run(tiny_config(run_dir, **small))
+    finetune.run(tiny_config(run_dir, **small), FULL)
     with pytest.raises(KeyboardInterrupt):
-        lora_finetune.run(tiny_config(run_dir, **small), callbacks=[StopAt(3)])
+        finetune.run(tiny_config(run_dir, **small), LORA, callbacks=[StopAt(3)])
     args = ["--preset", "tiny", "--output_dir", str(run_dir), "--methods", "full,lora", "--tiny_pretrain_steps", "0",
             *cli_args(small), "--eval_limit", "2"]
     main(args + ["--resume"])
@@ -170,7 +172,7 @@ DATA_CASES = {
 def test_bad_data_is_one_clear_line_and_exit_code_2(tmp_path, case):
     rows, message = DATA_CASES[case]
     path = write_jsonl(tmp_path / "train.jsonl", rows)
-    out = subprocess.run([sys.executable, "-m", "training.full_finetune", "--preset", "tiny", "--data", str(path),
+    out = subprocess.run([sys.executable, "-m", "training.finetune", "--method", "full", "--preset", "tiny", "--data", str(path),
                           "--output_dir", str(tmp_path / "run")], cwd=ROOT, capture_output=True, text=True,
                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 2 and message in out.stderr and "train.jsonl" in out.stderr
@@ -201,14 +203,14 @@ BAD_SETTINGS = [
 
 @pytest.mark.parametrize("bad,name", BAD_SETTINGS)
 def test_each_invalid_setting_is_refused_by_name(bad, name):
-    from dashboard.summarize import InputError, Settings
+    from dashboard.inputs import InputError, Settings
 
     with pytest.raises(InputError, match=name):
         Settings.from_inputs(**bad)
 
 
 def test_boolean_strings_mean_what_they_say():
-    from dashboard.summarize import Settings
+    from dashboard.inputs import Settings
 
     assert Settings.from_inputs(do_sample="false").do_sample is False
     assert Settings.from_inputs(do_sample="True").do_sample is True
@@ -226,10 +228,10 @@ def test_oversized_or_unencodable_text_is_refused_before_any_model_call(evaluate
     import gradio as gr
 
     from dashboard import run_data as rd
-    from dashboard.models import load_models
-    from dashboard.ui import AppState, final, make_summarize
+    from dashboard.handlers import AppState, make_summarize_api
+    from dashboard.serving import load_models
 
-    served = load_models(evaluated_run)
-    served.batcher = None  # any model call would fail
+    models = load_models(evaluated_run)
+    models.batcher = None  # any model call would fail
     with pytest.raises(gr.Error, match=message):
-        final(make_summarize(AppState(data=rd.load_run(evaluated_run), served=served))(text, reference))
+        make_summarize_api(AppState(data=rd.load_run(evaluated_run), models=models))(text, reference)

@@ -9,14 +9,15 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from artifacts.contract import (FULL_METRICS, FULL_MODEL, LORA_ADAPTER, LORA_METRICS, RUN_JSON, ArtifactError,
-                                read_run_file)
-from tests.conftest import ROOT, SHARED, StopAt, tiny_config
-from training import full_finetune, lora_finetune
+from contract.files import RUN_JSON, ArtifactError, read_run_file
+from tests.conftest import FULL_METRICS, FULL_MODEL, LORA_ADAPTER, LORA_METRICS, ROOT, SHARED, StopAt, tiny_config
+from training import finetune
 from training.config import ConfigError, TrainConfig, resolve
 from training.methods import BUILTIN
-from training.modeling import TINY_BASE_DIR, count_parameters, untie_lm_head
-from training.recipe import RunFolderError
+from training.modeling import TINY_BASE_DIR, count_parameters
+from training.run_folder import RunFolderError
+
+FULL, LORA = BUILTIN["full"], BUILTIN["lora"]
 
 
 def train_losses(metrics):
@@ -99,7 +100,7 @@ def test_broken_metrics_are_rejected_with_the_field(tiny_run, tmp_path):
 def test_existing_output_is_refused_without_overwrite(tiny_run):
     run_dir, _ = tiny_run
     with pytest.raises(RunFolderError, match="--overwrite"):
-        full_finetune.run(tiny_config(run_dir))
+        finetune.run(tiny_config(run_dir), FULL)
 
 
 def test_config_validation_names_the_option():
@@ -113,11 +114,11 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     cfg = tiny_config(run_dir, max_steps=6, save_steps=2, eval_steps=3)
     with pytest.raises(KeyboardInterrupt):
-        lora_finetune.run(cfg, callbacks=[StopAt(3)])
+        finetune.run(cfg, LORA, callbacks=[StopAt(3)])
     assert not (run_dir / LORA_METRICS).exists()
     with pytest.raises(RunFolderError, match="already exists"):
-        lora_finetune.run(cfg)
-    lora_finetune.run(tiny_config(run_dir, max_steps=6, save_steps=2, eval_steps=3, resume=True))
+        finetune.run(cfg, LORA)
+    finetune.run(tiny_config(run_dir, max_steps=6, save_steps=2, eval_steps=3, resume=True), LORA)
     metrics = read_run_file(run_dir, LORA_METRICS)
     steps = [r["step"] for r in metrics["loss_history"] if "train_loss" in r]
     # continued after checkpoint-2; the history is the whole run's (restored from the checkpoint), in 2 segments
@@ -126,8 +127,8 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
 
 def test_overwrite_replaces_the_method_folder(tmp_path):
     run_dir = tmp_path / "run"
-    full_finetune.run(tiny_config(run_dir, max_steps=2))
-    full_finetune.run(tiny_config(run_dir, max_steps=3, overwrite=True))
+    finetune.run(tiny_config(run_dir, max_steps=2), FULL)
+    finetune.run(tiny_config(run_dir, max_steps=3, overwrite=True), FULL)
     assert read_run_file(run_dir, FULL_METRICS)["final"]["steps"] == 3
 
 
@@ -135,12 +136,12 @@ def test_torchrun_two_processes_write_metrics_once(tmp_path):
     run_dir = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-           "-m", "training.full_finetune", "--preset", "tiny", "--output_dir", str(run_dir), "--max_steps", "3",
+           "-m", "training.finetune", "--method", "full", "--preset", "tiny", "--output_dir", str(run_dir), "--max_steps", "3",
            "--max_train_samples", "32", "--max_eval_samples", "8", "--batch_size", "8", "--eval_steps", "3",
            "--tiny_pretrain_steps", "5"]  # the base is built on rank 0 alone while rank 1 waits: must not hang
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.count("full fine-tune:") == 1
+    assert out.stdout.count("full: {") == 1
     metrics = read_run_file(run_dir, FULL_METRICS)
     assert metrics["cost"]["world_size"] == 2 and metrics["final"]["steps"] == 3
 
@@ -150,6 +151,9 @@ def test_parameter_counts_of_the_real_flan_t5_base_architecture():
         pytest.skip("../shared/models/flan-t5-base-config is absent (it is in CI)")
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import AutoConfig
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from common import untie_lm_head
 
     with torch.device("meta"):  # shapes only: no memory, no time
         model = AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(SHARED / "models" / "flan-t5-base-config"))

@@ -99,7 +99,7 @@ def test_win_rates_and_rouge_agreement_on_a_small_known_case():
 
 
 def test_ratings_say_not_enough_votes_below_the_minimum(state_with_votes):
-    from dashboard.vote_tab import ratings_view
+    from dashboard.vote_handlers import ratings_view
 
     text, *_ = ratings_view(state_with_votes)
     assert "not enough votes yet" in text
@@ -108,15 +108,15 @@ def test_ratings_say_not_enough_votes_below_the_minimum(state_with_votes):
 @pytest.fixture
 def state_with_votes(evaluated_run, tmp_path):
     from dashboard import run_data as rd
-    from dashboard.models import load_models
-    from dashboard.ui import AppState
+    from dashboard.handlers import AppState
+    from dashboard.serving import load_models
 
-    return AppState(data=rd.load_run(evaluated_run), served=load_models(evaluated_run),
+    return AppState(data=rd.load_run(evaluated_run), models=load_models(evaluated_run),
                     votes=vt.VoteStore(tmp_path / "votes.sqlite"))
 
 
 def test_ratings_view_after_enough_votes_shows_strengths_and_agreement(state_with_votes):
-    from dashboard.vote_tab import cast_vote, new_battle, ratings_view
+    from dashboard.vote_handlers import cast_vote, new_battle, ratings_view
 
     rng = random.Random(1)
     for i in range(24):

@@ -6,18 +6,18 @@
     python -m training --preset tiny --resume                 # after a kill: finished methods are skipped, the
                                                               # interrupted one continues from its checkpoint
 
-Takes every option of the recipes (see `python -m training.full_finetune --help`); the evaluation runs with its
+Takes every option of the recipes (see `python -m training.finetune --help`); the evaluation runs with its
 defaults on the run folder (run `python -m training.evaluate --help` for its options, e.g. a --limit).
 """
 
 from pathlib import Path
 
-from artifacts.contract import EVAL_METRICS, list_methods, read_run_file
-from training import evaluate, full_finetune, peft_finetune
+from contract.files import EVAL_METRICS, list_methods, read_run_file
+from training import evaluate, finetune
 from training.cli import run_cli
 from training.config import TrainConfig, parse_config
 from training.methods import resolve_methods
-from training.recipe import AlreadyComplete, is_main_process
+from training.run_folder import AlreadyComplete, is_main_process
 
 
 def train_all(cfg: TrainConfig) -> Path:
@@ -26,10 +26,7 @@ def train_all(cfg: TrainConfig) -> Path:
     run_dir = Path(cfg.output_dir or Path("artifacts") / cfg.preset)
     for method in methods:
         try:
-            if method.kind == "full":
-                run_dir = full_finetune.run(cfg)
-            else:
-                run_dir = peft_finetune.run(cfg, method)
+            run_dir = finetune.run(cfg, method)
         except AlreadyComplete:
             print(f"--resume: {method.name} is already complete; skipping it.", flush=True)
     return run_dir

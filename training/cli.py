@@ -3,10 +3,10 @@ code 2, no traceback (a traceback means a bug, and is still shown for those)."""
 
 import sys
 
-from artifacts.contract import ArtifactError
+from contract.files import ArtifactError
 from training.config import ConfigError
 from training.data import DataError
-from training.recipe import AlreadyComplete, RunFolderError
+from training.run_folder import AlreadyComplete, RunFolderError
 
 EXPECTED = (DataError, ConfigError, RunFolderError, ArtifactError)
 

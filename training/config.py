@@ -11,7 +11,7 @@ from typing import Optional
 
 from transformers import HfArgumentParser
 
-from training.data import DEFAULT_PROMPT
+from contract.protocol import DEFAULT_PROMPT, MAX_SOURCE_TOKENS
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ PRESETS = {
 TINY_T5 = dict(d_model=128, d_kv=32, d_ff=256, num_layers=2, num_decoder_layers=2, num_heads=4,
                feed_forward_proj="gated-gelu", dropout_rate=0.0, tie_word_embeddings=False)
 TINY_VOCAB_SIZE = 1000
+DEFAULT_METHODS = "full,lora"  # what `python -m training` trains unless --methods says otherwise
 
 
 @dataclass
@@ -61,7 +62,8 @@ class TrainConfig:
     overwrite: bool = field(default=False, metadata={"help": "Replace this method's existing output in the run folder."})
     resume: bool = field(default=False, metadata={"help": "Continue from the last Trainer checkpoint in the run folder."})
     prompt_template: str = field(default=DEFAULT_PROMPT, metadata={"help": "Prompt with a {dialogue} placeholder."})
-    max_source_length: int = field(default=512, metadata={"help": "Input tokens kept (FLAN-T5's maximum is 512); "
+    max_source_length: int = field(default=MAX_SOURCE_TOKENS, metadata={"help": "Input tokens kept (FLAN-T5's "
+                                                                          f"maximum is {MAX_SOURCE_TOKENS}); "
                                                             "longer inputs are truncated and counted."})
     max_target_length: int = field(default=128, metadata={"help": "Summary tokens kept as labels."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use only the first N training rows."})
@@ -82,12 +84,12 @@ class TrainConfig:
         "help": "auto (bf16 on GPUs that support it, else fp32), bf16 or fp32. fp16 is refused: T5 overflows in it.",
         "choices": ["auto", "bf16", "fp32"]})
     seed: int = field(default=42, metadata={"help": "Seed for initialisation, dropout and data order."})
-    methods: str = field(default="full,lora", metadata={
+    methods: str = field(default=DEFAULT_METHODS, metadata={
         "help": "python -m training: the methods to train and compare, a comma list of full, lora, lora_all, dora, "
                 "ia3, prompt_tuning, prefix_tuning, qlora (CUDA only) and your own, or 'all' (skips what cannot "
                 "run here, saying so). See training/methods.py."})
     method: Optional[str] = field(default=None, metadata={
-        "help": "training.peft_finetune: the one peft method to train (default lora)."})
+        "help": "training.finetune: the one method to train (full, lora, ia3, ...; see training/methods.py)."})
     method_config: list[str] = field(default_factory=list, metadata={
         "help": "Your own method(s): NAME=PATH to a peft adapter_config.json (as peft saves it), e.g. "
                 "lora_r4_qk=my/adapter_config.json; trained with the optimisation defaults of the built-in of "
@@ -133,7 +135,8 @@ def resolve(cfg: TrainConfig, h: Hyper) -> TrainConfig:
         (r.num_train_epochs > 0 or r.max_steps > 0, "--num_train_epochs or --max_steps must be > 0"),
         (0 <= r.warmup_ratio < 1, f"--warmup_ratio must be in [0, 1) (got {r.warmup_ratio})"),
         (r.batch_size > 0 and r.eval_batch_size > 0, "--batch_size and --eval_batch_size must be > 0"),
-        (0 < r.max_source_length <= 512, f"--max_source_length must be in 1..512 for T5 (got {r.max_source_length})"),
+        (0 < r.max_source_length <= MAX_SOURCE_TOKENS,
+         f"--max_source_length must be in 1..{MAX_SOURCE_TOKENS} for T5 (got {r.max_source_length})"),
         (r.max_target_length > 0, "--max_target_length must be > 0"),
         (r.tiny_pretrain_steps >= 0, "--tiny_pretrain_steps must be >= 0"),
         ("{dialogue}" in r.prompt_template, "--prompt_template must contain {dialogue}"),

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from contract.protocol import DEFAULT_PROMPT
+
 HUB_DATASET = "knkarthick/dialogsum"
-DEFAULT_PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "
 SPLITS = ("train", "validation", "test")
 FILE_STEMS = {
     "train": ["dialogsum.train", "train"],

@@ -1,6 +1,6 @@
 """Evaluate base and every method of a run on the test split: greedy summaries, ROUGE under two protocols,
 bootstrap CIs and paired tests over all pairs (Holm-adjusted). Models are loaded exactly as the app serves them
-(artifacts/loading.py): the base weights once, adapters on them, full fine-tunes on their own.
+(contract/loading.py): the base weights once, adapters on them, full fine-tunes on their own.
 
     python -m training.evaluate --run artifacts/tiny
     python -m training.evaluate --run artifacts/flan-t5-base --limit 100      # a quick look
@@ -10,23 +10,23 @@ Protocols: per_row (the headline: every (dialogue, reference) row against its ow
 as the lab's published figures) and multi_reference (each dialogue against all its references, best match).
 """
 
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import itertools
-
 import numpy as np
 import torch
 from transformers import HfArgumentParser
 
-from artifacts.contract import EVAL_METRICS, EVAL_PREDICTIONS, RUN_JSON, read_run_file, write_run_file
-from artifacts.loading import load_run_models
-from training.data import format_prompt, group_references, load_data, DEFAULT_PROMPT
+from contract.files import EVAL_METRICS, EVAL_PREDICTIONS, RUN_JSON, read_run_file, write_run_file
+from contract.loading import load_run_models
+from contract.protocol import BASE_LABEL, DEFAULT_PROMPT, MAX_NEW_TOKENS, MAX_SOURCE_TOKENS
+from training.data import format_prompt, group_references, load_data
 from training.generation import GREEDY, generate
-from training.recipe import device_name, package_versions, peak_memory, utc_now
+from training.provenance import device_name, package_versions, peak_memory, utc_now
 from training.rouge import METRICS, Rouge
 from training.stats import bootstrap_ci, holm_adjust, paired_permutation_test
 
@@ -38,8 +38,8 @@ class EvalConfig:
     split: str = field(default="test", metadata={"help": "Split to evaluate.", "choices": ["test", "validation"]})
     limit: Optional[int] = field(default=None, metadata={"help": "Evaluate only the first N dialogues."})
     batch_size: int = field(default=16, metadata={"help": "Generation batch (inputs sorted by length)."})
-    max_new_tokens: int = field(default=200, metadata={"help": "Summary length cap (the lab's 200)."})
-    max_source_length: int = field(default=512, metadata={"help": "Input tokens kept, as in training."})
+    max_new_tokens: int = field(default=MAX_NEW_TOKENS, metadata={"help": "Summary length cap (the lab's)."})
+    max_source_length: int = field(default=MAX_SOURCE_TOKENS, metadata={"help": "Input tokens kept, as in training."})
     prompt_template: str = field(default=DEFAULT_PROMPT, metadata={"help": "Prompt with {dialogue}."})
     resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples over dialogues (>= 1000)."})
     permutations: int = field(default=10000, metadata={"help": "Sign-flip permutations for the paired tests."})
@@ -147,7 +147,7 @@ def run(cfg: EvalConfig) -> dict:
         "decoding": {**GREEDY, "max_new_tokens": cfg.max_new_tokens, "max_source_length": cfg.max_source_length,
                      "batch_size": cfg.batch_size, "prompt_template": cfg.prompt_template},
         "rouge": rouge.describe(),
-        "models": list(outputs), "labels": {m: loaded.labels.get(m, "Base (no fine-tuning)") for m in outputs},
+        "models": list(outputs), "labels": {m: loaded.labels.get(m, BASE_LABEL) for m in outputs},
         "bootstrap": {"resamples": cfg.resamples, "seed": cfg.seed, "confidence": 0.95, "unit": "dialogue",
                       "paired_test": f"sign-flip permutation over dialogues, {cfg.permutations} draws, two-sided; "
                                      "p_holm: Holm-adjusted over all pairs of models, per metric"},

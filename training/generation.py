@@ -3,12 +3,14 @@
 import torch
 from tqdm.auto import tqdm
 
+from contract.protocol import MAX_NEW_TOKENS, MAX_SOURCE_TOKENS
+
 GREEDY = {"do_sample": False, "num_beams": 1}
 
 
 @torch.inference_mode()
-def generate(model, tokenizer, prompts: list[str], batch_size: int = 16, max_new_tokens: int = 200,
-             max_source_length: int = 512, desc: str = "generate") -> list[str]:
+def generate(model, tokenizer, prompts: list[str], batch_size: int = 16, max_new_tokens: int = MAX_NEW_TOKENS,
+             max_source_length: int = MAX_SOURCE_TOKENS, desc: str = "generate") -> list[str]:
     """Summaries in the order of `prompts`; truncates inputs at max_source_length as training does."""
     lengths = [len(ids) for ids in tokenizer(prompts, truncation=True, max_length=max_source_length)["input_ids"]]
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])  # longest first: a memory error shows at once

@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 
+from contract.protocol import RESERVED_FOLDERS
 from training.config import ConfigError, Hyper
 
 TASK = {"task_type": "SEQ_2_SEQ_LM"}
@@ -107,8 +108,6 @@ BUILTIN: dict[str, Method] = {m.name: m for m in [
            why="the lab's LoRA on a base held in 4 bits (nf4, bf16 compute): the least training memory"),
 ]}
 
-DEFAULT_METHODS = "full,lora"  # what `python -m training` trains unless --methods says otherwise
-
 
 def peft_type_of(doc: dict, source: str) -> str:
     from peft import PeftType
@@ -127,9 +126,9 @@ def user_method(spec: str) -> Method:
     if path.is_dir():
         path = path / "adapter_config.json"
     name = name or (path.parent.name if path.name == "adapter_config.json" else path.stem)
-    if not name.replace("_", "").replace("-", "").isalnum() or name in ("base", "eval", "checkpoints"):
+    if not name.replace("_", "").replace("-", "").isalnum() or name in RESERVED_FOLDERS:
         raise ConfigError(f"--method_config {spec!r}: the method name {name!r} must be letters, digits, _ or - "
-                          "and not 'base' or 'eval' (it becomes a folder of the run).")
+                          f"and not one of {', '.join(sorted(RESERVED_FOLDERS))} (it becomes a folder of the run).")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -166,7 +165,7 @@ def resolve_methods(names: str, user_specs: list[str] = (), cuda: Optional[bool]
         for m in skipped:
             print(f"--methods all: skipping {m.name}: it needs a CUDA GPU (none here).")
         return [m for m in chosen if m not in skipped]
-    if not wanted:
+    if not wanted and not user:
         raise ConfigError("--methods is empty: give a comma list such as full,lora or 'all'.")
     unknown = [n for n in wanted if n not in known]
     if unknown:

@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedTokenizerFast, T5Config
 
-from artifacts.contract import save_folder_atomically
+from contract.files import save_folder_atomically
 from training.config import TINY_T5, TINY_VOCAB_SIZE, TrainConfig
 
 TINY_BASE_DIR = "base/model"  # inside the run folder: the tiny base is saved so every later step loads the same
@@ -80,10 +80,3 @@ def count_parameters(model) -> dict:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"total": total, "trainable": trainable, "trainable_percent": 100.0 * trainable / total}
 
-
-def untie_lm_head(model):
-    """Give the model its own lm_head, as the real FLAN-T5 checkpoints have (transformers 5 ties it when a T5 is
-    built from a config, hiding 24.7 M parameters of flan-t5-base). For measurements on from-config models."""
-    model.config.tie_word_embeddings = False
-    model.lm_head.weight = torch.nn.Parameter(model.shared.weight.detach().clone())
-    return model

@@ -14,6 +14,8 @@ import random
 import torch
 from transformers import DataCollatorForSeq2Seq
 
+from contract.protocol import MAX_SOURCE_TOKENS
+
 
 def first_turn(dialogue: str) -> str:
     return dialogue.strip().split("\n")[0]
@@ -24,7 +26,7 @@ def pretrain_copy(model, tokenizer, dialogues: list[str], steps: int, seed: int,
     """Train `model` in place for `steps` steps; returns the loss of every step."""
     rng = random.Random(seed)
     collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
-    examples = [{"input_ids": tokenizer(d, truncation=True, max_length=512)["input_ids"],
+    examples = [{"input_ids": tokenizer(d, truncation=True, max_length=MAX_SOURCE_TOKENS)["input_ids"],
                  "labels": tokenizer(text_target=first_turn(d), truncation=True, max_length=64)["input_ids"]}
                 for d in dialogues]
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)

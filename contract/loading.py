@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from artifacts.contract import (ADAPTER, MODEL, RUN_JSON, base_model_location, list_methods, method_metrics,
+from contract.files import (ADAPTER, MODEL, RUN_JSON, base_model_location, list_methods, method_metrics,
                                 read_run_file, tokenizer_location)
 
 
@@ -81,16 +81,21 @@ def mixes(config: dict) -> bool:
     return config.get("peft_type") == "LORA" and not config.get("use_dora")
 
 
+def nf4_quantization():
+    """QLoRA's 4-bit base (nf4, double quantization, bf16 compute): the same for training and for serving."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
 def load_qlora(base_path: str, folder: Path):
     from peft import PeftModel
 
     if not torch.cuda.is_available():
         raise RuntimeError("a QLoRA adapter needs its 4-bit base on a CUDA GPU (bitsandbytes); none is here")
-    from transformers import BitsAndBytesConfig
-
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                      bnb_4bit_compute_dtype=torch.bfloat16)
-    base = AutoModelForSeq2SeqLM.from_pretrained(base_path, quantization_config=quantization, device_map={"": 0})
+    base = AutoModelForSeq2SeqLM.from_pretrained(base_path, quantization_config=nf4_quantization(),
+                                                 device_map={"": 0})
     return PeftModel.from_pretrained(base, str(folder)).eval()
 
 

@@ -1,7 +1,7 @@
 """The artifacts contract in code: where each file of a run lives, and schema-checked JSON reading and writing.
 
 Training writes through `write_json`, the dashboard reads through `read_json`; both validate against the JSON
-Schemas in artifacts/schema/, so a file that one side would reject never passes the other. See artifacts/README.md.
+Schemas in contract/schema/, so a file that one side would reject never passes the other. See contract/README.md.
 """
 
 import json
@@ -14,18 +14,15 @@ from typing import Optional
 
 import jsonschema
 
+from contract.protocol import RESERVED_FOLDERS
+
 SCHEMA_DIR = Path(__file__).parent / "schema"
 RUN_JSON = "run.json"
 METHOD_METRICS = "metrics.json"   # <run>/<method>/metrics.json: written last, so its presence = method complete
 MODEL = "model"                   # <run>/<method>/model: a whole checkpoint (full fine-tuning)
 ADAPTER = "adapter"               # <run>/<method>/adapter: a peft adapter (adapter_config.json + weights)
-FULL_MODEL = f"full/{MODEL}"
-FULL_METRICS = f"full/{METHOD_METRICS}"
-LORA_ADAPTER = f"lora/{ADAPTER}"
-LORA_METRICS = f"lora/{METHOD_METRICS}"
 EVAL_METRICS = "eval/metrics.json"
 EVAL_PREDICTIONS = "eval/predictions.jsonl"
-NOT_METHODS = {"eval", "base", "checkpoints"}   # folders of a run that are not methods
 
 
 class ArtifactError(ValueError):
@@ -43,7 +40,7 @@ def validate(doc: dict, schema: str, source: str) -> dict:
     except jsonschema.ValidationError as e:
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         raise ArtifactError(f"{source}: field '{where}' is invalid: {e.message}. The file does not follow "
-                            f"artifacts/schema/{schema}.json; re-run the step that writes it.") from e
+                            f"contract/schema/{schema}.json; re-run the step that writes it.") from e
     return doc
 
 
@@ -82,7 +79,7 @@ def read_json(path: Path, schema: str) -> dict:
 
 
 def read_run_file(run_dir: Path, name: str) -> dict:
-    """Read one of the contract's JSON files (RUN_JSON, FULL_METRICS, ...) of a run folder, validated."""
+    """Read one of the contract's JSON files (RUN_JSON, EVAL_METRICS, method_metrics(name)) of a run folder, validated."""
     return read_json(Path(run_dir) / name, schema_for(name))
 
 
@@ -112,7 +109,7 @@ def method_metrics(name: str) -> str:
 def list_methods(run_dir: Path) -> list[str]:
     """The complete methods of a run, from the folder itself: every <method>/metrics.json. full and lora first
     (the original pair), then the others in the order they were trained."""
-    found = [p.parent for p in Path(run_dir).glob(f"*/{METHOD_METRICS}") if p.parent.name not in NOT_METHODS]
+    found = [p.parent for p in Path(run_dir).glob(f"*/{METHOD_METRICS}") if p.parent.name not in RESERVED_FOLDERS]
     first = {"full": 0, "lora": 1}
     return [p.name for p in sorted(found, key=lambda p: (first.get(p.name, 2), (p / METHOD_METRICS).stat().st_mtime,
                                                           p.name))]

@@ -1,0 +1,12 @@
+"""What training and the dashboard must agree on besides file names: the facts both halves read from here.
+
+A run records the prompt and input length it was trained and evaluated with (metrics.json); these are the
+defaults a run falls back on, and the limits of FLAN-T5 itself.
+"""
+
+DEFAULT_PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "
+MAX_SOURCE_TOKENS = 512          # FLAN-T5's input length: longer inputs are truncated (and counted) everywhere
+MAX_NEW_TOKENS = 200             # the lab's summary length cap: evaluation's and the app's default
+BASE = "base"                    # the untouched base model's name (in eval/metrics.json, the API, the page)
+BASE_LABEL = "Base (no fine-tuning)"
+RESERVED_FOLDERS = frozenset({"base", "eval", "checkpoints"})  # folders of a run that are not methods

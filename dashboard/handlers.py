@@ -1,0 +1,203 @@
+"""What the page and the API do when asked: validate a request, queue it for the models' worker, stream or wait
+for the summaries, score them against a reference, and refuse what cannot be served with a message. Tabs lay out
+widgets and call these; nothing here knows a widget.
+"""
+
+import time
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import gradio as gr
+import pandas as pd
+
+from contract.protocol import DEFAULT_PROMPT, MAX_SOURCE_TOKENS
+from dashboard import run_data as rd
+from dashboard.batcher import Summary
+from dashboard.inputs import CONTROLS, InputError, Settings, check_text
+from dashboard.serving import DEFAULT_MODELS, Models
+from dashboard.votes import VoteStore
+from training.rouge import METRICS, Rouge  # the evaluation's exact ROUGE: the dashboard's one use of training
+
+CONCURRENCY = 16  # requests in flight per endpoint: they wait together for the worker, which batches them
+STREAM_EVERY = 0.2  # seconds between two partial updates sent to the page
+NOT_IN_RUN = "(not in this run)"
+ROUGE = Rouge()
+
+
+@dataclass
+class AppState:
+    data: rd.RunData
+    models: Models
+    demo_notice: Optional[str] = None
+    votes: Optional[VoteStore] = None
+
+    @property
+    def names(self) -> list[str]:
+        """The run's models, base first: what the page offers."""
+        return self.models.loaded.models
+
+    @property
+    def prompt_template(self) -> str:
+        """The prompt the run was evaluated (else trained) with."""
+        if self.data.evaluation:
+            return self.data.evaluation["decoding"].get("prompt_template", DEFAULT_PROMPT)
+        first = next(iter(self.data.train.values()), None)
+        return first["hyperparameters"].get("prompt_template", DEFAULT_PROMPT) if first else DEFAULT_PROMPT
+
+    def label(self, model: str) -> str:
+        return self.data.label(model)
+
+
+def refuse(message: str) -> gr.Error:
+    """An expected refusal: shown to the user, no traceback in the server log."""
+    return gr.Error(message, print_exception=False)
+
+
+def start_request(state: AppState, text, reference, settings: dict, models, on_tokens=None):
+    """Validate every input (a clear refusal for each mistake) and queue the request: (request, the checked
+    reference, the truncation notice)."""
+    try:
+        checked = Settings.from_inputs(**settings)
+        reference = check_text(reference, "reference", required=False)
+        request = state.models.submit(text, checked, state.prompt_template, models, on_tokens)
+    except InputError as e:
+        raise refuse(str(e)) from None
+    notice = (f"⚠️ The dialogue is longer than the models read: it was **truncated to {MAX_SOURCE_TOKENS} "
+              "tokens**." if request.truncated else "")
+    return request, reference, notice
+
+
+def wait(state: AppState, text, models, settings: Optional[dict] = None) -> dict[str, Summary]:
+    """Validate, queue and wait: {model: Summary}."""
+    request, _, _ = start_request(state, text, "", settings or {}, models)
+    return request.result()
+
+
+def reference_rouge(reference: str, summaries: dict, labels: dict) -> pd.DataFrame:
+    if not reference:
+        return pd.DataFrame(columns=["model", *rd.METRIC_LABELS.values()])
+    return pd.DataFrame([{"model": labels[m], **{rd.METRIC_LABELS[k]: round(v, 4)
+                                                 for k, v in ROUGE.score(reference, s.text).items() if k in METRICS}}
+                         for m, s in summaries.items() if not s.error])
+
+
+def model_label(summary: Summary, name: str) -> str:
+    if summary.error:
+        return f"**{name}**: unavailable"
+    how = "one batched call shared with other rows" if summary.shared_call else "its own call"
+    return f"**{name}** · {summary.seconds:.2f} s ({how}) · {summary.tokens} tokens"
+
+
+def output_text(summary: Summary) -> str:
+    if summary.error:
+        return f"(unavailable) {summary.error}"
+    return summary.text or "(no text: the model generated only special tokens)"
+
+
+@dataclass
+class Shown:
+    """What the Compare page shows at one moment: every model's text and label, the ROUGE table, the notice."""
+    texts: dict
+    labels: dict
+    table: pd.DataFrame
+    notice: str
+
+
+def stream_summaries(state: AppState, text, reference, settings: dict, models) -> Iterator[Shown]:
+    """Every chosen model's text as its tokens come (decoded a few times a second), then the final texts with
+    their latency, and the ROUGE table against the reference."""
+    latest = {}  # model -> its token ids so far, written by the worker's threads
+    request, reference, notice = start_request(state, text, reference, settings, models, latest.__setitem__)
+    names = [*dict.fromkeys([*DEFAULT_MODELS, *state.names])]
+    texts = {m: "" for m in names}
+    labels = {m: f"**{state.label(m)}** {NOT_IN_RUN if m not in state.names else '(not selected)'}" for m in names}
+    labels.update({m: f"**{state.label(m)}** · generating…" for m in request.models})
+    for m, s in request.unavailable.items():
+        texts[m], labels[m] = output_text(s), model_label(s, state.label(m))
+    empty = reference_rouge("", {}, {})
+    shown = {}
+    while not request.future.done():
+        time.sleep(STREAM_EVERY if shown else 0.02)  # the first text as soon as there is one
+        now = {m: len(ids) for m, ids in list(latest.items())}
+        if now != shown:
+            shown = now
+            for m in now:
+                texts[m] = state.models.tokenizer.decode(latest[m][:now[m]])
+            yield Shown(texts, labels, empty, notice)
+    summaries = request.result()
+    for m, s in summaries.items():
+        texts[m], labels[m] = output_text(s), model_label(s, state.label(m))
+    yield Shown(texts, labels, reference_rouge(reference, summaries, {m: state.label(m) for m in summaries}), notice)
+
+
+def table_value(frame: pd.DataFrame) -> dict:
+    """A table as API clients have always received it (gr.Dataframe's wire format)."""
+    return {"headers": list(frame.columns), "data": frame.values.tolist(), "metadata": None}
+
+
+def make_summarize_api(state: AppState):
+    """`/summarize`, the documented API: base, full and lora texts first, then their labels, the ROUGE table and
+    the notice (the original contract), then each further method's text and label. A typed function (gr.api):
+    its outputs are the return annotation, so runs without full or lora need no hidden widgets."""
+    first = list(DEFAULT_MODELS)
+    extra = [m for m in state.names if m not in first]
+    c = {name: control.default for name, control in CONTROLS.items()}
+
+    def summarize(text: str, reference: str = "", max_new_tokens: int = c["max_new_tokens"],
+                  num_beams: int = c["num_beams"], do_sample: bool = c["do_sample"],
+                  temperature: float = c["temperature"], top_p: float = c["top_p"], seed: int = c["seed"],
+                  models: Optional[list[str]] = None):
+        settings = dict(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=do_sample,
+                        temperature=temperature, top_p=top_p, seed=seed)
+        *_, last = stream_summaries(state, text, reference, settings, models)
+        return (*[last.texts[m] for m in first], *[last.labels[m] for m in first], table_value(last.table),
+                last.notice, *[v for m in extra for v in (last.texts[m], last.labels[m])])
+
+    summarize.__annotations__["return"] = tuple.__class_getitem__((str,) * 6 + (dict, str) + (str,) * 2 * len(extra))
+    return summarize
+
+
+def make_summarize_all_api(state: AppState):
+    def summarize_all(text: str) -> dict:
+        """Every model of the run on one dialogue (evaluation's greedy settings): {model: {summary, seconds,
+        tokens}}; an unavailable model gets {"error": why}."""
+        summaries = wait(state, text, state.names)
+        return {m: ({"error": s.error} if s.error else {"summary": s.text, "seconds": round(s.seconds, 4),
+                                                         "tokens": s.tokens}) for m, s in summaries.items()}
+
+    return summarize_all
+
+
+SORTS = {"disagreement between methods": "spread", "dialogue length": "dialogue_chars", "test order": None}
+
+
+def example_choices(preds: Optional[pd.DataFrame], order: str = "test order") -> list[tuple[str, str]]:
+    if preds is None or preds.empty:
+        return []
+    key = SORTS[order]
+    frame = preds if key is None else preds.sort_values(key, ascending=False, kind="stable")
+    return [(f"{r.id} · {r.dialogue_chars} chars · ROUGE-1 range across methods {r.spread:.3f} · "
+             f"{r.dialogue[:60].replace(chr(10), ' ')}…", r.id) for r in frame.itertuples()]
+
+
+def example_details(data: rd.RunData, example_id: Optional[str]):
+    """(dialogue, references, every model's output, per-example ROUGE table) of one test dialogue."""
+    models = [m for m in data.models if data.predictions is not None and m in data.predictions]
+    if data.predictions is None or not example_id:
+        return "", "", *["" for _ in models], pd.DataFrame()
+    row = data.predictions[data.predictions["id"] == example_id].iloc[0]
+    refs = "\n".join(f"{i}. {r}" for i, r in enumerate(row["references"], 1))
+    scores = pd.DataFrame([{"model": data.label(m), **{label: round(row["rouge"][m][k], 4)
+                                                       for k, label in rd.METRIC_LABELS.items()}}
+                           for m in models if m in row["rouge"]])
+    texts = [row[m] or "(no text: the model generated only special tokens)" for m in models]
+    return row["dialogue"], refs, *texts, scores
+
+
+def example_reference(data: rd.RunData, example_id: Optional[str]):
+    """(dialogue, first reference) of a test example, for the Compare tab's picker."""
+    if data.predictions is None or not example_id:
+        return gr.update(), gr.update()
+    row = data.predictions[data.predictions["id"] == example_id].iloc[0]
+    return row["dialogue"], row["references"][0]
+

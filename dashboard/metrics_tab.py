@@ -1,0 +1,46 @@
+"""The Metrics tab: the protocol, the summary table, the cost-vs-quality frontiers, ROUGE bars with CIs, paired
+tests, parameters, cost and loss curves. Figures from dashboard/figures.py, numbers from dashboard/run_data.py."""
+
+from typing import Optional
+
+import gradio as gr
+
+from dashboard import figures
+from dashboard import run_data as rd
+from dashboard.handlers import AppState
+
+
+def protocol_text(evaluation: Optional[dict]) -> str:
+    if not evaluation:
+        return ("**No evaluation yet.** Run `python -m training.evaluate --run <run folder>` to add ROUGE with "
+                "confidence intervals; the training charts below are already real.")
+    d, r, b = evaluation["decoding"], evaluation["rouge"], evaluation["bootstrap"]
+    return (f"**Protocol.** {evaluation['n_dialogues']} dialogues / {evaluation['n_references']} references of the "
+            f"`{evaluation['split']}` split. Headline: `{evaluation['headline_protocol']}` (each row against its own "
+            f"reference, as the lab). Decoding: greedy (do_sample={d['do_sample']}, beams={d['num_beams']}), "
+            f"max_new_tokens={d['max_new_tokens']}. ROUGE: {r.get('package', 'rouge_score')}, stemmer "
+            f"{'on' if r['use_stemmer'] else 'off'}, F-measure; rougeLsum sentences: {r['sentence_splitter']}. "
+            f"95% CI: bootstrap over dialogues, {b['resamples']} resamples (seed {b['seed']}); paired tests over "
+            f"every pair of models: {b['paired_test']}. The lab's published figures (diamonds) were scored without "
+            "sentence splitting, so their ROUGE-Lsum equals ROUGE-L.")
+
+
+def build_metrics_tab(state: AppState):
+    data = state.data
+    for problem in data.problems:
+        gr.Markdown(f"> ⚠️ {problem}")
+    if not data.problems or data.evaluation:  # a broken evaluation is named above, not called "not run yet"
+        gr.Markdown(protocol_text(data.evaluation))
+    gr.Dataframe(rd.summary_table(data), label="Summary (headline protocol; ROUGE mean [95% CI])", interactive=False)
+    protocol = gr.Radio(["per_row", "multi_reference"], value=(data.evaluation or {}).get("headline_protocol",
+                        "per_row"), label="ROUGE protocol")
+    labels = data.labels
+    gr.Plot(figures.tradeoff_scatter(rd.tradeoff_frame(data), labels), elem_id="plot-tradeoff")
+    rouge_plot = gr.Plot(figures.rouge_bars(rd.rouge_frame(data.evaluation), labels), elem_id="plot-rouge")
+    protocol.change(lambda p: figures.rouge_bars(rd.rouge_frame(data.evaluation, p), labels), protocol, rouge_plot,
+                    api_visibility="private")
+    gr.Dataframe(rd.comparisons_table(data.evaluation), label="Paired tests over dialogues, every pair of models",
+                 interactive=False)
+    gr.Plot(figures.parameter_bars(rd.parameters_frame(data.train), labels), elem_id="plot-params")
+    gr.Plot(figures.cost_bars(rd.cost_frame(data.train), labels), elem_id="plot-cost")
+    gr.Plot(figures.loss_curves(rd.loss_frame(data.train), labels), elem_id="plot-loss")

@@ -1,0 +1,74 @@
+"""The run's models as a service: loaded as the evaluation loads them (contract/loading.py: the base weights
+ONCE, every adapter on them, full fine-tunes on their own), called only by their one worker (dashboard/batcher.py),
+which serves requests arriving together in shared batched calls. A model that fails to load is unavailable, with
+the reason, while the others serve.
+"""
+
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from contract.loading import LoadedRun, load_run_models
+from contract.protocol import BASE, DEFAULT_PROMPT, MAX_SOURCE_TOKENS
+from dashboard.batcher import Batcher, SerialTokenizer, Summary
+from dashboard.inputs import HEAD_CHARS, InputError, Settings, check_text
+
+DEFAULT_MODELS = (BASE, "full", "lora")  # what the page compares unless a person picks others
+
+
+@dataclass
+class Request:
+    """One queued request: the chosen models in the run's order, whether the text was truncated, the worker's
+    future and the models that could not be called (with their reasons)."""
+    models: list[str]
+    truncated: bool
+    future: Future
+    unavailable: dict
+
+    def result(self) -> dict[str, Summary]:
+        """{model: Summary} in the request's order, once the worker is done."""
+        done = {**self.future.result(), **self.unavailable}
+        return {m: done[m] for m in self.models}
+
+
+class Models:
+    def __init__(self, loaded: LoadedRun, max_rows: int = 48, max_wait: float = 0.05):
+        """max_rows: rows in one generate call; max_wait: seconds a request waits for others to share its calls."""
+        self.loaded = loaded
+        self.tokenizer = SerialTokenizer(loaded.tokenizer)
+        self.batcher = Batcher(loaded, self.tokenizer, max_rows=max_rows, max_wait=max_wait)
+
+    def describe(self) -> str:
+        return f"{self.loaded.device} ({str(self.loaded.dtype).replace('torch.', '')})"
+
+    def check_models(self, models) -> list[str]:
+        """The chosen models in the run's order (default base, full, lora: those the run has)."""
+        names = self.loaded.models
+        models = [m for m in DEFAULT_MODELS if m in names] if models is None else list(models)
+        unknown = [m for m in models if m not in names]
+        if unknown:
+            raise InputError(f"Unknown model(s) {', '.join(map(str, unknown))}; this run has {', '.join(names)}.")
+        if not models:
+            raise InputError("Choose at least one model.")
+        return [m for m in names if m in models]
+
+    def prepare(self, text: str, prompt_template: str = DEFAULT_PROMPT) -> tuple[str, bool]:
+        """(the prompt the models read, truncated?). Only the text's head is tokenized: the rest is never read."""
+        text = check_text(text)
+        prompt = prompt_template.format(dialogue=text[:HEAD_CHARS])
+        return prompt, len(text) > HEAD_CHARS or self.tokenizer.count(prompt) > MAX_SOURCE_TOKENS
+
+    def submit(self, text: str, settings: Settings = Settings(), prompt_template: str = DEFAULT_PROMPT,
+               models=None, on_tokens: Optional[Callable[[str, list], None]] = None) -> Request:
+        """Validate, then queue one request for the worker; `on_tokens(model, ids so far)` streams."""
+        prompt, truncated = self.prepare(text, prompt_template)
+        models = self.check_models(models)
+        errors = self.loaded.errors
+        unavailable = {m: Summary(m, error=errors[m]) for m in models if m in errors}
+        ready = [m for m in models if m not in errors]
+        return Request(models, truncated, self.batcher.submit(prompt, settings, ready, on_tokens), unavailable)
+
+
+def load_models(run_dir: Path, device: Optional[str] = None, max_rows: int = 48, max_wait: float = 0.05) -> Models:
+    return Models(load_run_models(Path(run_dir), device), max_rows=max_rows, max_wait=max_wait)
