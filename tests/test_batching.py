@@ -105,3 +105,37 @@ def test_mixed_batches_split_by_max_rows_never_overlap(evaluated_run, served):
         alone = texts(summarize(one_row, dialogue, Settings(max_new_tokens=16)))
         together = texts(summarize(served, dialogue, Settings(max_new_tokens=16)))
         assert alone == together and alone["base"] != alone["lora"]
+
+
+def test_tokenizer_is_safe_under_concurrent_requests_of_different_truncation(served):
+    """Request threads count tokens (no truncation), the worker's two lanes encode with truncation and padding,
+    and streaming decodes on yet other threads: all through one tokenizer. Long (truncated) and short requests
+    at once, streamed, give what they give one at a time."""
+    long = "\n".join(f"#Person{1 + i % 2}#: line {i} about the trip." for i in range(300))
+    requests = [(long if i % 2 else DIALOGUES[i % 6], Settings(max_new_tokens=6 + i % 3)) for i in range(12)]
+    sequential = [texts(summarize(served, d, s)) for d, s in requests]
+
+    def streamed(request):
+        decoded = []
+        req = served.submit(*request, on_tokens=lambda m, ids: decoded.append(served.tokenizer.decode(ids)))
+        return req.truncated, texts(req.result()), decoded
+
+    with ThreadPoolExecutor(12) as pool:
+        together = list(pool.map(streamed, requests))
+    assert [t for _, t, _ in together] == sequential
+    assert [truncated for truncated, _, _ in together] == [bool(i % 2) for i in range(12)]
+    assert all(decoded for _, _, decoded in together)
+
+
+def test_serial_tokenizer_from_many_threads_with_different_settings(served):
+    tok = served.tokenizer
+    text = "word " * 800
+
+    def use(i):
+        for n in range(20):
+            ids = tok.encode([text, "short"], truncation=True, max_length=8 + i + n, padding=bool(i % 2))["input_ids"]
+            assert len(ids[0]) == 8 + i + n and tok.count(text) > 512 and tok.decode(ids[1])
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(use, range(8)))

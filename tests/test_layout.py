@@ -1,0 +1,66 @@
+"""The code's picture is a tree: no import loop between the project's modules (imports inside functions count
+too), and the one-way flow holds: training and the dashboard meet only in contract/; the dashboard uses training
+only for scoring; nothing imports the dashboard but app.py (and the benchmarks)."""
+
+import ast
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+PACKAGES = ("contract", "training", "dashboard")
+
+
+def project_modules() -> dict[str, Path]:
+    files = {p.relative_to(ROOT).with_suffix("").as_posix().replace("/", "."): p
+             for pkg in PACKAGES for p in (ROOT / pkg).glob("*.py")}
+    files["app"] = ROOT / "app.py"
+    return {name.removesuffix(".__init__"): path for name, path in files.items()}
+
+
+def imports_of(path: Path, modules: dict) -> set[str]:
+    """Every project module `path` imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        else:
+            continue
+        found |= {n for n in names if n in modules and n not in PACKAGES}
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    modules = project_modules()
+    return {name: imports_of(path, modules) - {name} for name, path in modules.items()}
+
+
+def test_no_import_loops():
+    edges = graph()
+    state = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for nxt in sorted(edges[node]):
+            assert state.get(nxt) != "open", "import loop: " + " -> ".join([*path, node, nxt])
+            if nxt not in state:
+                visit(nxt, [*path, node])
+        state[node] = "done"
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [])
+
+
+def test_one_way_flow():
+    edges = graph()
+    for module, targets in edges.items():
+        if module.startswith("contract"):
+            assert not {t for t in targets if not t.startswith("contract")}, module
+        if module.startswith("training"):
+            assert not {t for t in targets if t.startswith("dashboard")}, module
+        if module.startswith("dashboard"):
+            assert {t for t in targets if t.startswith("training")} <= {"training.rouge"}, module
+    assert {m for m, t in edges.items() if any(x.startswith("dashboard") for x in t)
+            and not m.startswith("dashboard")} == {"app"}
