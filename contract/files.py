@@ -21,8 +21,10 @@ RUN_JSON = "run.json"
 METHOD_METRICS = "metrics.json"   # <run>/<method>/metrics.json: written last, so its presence = method complete
 MODEL = "model"                   # <run>/<method>/model: a whole checkpoint (full fine-tuning)
 ADAPTER = "adapter"               # <run>/<method>/adapter: a peft adapter (adapter_config.json + weights)
-EVAL_METRICS = "eval/metrics.json"
-EVAL_PREDICTIONS = "eval/predictions.jsonl"
+EVAL = "eval"                     # <run>/eval: metrics.json + predictions.jsonl, swapped in as one folder
+EVAL_METRICS = f"{EVAL}/metrics.json"
+EVAL_PREDICTIONS = f"{EVAL}/predictions.jsonl"
+PREDICTION_FIELDS = ("id", "dialogue", "references", "outputs", "rouge")
 
 
 class ArtifactError(ValueError):
@@ -100,6 +102,36 @@ def save_folder_atomically(folder: Path, save) -> None:
         os.replace(folder, old)
     os.replace(tmp, folder)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def read_evaluation(run_dir: Path) -> tuple[dict, list[dict]]:
+    """eval/metrics.json and eval/predictions.jsonl, checked to be ONE complete evaluation: every line whole,
+    as many dialogues as the metrics say, every scored model in every line. Anything else is an ArtifactError
+    that says what is wrong and how to mend it (evaluate again)."""
+    run_dir = Path(run_dir)
+    metrics = read_run_file(run_dir, EVAL_METRICS)
+    path = run_dir / EVAL_PREDICTIONS
+    again = f"Run `python -m training.evaluate --run {run_dir}` again."
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (FileNotFoundError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{path}: missing or unreadable beside {EVAL_METRICS} ({e}). {again}") from None
+    rows = []
+    for n, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ArtifactError(f"{path}: line {n} is not valid JSON ({e.msg}): the file was cut short. {again}") from None
+        missing = [f for f in PREDICTION_FIELDS if f not in row] if isinstance(row, dict) else list(PREDICTION_FIELDS)
+        models = set(metrics.get("models", row.get("outputs", {}) if isinstance(row, dict) else ()))
+        if missing or not models <= set(row["outputs"]):
+            raise ArtifactError(f"{path}: line {n} lacks {', '.join(missing) or 'outputs of ' + ', '.join(sorted(models))}. "
+                                f"{again}")
+        rows.append(row)
+    if len(rows) != metrics["n_dialogues"]:
+        raise ArtifactError(f"{path} holds {len(rows)} dialogues but {EVAL_METRICS} scored {metrics['n_dialogues']}: "
+                            f"they are not one evaluation. {again}")
+    return metrics, rows
 
 
 def method_metrics(name: str) -> str:

@@ -29,7 +29,7 @@ def build_compare_tab(state: AppState):
                               elem_id="dialogue")
             reference = gr.Textbox("", label="Reference summary (optional: gives each output's ROUGE)", lines=2)
         with gr.Column(scale=1):
-            chosen = gr.CheckboxGroup([(state.label(m), m) for m in state.names], value=default,
+            chosen = gr.CheckboxGroup([(state.data.label(m), m) for m in state.names], value=default,
                                       label="Models to compare", elem_id="models")
             with gr.Accordion("Generation settings (defaults = evaluation's)", open=False):
                 controls = {name: control_widget(name) for name in CONTROLS}
@@ -39,9 +39,9 @@ def build_compare_tab(state: AppState):
     with gr.Row(equal_height=True):
         for m in state.names:
             with gr.Column(visible=m in default, min_width=220) as columns[m]:
-                boxes[m] = gr.Textbox(label=state.label(m), lines=6, max_lines=6, interactive=False,
+                boxes[m] = gr.Textbox(label=state.data.label(m), lines=6, max_lines=6, interactive=False,
                                       elem_id=f"out-{m}")
-                labels[m] = gr.Markdown(f"**{state.label(m)}**")
+                labels[m] = gr.Markdown(f"**{state.data.label(m)}**")
     rouge_table = gr.Dataframe(label="ROUGE against your reference (fill in the reference box to see it)",
                                interactive=False)
 

@@ -44,9 +44,6 @@ class AppState:
         first = next(iter(self.data.train.values()), None)
         return first["hyperparameters"].get("prompt_template", DEFAULT_PROMPT) if first else DEFAULT_PROMPT
 
-    def label(self, model: str) -> str:
-        return self.data.label(model)
-
 
 def refuse(message: str) -> gr.Error:
     """An expected refusal: shown to the user, no traceback in the server log."""
@@ -110,10 +107,10 @@ def stream_summaries(state: AppState, text, reference, settings: dict, models) -
     request, reference, notice = start_request(state, text, reference, settings, models, latest.__setitem__)
     names = [*dict.fromkeys([*DEFAULT_MODELS, *state.names])]
     texts = {m: "" for m in names}
-    labels = {m: f"**{state.label(m)}** {NOT_IN_RUN if m not in state.names else '(not selected)'}" for m in names}
-    labels.update({m: f"**{state.label(m)}** · generating…" for m in request.models})
+    labels = {m: f"**{state.data.label(m)}** {NOT_IN_RUN if m not in state.names else '(not selected)'}" for m in names}
+    labels.update({m: f"**{state.data.label(m)}** · generating…" for m in request.models})
     for m, s in request.unavailable.items():
-        texts[m], labels[m] = output_text(s), model_label(s, state.label(m))
+        texts[m], labels[m] = output_text(s), model_label(s, state.data.label(m))
     empty = reference_rouge("", {}, {})
     shown = {}
     while not request.future.done():
@@ -126,8 +123,8 @@ def stream_summaries(state: AppState, text, reference, settings: dict, models) -
             yield Shown(texts, labels, empty, notice)
     summaries = request.result()
     for m, s in summaries.items():
-        texts[m], labels[m] = output_text(s), model_label(s, state.label(m))
-    yield Shown(texts, labels, reference_rouge(reference, summaries, {m: state.label(m) for m in summaries}), notice)
+        texts[m], labels[m] = output_text(s), model_label(s, state.data.label(m))
+    yield Shown(texts, labels, reference_rouge(reference, summaries, {m: state.data.label(m) for m in summaries}), notice)
 
 
 def table_value(frame: pd.DataFrame) -> dict:

@@ -23,11 +23,11 @@ def header(state: AppState) -> str:
     lines = ["# Dialogue summarization: which way of fine-tuning FLAN-T5 is worth it?",
              f"Run **{state.data.folder.name}** · preset `{run['preset']}` · base model `{run['base_model']}` · "
              f"data `{run['data_source']}` · {len(state.data.methods)} methods: "
-             f"{', '.join(state.label(m) for m in state.data.methods)} · device **{state.models.describe()}**"]
+             f"{', '.join(state.data.label(m) for m in state.data.methods)} · device **{state.models.describe()}**"]
     if state.demo_notice:
         lines.append(f"> {state.demo_notice}")
     for model, why in state.models.loaded.errors.items():
-        lines.append(f"> ⚠️ **{state.label(model)} is unavailable**: {why}")
+        lines.append(f"> ⚠️ **{state.data.label(model)} is unavailable**: {why}")
     return "\n\n".join(lines)
 
 

@@ -1,14 +1,13 @@
 """A run folder read into pandas frames for the charts and tables. Reads only the artifacts contract."""
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import pandas as pd
 
-from contract.files import (EVAL_METRICS, EVAL_PREDICTIONS, RUN_JSON, ArtifactError, list_methods, method_metrics,
-                            method_weights, read_run_file)
+from contract.files import (EVAL_METRICS, RUN_JSON, ArtifactError, list_methods, method_metrics, method_weights,
+                            read_evaluation, read_run_file)
 from contract.protocol import BASE, BASE_LABEL
 
 METRIC_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
@@ -56,10 +55,9 @@ def newest_complete_run(artifacts_dir: Path) -> Optional[Path]:
     return max(runs, key=lambda p: (p / RUN_JSON).stat().st_mtime, default=None)
 
 
-def read_predictions(path: Path) -> pd.DataFrame:
+def predictions_frame(rows: list[dict]) -> pd.DataFrame:
     """One row per test dialogue: every model's output (column = model name), its ROUGE-1, and how much the
     fine-tuned methods disagree (the range of their ROUGE-1)."""
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     models = list(dict.fromkeys(m for r in rows for m in r["outputs"]))
     frame = pd.DataFrame({
         "id": [r["id"] for r in rows], "dialogue": [r["dialogue"] for r in rows],
@@ -84,10 +82,10 @@ def load_run(folder: Path) -> RunData:
         except ArtifactError as e:
             data.problems.append(str(e))
     if (folder / EVAL_METRICS).exists():
-        try:
-            data.evaluation = read_run_file(folder, EVAL_METRICS)
-            data.predictions = read_predictions(folder / EVAL_PREDICTIONS)
-        except (ArtifactError, OSError, ValueError, KeyError) as e:
+        try:  # a broken evaluation is named on the page; the models still serve
+            data.evaluation, rows = read_evaluation(folder)
+            data.predictions = predictions_frame(rows)
+        except ArtifactError as e:
             data.problems.append(f"evaluation: {e}")
     return data
 

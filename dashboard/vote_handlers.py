@@ -42,7 +42,7 @@ def cast_vote(state: AppState, battle_id, choice) -> dict:
         revealed = state.votes.cast(battle_id, choice)
     except vt.VoteError as e:
         raise refuse(str(e)) from None
-    return {**revealed, "label_a": state.label(revealed["model_a"]), "label_b": state.label(revealed["model_b"])}
+    return {**revealed, "label_a": state.data.label(revealed["model_a"]), "label_b": state.data.label(revealed["model_b"])}
 
 
 def rouge1_by_example(preds: Optional[pd.DataFrame]) -> dict:
@@ -57,7 +57,7 @@ def ratings_view(state: AppState):
     if state.votes is None:
         return "Votes are off for this app.", figures.empty_figure("No votes"), figures.empty_figure("No votes")
     votes = state.votes.votes_frame()
-    labels = {m: state.label(m) for m in state.names}
+    labels = {m: state.data.label(m) for m in state.names}
     if len(votes) < vt.MIN_VOTES:
         text = (f"**People's verdict: not enough votes yet** ({len(votes)} of the {vt.MIN_VOTES} needed). Vote in "
                 "the Vote tab; strengths and win rates appear here.")

@@ -2,7 +2,6 @@
 
 import os
 import socket
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest

@@ -79,7 +79,7 @@ def test_summarize_handler_returns_three_labelled_outputs(state):
     texts, labels, table, notice = out[:3], out[3:6], out[6], out[7]
     assert all(isinstance(t, str) and t for t in texts)
     assert all("tokens" in label and " s " in label for label in labels)
-    assert [row[0] for row in table["data"]] == [state.label(m) for m in MODEL_ORDER] and notice == ""
+    assert [row[0] for row in table["data"]] == [state.data.label(m) for m in MODEL_ORDER] and notice == ""
     assert table["headers"] == ["model", *rd.METRIC_LABELS.values()]
 
 

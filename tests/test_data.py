@@ -31,7 +31,7 @@ def test_empty_rows_are_skipped_and_counted(tmp_path):
 
 
 def test_missing_column_names_file_and_field(tmp_path):
-    path = write_jsonl(tmp_path / "train.jsonl", [{"dialogue": "A: hi", "text": "no summary"}])
+    write_jsonl(tmp_path / "train.jsonl", [{"dialogue": "A: hi", "text": "no summary"}])
     with pytest.raises(DataError, match=r"train\.jsonl: row 1 has no 'summary' field"):
         load_local(tmp_path)
 

@@ -12,45 +12,49 @@ defaults on the run folder (run `python -m training.evaluate --help` for its opt
 
 from pathlib import Path
 
-from contract.files import EVAL_METRICS, list_methods, read_run_file
+from contract.files import EVAL_METRICS, ArtifactError, list_methods, read_evaluation
 from training import evaluate, finetune
 from training.cli import run_cli
-from training.config import TrainConfig, parse_config
+from training.config import TrainConfig, parse_config, run_folder_of
 from training.methods import resolve_methods
-from training.run_folder import AlreadyComplete, is_main_process
+from training.run_folder import AlreadyComplete, is_main_process, one_writer
 
 
-def train_all(cfg: TrainConfig) -> Path:
+def train_all(cfg: TrainConfig) -> None:
     methods = resolve_methods(cfg.methods, cfg.method_config)
     print(f"methods: {', '.join(m.name for m in methods)}", flush=True)
-    run_dir = Path(cfg.output_dir or Path("artifacts") / cfg.preset)
     for method in methods:
         try:
-            run_dir = finetune.run(cfg, method)
+            finetune.run(cfg, method)
         except AlreadyComplete:
             print(f"--resume: {method.name} is already complete; skipping it.", flush=True)
-    return run_dir
 
 
 def evaluation_is_current(run_dir: Path) -> bool:
-    """eval/metrics.json exists and scores every complete method of the run."""
+    """eval/ holds one complete evaluation (metrics and predictions agree) that scores every complete method."""
     if not (run_dir / EVAL_METRICS).exists():
         return False
-    scored = read_run_file(run_dir, EVAL_METRICS)["scores"]["per_row"]
-    return all(m in scored for m in list_methods(run_dir))
+    try:
+        metrics, _ = read_evaluation(run_dir)
+    except ArtifactError as e:
+        print(f"--resume: the evaluation is not usable ({e}); evaluating again.", flush=True)
+        return False
+    return all(m in metrics["scores"]["per_row"] for m in list_methods(run_dir))
 
 
 def main(argv=None) -> None:
     def pipeline():
         cfg = parse_config(argv, description=__doc__)
-        run_dir = train_all(cfg)
-        if not is_main_process():  # under torchrun, one process evaluates
-            return
-        if cfg.resume and evaluation_is_current(run_dir):
-            print(f"--resume: {run_dir / EVAL_METRICS} already scores every method; skipping the evaluation.")
-            return
-        evaluate.run(evaluate.EvalConfig(run=str(run_dir), prompt_template=cfg.prompt_template,
-                                         max_source_length=cfg.max_source_length, limit=cfg.eval_limit))
+        run_dir = run_folder_of(cfg)
+        with one_writer(run_dir):
+            train_all(cfg)
+            if not is_main_process():  # under torchrun, one process evaluates
+                return
+            if cfg.resume and evaluation_is_current(run_dir):
+                print(f"--resume: {run_dir / EVAL_METRICS} already scores every method; skipping the evaluation.")
+                return
+            evaluate.run(evaluate.EvalConfig(run=str(run_dir), prompt_template=cfg.prompt_template,
+                                             max_source_length=cfg.max_source_length, limit=cfg.eval_limit))
 
     run_cli(pipeline)
 

@@ -1,5 +1,6 @@
 """How every training command ends on an expected error: one line naming what was wrong and what to do, exit
-code 2, no traceback (a traceback means a bug, and is still shown for those)."""
+code 2, no traceback (a traceback means a bug, and is still shown for those). A full disk is one of them
+(run_folder.DiskFull, a RunFolderError)."""
 
 import sys
 
@@ -9,8 +10,6 @@ from training.data import DataError
 from training.run_folder import AlreadyComplete, RunFolderError
 
 EXPECTED = (DataError, ConfigError, RunFolderError, ArtifactError)
-
-
 def run_cli(main):
     try:
         return main()

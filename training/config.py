@@ -5,6 +5,7 @@ method's per-preset settings); anything given on the command line wins. `resolve
 """
 
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -93,7 +94,10 @@ class TrainConfig:
     method_config: list[str] = field(default_factory=list, metadata={
         "help": "Your own method(s): NAME=PATH to a peft adapter_config.json (as peft saves it), e.g. "
                 "lora_r4_qk=my/adapter_config.json; trained with the optimisation defaults of the built-in of "
-                "the same peft type. Repeat for several."})
+                "the same peft type. Several: NAME=PATH NAME2=PATH2 after one flag, or the flag repeated."})
+    allow_large_adapter: bool = field(default=False, metadata={
+        "help": "Train a peft adapter even when it has more trainable parameters than the whole base model "
+                "(refused otherwise: usually a typo in r or a size field)."})
     eval_limit: Optional[int] = field(default=None, metadata={
         "help": "python -m training: evaluate only the first N test dialogues (a quick look); default all."})
     tiny_pretrain_steps: int = field(default=300, metadata={
@@ -105,10 +109,41 @@ class ConfigError(ValueError):
     """A setting that cannot work; the message names the option and what to give instead."""
 
 
+def merge_repeated_flags(argv: list[str], list_fields: set[str]) -> list[str]:
+    """argparse keeps only the last of a repeated flag, silently. A list flag given several times gathers all its
+    values (`--method_config a=x --method_config b=y` = `--method_config a=x b=y`); any other flag given twice is
+    refused, naming it."""
+    groups: dict[str, list[str]] = {}
+    order, current = [], None
+    for token in argv:
+        if token.startswith("--"):
+            flag, _, value = token.partition("=")
+            if flag in groups and flag.lstrip("-") not in list_fields:
+                raise ConfigError(f"{flag} is given twice ({' '.join(groups[flag]) or 'on'} and again); give it once.")
+            if flag not in groups:
+                groups[flag] = []
+                order.append(flag)
+            current = flag
+            if value:
+                groups[flag].append(value)
+        elif current is None:
+            order.append(token)
+        else:
+            groups[current].append(token)
+    return [t for item in order for t in ([item, *groups[item]] if item in groups else [item])]
+
+
 def parse_config(argv: Optional[list[str]] = None, description: str = "") -> TrainConfig:
     parser = HfArgumentParser(TrainConfig, description=description)
-    (cfg,) = parser.parse_args_into_dataclasses(args=argv)
+    list_fields = {f.name for f in dataclasses.fields(TrainConfig) if str(f.type).startswith("list")}
+    argv = sys.argv[1:] if argv is None else list(argv)
+    (cfg,) = parser.parse_args_into_dataclasses(args=merge_repeated_flags(argv, list_fields))
     return cfg
+
+
+def run_folder_of(cfg: TrainConfig) -> Path:
+    """--output_dir, else artifacts/<preset>."""
+    return Path(cfg.output_dir or Path("artifacts") / cfg.preset)
 
 
 def resolve(cfg: TrainConfig, h: Hyper) -> TrainConfig:
@@ -120,7 +155,7 @@ def resolve(cfg: TrainConfig, h: Hyper) -> TrainConfig:
         cfg,
         base_model=cfg.base_model or p.base_model,
         data=cfg.data or p.data,
-        output_dir=cfg.output_dir or str(Path("artifacts") / cfg.preset),
+        output_dir=str(run_folder_of(cfg)),
         learning_rate=cfg.learning_rate if cfg.learning_rate is not None else h.learning_rate,
         num_train_epochs=cfg.num_train_epochs if cfg.num_train_epochs is not None else h.num_train_epochs,
         batch_size=cfg.batch_size or h.batch_size,

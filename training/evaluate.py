@@ -21,12 +21,16 @@ import numpy as np
 import torch
 from transformers import HfArgumentParser
 
-from contract.files import EVAL_METRICS, EVAL_PREDICTIONS, RUN_JSON, read_run_file, write_run_file
+from contract.files import (EVAL, EVAL_METRICS, EVAL_PREDICTIONS, RUN_JSON, read_run_file, save_folder_atomically,
+                            schema_for, write_json)
 from contract.loading import load_run_models
 from contract.protocol import BASE_LABEL, DEFAULT_PROMPT, MAX_NEW_TOKENS, MAX_SOURCE_TOKENS
 from training.data import format_prompt, group_references, load_data
 from training.generation import GREEDY, generate
 from training.provenance import device_name, package_versions, peak_memory, utc_now
+from training.cli import run_cli
+from training.config import ConfigError
+from training.run_folder import one_writer
 from training.rouge import METRICS, Rouge
 from training.stats import bootstrap_ci, holm_adjust, paired_permutation_test
 
@@ -114,8 +118,7 @@ def print_table(table, headline):
 
 
 def write_predictions(path: Path, dialogues, outputs, scores):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
+    with open(path, "w", encoding="utf-8") as f:
         for i, row in enumerate(dialogues.to_dict("records")):
             f.write(json.dumps({
                 "id": row["id"], "dialogue": row["dialogue"], "references": row["references"],
@@ -126,9 +129,27 @@ def write_predictions(path: Path, dialogues, outputs, scores):
             }) + "\n")
 
 
+def write_evaluation(run_dir: Path, dialogues, outputs, scores, metrics: dict) -> None:
+    """predictions.jsonl and metrics.json as ONE unit: written into a hidden sibling folder, then swapped in. A
+    kill or a full disk at any moment leaves the previous complete evaluation (or none), never a mix."""
+    def save(tmp: Path):
+        tmp.mkdir(parents=True)
+        write_predictions(tmp / Path(EVAL_PREDICTIONS).name, dialogues, outputs, scores)
+        write_json(tmp / Path(EVAL_METRICS).name, metrics, schema_for(EVAL_METRICS))
+
+    save_folder_atomically(run_dir / EVAL, save)
+
+
 def run(cfg: EvalConfig) -> dict:
+    read_run_file(Path(cfg.run), RUN_JSON)  # not a run folder: say so before taking it
+    with one_writer(Path(cfg.run)):
+        return evaluate(cfg)
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Evaluate the run folder of `cfg` (held by this process)."""
     if cfg.resamples < 1000:
-        raise ValueError(f"--resamples {cfg.resamples}: use at least 1000 for a stable 95% interval.")
+        raise ConfigError(f"--resamples {cfg.resamples}: use at least 1000 for a stable 95% interval.")
     run_dir = Path(cfg.run)
     run_info = read_run_file(run_dir, RUN_JSON)
     frame = load_data(cfg.data or run_info["data_source"]).splits[cfg.split]
@@ -154,16 +175,18 @@ def run(cfg: EvalConfig) -> dict:
         "scores": table, "comparisons": comparisons, "generation_cost": cost,
         "versions": {**package_versions(), "rouge_score": "0.1.2"},
     }
-    write_predictions(run_dir / EVAL_PREDICTIONS, dialogues, outputs, scores)
-    write_run_file(run_dir, EVAL_METRICS, metrics)
+    write_evaluation(run_dir, dialogues, outputs, scores, metrics)
     print_table(table, cfg.headline)
     print(f"wrote {run_dir / EVAL_METRICS} and {run_dir / EVAL_PREDICTIONS}")
     return metrics
 
 
 def main(argv=None) -> None:
-    (cfg,) = HfArgumentParser(EvalConfig, description=__doc__).parse_args_into_dataclasses(args=argv)
-    run(cfg)
+    def evaluate_run():
+        (cfg,) = HfArgumentParser(EvalConfig, description=__doc__).parse_args_into_dataclasses(args=argv)
+        return run(cfg)
+
+    run_cli(evaluate_run)
 
 
 if __name__ == "__main__":

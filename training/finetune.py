@@ -24,13 +24,14 @@ from contract.loading import nf4_quantization
 from training.cli import run_cli
 from training.config import ConfigError, TrainConfig, parse_config, resolve
 from training.methods import Method, resolve_methods
-from training.modeling import load_base_model, load_tokenizer
-from training.run_folder import check_output_folder, finish, prepare_run
-from training.trainer import fit, make_trainer, tokenize, trainer_arguments, training_metrics
+from training.modeling import count_parameters, load_base_model, load_tokenizer
+from training.run_folder import check_output_folder, finish, one_writer, prepare_run
+from training.trainer import fit, make_trainer, optimizer_steps, tokenize, trainer_arguments, training_metrics
 
 
-def build_model(method: Method, cfg: TrainConfig, run_dir: Path):
-    """The model the Trainer trains: the base itself (full), or the base wrapped by the method's peft config."""
+def build_model(method: Method, cfg: TrainConfig, run_dir: Path, total_steps: int):
+    """The model the Trainer trains: the base itself (full), or the base wrapped by the method's peft config.
+    An adapter with more trainable parameters than the whole base is refused unless --allow_large_adapter."""
     if method.kind == "full":
         return load_base_model(cfg, run_dir)
     from peft import get_peft_model, prepare_model_for_kbit_training
@@ -39,7 +40,14 @@ def build_model(method: Method, cfg: TrainConfig, run_dir: Path):
         base = prepare_model_for_kbit_training(load_base_model(cfg, run_dir, nf4_quantization()))
     else:
         base = load_base_model(cfg, run_dir)
-    return get_peft_model(base, method.peft_config(base.config))  # wraps (and mutates) the base
+    base_size = count_parameters(base)["total"]
+    model = get_peft_model(base, method.peft_config(base.config, total_steps))  # wraps (and mutates) the base
+    trainable = count_parameters(model)["trainable"]
+    if trainable > base_size and not cfg.allow_large_adapter:
+        raise ConfigError(f"{method.name}: its adapter trains {trainable:,} parameters, more than the whole base "
+                          f"model ({base_size:,}); a peft method is meant to be small (check r or its size "
+                          "field). Pass --allow_large_adapter if this is intended.")
+    return model
 
 
 def save_weights(method: Method, trainer, model, out: Path) -> Path:
@@ -59,16 +67,22 @@ def save_weights(method: Method, trainer, model, out: Path) -> Path:
 
 
 def run(cfg: TrainConfig, method: Method, callbacks=()) -> Path:
-    wall_start = time.perf_counter()
     cfg = resolve(cfg, method.settings(cfg.preset))
+    with one_writer(Path(cfg.output_dir)):
+        return train(cfg, method, callbacks)
+
+
+def train(cfg: TrainConfig, method: Method, callbacks=()) -> Path:
+    """Train `method` into the run folder of the resolved `cfg` (held by this process)."""
+    wall_start = time.perf_counter()
     out, resume_from = check_output_folder(cfg, method.name)
     args = trainer_arguments(cfg, out)
     data = prepare_run(cfg, args)
     run_dir = Path(cfg.output_dir)
     tokenizer = load_tokenizer(cfg, run_dir)
-    set_seed(cfg.seed)  # initial weights (an adapter's) do not depend on what ran before in this process
-    model = build_model(method, cfg, run_dir)
     train, evalset = tokenize(data.splits["train"], tokenizer, cfg), tokenize(data.splits["validation"], tokenizer, cfg)
+    set_seed(cfg.seed)  # initial weights (an adapter's) do not depend on what ran before in this process
+    model = build_model(method, cfg, run_dir, optimizer_steps(cfg, len(train.dataset), args.world_size))
     trainer, keeper = make_trainer(model, tokenizer, args, train, evalset, resume_from, callbacks)
     fit(trainer, resume_from)
     if trainer.is_world_process_zero():

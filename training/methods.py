@@ -43,13 +43,17 @@ class Method:
     def kind(self) -> str:
         return "full" if self.peft is None else "peft"
 
-    def peft_config(self, model_config=None):
+    def peft_config(self, model_config=None, total_steps: Optional[int] = None):
         """A fresh peft config object (get_peft_model mutates what it is given, so never share one). With the
         base's config, prefix tuning gets T5's attention width: peft assumes d_model, but T5's keys and values are
-        num_heads x d_kv wide, which differs in flan-t5-small (6 x 64 = 384, d_model 512) and breaks its prefixes."""
+        num_heads x d_kv wide, which differs in flan-t5-small (6 x 64 = 384, d_model 512) and breaks its prefixes.
+        AdaLoRA's budget schedule spans the run: total_step is the run's optimizer steps unless the config says."""
         from peft.config import PeftConfigMixin
 
-        config = PeftConfigMixin.from_peft_type(**json.loads(json.dumps(self.peft)))
+        doc = json.loads(json.dumps(self.peft))
+        if doc.get("peft_type") == "ADALORA" and not doc.get("total_step"):
+            doc["total_step"] = total_steps or 1000  # 1000: only to check the config before the run is known
+        config = PeftConfigMixin.from_peft_type(**doc)
         if config.peft_type == "PREFIX_TUNING" and config.token_dim is None and hasattr(model_config, "d_kv"):
             config.token_dim = model_config.num_heads * model_config.d_kv
         return config
@@ -109,6 +113,19 @@ BUILTIN: dict[str, Method] = {m.name: m for m in [
 ]}
 
 
+# What some peft types need from the training loop, or cannot get from this recipe: one table for the built-ins
+# and for a person's own configs. AdaLoRA's rank budget is applied by a Trainer callback (training/trainer.py:
+# AdaLoraBudget) with total_step derived from the run; these cannot be trained here at all:
+CANNOT_TRAIN = {
+    "POLY": "it routes each example by a task id (task_ids), which single-task summarization data does not have",
+    "MULTITASK_PROMPT_TUNING": "it needs a task id per example (task_ids), which this data does not have",
+    "ADAPTION_PROMPT": "it adapts decoder-only (LLaMA-style) attention and does not wrap T5",
+    "CPT": "it is built for causal language models and does not wrap T5's encoder-decoder",
+    "XLORA": "it mixes already-trained LoRA adapters; train those LoRAs as methods instead",
+    "SHADOW": "it does not wrap T5 for training and generate in peft 0.21",
+}
+
+
 def peft_type_of(doc: dict, source: str) -> str:
     from peft import PeftType
 
@@ -138,6 +155,9 @@ def user_method(spec: str) -> Method:
     if not isinstance(doc, dict):
         raise ConfigError(f"--method_config {spec!r}: {path} must hold a JSON object.")
     peft_type = peft_type_of(doc, str(path))
+    if peft_type in CANNOT_TRAIN:
+        raise ConfigError(f"--method_config {spec!r}: {peft_type} cannot be trained by this recipe: "
+                          f"{CANNOT_TRAIN[peft_type]}.")
     doc = {k: v for k, v in doc.items() if k not in ("base_model_name_or_path", "revision", "peft_version",
                                                       "inference_mode", "auto_mapping")}
     doc["task_type"] = "SEQ_2_SEQ_LM"
@@ -157,6 +177,15 @@ def resolve_methods(names: str, user_specs: list[str] = (), cuda: Optional[bool]
     a printed reason) plus user-defined ones; an explicit name that cannot run here is refused at once."""
     cuda = torch.cuda.is_available() if cuda is None else cuda
     user = [user_method(s) for s in user_specs]
+    user_names = [m.name for m in user]
+    for m in user:
+        if m.name in BUILTIN:
+            raise ConfigError(f"--method_config {m.name}=...: '{m.name}' is a built-in method; a config of yours "
+                              f"needs a name of its own (e.g. {m.name}_mine), so the page never labels it as the "
+                              "built-in.")
+        if user_names.count(m.name) > 1:
+            raise ConfigError(f"--method_config: the name '{m.name}' is given {user_names.count(m.name)} times; each "
+                              "of your methods needs its own name (NAME=PATH).")
     known = {**BUILTIN, **{m.name: m for m in user}}
     wanted = [n.strip() for n in names.split(",") if n.strip()]
     if wanted == ["all"]:

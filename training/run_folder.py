@@ -1,8 +1,12 @@
 """The run folder a recipe writes into: refusing or resuming existing work, the run-wide files written once
 (run.json, the tiny base), and marking a method complete."""
 
+import errno
+import fcntl
 import os
 import shutil
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -111,3 +115,73 @@ def finish(name: str, out: Path, metrics: dict) -> None:
     """metrics.json last: a method folder with metrics.json is complete. Then the checkpoints go."""
     write_run_file(out.parent, method_metrics(name), metrics)
     shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+
+
+DISK_FULL_SIGNS = ("No space left on device", "os error 28", "StorageFull", "code: 28")
+
+
+def disk_full(error: BaseException) -> bool:
+    """ENOSPC anywhere in the exception chain, or in the text of a wrapper that keeps only the message."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        if any(sign in str(error) for sign in DISK_FULL_SIGNS):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+class DiskFull(RunFolderError):
+    """ENOSPC while a command wrote its run folder; the message says where and that --resume continues."""
+
+
+def disk_full_message(error: BaseException, where: Path) -> str:
+    filename = next((e.filename for e in (error, error.__cause__, error.__context__)
+                     if isinstance(e, OSError) and e.filename), None)
+    folder = Path(filename).parent if filename else where
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    free = shutil.disk_usage(existing).free
+    return (f"the disk is full: writing {filename or 'under ' + str(where)} failed (no space left on device; "
+            f"{free / 2**20:,.0f} MiB free on that disk now). Complete methods, checkpoints and evaluations already "
+            "written are kept: free some space and run the same command with --resume to continue.")
+
+
+LOCK = ".lock"      # <run>/.lock: held (flock) by the one command writing the run; says who in its text
+_held: dict = {}    # run folder -> open lock file of this process (re-entrant: the pipeline calls the recipe)
+
+
+@contextmanager
+def one_writer(run_dir: Path):
+    """Hold the run folder for the whole command: a second command on it stops at once, naming the holder (pid,
+    command, since when). The lock is the OS's (flock): a killed holder releases it with its last breath, so a
+    stale lock file is simply taken over. Under torchrun only rank 0 holds it (the ranks are one command)."""
+    run_dir = Path(run_dir).resolve()
+    if run_dir in _held or not is_main_process():
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / LOCK, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process (it did not say which)"
+        handle.close()
+        raise RunFolderError(f"{run_dir} is being written by {holder}. One command writes a run folder at a time: "
+                             "wait for it to finish (then --resume or evaluate), or give another --output_dir.")
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} (`{' '.join(sys.argv)}`) since {utc_now()}\n")
+    handle.flush()
+    _held[run_dir] = handle
+    try:
+        yield
+    except Exception as e:  # a full disk is named as such, however deep the writer that hit it
+        if disk_full(e) and not isinstance(e, DiskFull):
+            raise DiskFull(disk_full_message(e, run_dir)) from e
+        raise
+    finally:
+        del _held[run_dir]
+        handle.close()  # releases the lock; the file stays (its text is the last holder's)

@@ -144,6 +144,28 @@ class CheckpointKeeper(TrainerCallback):
                 shutil.rmtree(older, ignore_errors=True)
 
 
+class AdaLoraBudget(TrainerCallback):
+    """AdaLoRA prunes its ranks to the budget (target_r) only if update_and_allocate runs after every optimizer
+    step, before the gradients are zeroed; the Trainer does not call it, so this callback does."""
+
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        model.base_model.update_and_allocate(state.global_step)
+
+
+def loop_callbacks(model) -> list:
+    """The callbacks a model's peft type needs from the training loop (training/methods.py says which types)."""
+    types = {str(getattr(c, "peft_type", "")) for c in getattr(model, "peft_config", {}).values()}
+    return [AdaLoraBudget()] if any(t.endswith("ADALORA") for t in types) else []
+
+
+def optimizer_steps(cfg: TrainConfig, examples: int, world_size: int) -> int:
+    """How many optimizer steps the run makes (what the Trainer will compute), known before it starts."""
+    if cfg.max_steps > 0:
+        return cfg.max_steps
+    per_epoch = math.ceil(examples / (cfg.batch_size * world_size)) // cfg.gradient_accumulation_steps
+    return max(1, math.ceil(max(1, per_epoch) * cfg.num_train_epochs))
+
+
 def loss_history(state) -> list[dict]:
     """Train and eval loss at every logging step, from the Trainer's own log, which a resumed run restores from
     its checkpoint: the history of the whole run, not of the last segment."""
@@ -161,7 +183,8 @@ def make_trainer(model, tokenizer, args, train: TokenizedSplit, evalset: Tokeniz
                                       pad_to_multiple_of=8 if torch.cuda.is_available() else None)
     keeper = CheckpointKeeper(resume_from)
     trainer = ResumableTrainer(model=model, args=args, train_dataset=train.dataset, eval_dataset=evalset.dataset,
-                               data_collator=collator, processing_class=tokenizer, callbacks=[keeper, *callbacks])
+                               data_collator=collator, processing_class=tokenizer,
+                               callbacks=[keeper, *loop_callbacks(model), *callbacks])
     return trainer, keeper
 
 
