@@ -17,7 +17,7 @@ from dashboard.handlers import AppState
 from dashboard.page import build_demo
 from dashboard.run_data import load_run, newest_complete_run
 from dashboard.serving import load_models
-from dashboard.votes import VoteStore
+from dashboard.votes import VOTE_LIMIT_PER_HOUR, VoteStore
 
 ROOT = Path(__file__).resolve().parent
 DEMO_RUN = ROOT / "artifacts" / "tiny"
@@ -40,6 +40,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--votes_db", default=os.environ.get("VOTES_DB"),
                         help="SQLite file of the blind votes; default: $VOTES_DB, else <run>/votes.sqlite (on a "
                              "Hugging Face Space: VOTES_DB=/data/votes.sqlite, the persistent volume)")
+    parser.add_argument("--vote_limit_per_hour", type=int,
+                        default=int(os.environ.get("VOTE_LIMIT_PER_HOUR", VOTE_LIMIT_PER_HOUR)),
+                        help="votes counted per client per hour; more are kept, flagged, and left out of the "
+                             f"ratings; 0 = no limit (default: $VOTE_LIMIT_PER_HOUR, else {VOTE_LIMIT_PER_HOUR})")
     return parser.parse_args(argv)
 
 
@@ -60,17 +64,21 @@ def choose_run(run: str | None) -> Path:
     return newest_complete_run(ROOT / "artifacts") or build_demo_run()
 
 
-def create_app(run_dir: Path, votes_db: Path | None = None, max_rows: int = 48, max_wait_ms: float = 50):
+def create_app(run_dir: Path, votes_db: Path | None = None, max_rows: int = 48, max_wait_ms: float = 50,
+               vote_limit_per_hour: int = VOTE_LIMIT_PER_HOUR):
     data = load_run(run_dir)
     notice = DEMO_NOTICE if data.run["preset"] == "tiny" else None
-    votes = VoteStore(Path(votes_db) if votes_db else Path(run_dir) / "votes.sqlite")
+    votes = VoteStore(Path(votes_db) if votes_db else Path(run_dir) / "votes.sqlite", vote_limit_per_hour)
     models = load_models(run_dir, max_rows=max_rows, max_wait=max_wait_ms / 1000)
     return build_demo(AppState(data=data, models=models, demo_notice=notice, votes=votes))
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    demo = create_app(choose_run(args.run), args.votes_db, args.max_batch_rows, args.max_wait_ms)
+    if args.vote_limit_per_hour < 0:
+        sys.exit(f"error: --vote_limit_per_hour must be 0 (no limit) or more, not {args.vote_limit_per_hour}.")
+    demo = create_app(choose_run(args.run), args.votes_db, args.max_batch_rows, args.max_wait_ms,
+                      args.vote_limit_per_hour)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
 
 

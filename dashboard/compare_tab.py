@@ -19,12 +19,12 @@ def control_widget(name: str):
 
 
 def build_compare_tab(state: AppState):
-    preds = state.data.predictions
     default = [m for m in DEFAULT_MODELS if m in state.names]
     with gr.Row():
         with gr.Column(scale=3):
-            picker = gr.Dropdown(choices=handlers.example_choices(preds), label="Example from the test set (fills "
-                                 "the dialogue and its reference)", value=None, interactive=True)
+            picker = gr.Dropdown(choices=handlers.example_choices(state.data.shown_predictions),
+                                 label="Example from the test set (fills the dialogue and its reference)",
+                                 value=None, interactive=True)
             text = gr.Textbox(label="Dialogue", lines=12, placeholder="#Person1#: ...\n#Person2#: ...",
                               elem_id="dialogue")
             reference = gr.Textbox("", label="Reference summary (optional: gives each output's ROUGE)", lines=2)
@@ -45,9 +45,10 @@ def build_compare_tab(state: AppState):
     rouge_table = gr.Dataframe(label="ROUGE against your reference (fill in the reference box to see it)",
                                interactive=False)
 
-    def compare(values: dict):  # Gradio passes a set of inputs as {widget: value}
+    def compare(values: dict, request: gr.Request):  # Gradio passes a set of inputs as {widget: value}
         settings = {name: values[widget] for name, widget in controls.items()}
-        for shown in handlers.stream_summaries(state, values[text], values[reference], settings, values[chosen]):
+        for shown in handlers.stream_summaries(state, values[text], values[reference], settings, values[chosen],
+                                               request):
             yield {rouge_table: shown.table, notice: shown.notice,
                    **{boxes[m]: shown.texts[m] for m in state.names}, **{labels[m]: shown.labels[m] for m in state.names}}
 

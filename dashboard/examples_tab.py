@@ -9,10 +9,12 @@ from dashboard.handlers import AppState
 
 def build_examples_tab(demo: gr.Blocks, state: AppState):
     data = state.data
-    preds = data.predictions
+    preds = data.shown_predictions
     if preds is None:
         gr.Markdown("**No test predictions yet.** `python -m training.evaluate --run <run folder>` writes them.")
         return
+    gr.Markdown(f"{len(preds)} of the {len(data.predictions)} test dialogues are shown here; the others are kept "
+                "for blind battles (Vote), so a battle's summaries cannot be looked up under their names.")
     order = gr.Radio(list(handlers.SORTS), value="disagreement between methods", label="Sort by")
     choices = handlers.example_choices(preds, "disagreement between methods")
     picker = gr.Dropdown(choices=choices, value=choices[0][1], label=f"Test dialogue ({len(preds)})")
@@ -20,7 +22,8 @@ def build_examples_tab(demo: gr.Blocks, state: AppState):
         dialogue = gr.Textbox(label="Dialogue", lines=10, interactive=False)
         refs = gr.Textbox(label="References", lines=10, interactive=False)
     with gr.Row():
-        outs = [gr.Textbox(label=data.label(m), lines=4, max_lines=6, interactive=False, min_width=200)
+        outs = [gr.HighlightedText(label=data.label(m), combine_adjacent=True, min_width=200,
+                                   color_map={"unsupported": "red", "repeats": "orange"}, elem_id=f"example-{m}")
                 for m in data.models if m in preds]
     scores = gr.Dataframe(label="Per-example ROUGE F1 (each metric averaged over the references)",
                           interactive=False)

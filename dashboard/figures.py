@@ -215,3 +215,50 @@ def win_rate_heatmap(table: pd.DataFrame, labels: dict) -> go.Figure:
     fig.update_layout(title="Win rate, row beats column (blind votes)", yaxis={"autorange": "reversed"},
                       height=max(320, 120 + 40 * len(names)))
     return fig
+
+
+def slice_multiples(frame: pd.DataFrame, labels: dict) -> go.Figure:
+    """Small multiples: ROUGE-1 by slice (length quartiles, speakers, topic), a bar per model with its 95% CI.
+    A slice whose interval is wide is marked '(wide CI)': its differences are not to be read."""
+    from plotly.subplots import make_subplots
+
+    from dashboard.run_data import SLICE_KINDS
+
+    if frame.empty:
+        return empty_figure("No slices yet: evaluate the run again (python -m training.evaluate)")
+    kinds = [k for k in SLICE_KINDS if k in set(frame["kind"])]
+    fig = make_subplots(rows=1, cols=len(kinds), subplot_titles=[SLICE_KINDS[k] for k in kinds], shared_yaxes=True,
+                        horizontal_spacing=0.04, column_widths=[max(2, frame[frame["kind"] == k]["slice"].nunique())
+                                                                for k in kinds])
+    models = list(dict.fromkeys([m for m in labels if m in set(frame["model"])]))
+    colors = colors_for(models)
+    for col, kind in enumerate(kinds, 1):
+        part = frame[frame["kind"] == kind]
+        for model in models:
+            rows = part[part["model"] == model]
+            names = [f"{s} (n={n}{', wide CI' if w else ''})" for s, n, w in zip(rows["slice"], rows["n"], rows["wide"])]
+            fig.add_bar(x=names, y=rows["mean"], name=labels.get(model, model), marker_color=colors[model],
+                        legendgroup=model, showlegend=col == 1, offsetgroup=model,
+                        error_y={"type": "data", "symmetric": False, "array": rows["ci_high"] - rows["mean"],
+                                 "arrayminus": rows["mean"] - rows["ci_low"]}, row=1, col=col)
+    fig.update_layout(title="Where methods fail: ROUGE-1 by slice of the test set (95% CI)", barmode="group",
+                      yaxis_title="ROUGE-1 F1", legend={"orientation": "h", "y": -0.35}, height=480)
+    return fig
+
+
+def failure_bars(frame: pd.DataFrame, labels: dict) -> go.Figure:
+    """Per model, the share of its test summaries that invent a detail, repeat themselves, or are empty (95% CI)."""
+    if frame.empty:
+        return empty_figure("No failure counts yet: evaluate the run again (python -m training.evaluate)")
+    models = list(dict.fromkeys([m for m in labels if m in set(frame["model"])]))
+    colors = colors_for(models)
+    fig = go.Figure()
+    for model in models:
+        rows = frame[frame["model"] == model]
+        fig.add_bar(x=rows["measure"], y=rows["mean"], name=labels.get(model, model), marker_color=colors[model],
+                    error_y={"type": "data", "symmetric": False, "array": rows["ci_high"] - rows["mean"],
+                             "arrayminus": rows["mean"] - rows["ci_low"]},
+                    hovertemplate="%{x}: %{y:.1%}<extra>" + labels.get(model, model) + "</extra>")
+    fig.update_layout(title="Share of test summaries that ... (95% CI)", barmode="group", yaxis_tickformat=".0%",
+                      yaxis_range=[0, 1.05], legend={"orientation": "h", "y": -0.2}, height=420)
+    return fig

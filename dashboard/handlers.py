@@ -3,6 +3,7 @@ for the summaries, score them against a reference, and refuse what cannot be ser
 widgets and call these; nothing here knows a widget.
 """
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Iterator, Optional
@@ -16,7 +17,8 @@ from dashboard.batcher import Summary
 from dashboard.inputs import CONTROLS, InputError, Settings, check_text
 from dashboard.serving import DEFAULT_MODELS, Models
 from dashboard.votes import VoteStore
-from training.rouge import METRICS, Rouge  # the evaluation's exact ROUGE: the dashboard's one use of training
+from training import lenses  # the evaluation's failure detectors, on live summaries too
+from training.rouge import METRICS, Rouge  # the evaluation's exact ROUGE
 
 CONCURRENCY = 16  # requests in flight per endpoint: they wait together for the worker, which batches them
 STREAM_EVERY = 0.2  # seconds between two partial updates sent to the page
@@ -43,6 +45,22 @@ class AppState:
             return self.data.evaluation["decoding"].get("prompt_template", DEFAULT_PROMPT)
         first = next(iter(self.data.train.values()), None)
         return first["hyperparameters"].get("prompt_template", DEFAULT_PROMPT) if first else DEFAULT_PROMPT
+
+
+def client_of(state: AppState, request: Optional[gr.Request]) -> Optional[str]:
+    """A keyed hash of who is asking (their address as the proxy in front reports it), never the address."""
+    if request is None or state.votes is None:
+        return None
+    forwarded = (request.headers or {}).get("x-forwarded-for", "")
+    address = forwarded.split(",")[0].strip() or getattr(request.client, "host", None)
+    return state.votes.client_key(address)
+
+
+def named_request(state: AppState, text, request: Optional[gr.Request]) -> None:
+    """This client is about to see summaries of `text` under model names: its votes on that text won't count."""
+    client = client_of(state, request)
+    if client and isinstance(text, str) and text.strip():
+        state.votes.record_named_request(client, text)
 
 
 def refuse(message: str) -> gr.Error:
@@ -100,11 +118,13 @@ class Shown:
     notice: str
 
 
-def stream_summaries(state: AppState, text, reference, settings: dict, models) -> Iterator[Shown]:
+def stream_summaries(state: AppState, text, reference, settings: dict, models,
+                     client: Optional[gr.Request] = None) -> Iterator[Shown]:
     """Every chosen model's text as its tokens come (decoded a few times a second), then the final texts with
     their latency, and the ROUGE table against the reference."""
     latest = {}  # model -> its token ids so far, written by the worker's threads
     request, reference, notice = start_request(state, text, reference, settings, models, latest.__setitem__)
+    named_request(state, text, client)
     names = [*dict.fromkeys([*DEFAULT_MODELS, *state.names])]
     texts = {m: "" for m in names}
     labels = {m: f"**{state.data.label(m)}** {NOT_IN_RUN if m not in state.names else '(not selected)'}" for m in names}
@@ -124,6 +144,8 @@ def stream_summaries(state: AppState, text, reference, settings: dict, models) -
     summaries = request.result()
     for m, s in summaries.items():
         texts[m], labels[m] = output_text(s), model_label(s, state.data.label(m))
+        if note := failure_note(s, text):
+            labels[m] += f"  \n{note}"
     yield Shown(texts, labels, reference_rouge(reference, summaries, {m: state.data.label(m) for m in summaries}), notice)
 
 
@@ -143,10 +165,10 @@ def make_summarize_api(state: AppState):
     def summarize(text: str, reference: str = "", max_new_tokens: int = c["max_new_tokens"],
                   num_beams: int = c["num_beams"], do_sample: bool = c["do_sample"],
                   temperature: float = c["temperature"], top_p: float = c["top_p"], seed: int = c["seed"],
-                  models: Optional[list[str]] = None):
+                  models: Optional[list[str]] = None, request: gr.Request = None):
         settings = dict(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=do_sample,
                         temperature=temperature, top_p=top_p, seed=seed)
-        *_, last = stream_summaries(state, text, reference, settings, models)
+        *_, last = stream_summaries(state, text, reference, settings, models, request)
         return (*[last.texts[m] for m in first], *[last.labels[m] for m in first], table_value(last.table),
                 last.notice, *[v for m in extra for v in (last.texts[m], last.labels[m])])
 
@@ -155,17 +177,21 @@ def make_summarize_api(state: AppState):
 
 
 def make_summarize_all_api(state: AppState):
-    def summarize_all(text: str) -> dict:
+    def summarize_all(text: str, request: gr.Request = None) -> dict:
         """Every model of the run on one dialogue (evaluation's greedy settings): {model: {summary, seconds,
         tokens}}; an unavailable model gets {"error": why}."""
         summaries = wait(state, text, state.names)
-        return {m: ({"error": s.error} if s.error else {"summary": s.text, "seconds": round(s.seconds, 4),
-                                                         "tokens": s.tokens}) for m, s in summaries.items()}
+        named_request(state, text, request)
+        return {m: ({"error": s.error} if s.error else {
+            "summary": s.text, "seconds": round(s.seconds, 4), "tokens": s.tokens,
+            "unsupported_details": lenses.unsupported_details(s.text, text), "repetition": lenses.repetitions(s.text)})
+            for m, s in summaries.items()}
 
     return summarize_all
 
 
-SORTS = {"disagreement between methods": "spread", "dialogue length": "dialogue_chars", "test order": None}
+SORTS = {"disagreement between methods": "spread", "unsupported details": "unsupported",
+         "repetition": "repetition", "dialogue length": "dialogue_chars", "test order": None}
 
 
 def example_choices(preds: Optional[pd.DataFrame], order: str = "test order") -> list[tuple[str, str]]:
@@ -174,27 +200,52 @@ def example_choices(preds: Optional[pd.DataFrame], order: str = "test order") ->
     key = SORTS[order]
     frame = preds if key is None else preds.sort_values(key, ascending=False, kind="stable")
     return [(f"{r.id} · {r.dialogue_chars} chars · ROUGE-1 range across methods {r.spread:.3f} · "
+             f"{r.unsupported} unsupported details, {r.repetition} repeats · "
              f"{r.dialogue[:60].replace(chr(10), ' ')}…", r.id) for r in frame.itertuples()]
+
+
+def highlighted(text: str, unsupported: list[str], repeats: list[str]) -> list[tuple[str, Optional[str]]]:
+    """The summary as (piece, label) pairs for gr.HighlightedText: invented details and repeated words marked."""
+    if not text:
+        return [("(no text: the model generated only special tokens)", None)]
+    marks = {w: "unsupported" for w in unsupported}
+    marks.update({w: "repeats" for r in repeats for w in r.split()} if repeats else {})
+    pieces = re.split(r"(#\w+#|\w+)", text)
+    return [(p, marks.get(p) or marks.get(p.lower())) for p in pieces if p]
+
+
+def failure_note(summary: Summary, dialogue: str) -> str:
+    """What the lenses see in one live summary (no model needed): invented details, repetition."""
+    if summary.error or not summary.text:
+        return ""
+    notes = []
+    if found := lenses.unsupported_details(summary.text, dialogue):
+        notes.append(f"⚠️ not in the dialogue: {', '.join(found[:6])}")
+    if loops := lenses.repetitions(summary.text):
+        notes.append(f"⚠️ repeats: “{loops[0]}”")
+    return " · ".join(notes)
 
 
 def example_details(data: rd.RunData, example_id: Optional[str]):
     """(dialogue, references, every model's output, per-example ROUGE table) of one test dialogue."""
-    models = [m for m in data.models if data.predictions is not None and m in data.predictions]
-    if data.predictions is None or not example_id:
+    preds = data.shown_predictions  # never a held-back (battle) dialogue
+    models = [m for m in data.models if preds is not None and m in preds]
+    if preds is None or example_id not in set(preds["id"]):
         return "", "", *["" for _ in models], pd.DataFrame()
-    row = data.predictions[data.predictions["id"] == example_id].iloc[0]
+    row = preds[preds["id"] == example_id].iloc[0]
     refs = "\n".join(f"{i}. {r}" for i, r in enumerate(row["references"], 1))
     scores = pd.DataFrame([{"model": data.label(m), **{label: round(row["rouge"][m][k], 4)
                                                        for k, label in rd.METRIC_LABELS.items()}}
                            for m in models if m in row["rouge"]])
-    texts = [row[m] or "(no text: the model generated only special tokens)" for m in models]
+    texts = [highlighted(row[m], row[f"{m}_unsupported"], row[f"{m}_repeats"]) for m in models]
     return row["dialogue"], refs, *texts, scores
 
 
 def example_reference(data: rd.RunData, example_id: Optional[str]):
     """(dialogue, first reference) of a test example, for the Compare tab's picker."""
-    if data.predictions is None or not example_id:
+    preds = data.shown_predictions
+    if preds is None or example_id not in set(preds["id"]):
         return gr.update(), gr.update()
-    row = data.predictions[data.predictions["id"] == example_id].iloc[0]
+    row = preds[preds["id"] == example_id].iloc[0]
     return row["dialogue"], row["references"][0]
 

@@ -8,6 +8,7 @@ import gradio as gr
 from dashboard import figures
 from dashboard import run_data as rd
 from dashboard.handlers import AppState
+from training import lenses
 
 
 def protocol_text(evaluation: Optional[dict]) -> str:
@@ -29,8 +30,8 @@ def build_metrics_tab(state: AppState):
     data = state.data
     for problem in data.problems:
         gr.Markdown(f"> ⚠️ {problem}")
-    if not data.problems or data.evaluation:  # a broken evaluation is named above, not called "not run yet"
-        gr.Markdown(protocol_text(data.evaluation))
+    if data.evaluation or not any(p.startswith("evaluation:") for p in data.problems):
+        gr.Markdown(protocol_text(data.evaluation))  # a broken evaluation is named above, not "not run yet"
     gr.Dataframe(rd.summary_table(data), label="Summary (headline protocol; ROUGE mean [95% CI])", interactive=False)
     protocol = gr.Radio(["per_row", "multi_reference"], value=(data.evaluation or {}).get("headline_protocol",
                         "per_row"), label="ROUGE protocol")
@@ -44,3 +45,14 @@ def build_metrics_tab(state: AppState):
     gr.Plot(figures.parameter_bars(rd.parameters_frame(data.train), labels), elem_id="plot-params")
     gr.Plot(figures.cost_bars(rd.cost_frame(data.train), labels), elem_id="plot-cost")
     gr.Plot(figures.loss_curves(rd.loss_frame(data.train), labels), elem_id="plot-loss")
+    build_failures_section(data)
+
+
+def build_failures_section(data: rd.RunData):
+    """Where methods fail: ROUGE by slice, invented details and degenerate outputs, with intervals."""
+    gr.Markdown("## Where methods fail\nROUGE-1 on slices of the test set (a slice marked *wide CI* is too small to "
+                "tell methods apart), and how often each model's summaries invent a detail (a number, name or "
+                f"speaker tag absent from the dialogue), repeat themselves, or are empty. {lenses.LIMITS}")
+    labels = data.labels
+    gr.Plot(figures.slice_multiples(rd.slices_frame(data.evaluation), labels), elem_id="plot-slices")
+    gr.Plot(figures.failure_bars(rd.failures_frame(data.evaluation), labels), elem_id="plot-failures")

@@ -4,11 +4,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import hashlib
+
 import pandas as pd
 
 from contract.files import (EVAL_METRICS, RUN_JSON, ArtifactError, list_methods, method_metrics, method_weights,
                             read_evaluation, read_run_file)
 from contract.protocol import BASE, BASE_LABEL
+from training import lenses  # the evaluation's detectors: the same words flagged here as counted there
 
 METRIC_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 # The original lab's published figures on the full DialogSum test set (1,500 rows, rouge_score with stemmer,
@@ -29,6 +32,20 @@ class RunData:
     problems: list[str] = field(default_factory=list)  # what could not be read, shown in the page
 
     @property
+    def shown_predictions(self) -> Optional[pd.DataFrame]:
+        """The test predictions the page shows under model names (the rest are kept for blind battles)."""
+        if self.predictions is None:
+            return None
+        return self.predictions[~self.predictions["dialogue"].map(held_back_for_battles)].reset_index(drop=True)
+
+    @property
+    def battle_predictions(self) -> Optional[pd.DataFrame]:
+        """The test predictions never shown with model names: what test battles draw from."""
+        if self.predictions is None:
+            return None
+        return self.predictions[self.predictions["dialogue"].map(held_back_for_battles)].reset_index(drop=True)
+
+    @property
     def models(self) -> list[str]:
         return [BASE, *self.methods]
 
@@ -42,6 +59,13 @@ class RunData:
     @property
     def labels(self) -> dict[str, str]:
         return {m: self.label(m) for m in self.models}
+
+
+def held_back_for_battles(dialogue: str) -> bool:
+    """About half the test dialogues are kept for blind battles and never shown with model names (Examples tab,
+    Compare's picker): a battle's texts cannot be looked up there. Decided by a hash of the dialogue's text (not
+    its id: a data set may hold one text twice), so it is stable and needs no state."""
+    return hashlib.sha256(" ".join(dialogue.split()).encode()).digest()[0] % 2 == 1
 
 
 def is_complete(folder: Path) -> bool:
@@ -67,6 +91,11 @@ def predictions_frame(rows: list[dict]) -> pd.DataFrame:
         "rouge": [r["rouge"] for r in rows],
     })
     frame["dialogue_chars"] = frame["dialogue"].str.len()
+    for m in models:  # the lenses, per example: what each summary invents or repeats
+        frame[f"{m}_unsupported"] = [lenses.unsupported_details(t or "", d) for t, d in zip(frame[m], frame["dialogue"])]
+        frame[f"{m}_repeats"] = [lenses.repetitions(t or "") for t in frame[m]]
+    frame["unsupported"] = frame[[f"{m}_unsupported" for m in models]].map(len).sum(axis=1)
+    frame["repetition"] = frame[[f"{m}_repeats" for m in models]].map(len).sum(axis=1)
     methods = [f"{m}_rouge1" for m in models if m != "base"] or [f"{m}_rouge1" for m in models]
     frame["spread"] = frame[methods].max(axis=1) - frame[methods].min(axis=1)
     return frame
@@ -167,3 +196,26 @@ def summary_table(data: RunData) -> pd.DataFrame:
         row["checkpoint (MiB)"] = f"{train['cost']['checkpoint_bytes'] / 2**20:,.2f}" if train else "-"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+SLICE_KINDS = {"length": "Dialogue length", "speakers": "Speakers", "topic": "Topic"}
+FAILURE_MEASURES = {("unsupported_details", "share"): "has an unsupported detail",
+                    ("degenerate_outputs", "repetition"): "repeats itself",
+                    ("degenerate_outputs", "empty"): "is empty"}
+
+
+def slices_frame(evaluation: Optional[dict]) -> pd.DataFrame:
+    """kind, slice, n, wide, model, mean, ci_low, ci_high: ROUGE-1 by slice of the test set."""
+    columns = ["kind", "slice", "n", "wide", "model", "mean", "ci_low", "ci_high"]
+    rows = [{"kind": kind, "slice": s["slice"], "n": s["n"], "wide": s["wide"], "model": model, **score}
+            for kind, items in ((evaluation or {}).get("slices") or {}).items() for s in items
+            for model, score in s["scores"].items()]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def failures_frame(evaluation: Optional[dict]) -> pd.DataFrame:
+    """model, measure, mean, ci_low, ci_high: the share of summaries with each kind of failure."""
+    rows = [{"model": model, "measure": label, **figures[key]}
+            for (section, key), label in FAILURE_MEASURES.items()
+            for model, figures in ((evaluation or {}).get(section) or {}).items()]
+    return pd.DataFrame(rows, columns=["model", "measure", "mean", "ci_low", "ci_high"])

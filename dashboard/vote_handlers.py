@@ -1,76 +1,110 @@
 """Blind battles for the Vote tab and the API, and the people's verdict for the Metrics tab. Storage and
-statistics live in dashboard/votes.py; tabs only lay out widgets."""
+statistics live in dashboard/votes.py; tabs only lay out widgets.
+
+Why a battle cannot be matched with what the page shows under names: test battles draw from the test dialogues
+the page never shows with model names (run_data.held_back_for_battles: the Examples tab and Compare's picker show
+the other half), and a client that asked for named summaries of a battle's dialogue (Compare, /summarize,
+/summarize_all) before voting is flagged (votes.py): its vote is kept and left out of the ratings. What this
+cannot stop: a second connection (another address) asking for that dialogue's named summaries; that is the limit
+of any public blind arena, said in the README.
+"""
 
 import random
 from typing import Optional
 
+import gradio as gr
 import pandas as pd
 
 from dashboard import figures
 from dashboard import votes as vt
-from dashboard.handlers import AppState, refuse, wait
-from dashboard.inputs import check_text
+from dashboard.handlers import AppState, client_of, refuse, wait
+from dashboard.inputs import InputError, check_text
+from training.rouge import Rouge  # the evaluation's ROUGE, for "does ROUGE agree with people?"
+
+ROUGE = Rouge()
 
 
-def battle_models(state: AppState, from_test: bool) -> list[str]:
+def battle_models(state: AppState, pool: Optional[pd.DataFrame]) -> list[str]:
     """Models that can fight: available, and (for test dialogues) with stored predictions."""
-    preds = state.data.predictions
-    return [m for m in state.names if m not in state.models.loaded.errors
-            and (not from_test or (preds is not None and m in preds))]
+    return [m for m in state.names if m not in state.models.loaded.errors and (pool is None or m in pool)]
 
 
-def new_battle(state: AppState, text: Optional[str] = None, rng=None) -> vt.Battle:
-    """Two models drawn so that pairs spread evenly, in random positions; a random test dialogue's stored
-    predictions (instant), or the pasted dialogue generated live by the two models."""
+def new_battle(state: AppState, text: Optional[str] = None, request: Optional[gr.Request] = None,
+               rng=None) -> vt.Battle:
+    """Two models drawn so that pairs spread evenly, in random positions: a random held-back test dialogue's
+    stored predictions (instant), or the pasted dialogue generated live by the two models."""
     rng = rng or random.SystemRandom()
     pasted = bool((text or "").strip()) if isinstance(text, (str, type(None))) else True
-    models = battle_models(state, from_test=not pasted)
-    if len(models) < 2:
-        raise refuse("Voting needs two models with outputs: train at least one method and run the evaluation.")
+    pool = None if pasted else state.data.battle_predictions
+    models = battle_models(state, pool)
+    if len(models) < 2 or (not pasted and (pool is None or pool.empty)):
+        raise refuse("Voting on test dialogues needs two models and an evaluated run; or paste a dialogue of your "
+                     "own.")
     a, b = state.votes.next_pair(models, rng)
-    if not pasted:
-        row = state.data.predictions.iloc[rng.randrange(len(state.data.predictions))]
-        return state.votes.add_battle("test", row["dialogue"], row["id"], a, b, row[a], row[b])
-    summaries = wait(state, text, [a, b])
-    if any(summaries[m].error for m in (a, b)):
-        raise refuse("A model failed to summarize this dialogue; try again.")
-    return state.votes.add_battle("pasted", check_text(text), None, a, b, summaries[a].text, summaries[b].text)
-
-
-def cast_vote(state: AppState, battle_id, choice) -> dict:
+    client = client_of(state, request)
     try:
-        revealed = state.votes.cast(battle_id, choice)
+        if not pasted:
+            row = pool.iloc[rng.randrange(len(pool))]
+            return state.votes.add_battle("test", row["dialogue"], row["id"], a, b, row[a], row[b], client)
+        dialogue = check_text(text)
+        vt.check_length("dialogue", dialogue)  # before any model is called
+        summaries = wait(state, dialogue, [a, b])
+        if any(summaries[m].error for m in (a, b)):
+            raise refuse("A model failed to summarize this dialogue; try again.")
+        return state.votes.add_battle("pasted", dialogue, None, a, b, summaries[a].text, summaries[b].text, client)
+    except (InputError, vt.VoteError) as e:
+        raise refuse(str(e)) from None
+
+
+def cast_vote(state: AppState, battle_id, choice, request: Optional[gr.Request] = None) -> dict:
+    try:
+        revealed = state.votes.cast(battle_id, choice, client_of(state, request))
     except vt.VoteError as e:
         raise refuse(str(e)) from None
-    return {**revealed, "label_a": state.data.label(revealed["model_a"]), "label_b": state.data.label(revealed["model_b"])}
+    return {**revealed, "label_a": state.data.label(revealed["model_a"]),
+            "label_b": state.data.label(revealed["model_b"])}
 
 
-def rouge1_by_example(preds: Optional[pd.DataFrame]) -> dict:
-    if preds is None:
-        return {}
-    models = [c[:-len("_rouge1")] for c in preds.columns if c.endswith("_rouge1")]
-    return {(row["id"], m): row[f"{m}_rouge1"] for _, row in preds.iterrows() for m in models}
+def rouge1_against_references(state: AppState):
+    """(dialogue id, summary) -> ROUGE-1 against that test dialogue's references, or None if they are unknown."""
+    pool = state.data.battle_predictions
+    references = {} if pool is None else dict(zip(pool["id"], pool["references"]))
+
+    def rouge1(dialogue_id, summary):
+        refs = references.get(dialogue_id)
+        return None if not refs else sum(ROUGE.score(r, summary)["rouge1"] for r in refs) / len(refs)
+
+    return rouge1
+
+
+def flag_line(votes: pd.DataFrame) -> str:
+    flagged = votes["flag"].value_counts()
+    return (f"Left out of the ratings: {int(flagged.get('non_anonymous', 0))} votes by a client that had asked "
+            f"for named summaries of that dialogue, {int(flagged.get('rate_limited', 0))} over the hourly limit "
+            "per client.")
 
 
 def ratings_view(state: AppState):
-    """(summary text, strengths figure, win-rate figure) from the votes so far."""
+    """(summary text, strengths figure, win-rate figure) from the counted votes so far."""
     if state.votes is None:
         return "Votes are off for this app.", figures.empty_figure("No votes"), figures.empty_figure("No votes")
-    votes = state.votes.votes_frame()
-    labels = {m: state.data.label(m) for m in state.names}
+    everything = state.votes.votes_frame()
+    votes = vt.counted(everything)
+    labels = state.data.labels
     if len(votes) < vt.MIN_VOTES:
         text = (f"**People's verdict: not enough votes yet** ({len(votes)} of the {vt.MIN_VOTES} needed). Vote in "
-                "the Vote tab; strengths and win rates appear here.")
+                f"the Vote tab; strengths and win rates appear here. {flag_line(everything)}")
         message = f"Not enough votes yet: {len(votes)} of {vt.MIN_VOTES}"
         return text, figures.empty_figure(message), figures.empty_figure(message)
     models = sorted(set(votes["model_a"]) | set(votes["model_b"]), key=lambda m: state.names.index(m)
                     if m in state.names else len(state.names))
-    agreement = vt.rouge_agreement(votes, rouge1_by_example(state.data.predictions))
+    agreement = vt.rouge_agreement(votes, rouge1_against_references(state))
     agree = ("no decisive votes on test dialogues with a ROUGE-1 difference yet" if agreement is None else
              f"**{agreement['share']:.0%}** [{agreement['ci_low']:.0%}, {agreement['ci_high']:.0%}] of "
-             f"{agreement['n']} decisive votes on test dialogues went to the model with the higher ROUGE-1 "
+             f"{agreement['n']} decisive votes on test dialogues went to the summary with the higher ROUGE-1 "
              "(50% = no agreement)")
     text = (f"**People's verdict** from {len(votes)} blind votes ({(votes['choice'] == 'tie').sum()} ties, "
-            f"{(votes['choice'] == 'both_bad').sum()} both bad). Does ROUGE agree with people? {agree}.")
+            f"{(votes['choice'] == 'both_bad').sum()} both bad). Does ROUGE agree with people? {agree}. "
+            f"{flag_line(everything)}")
     return (text, figures.strength_chart(vt.ratings_table(votes, models), labels, len(votes)),
             figures.win_rate_heatmap(vt.win_rates(votes, models), labels))

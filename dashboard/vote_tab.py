@@ -7,13 +7,23 @@ from dashboard.handlers import CONCURRENCY, AppState, refuse
 from dashboard.vote_handlers import cast_vote, new_battle, ratings_view
 
 
+NOT_COUNTED = {
+    "non_anonymous": "Your vote is kept but **not counted**: this connection had asked for named summaries of this "
+                     "dialogue, so the names could be known. ",
+    "rate_limited": "Your vote is kept but **not counted**: this connection has reached the hourly vote limit. ",
+}
+STORED = ("*What is stored:* the dialogue (a pasted one too), the two summaries and your vote, with a keyed hash of "
+          "your connection that cannot be turned back into your address (it limits votes per hour); nothing else "
+          "about you.")
 VOTE_BUTTONS = [("A is better", "a"), ("B is better", "b"), ("Tie", "tie"), ("Both are bad", "both_bad")]
 
 
 def build_vote_tab(state: AppState):
     gr.Markdown("**Which summary is better?** Two models, picked at random, summarize the same dialogue; you see "
                 "them as A and B, without names. Vote, and the names are revealed. Your votes stand beside ROUGE in "
-                "the Metrics tab.")
+                "the Metrics tab.\n\n" + STORED)
+    if state.votes.notice:
+        gr.Markdown(f"> ⚠️ {state.votes.notice}")
     battle = gr.State(None)   # the battle id, kept on the server: which model is A is never sent before the vote
     with gr.Row():
         test_button = gr.Button("New battle: a random test dialogue", variant="primary", elem_id="battle-test")
@@ -27,34 +37,38 @@ def build_vote_tab(state: AppState):
         buttons = [gr.Button(text, interactive=False, elem_id=f"choose-{choice}") for text, choice in VOTE_BUTTONS]
     reveal = gr.Markdown(elem_id="vote-reveal")
 
-    def start(text=None):
-        b = new_battle(state, text)
+    def start(text=None, request: gr.Request = None):
+        b = new_battle(state, text, request)
         return (b.id, b.dialogue, b.summary_a, b.summary_b, "",
                 *[gr.update(interactive=True) for _ in buttons])
 
     shown = [battle, dialogue, summary_a, summary_b, reveal, *buttons]
-    test_button.click(lambda: start(), None, shown, api_visibility="private")
+    def start_on_a_test_dialogue(request: gr.Request):
+        return start(None, request)
+
+    test_button.click(start_on_a_test_dialogue, None, shown, api_visibility="private")
     paste_button.click(start, pasted, shown, api_visibility="private")
     for (_, choice), button in zip(VOTE_BUTTONS, buttons):
-        def vote(battle_id, choice=choice):
+        def vote(battle_id, request: gr.Request, choice=choice):
             if not battle_id:
                 raise refuse("Start a battle first.")
-            r = cast_vote(state, battle_id, choice)
+            r = cast_vote(state, battle_id, choice, request)
             said = {"a": "A is better", "b": "B is better", "tie": "a tie", "both_bad": "both are bad"}[choice]
             return (None, f"You said **{said}**. Summary A was **{r['label_a']}**, summary B was **{r['label_b']}**. "
-                          "Start the next battle with one click above.", *[gr.update(interactive=False)
-                                                                          for _ in buttons])
+                          f"{NOT_COUNTED.get(r['flag'], '')}Start the next battle with one click above.",
+                    *[gr.update(interactive=False) for _ in buttons])
         button.click(vote, battle, [battle, reveal, *buttons], api_visibility="private")
 
-    def vote_battle(dialogue: str = "") -> dict:
-        """A new battle: an optional dialogue (empty = a random test dialogue) in; the battle id and the two
-        anonymous summaries out."""
-        b = new_battle(state, dialogue)
+    def vote_battle(dialogue: str = "", request: gr.Request = None) -> dict:
+        """A new battle: an optional dialogue (empty = a random held-back test dialogue) in; the battle id and the
+        two anonymous summaries out."""
+        b = new_battle(state, dialogue, request)
         return {"battle_id": b.id, "dialogue": b.dialogue, "summary_a": b.summary_a, "summary_b": b.summary_b}
 
-    def vote_cast(battle_id: str, choice: str) -> dict:
-        """A vote on a battle (choice: a, b, tie or both_bad); the revealed model names out."""
-        return cast_vote(state, battle_id, choice)
+    def vote_cast(battle_id: str, choice: str, request: gr.Request = None) -> dict:
+        """A vote on a battle (choice: a, b, tie or both_bad); the revealed model names out, and `flag` (None =
+        counted; non_anonymous or rate_limited = kept, left out of the ratings)."""
+        return cast_vote(state, battle_id, choice, request)
 
     gr.api(vote_battle, api_name="vote_battle", concurrency_limit=CONCURRENCY)
     gr.api(vote_cast, api_name="vote_cast", concurrency_limit=CONCURRENCY)

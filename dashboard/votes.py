@@ -7,11 +7,21 @@ two texts) and every accepted vote (one per battle) in the table `votes`. The br
 id. SQLite in WAL mode with synchronous=FULL: a committed vote survives a killed server; one connection per call,
 so concurrent voters never share a transaction; the one-vote rule is the table's primary key, not a check-then-
 write race.
+
+Who voted is recorded without storing who they are: a client is HMAC-SHA256(server secret, its address), cut to
+16 hex digits; the secret is $VOTE_SECRET or a file beside the database (<db>.key, mode 600), so the database
+alone cannot be turned back into addresses. Votes stay in the table with a `flag` when they are not counted:
+`non_anonymous` (the same client asked for named summaries of that dialogue before voting: it could see which
+model wrote what) or `rate_limited` (more than the hourly limit from one client). Ratings use unflagged votes.
 """
 
 import argparse
+import hashlib
+import hmac
 import itertools
+import os
 import random
+import re
 import secrets
 import sqlite3
 import time
@@ -25,8 +35,10 @@ import pandas as pd
 
 CHOICES = ("a", "b", "tie", "both_bad")
 BATTLE_TTL_SECONDS = 24 * 3600   # a battle left open longer than a day is expired: its vote is refused
-MAX_TEXT = 20_000                # the same bound as a pasted dialogue
+MAX_TEXT = 20_000                # the longest dialogue or summary a battle stores
 MIN_VOTES = 20                   # below this, the ratings say "not enough votes yet"
+VOTE_LIMIT_PER_HOUR = 60         # counted votes per client per hour (0 = no limit): a person reads ~1 battle/min
+FLAGS = ("non_anonymous", "rate_limited")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS battles (
@@ -44,7 +56,17 @@ CREATE TABLE IF NOT EXISTS votes (
     choice TEXT NOT NULL CHECK (choice IN ('a', 'b', 'tie', 'both_bad')),
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS named_requests (   -- who asked for NAMED summaries of which text (its hash only)
+    client TEXT NOT NULL,
+    text_hash TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS named_by_client ON named_requests (client, text_hash);
 """
+ADDED_COLUMNS = {  # columns newer than the first schema: added to an older votes.sqlite in place
+    "battles": {"client": "TEXT"},
+    "votes": {"client": "TEXT", "flag": "TEXT CHECK (flag IN ('non_anonymous', 'rate_limited'))"},
+}
 
 
 class VoteError(ValueError):
@@ -61,19 +83,71 @@ class Battle:
     model_b: str
 
 
+def text_hash(text: str) -> str:
+    """The same text however it was spaced (pasted twice, or taken from the page)."""
+    return hashlib.sha256(re.sub(r"\s+", " ", text).strip().encode()).hexdigest()
+
+
+def check_length(name: str, text: str) -> None:
+    if len(text) > MAX_TEXT:
+        raise VoteError(f"The {name} has {len(text):,} characters; the limit for a battle is {MAX_TEXT:,}.")
+
+
 class VoteStore:
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    def __init__(self, path: Path, limit_per_hour: int = VOTE_LIMIT_PER_HOUR):
+        """A file that is not a votes database is moved aside (kept, with a timestamp) and a new one started;
+        `notice` then says so on the page."""
+        self.path, self.limit_per_hour, self.notice = Path(path), limit_per_hour, None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self.connect()) as db:
-            db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; persists in the file
-            db.executescript(SCHEMA)
+        try:
+            self.create()
+        except sqlite3.DatabaseError as e:
+            kept = self.path.with_name(f"{self.path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+            for suffix in ("", "-wal", "-shm"):
+                if Path(f"{self.path}{suffix}").exists():
+                    os.replace(f"{self.path}{suffix}", f"{kept}{suffix}")
+            self.notice = (f"The votes database {self.path} could not be read ({e}); it was kept as {kept.name} and "
+                           "a new one started. Nothing was deleted.")
+            self.create()
+        self.secret = self.load_secret()
 
     def connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # autocommit; explicit transactions
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=ON")
         return db
+
+    def create(self) -> None:
+        with closing(self.connect()) as db:
+            db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; persists in the file
+            db.executescript(SCHEMA)
+            for table, columns in ADDED_COLUMNS.items():
+                have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                for name, kind in columns.items():
+                    if name not in have:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+    def load_secret(self) -> bytes:
+        if os.environ.get("VOTE_SECRET"):
+            return os.environ["VOTE_SECRET"].encode()
+        key = self.path.with_name(self.path.name + ".key")
+        if not key.exists():
+            fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        return key.read_text().strip().encode()
+
+    def client_key(self, address: Optional[str]) -> Optional[str]:
+        """Who, without who: a keyed hash of the client's address (None when it is unknown)."""
+        if not address:
+            return None
+        return hmac.new(self.secret, address.encode(), hashlib.sha256).hexdigest()[:16]
+
+    def record_named_request(self, client: Optional[str], text: str) -> None:
+        """A client saw named summaries of `text`: its votes on battles over that text will not count."""
+        if client:
+            with closing(self.connect()) as db:
+                db.execute("INSERT INTO named_requests VALUES (?, ?, ?)", (client, text_hash(text), time.time()))
 
     def pair_counts(self, models: list[str]) -> dict[tuple, int]:
         counts = {pair: 0 for pair in itertools.combinations(sorted(models), 2)}
@@ -93,40 +167,65 @@ class VoteStore:
         return pair[0], pair[1]
 
     def add_battle(self, source: str, dialogue: str, dialogue_id: Optional[str], model_a: str, model_b: str,
-                   summary_a: str, summary_b: str) -> Battle:
+                   summary_a: str, summary_b: str, client: Optional[str] = None) -> Battle:
         for name, text in (("dialogue", dialogue), ("summary A", summary_a), ("summary B", summary_b)):
-            if len(text) > MAX_TEXT:
-                raise VoteError(f"The {name} has {len(text):,} characters; the limit is {MAX_TEXT:,}.")
+            check_length(name, text)
         battle = Battle(secrets.token_urlsafe(16), dialogue, summary_a, summary_b, model_a, model_b)
         with closing(self.connect()) as db:
-            db.execute("INSERT INTO battles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (battle.id, time.time(), source, dialogue_id, dialogue, model_a, model_b, summary_a, summary_b))
+            db.execute("INSERT INTO battles (id, created_at, source, dialogue_id, dialogue, model_a, model_b, summary_a, "
+                       "summary_b, client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (battle.id, time.time(), source, dialogue_id, dialogue, model_a, model_b, summary_a, summary_b,
+                        client))
         return battle
 
-    def cast(self, battle_id, choice) -> dict:
-        """Record one vote; returns the revealed names. Refuses an unknown/expired id, a bad choice, a 2nd vote."""
+    def flag_for(self, db, client: Optional[str], dialogue: str) -> Optional[str]:
+        """Why a vote by `client` on a battle over `dialogue` would not count (None: it counts)."""
+        if client is None:
+            return None
+        if db.execute("SELECT 1 FROM named_requests WHERE client = ? AND text_hash = ? LIMIT 1",
+                      (client, text_hash(dialogue))).fetchone():
+            return "non_anonymous"
+        if self.limit_per_hour:
+            recent = db.execute("SELECT count(*) FROM votes WHERE client = ? AND created_at > ? AND flag IS NULL",
+                                (client, time.time() - 3600)).fetchone()[0]
+            if recent >= self.limit_per_hour:
+                return "rate_limited"
+        return None
+
+    def cast(self, battle_id, choice, client: Optional[str] = None) -> dict:
+        """Record one vote: the revealed names and the vote's flag (None = counted). Refuses an unknown or
+        expired id, a bad choice, a second vote."""
         if not isinstance(choice, str) or choice not in CHOICES:
             raise VoteError(f"The choice must be one of {', '.join(CHOICES)} (got {str(choice)[:40]!r}).")
         if not isinstance(battle_id, str) or not 0 < len(battle_id) <= 64:
             raise VoteError("That is not a battle id this server issued.")
         with closing(self.connect()) as db:
-            row = db.execute("SELECT model_a, model_b, created_at FROM battles WHERE id = ?", (battle_id,)).fetchone()
+            row = db.execute("SELECT model_a, model_b, created_at, dialogue FROM battles WHERE id = ?",
+                             (battle_id,)).fetchone()
             if row is None:
                 raise VoteError("That is not a battle id this server issued: start a new battle.")
             if time.time() - row[2] > BATTLE_TTL_SECONDS:
                 raise VoteError("This battle has expired (older than a day): start a new battle.")
+            flag = self.flag_for(db, client, row[3])
             try:
-                db.execute("INSERT INTO votes VALUES (?, ?, ?)", (battle_id, choice, time.time()))
+                db.execute("INSERT INTO votes (battle_id, choice, created_at, client, flag) VALUES (?, ?, ?, ?, ?)",
+                           (battle_id, choice, time.time(), client, flag))
             except sqlite3.IntegrityError:
                 raise VoteError("This battle already has a vote; the first one stands. Start a new battle.") from None
-        return {"model_a": row[0], "model_b": row[1], "choice": choice}
+        return {"model_a": row[0], "model_b": row[1], "choice": choice, "flag": flag}
 
     def votes_frame(self) -> pd.DataFrame:
+        """Every vote with its battle, flagged ones included (`flag`; None = counted in the ratings)."""
         with closing(self.connect()) as db:
             return pd.read_sql_query(
-                "SELECT v.battle_id, v.choice, v.created_at AS voted_at, b.source, b.dialogue_id, b.model_a, "
-                "b.model_b, b.summary_a, b.summary_b FROM votes v JOIN battles b ON b.id = v.battle_id "
+                "SELECT v.battle_id, v.choice, v.created_at AS voted_at, v.client, v.flag, b.source, b.dialogue_id, "
+                "b.model_a, b.model_b, b.summary_a, b.summary_b FROM votes v JOIN battles b ON b.id = v.battle_id "
                 "ORDER BY v.created_at", db)
+
+
+def counted(votes: pd.DataFrame) -> pd.DataFrame:
+    """The votes the ratings use: the unflagged ones."""
+    return votes[votes["flag"].isna()].reset_index(drop=True)
 
 
 # --- ratings ------------------------------------------------------------------------------------------------
@@ -187,12 +286,13 @@ def win_rates(votes: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     return table
 
 
-def rouge_agreement(votes: pd.DataFrame, rouge1: dict, seed: int = 0) -> Optional[dict]:
-    """On test-dialogue battles with a decisive vote: the share where the model with the higher ROUGE-1 (against
-    the references) won, with a 95% bootstrap interval. `rouge1[(dialogue_id, model)]`; ROUGE ties left out."""
+def rouge_agreement(votes: pd.DataFrame, rouge1, seed: int = 0) -> Optional[dict]:
+    """On test-dialogue battles with a decisive vote: the share where the summary with the higher ROUGE-1 (against
+    the dialogue's references) won, with a 95% bootstrap interval. `rouge1(dialogue_id, summary)` is None where
+    the references are unknown; ROUGE ties are left out."""
     agree = []
     for v in votes[(votes["source"] == "test") & votes["choice"].isin(["a", "b"])].itertuples():
-        ra, rb = rouge1.get((v.dialogue_id, v.model_a)), rouge1.get((v.dialogue_id, v.model_b))
+        ra, rb = rouge1(v.dialogue_id, v.summary_a), rouge1(v.dialogue_id, v.summary_b)
         if ra is None or rb is None or ra == rb:
             continue
         agree.append(float((ra > rb) == (v.choice == "a")))
@@ -211,10 +311,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if not args.db.exists():
         parser.exit(2, f"error: {args.db} does not exist. The app creates it at <run>/votes.sqlite (or --votes_db).\n")
-    votes = VoteStore(args.db).votes_frame()
+    everything = VoteStore(args.db).votes_frame()
     if args.csv:
-        votes.to_csv(args.csv, index=False)
-        print(f"wrote {len(votes)} votes to {args.csv}")
+        everything.to_csv(args.csv, index=False)
+        print(f"wrote {len(everything)} votes to {args.csv} (flagged ones too: column flag)")
+    votes = counted(everything)
     models = sorted(set(votes["model_a"]) | set(votes["model_b"]))
     if len(votes) < MIN_VOTES:
         print(f"{len(votes)} votes: not enough votes yet for ratings (at least {MIN_VOTES}).")

@@ -133,7 +133,10 @@ def test_corrupt_checkpoint_leaves_the_other_models_serving(evaluated_run, tmp_p
 
 
 def test_examples_sort_and_show_per_example_rouge(state):
-    preds = state.data.predictions
+    preds = state.data.shown_predictions
+    held = state.data.battle_predictions
+    assert len(preds) + len(held) == len(state.data.predictions) and not set(preds["id"]) & set(held["id"])
+    assert example_details(state.data, held["id"][0])[0] == ""  # a battle dialogue is never shown with names
     by_disagreement = [value for _, value in example_choices(preds, "disagreement between methods")]
     gaps = preds.set_index("id").loc[by_disagreement, "spread"].tolist()
     assert gaps == sorted(gaps, reverse=True)

@@ -32,14 +32,14 @@ def test_database_rules_refuse_each_bad_vote(store):
     first = battle(store)
     with pytest.raises(vt.VoteError, match="one of a, b, tie, both_bad"):
         store.cast(first.id, "A")
-    assert store.cast(first.id, "b") == {"model_a": "full", "model_b": "lora", "choice": "b"}
+    assert store.cast(first.id, "b") == {"model_a": "full", "model_b": "lora", "choice": "b", "flag": None}
     with pytest.raises(vt.VoteError, match="already has a vote; the first one stands"):
         store.cast(first.id, "a")
     with pytest.raises(vt.VoteError, match="not a battle id this server issued"):
         store.cast("forged-" + first.id[7:], "a")
     with pytest.raises(vt.VoteError, match="not a battle id"):
         store.cast(None, "a")
-    with pytest.raises(vt.VoteError, match="limit is 20,000"):
+    with pytest.raises(vt.VoteError, match="limit for a battle is 20,000"):
         store.add_battle("pasted", "x" * 20_001, None, "full", "lora", "a", "b")
     votes = store.votes_frame()
     assert len(votes) == 1 and votes["choice"].tolist() == ["b"]
@@ -91,10 +91,12 @@ def test_win_rates_and_rouge_agreement_on_a_small_known_case():
         {"model_a": "base", "model_b": "full", "choice": "a", "source": "test", "dialogue_id": "d2"},
         {"model_a": "full", "model_b": "base", "choice": "tie", "source": "test", "dialogue_id": "d3"},
         {"model_a": "full", "model_b": "base", "choice": "both_bad", "source": "test", "dialogue_id": "d4"}])
+    votes["summary_a"] = votes["model_a"] + " text"
+    votes["summary_b"] = votes["model_b"] + " text"
     rates = vt.win_rates(votes, ["base", "full"])
     assert rates.loc["full", "base"] == pytest.approx(1.5 / 3) and rates.loc["base", "full"] == pytest.approx(1.5 / 3)
-    rouge1 = {("d1", "full"): 0.5, ("d1", "base"): 0.2, ("d2", "full"): 0.5, ("d2", "base"): 0.2}
-    agreement = vt.rouge_agreement(votes, rouge1)
+    scores = {("d1", "full text"): 0.5, ("d1", "base text"): 0.2, ("d2", "full text"): 0.5, ("d2", "base text"): 0.2}
+    agreement = vt.rouge_agreement(votes, lambda dialogue_id, summary: scores.get((dialogue_id, summary)))
     assert agreement["n"] == 2 and agreement["share"] == 0.5  # d1 agrees, d2 does not; tie/both-bad left out
 
 
@@ -268,3 +270,93 @@ def test_browser_votes_and_sees_the_names_revealed(vote_server):
         page.get_by_text("Summary A was").wait_for(timeout=30_000)
         page.screenshot(path=str(shots / "vote.png"), full_page=True)
         browser.close()
+
+
+# --- votes that cannot be gamed -------------------------------------------------------------------------------
+
+def fake_request(address: str):
+    """What a Gradio request carries that the handlers read: headers and the client's address."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(headers={}, client=SimpleNamespace(host=address))
+
+
+def test_battles_cannot_be_matched_with_what_the_page_shows_under_names(state_with_votes):
+    from dashboard.handlers import make_summarize_api
+    from dashboard.vote_handlers import cast_vote, new_battle
+
+    state, rng = state_with_votes, random.Random(3)
+    battles = [new_battle(state, rng=rng) for _ in range(30)]
+
+    def identified(predictions) -> int:  # the attack: look the battle's texts up where names are shown
+        named = {(r["dialogue"], r[m]): m for _, r in predictions.iterrows() for m in state.names if m in r}
+        return sum(named.get((b.dialogue, b.summary_a)) == b.model_a for b in battles)
+
+    assert identified(state.data.predictions) > 15  # the attack is real: had every prediction been shown...
+    assert identified(state.data.shown_predictions) == 0  # ...but battles draw from the held-back half only
+    attacker = fake_request("203.0.113.7")  # asks for named summaries of each battle's dialogue, then votes
+    summarize = make_summarize_api(state)
+    caught = 0
+    for b in battles[:10]:  # /summarize with the evaluation's settings (16 new tokens in this fixture)
+        named = dict(zip(["base", "full", "lora"], summarize(b.dialogue, "", 16, request=attacker)[:3]))
+        caught += named[b.model_a] == b.summary_a
+        assert cast_vote(state, b.id, "a", attacker)["flag"] == "non_anonymous"
+    assert caught >= 5  # it could tell which was which...
+    honest = fake_request("198.51.100.4")
+    assert all(cast_vote(state, b.id, "b", honest)["flag"] is None for b in battles[10:])
+    counted = vt.counted(state.votes.votes_frame())
+    assert set(counted["battle_id"]) == {b.id for b in battles[10:]}  # ...and none of its votes count
+    stored = state.votes.path.read_bytes() + b"".join(p.read_bytes() for p in state.votes.path.parent.glob("*-wal"))
+    assert b"203.0.113.7" not in stored and b"198.51.100.4" not in stored  # who, without who
+
+
+def test_votes_over_the_hourly_limit_are_kept_flagged_and_counted_out(tmp_path, state_with_votes):
+    from dashboard.vote_handlers import ratings_view
+
+    store = vt.VoteStore(tmp_path / "limited.sqlite", limit_per_hour=5)
+    flags = [store.cast(battle(store).id, "a", "client-1")["flag"] for _ in range(8)]
+    assert flags == [None] * 5 + ["rate_limited"] * 3
+    assert store.cast(battle(store).id, "a", "client-2")["flag"] is None  # another client is not limited
+    assert len(store.votes_frame()) == 9 and len(vt.counted(store.votes_frame())) == 6
+    assert vt.VoteStore(tmp_path / "unlimited.sqlite", limit_per_hour=0).limit_per_hour == 0
+    state_with_votes.votes = store
+    text, *_ = ratings_view(state_with_votes)
+    assert "3 over the hourly limit" in text and "0 votes by a client that had asked" in text
+
+
+def test_the_vote_limit_is_an_option_and_an_environment_variable(monkeypatch):
+    import app
+
+    assert app.parse_args(["--vote_limit_per_hour", "0"]).vote_limit_per_hour == 0
+    monkeypatch.setenv("VOTE_LIMIT_PER_HOUR", "7")
+    assert app.parse_args([]).vote_limit_per_hour == 7
+
+
+def test_an_unreadable_votes_file_is_kept_aside_and_a_new_one_started(tmp_path):
+    path = tmp_path / "votes.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    store = vt.VoteStore(path)
+    kept = list(tmp_path.glob("votes.sqlite.unreadable-*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == b"this is not a database" * 100
+    assert "could not be read" in store.notice and kept[0].name in store.notice
+    assert store.cast(battle(store).id, "tie")["choice"] == "tie"
+
+
+def test_an_older_votes_file_gains_the_new_columns(tmp_path):
+    path = tmp_path / "votes.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(vt.SCHEMA.split("CREATE TABLE IF NOT EXISTS named_requests")[0])
+        db.execute("INSERT INTO battles VALUES ('old', 0, 'test', 'd', 'x', 'full', 'lora', 'a', 'b')")
+        db.execute("INSERT INTO votes VALUES ('old', 'a', 0)")
+    votes = vt.VoteStore(path).votes_frame()
+    assert list(votes["battle_id"]) == ["old"] and votes["flag"].isna().all()
+
+
+def test_a_pasted_dialogue_over_the_battle_limit_is_refused_before_any_model_call(state_with_votes, monkeypatch):
+    import gradio as gr
+
+    from dashboard.vote_handlers import new_battle
+
+    monkeypatch.setattr(state_with_votes.models, "batcher", None)  # a model call would fail loudly
+    with pytest.raises(gr.Error, match="limit for a battle is 20,000"):
+        new_battle(state_with_votes, "#Person1#: " + "word " * 5000)

@@ -219,6 +219,7 @@ def format_prompt(dialogue: str, template: str = DEFAULT_PROMPT) -> str:
 
 
 def group_references(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per dialogue with its list of references, in first-seen order (for evaluation)."""
-    grouped = frame.groupby("id", sort=False).agg(dialogue=("dialogue", "first"), references=("summary", list))
+    """One row per dialogue with its list of references and its (first) topic, in first-seen order."""
+    grouped = frame.groupby("id", sort=False).agg(dialogue=("dialogue", "first"), references=("summary", list),
+                                                  topic=("topic", "first"))
     return grouped.reset_index()

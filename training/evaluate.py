@@ -26,6 +26,7 @@ from contract.files import (EVAL, EVAL_METRICS, EVAL_PREDICTIONS, RUN_JSON, read
 from contract.loading import load_run_models
 from contract.protocol import BASE_LABEL, DEFAULT_PROMPT, MAX_NEW_TOKENS, MAX_SOURCE_TOKENS
 from training.data import format_prompt, group_references, load_data
+from training import lenses
 from training.generation import GREEDY, generate
 from training.provenance import device_name, package_versions, peak_memory, utc_now
 from training.cli import run_cli
@@ -162,6 +163,9 @@ def evaluate(cfg: EvalConfig) -> dict:
     scores = score_dialogues(dialogues, outputs, rouge)
     weights = [len(r) for r in dialogues["references"]]
     table, comparisons = summarise(scores, weights, cfg)
+    lengths = [len(ids) for ids in loaded.tokenizer(list(dialogues["dialogue"]))["input_ids"]]
+    features = [lenses.dialogue_features(d, n, t) for d, n, t in zip(dialogues["dialogue"], lengths,
+                                                                       dialogues["topic"])]
     metrics = {
         "schema_version": 1, "created_at": utc_now(), "split": cfg.split, "headline_protocol": cfg.headline,
         "n_dialogues": len(dialogues), "n_references": int(sum(weights)),
@@ -173,6 +177,10 @@ def evaluate(cfg: EvalConfig) -> dict:
                       "paired_test": f"sign-flip permutation over dialogues, {cfg.permutations} draws, two-sided; "
                                      "p_holm: Holm-adjusted over all pairs of models, per metric"},
         "scores": table, "comparisons": comparisons, "generation_cost": cost,
+        "slices": lenses.slices(features, {m: s["rouge1"] for m, s in scores["per_row"].items()}, weights,
+                                cfg.resamples, cfg.seed),
+        "unsupported_details": lenses.faithfulness(list(dialogues["dialogue"]), outputs, cfg.resamples, cfg.seed),
+        "degenerate_outputs": lenses.degeneracy(outputs, list(dialogues["references"]), cfg.resamples, cfg.seed),
         "versions": {**package_versions(), "rouge_score": "0.1.2"},
     }
     write_evaluation(run_dir, dialogues, outputs, scores, metrics)

@@ -1,0 +1,169 @@
+"""Where each method fails, from the predictions the evaluation already writes (no new generation):
+ROUGE by slice of the test set, unsupported details, and degenerate outputs, each with a 95% bootstrap CI.
+
+- Slices: dialogue length in tokens (quartiles of the test set, with their bounds), distinct speakers (2, 3+),
+  and topic (the most frequent topics with at least MIN_TOPIC dialogues, or 10% of a test set smaller than 200;
+  the rest pooled as "other topics").
+- Unsupported details, a faithfulness PROXY, not a fact checker: the numbers (digits and number words),
+  capitalised names and speaker tags a summary mentions that do not occur in its dialogue (case- and stem-aware;
+  "#Person2#" is supported when that speaker speaks). It cannot see a wrong fact made of supported words.
+- Degenerate outputs: an empty summary, or one that repeats itself (any 3-gram 3 times or more, a token 5 times
+  in a row, a character 5 times in a row inside a word: "at at at at at", "mmmmm"), and the summary/reference
+  length ratio.
+"""
+
+import re
+from collections import Counter
+
+import numpy as np
+from nltk.stem.porter import PorterStemmer
+
+from training.stats import bootstrap_ci
+
+MIN_TOPIC = 20          # a topic with fewer test dialogues is pooled into "other" (10% of a test set under 200)
+WIDE_CI = 0.10          # a slice whose ROUGE-1 interval is wider than this says so...
+FEW = 10                # ...and so does one of fewer dialogues (a bootstrap of 1 or 2 has no width to show)
+WORD = re.compile(r"#\w+#|[A-Za-z]+(?:'[a-z]+)?|\d+(?:[.,:]\d+)*")
+SPEAKER = re.compile(r"#Person\d+#")
+LINE_SPEAKER = re.compile(r"^\s*(#Person\d+#|[A-Z][\w .'-]{0,30}?):", re.MULTILINE)
+NUMBER_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+NUMBER_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
+                     "ninety": 90, "hundred": 100, "thousand": 1000, "million": 1_000_000, "half": 0.5,
+                     "dozen": 12, "first": 1, "second": 2, "third": 3})
+# Capitalised words that are not names: sentence openers and words any summary may use.
+NOT_NAMES = set("""a an the he she they it we you i his her their its our this that these those there here
+then and but or so because if when while after before as at by for from in into of on to with without about
+what who whom which why how where person people both all some one each every no not mr mrs ms dr""".split())
+STEM = PorterStemmer()
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(text)
+
+
+def speakers(dialogue: str) -> set[str]:
+    """Who speaks: #PersonN# tags, or names before a colon at the start of a line."""
+    return {s.strip() for s in LINE_SPEAKER.findall(dialogue)}
+
+
+def number_value(word: str):
+    w = word.lower()
+    if w in NUMBER_WORDS:
+        return NUMBER_WORDS[w]
+    try:
+        return float(w.replace(",", "")) if re.fullmatch(r"\d+(?:[.,]\d+)*", w) else None
+    except ValueError:
+        return None
+
+
+def unsupported_details(summary: str, dialogue: str) -> list[str]:
+    """The numbers, names and speaker tags of `summary` that its dialogue does not contain."""
+    seen = words(dialogue)
+    lower = {w.lower() for w in seen}
+    stems = {STEM.stem(w.lower()) for w in seen}
+    numbers = {v for v in map(number_value, seen) if v is not None} | set(map(float, re.findall(r"\d+", dialogue)))
+    tags = set(SPEAKER.findall(dialogue))
+    found = []
+    for w in words(summary):
+        if SPEAKER.fullmatch(w):
+            bad = w not in tags
+        elif number_value(w) is not None and (w[0].isdigit() or w.lower() in NUMBER_WORDS):
+            bad = number_value(w) not in numbers and w.lower() not in lower
+        elif w[0].isupper() and w.lower() not in NOT_NAMES:
+            bad = w.lower() not in lower and STEM.stem(w.lower()) not in stems
+        else:
+            bad = False
+        if bad and w not in found:
+            found.append(w)
+    return found
+
+
+def repetitions(summary: str) -> list[str]:
+    """What repeats: any 3-gram 3+ times, a token 5+ times in a row, a character 5+ times in a row in a word."""
+    tokens = [t.lower() for t in words(summary)]
+    found = [" ".join(g) for g, n in Counter(zip(tokens, tokens[1:], tokens[2:])).items() if n >= 3]
+    run = 1
+    for previous, token in zip(tokens, tokens[1:]):
+        run = run + 1 if token == previous else 1
+        if run == 5 and token not in found:
+            found.append(token)
+    found += [m.group(0) for m in re.finditer(r"(\w)\1{4,}", summary)]
+    return found
+
+
+def dialogue_features(dialogue: str, tokens: int, topic: str) -> dict:
+    return {"tokens": tokens, "speakers": len(speakers(dialogue)), "topic": topic or ""}
+
+
+def length_slices(lengths: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Quartiles of the test set's dialogue lengths, each named by its bounds."""
+    edges = np.quantile(lengths, [0, 0.25, 0.5, 0.75, 1.0])
+    out = []
+    for i in range(4):
+        low, high = edges[i], edges[i + 1]
+        mask = (lengths >= low) & ((lengths <= high) if i == 3 else (lengths < high))
+        out.append((f"Q{i + 1}: {int(low)}–{int(high)} tokens", mask))
+    return out
+
+
+def slice_masks(features: list[dict]) -> dict[str, list[tuple[str, np.ndarray]]]:
+    lengths = np.array([f["tokens"] for f in features])
+    n_speakers = np.array([f["speakers"] for f in features])
+    topics = np.array([f["topic"] for f in features])
+    counts = Counter(t for t in topics if t)
+    least = min(MIN_TOPIC, max(2, len(features) // 10))
+    frequent = [t for t, n in counts.most_common() if n >= least]
+    topic_slices = [(t, topics == t) for t in frequent]
+    rest = ~np.isin(topics, frequent)
+    if frequent and rest.any():
+        topic_slices.append(("other topics", rest))
+    return {"length": length_slices(lengths),
+            "speakers": [("2 speakers", n_speakers <= 2), ("3+ speakers", n_speakers >= 3)],
+            "topic": topic_slices}
+
+
+def ci(values, weights=None, resamples: int = 1000, seed: int = 0) -> dict:
+    mean, low, high = bootstrap_ci(values, weights, resamples, seed)
+    return {"mean": mean, "ci_low": low, "ci_high": high}
+
+
+def slices(features: list[dict], rouge1: dict[str, list[float]], weights, resamples: int, seed: int) -> dict:
+    """{kind: [{slice, n, wide, scores: {model: {mean, ci_low, ci_high}}}]}: ROUGE-1 (per-row) by slice."""
+    weights = np.asarray(weights, dtype=float)
+    out = {}
+    for kind, masks in slice_masks(features).items():
+        rows = []
+        for name, mask in masks:
+            if not mask.any():
+                continue
+            scores = {m: ci(np.asarray(v)[mask], weights[mask], resamples, seed) for m, v in rouge1.items()}
+            wide = mask.sum() < FEW or any(s["ci_high"] - s["ci_low"] > WIDE_CI for s in scores.values())
+            rows.append({"slice": name, "n": int(mask.sum()), "wide": bool(wide), "scores": scores})
+        out[kind] = rows
+    return out
+
+
+def faithfulness(dialogues: list[str], outputs: dict[str, list[str]], resamples: int, seed: int) -> dict:
+    """Per model: share of summaries with an unsupported detail, and unsupported details per summary."""
+    out = {}
+    for model, texts in outputs.items():
+        counts = np.array([len(unsupported_details(t, d)) for t, d in zip(texts, dialogues)], dtype=float)
+        out[model] = {"share": ci(counts > 0, None, resamples, seed), "per_summary": ci(counts, None, resamples, seed)}
+    return out
+
+
+def degeneracy(outputs: dict[str, list[str]], references: list[list[str]], resamples: int, seed: int) -> dict:
+    """Per model: share repeating itself, share empty, and the summary/reference length ratio (in words)."""
+    ref_words = np.array([np.mean([len(words(r)) or 1 for r in refs]) for refs in references])
+    out = {}
+    for model, texts in outputs.items():
+        out[model] = {"repetition": ci([bool(repetitions(t)) for t in texts], None, resamples, seed),
+                      "empty": ci([not t.strip() for t in texts], None, resamples, seed),
+                      "length_ratio": ci(np.array([len(words(t)) for t in texts]) / ref_words, None, resamples, seed)}
+    return out
+
+
+LIMITS = ("Unsupported details are a proxy, not a fact checker: a number, name or speaker tag absent from the "
+          "dialogue is counted, a wrong statement made of words the dialogue contains is not.")
