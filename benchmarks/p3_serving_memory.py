@@ -62,7 +62,7 @@ def run_side(side: str, folder: Path, smoke: bool) -> dict:
         served = load_models(folder, device="cpu")  # loads its tokenizer too
         served.submit(setup.dialogues[0], Settings(max_new_tokens=8), models=served.loaded.models).result()
         loaded = served.loaded
-        weights = tensor_bytes([m for m in (loaded.base, loaded.mixed, *loaded.own.values()) if m is not None])
+        weights = tensor_bytes([m for m in (loaded.base, *loaded.mixed.values(), *loaded.own.values()) if m is not None])
     else:
         models = load_separate(folder)
         tokenizer = AutoTokenizer.from_pretrained(folder / "base" / "model")  # as the dashboard side loads one

@@ -48,7 +48,7 @@ def main():
         served = load_models(folder, device="cpu")
         separate = load_separate_all(folder)
     loaded = served.loaded
-    ours_bytes = tensor_bytes([m for m in (loaded.base, loaded.mixed, *loaded.own.values()) if m is not None])
+    ours_bytes = tensor_bytes([m for m in (loaded.base, *loaded.mixed.values(), *loaded.own.values()) if m is not None])
     record("P3b", ours_bytes / 2**20, tensor_bytes(separate.values()) / 2**20,
            f"MiB (weights and buffers held, shared storage counted once; {len(separate)} models)", "<= 0.30x",
            args.results, setup=setup.source, models=list(separate))

@@ -1,10 +1,10 @@
 """Loading a run's models from its folder, the same way for the evaluation and for serving: evaluate what is served.
 
-The base weights are held ONCE. "base" is that model untouched. LoRA-family adapters (LoRA without DoRA) are
-loaded together onto one module tree whose parameters are the base's own tensors, so one `generate` can mix
-them row by row with peft's `adapter_names`. Every other adapter (DoRA, IA³, prompt and prefix tuning, ...) gets
-its own module tree, again on the base's tensors: peft silently ignores `adapter_names` for those methods, so
-each is only ever called alone. Full fine-tunes hold their own weights; a QLoRA adapter gets its own 4-bit base
+The base weights are held ONCE. "base" is that model untouched. Adapters of a type peft serves exactly in a mixed
+batch (contract.protocol.MIXED_BATCH_TYPES: LoRA without DoRA, GLoRA, RoAd) are loaded together, one module tree
+per type, whose parameters are the base's own tensors, so one `generate` can mix them row by row with peft's
+`adapter_names`. Every other adapter (DoRA, IA³, prompt and prefix tuning, ...) gets its own module tree, again on
+the base's tensors: peft silently ignores `adapter_names` for those methods, so each is only ever called alone. Full fine-tunes hold their own weights; a QLoRA adapter gets its own 4-bit base
 (CUDA only). A model that fails to load is reported in `errors` while the others serve.
 """
 
@@ -17,14 +17,15 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from contract.files import (ADAPTER, MODEL, RUN_JSON, base_model_location, list_methods, method_metrics,
-                                read_run_file, tokenizer_location)
+                            read_run_file, tokenizer_location)
+from contract.protocol import MIXED_BATCH_TYPES
 
 
 @dataclass
 class LoadedRun:
     tokenizer: object
     base: Optional[object]                           # the base model, untouched
-    mixed: Optional[object] = None                   # PeftModel with every mixed-batch adapter, named by method
+    mixed: dict = field(default_factory=dict)        # peft type -> PeftModel with that type's adapters, by method
     own: dict = field(default_factory=dict)          # method -> model called alone (full, DoRA, IA³, prompt, ...)
     methods: list = field(default_factory=list)      # the run's complete methods, in the run's order
     labels: dict = field(default_factory=dict)       # method -> label written at training time
@@ -39,16 +40,23 @@ class LoadedRun:
     def available(self, name: str) -> bool:
         return name not in self.errors
 
+    def group_of(self, name: str) -> Optional[str]:
+        """The mixed-batch group (peft type) that serves `name`; base rides with the first group (row "__base__")."""
+        if name == "base":
+            return next(iter(self.mixed), None)
+        return next((kind for kind, model in self.mixed.items() if name in model.peft_config), None)
+
     def in_mixed_batch(self, name: str) -> bool:
-        return self.mixed is not None and name in self.mixed.peft_config
+        return name != "base" and self.group_of(name) is not None
 
     def model_for(self, name: str):
         """The module that generates `name` when called alone (mixed adapters: made active first)."""
         if name == "base":
             return self.base
         if self.in_mixed_batch(name):
-            self.mixed.set_adapter(name)
-            return self.mixed
+            model = self.mixed[self.group_of(name)]
+            model.set_adapter(name)
+            return model
         return self.own[name]
 
 
@@ -76,9 +84,10 @@ def adapter_config(folder: Path) -> dict:
     return json.loads((folder / "adapter_config.json").read_text())
 
 
-def mixes(config: dict) -> bool:
-    """peft 0.21 forwards adapter_names only for LoRA-family layers without DoRA; others ignore it silently."""
-    return config.get("peft_type") == "LORA" and not config.get("use_dora")
+def mixed_group(config: dict) -> Optional[str]:
+    """The peft type whose mixed batch serves this adapter exactly, or None (it is called alone)."""
+    kind = config.get("peft_type")
+    return kind if kind in MIXED_BATCH_TYPES and not config.get("use_dora") else None
 
 
 def nf4_quantization():
@@ -132,22 +141,26 @@ def load_run_models(run_dir: Path, device: Optional[str] = None) -> LoadedRun:
                 loaded.own[name] = load_qlora(base_path, folder / ADAPTER)
             elif loaded.base is None:
                 raise RuntimeError("its base model is unavailable")
-            elif mixes(adapter_config(folder / ADAPTER)):
-                if loaded.mixed is None:
-                    loaded.mixed = PeftModel.from_pretrained(sharing_copy(loaded.base), str(folder / ADAPTER),
-                                                             adapter_name=name).eval()
+            elif kind := mixed_group(adapter_config(folder / ADAPTER)):
+                if kind not in loaded.mixed:
+                    loaded.mixed[kind] = PeftModel.from_pretrained(sharing_copy(loaded.base), str(folder / ADAPTER),
+                                                                   adapter_name=name).eval()
                 else:
-                    loaded.mixed.load_adapter(str(folder / ADAPTER), adapter_name=name)
+                    loaded.mixed[kind].load_adapter(str(folder / ADAPTER), adapter_name=name)
             else:  # alone on its module tree: peft's default adapter name (a name like "prompt_tuning" clashes
                 # with peft's own parameter prefixes)
                 loaded.own[name] = PeftModel.from_pretrained(sharing_copy(loaded.base), str(folder / ADAPTER)) \
                     .to(device).eval()
         except Exception as e:
             loaded.errors[name] = f"{name} ({folder}): {reason(e)}"
-            if loaded.mixed is not None and name in loaded.mixed.peft_config:
-                loaded.mixed.delete_adapter(name)
-    if loaded.mixed is not None:
-        loaded.mixed.to(device)
+            for kind, model in list(loaded.mixed.items()):
+                if name in model.peft_config:
+                    if len(model.peft_config) == 1:
+                        del loaded.mixed[kind]
+                    else:
+                        model.delete_adapter(name)
+    for model in loaded.mixed.values():
+        model.to(device)
     return loaded
 
 

@@ -9,4 +9,7 @@ MAX_SOURCE_TOKENS = 512          # FLAN-T5's input length: longer inputs are tru
 MAX_NEW_TOKENS = 200             # the lab's summary length cap: evaluation's and the app's default
 BASE = "base"                    # the untouched base model's name (in eval/metrics.json, the API, the page)
 BASE_LABEL = "Base (no fine-tuning)"
+# peft 0.21 serves a mixed batch (adapter_names, one adapter per row) exactly for these types only; DoRA (LoRA
+# with use_dora) and AdaLoRA raise, prompt learning refuses, every other type ignores it SILENTLY.
+MIXED_BATCH_TYPES = ("LORA", "GLORA", "ROAD")
 RESERVED_FOLDERS = frozenset({"base", "eval", "checkpoints"})  # folders of a run that are not methods

@@ -4,8 +4,9 @@ Why a worker of our own: Gradio's `batch=True` refuses generator (streaming) han
 `TextIteratorStreamer` takes one row. Here each request is a Job; the worker takes the first waiting job, collects
 whatever else arrives within `max_wait` seconds (up to `max_rows` rows), and serves each group of jobs with equal
 settings by:
-  - ONE mixed-batch call on the shared weights for every job's base and LoRA-family rows (peft's adapter_names),
-  - ONE call per other model (full, DoRA, IA³, prompt/prefix tuning) for the jobs that asked for it.
+  - ONE mixed-batch call per mixed group (LoRA, GLoRA, RoAd: each a module tree on the shared weights) for every
+    job's rows of that type, base rows riding with the first group (peft's adapter_names),
+  - ONE call per other model (full, DoRA, IA³, prompt/prefix tuning, ...) for the jobs that asked for it.
 A `RowStreamer` splits each decoding step's tokens by row and hands each job its growing text.
 
 What the threads share, and why that is safe:
@@ -157,15 +158,17 @@ class Batcher:
                         if not job.future.done():
                             job.future.set_exception(e)
 
-    def plan(self, jobs: list[Job]) -> list[tuple[Optional[str], list[Row]]]:
-        """(model to call, its rows): None = the mixed batch on the shared weights."""
-        mixed = [Row(j, m) for j in jobs for m in j.models if m == "base" or self.loaded.in_mixed_batch(m)]
-        calls = [(None, mixed)] if mixed else []
+    def plan(self, jobs: list[Job]) -> list[tuple[str, Optional[str], list[Row]]]:
+        """(mixed group or None, model called alone or None, its rows), split by max_rows."""
+        calls = []
+        for group in self.loaded.mixed:
+            rows = [Row(j, m) for j in jobs for m in j.models if self.loaded.group_of(m) == group]
+            if rows:
+                calls.append((group, None, rows))
         for model in dict.fromkeys(m for j in jobs for m in j.models):
-            rows = [Row(j, model) for j in jobs if model in j.models]
-            if model != "base" and not self.loaded.in_mixed_batch(model):
-                calls.append((model, rows))
-        return [(m, rows[i:i + self.max_rows]) for m, rows in calls for i in range(0, len(rows), self.max_rows)]
+            if self.loaded.group_of(model) is None:  # called alone (base too, when no group can carry it)
+                calls.append((None, model, [Row(j, model) for j in jobs if model in j.models]))
+        return [(g, m, rows[i:i + self.max_rows]) for g, m, rows in calls for i in range(0, len(rows), self.max_rows)]
 
     def serve(self, jobs: list[Job]):
         settings = jobs[0].settings
@@ -176,7 +179,7 @@ class Batcher:
             # greedy: two lanes overlap, the shared-weights model's calls in one and the other models' in the
             # other. Never two calls on the shared-weights model at once: peft applies adapter_names through hooks
             # on its modules, so overlapping calls would take each other's adapters.
-            lanes = [[c for c in calls if c[0] is None], [c for c in calls if c[0] is not None]]
+            lanes = [[c for c in calls if c[0] is not None], [c for c in calls if c[0] is None]]
         running = [self.pool.submit(self.run_lane, lane, settings) for lane in lanes if lane]
         for f in running:
             f.result()
@@ -188,16 +191,16 @@ class Batcher:
             self.call(*call, settings)
 
     @torch.inference_mode()
-    def call(self, model_name: Optional[str], rows: list[Row], settings):
+    def call(self, group: Optional[str], model_name: Optional[str], rows: list[Row], settings):
         loaded, tok = self.loaded, self.tokenizer
         enc = tok.encode([r.job.prompt for r in rows], truncation=True, max_length=MAX_SOURCE_TOKENS, padding=True,
                          return_tensors="pt").to(loaded.device)
         extra = {}
-        if model_name is None and loaded.mixed is not None:
-            model = loaded.mixed
+        if group is not None:
+            model = loaded.mixed[group]
             extra["adapter_names"] = ["__base__" if r.model == "base" else r.model for r in rows]
         else:
-            model = loaded.base if model_name is None else loaded.own[model_name]
+            model = loaded.base if model_name == "base" else loaded.own[model_name]
         if settings.num_beams == 1 and any(r.job.on_tokens for r in rows):  # transformers streams no beam search
             extra["streamer"] = RowStreamer(tok.special_ids, lambda i, ids: rows[i].job.on_tokens and
                                             rows[i].job.on_tokens(rows[i].model, ids), len(rows))

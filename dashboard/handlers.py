@@ -3,6 +3,7 @@ for the summaries, score them against a reference, and refuse what cannot be ser
 widgets and call these; nothing here knows a widget.
 """
 
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -47,13 +48,19 @@ class AppState:
         return first["hyperparameters"].get("prompt_template", DEFAULT_PROMPT) if first else DEFAULT_PROMPT
 
 
+def client_address(request: gr.Request) -> Optional[str]:
+    """Who is asking: the connecting address; on a Hugging Face Space (SPACE_ID set) the address its proxy
+    appended last to X-Forwarded-For. Earlier entries are whatever the client wrote, so they are never trusted,
+    and without a known proxy the header is ignored (a client could otherwise claim a new address per vote)."""
+    forwarded = (request.headers or {}).get("x-forwarded-for", "") if os.environ.get("SPACE_ID") else ""
+    return forwarded.split(",")[-1].strip() or getattr(request.client, "host", None)
+
+
 def client_of(state: AppState, request: Optional[gr.Request]) -> Optional[str]:
-    """A keyed hash of who is asking (their address as the proxy in front reports it), never the address."""
+    """A keyed hash of who is asking, never the address itself."""
     if request is None or state.votes is None:
         return None
-    forwarded = (request.headers or {}).get("x-forwarded-for", "")
-    address = forwarded.split(",")[0].strip() or getattr(request.client, "host", None)
-    return state.votes.client_key(address)
+    return state.votes.client_key(client_address(request))
 
 
 def named_request(state: AppState, text, request: Optional[gr.Request]) -> None:

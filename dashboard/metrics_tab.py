@@ -26,13 +26,24 @@ def protocol_text(evaluation: Optional[dict]) -> str:
             "sentence splitting, so their ROUGE-Lsum equals ROUGE-L.")
 
 
+def protocol_line(data: rd.RunData) -> Optional[str]:
+    """The protocol, or "no evaluation yet"; nothing when the evaluation is there but broken (named above it)."""
+    if data.evaluation is None and any(p.startswith("evaluation:") for p in data.problems):
+        return None
+    return protocol_text(data.evaluation)
+
+
 def build_metrics_tab(state: AppState):
     data = state.data
     for problem in data.problems:
         gr.Markdown(f"> ⚠️ {problem}")
-    if data.evaluation or not any(p.startswith("evaluation:") for p in data.problems):
-        gr.Markdown(protocol_text(data.evaluation))  # a broken evaluation is named above, not "not run yet"
+    if text := protocol_line(data):
+        gr.Markdown(text)
     gr.Dataframe(rd.summary_table(data), label="Summary (headline protocol; ROUGE mean [95% CI])", interactive=False)
+    view = gr.Radio(list(rd.CAPABILITY_VIEWS), value=next(iter(rd.CAPABILITY_VIEWS)), label="Methods at a glance")
+    capabilities = gr.Dataframe(rd.capability_frame(data), interactive=False, elem_id="capabilities",
+                                label="What each method trains, how it is served, whether it merges into the base")
+    view.change(lambda v: rd.capability_frame(data, v), view, capabilities, api_visibility="private")
     protocol = gr.Radio(["per_row", "multi_reference"], value=(data.evaluation or {}).get("headline_protocol",
                         "per_row"), label="ROUGE protocol")
     labels = data.labels

@@ -219,3 +219,24 @@ def failures_frame(evaluation: Optional[dict]) -> pd.DataFrame:
             for (section, key), label in FAILURE_MEASURES.items()
             for model, figures in ((evaluation or {}).get(section) or {}).items()]
     return pd.DataFrame(rows, columns=["model", "measure", "mean", "ci_low", "ci_high"])
+
+
+CAPABILITY_VIEWS = {"all, fewest trainable parameters first": None, "can be merged into the base": "merges",
+                    "served in one mixed batch": "mixed batch"}
+
+
+def capability_frame(data: RunData, view: str = "all, fewest trainable parameters first") -> pd.DataFrame:
+    """The run's methods as a shop window: what trains, trainable parameters, how each is served, whether it
+    merges into the base, the paper (from each method's metrics.json: the registry's own words)."""
+    rows = []
+    for name, metrics in data.train.items():
+        method = metrics.get("method") or {}
+        rows.append({"method": data.label(name), "what trains": method.get("what_trains", ""),
+                     "trainable": metrics["parameters"]["trainable"],
+                     "mixed batch": method.get("mixed_batch"), "merges": method.get("merges"),
+                     "paper": method.get("paper", "")})
+    frame = pd.DataFrame(rows, columns=["method", "what trains", "trainable", "mixed batch", "merges", "paper"])
+    key = CAPABILITY_VIEWS[view]
+    if key:
+        frame = frame[frame[key] == True]  # noqa: E712  (None = not recorded: left out of a filtered view)
+    return frame.sort_values("trainable", kind="stable").reset_index(drop=True)

@@ -96,3 +96,16 @@ def methods_run(tmp_path_factory, user_config):
           f"lora_r4_qk={user_config}", "--max_train_samples", "16", "--max_eval_samples", "8", "--max_steps", "8",
           "--logging_steps", "1", "--eval_steps", "4", "--tiny_pretrain_steps", "40", "--eval_limit", "4"])
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def catalogue_run(tmp_path_factory):
+    """Every built-in beyond the core ones (training/methods.py CATALOGUE), 4 steps each, 2 test dialogues."""
+    from training.__main__ import main
+    from training.methods import BUILTIN, CORE
+
+    run_dir = tmp_path_factory.mktemp("runs") / "catalogue"
+    main(["--preset", "tiny", "--output_dir", str(run_dir), "--methods", ",".join(m for m in BUILTIN if m not in CORE),
+          "--max_train_samples", "16", "--max_eval_samples", "8", "--max_steps", "4", "--logging_steps", "1",
+          "--eval_steps", "4", "--tiny_pretrain_steps", "40", "--eval_limit", "2"])
+    return run_dir

@@ -40,9 +40,9 @@ def test_batched_results_equal_one_at_a_time(served):
     seen = []
     original = served.batcher.call
 
-    def spy(model, rows, settings):
-        seen.append((model, {r.job.settings for r in rows}, len(rows)))
-        return original(model, rows, settings)
+    def spy(group, model, rows, settings):
+        seen.append((group or model, {r.job.settings for r in rows}, len(rows)))
+        return original(group, model, rows, settings)
 
     served.batcher.call = spy
     try:
@@ -56,7 +56,7 @@ def test_batched_results_equal_one_at_a_time(served):
     sampled = {MIXED_REQUESTS[4][1], MIXED_REQUESTS[5][1]}
     assert all(n <= 2 for _, s, n in seen if s & sampled)  # a sampling request is served alone (<= its 2 rows)
     # the three 16-token greedy requests: one mixed call of their 4 base/lora rows, one full call of 2 rows
-    assert (None, {MIXED_REQUESTS[0][1]}, 4) in seen and ("full", {MIXED_REQUESTS[0][1]}, 2) in seen
+    assert ("LORA", {MIXED_REQUESTS[0][1]}, 4) in seen and ("full", {MIXED_REQUESTS[0][1]}, 2) in seen
     assert served.batcher.calls - calls_before < sum(len(m) for *_, m in MIXED_REQUESTS)
 
 

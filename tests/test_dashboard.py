@@ -145,3 +145,22 @@ def test_examples_sort_and_show_per_example_rouge(state):
     dialogue, refs, base, full, lora, scores = example_details(state.data, by_disagreement[0])
     assert dialogue and refs.startswith("1. ") and full
     assert list(scores.columns) == ["model", *rd.METRIC_LABELS.values()] and len(scores) == 3
+
+
+def test_a_broken_evaluation_is_named_not_called_missing(evaluated_run, tmp_path):
+    from dashboard.metrics_tab import protocol_line
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run, run)
+    assert protocol_line(rd.load_run(run)).startswith("**Protocol.**")
+    (run / EVAL_METRICS).write_text("{broken")
+    data = rd.load_run(run)
+    assert protocol_line(data) is None and any("not valid JSON" in p for p in data.problems)
+    shutil.rmtree(run / "eval")
+    assert "No evaluation yet" in protocol_line(rd.load_run(run))
+
+
+def test_a_too_long_reference_gets_a_message_about_references():
+    with pytest.raises(InputError, match="reference has 20,001 characters.*paste the summary only") as refused:
+        check_text("x" * 20_001, "reference", required=False)
+    assert "tokens" not in str(refused.value)

@@ -360,3 +360,15 @@ def test_a_pasted_dialogue_over_the_battle_limit_is_refused_before_any_model_cal
     monkeypatch.setattr(state_with_votes.models, "batcher", None)  # a model call would fail loudly
     with pytest.raises(gr.Error, match="limit for a battle is 20,000"):
         new_battle(state_with_votes, "#Person1#: " + "word " * 5000)
+
+
+def test_a_client_cannot_claim_another_address(monkeypatch):
+    from types import SimpleNamespace
+
+    from dashboard.handlers import client_address
+
+    spoofed = SimpleNamespace(headers={"x-forwarded-for": "1.2.3.4, 10.0.0.9"}, client=SimpleNamespace(host="10.0.0.1"))
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    assert client_address(spoofed) == "10.0.0.1"  # no known proxy: the header is the client's own words
+    monkeypatch.setenv("SPACE_ID", "user/space")
+    assert client_address(spoofed) == "10.0.0.9"  # the entry the Space's proxy appended, not the client's first

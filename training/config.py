@@ -86,9 +86,10 @@ class TrainConfig:
         "choices": ["auto", "bf16", "fp32"]})
     seed: int = field(default=42, metadata={"help": "Seed for initialisation, dropout and data order."})
     methods: str = field(default=DEFAULT_METHODS, metadata={
-        "help": "python -m training: the methods to train and compare, a comma list of full, lora, lora_all, dora, "
-                "ia3, prompt_tuning, prefix_tuning, qlora (CUDA only) and your own, or 'all' (skips what cannot "
-                "run here, saying so). See training/methods.py."})
+        "help": "python -m training: the methods to train and compare: a comma list of built-in names (full, lora, "
+                "ia3, loha, oft, ...; see training/methods.py) and your own; 'all' = the core eight (full, lora, "
+                "lora_all, dora, ia3, prompt_tuning, prefix_tuning, qlora); 'catalogue' = every built-in. Both "
+                "skip what cannot run here (QLoRA without CUDA), saying so."})
     method: Optional[str] = field(default=None, metadata={
         "help": "training.finetune: the one method to train (full, lora, ia3, ...; see training/methods.py)."})
     method_config: list[str] = field(default_factory=list, metadata={

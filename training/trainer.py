@@ -17,6 +17,7 @@ from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTraining
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from contract.files import write_json
+from training.catalogue import capabilities
 from training.config import TrainConfig
 from training.data import format_prompt
 from training.modeling import count_parameters
@@ -213,7 +214,8 @@ def training_metrics(method, cfg, data, train, evalset, trainer, keeper: Checkpo
     evals = [r["eval_loss"] for r in history if "eval_loss" in r]
     trains = [r["train_loss"] for r in history if "train_loss" in r]
     return {
-        "schema_version": 1, "kind": method.name, "method": method.describe(), "created_at": utc_now(),
+        "schema_version": 1, "kind": method.name, "method": {**method.describe(), **capabilities(method)},
+        "created_at": utc_now(),
         "hyperparameters": {**dataclasses.asdict(cfg), "peft_config": method.peft}, "seed": cfg.seed,
         "data": {"source": data.source, "train": len(train.dataset), "eval": len(evalset.dataset),
                  "skipped": sum(data.skipped.values()), "truncated": train.truncated + evalset.truncated,

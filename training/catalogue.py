@@ -1,0 +1,108 @@
+"""The methods registry as a capability table, generated (never typed): what trains, trainable parameters on
+flan-t5-base and on the tiny preset, served in one mixed batch or not, merges into the base or not, needs CUDA,
+the paper. Every figure is measured on a model built here (the tiny T5 for real, flan-t5-base on the meta device:
+shapes only, no memory).
+
+    python -m training.catalogue --base_config ../shared/models/flan-t5-base-config   # the README's table, offline
+    python -m training.catalogue                                                       # flan-t5-base's from the Hub
+"""
+
+import argparse
+import warnings
+import pandas as pd
+import torch
+from transformers import AutoConfig, AutoModelForSeq2SeqLM, T5Config
+
+from contract.protocol import MIXED_BATCH_TYPES
+from training.config import TINY_T5, TINY_VOCAB_SIZE
+from training.methods import BUILTIN, CANNOT_TRAIN, CORE, LEFT_OUT, Method
+from training.modeling import count_parameters
+
+TINY_CONFIG = T5Config(vocab_size=TINY_VOCAB_SIZE, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+                       **TINY_T5)
+
+
+def wrapped(method: Method, config, device: str = "cpu"):
+    """The model a method trains, built from a config (no weights read), on `device`."""
+    from peft import get_peft_model
+
+    torch.manual_seed(0)
+    with torch.device(device), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = AutoModelForSeq2SeqLM.from_config(config)
+        if config.vocab_size != TINY_VOCAB_SIZE:  # the real checkpoints have their own lm_head
+            base.config.tie_word_embeddings = False
+            base.lm_head.weight = torch.nn.Parameter(torch.empty_like(base.shared.weight))
+        return base if method.peft is None else get_peft_model(base, method.peft_config(config))
+
+
+def merges(method: Method) -> bool:
+    """peft can fold the trained adapter into the base weights (merge_and_unload): served at the base's cost."""
+    try:
+        wrapped(method, TINY_CONFIG).merge_and_unload()
+        return True
+    except Exception:  # peft raises AttributeError, NotImplementedError or ValueError for types that cannot
+        return False
+
+
+def mixed_batch(method: Method) -> bool:
+    peft = method.peft or {}
+    return peft.get("peft_type") in MIXED_BATCH_TYPES and not peft.get("use_dora")
+
+
+def trainable_on(method: Method, config) -> int:
+    """Trainable parameters, counted on the meta device (shapes only); BOFT builds index tensors from values,
+    which the meta device has not, so it is built for real (a second or two)."""
+    try:
+        return count_parameters(wrapped(method, config, "meta"))["trainable"]
+    except RuntimeError:
+        return count_parameters(wrapped(method, config))["trainable"]
+
+
+def capabilities(method: Method) -> dict:
+    """What metrics.json (and so the Metrics tab) says about a method beyond its name: serving and merging."""
+    return {"mixed_batch": mixed_batch(method), "merges": method.peft is None or merges(method)}
+
+
+def table(base_config=None) -> pd.DataFrame:
+    """One row per built-in method, core ones first."""
+    rows = []
+    for name, method in BUILTIN.items():
+        base = trainable_on(method, base_config) if base_config else None
+        rows.append({"method": name, "core": name in CORE, "what trains": method.why,
+                     "trainable (flan-t5-base)": base,
+                     "trainable (tiny, 1,000 tokens)": count_parameters(wrapped(method, TINY_CONFIG))["trainable"],
+                     "one mixed batch": mixed_batch(method), "merges into the base": method.peft is None or
+                     merges(method), "needs CUDA": method.needs_cuda, "paper": method.paper})
+    return pd.DataFrame(rows)
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    def cell(value):
+        if isinstance(value, bool):
+            return "yes" if value else "—"
+        if value is None or value != value:
+            return "—"
+        if isinstance(value, (int, float)):
+            return f"{int(value):,}"
+        return f"[paper]({value})" if str(value).startswith("http") else str(value)
+
+    shown = frame.assign(method=[f"`{m}`" + (" (core)" if c else "") for m, c in zip(frame["method"], frame["core"])])
+    shown = shown.drop(columns="core")
+    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    left_out = {**CANNOT_TRAIN, **LEFT_OUT}
+    lines += ["", "Left out: " + "; ".join(f"{k}: {v}" for k, v in left_out.items()) + "."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base_config", default="google/flan-t5-base",
+                        help="flan-t5-base's config: a Hub id or a folder (../shared/models/flan-t5-base-config)")
+    args = parser.parse_args(argv)
+    print(markdown(table(AutoConfig.from_pretrained(args.base_config))))
+
+
+if __name__ == "__main__":
+    main()
