@@ -1,20 +1,24 @@
 """Pure Plotly figure builders: frames (and a model -> label map) in, figures out. No Gradio, no file reading.
 Every chart takes any number of methods; colours come from one palette, fixed per model name."""
 
+import itertools
 import math
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 
 from dashboard.run_data import LAB_LABEL, METRIC_LABELS
 
 FIXED_COLORS = {"base": "#9aa0a6", "full": "#1a73e8", "lora": "#e8710a"}
-PALETTE = ["#188038", "#a142f4", "#d93025", "#12b5cb", "#f9ab00", "#e52592", "#5f6368", "#3949ab", "#795548"]
+PALETTE = ["#188038", "#a142f4", "#d93025", "#12b5cb", "#f9ab00", "#e52592", "#5f6368", "#3949ab", "#795548",
+           *qualitative.Dark24, *qualitative.Light24]  # the whole catalogue (30+ models) stays distinguishable
 
 
 def colors_for(models) -> dict[str, str]:
-    """base/full/lora keep their colours; every other model takes the next palette colour, in the run's order."""
-    others = iter(PALETTE * 3)
+    """base/full/lora keep their colours; every other model takes the next palette colour, in the run's order
+    (cycling if a run ever has more models than the palette has colours)."""
+    others = itertools.cycle(PALETTE)
     return {m: FIXED_COLORS.get(m) or next(others) for m in models}
 
 

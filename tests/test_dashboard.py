@@ -164,3 +164,9 @@ def test_a_too_long_reference_gets_a_message_about_references():
     with pytest.raises(InputError, match="reference has 20,001 characters.*paste the summary only") as refused:
         check_text("x" * 20_001, "reference", required=False)
     assert "tokens" not in str(refused.value)
+
+
+def test_every_model_of_a_catalogue_run_gets_a_colour():
+    names = ["base", "full", "lora", *[f"method_{i}" for i in range(80)]]  # more than the palette holds
+    colors = figures.colors_for(names)
+    assert list(colors) == names and len(set(list(colors.values())[:40])) == 40
