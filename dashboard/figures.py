@@ -147,6 +147,9 @@ FRONTIER_PANELS = [("trainable", "trainable parameters (log)", 1, True),
                    ("checkpoint_bytes", "checkpoint size (MiB, log)", 2**20, True)]
 
 
+MAX_NAMED_POINTS = 10  # beyond this many methods, only the frontier's points carry their names (hover names all)
+
+
 def tradeoff_scatter(frame: pd.DataFrame, labels: dict) -> go.Figure:
     """ROUGE-1 (with 95% CI) against four costs, one panel each, the Pareto frontier drawn and its methods named:
     the methods worth paying for on that cost."""
@@ -162,12 +165,14 @@ def tradeoff_scatter(frame: pd.DataFrame, labels: dict) -> go.Figure:
     for i, (cost, title, scale, log) in enumerate(FRONTIER_PANELS):
         row, col = divmod(i, 2)
         x = frame[cost].clip(lower=1) / scale if log else frame[cost] / scale
+        named = set(fronts[cost]["method"]) if len(frame) > MAX_NAMED_POINTS else set(frame["method"])
         fig.add_scatter(x=x, y=frame["rouge1"], mode="markers+text", showlegend=False,
-                        text=[labels.get(m, m) for m in frame["method"]], textposition="top center",
+                        text=[labels.get(m, m) if m in named else "" for m in frame["method"]],
+                        customdata=[labels.get(m, m) for m in frame["method"]], textposition="top center",
                         error_y={"type": "data", "symmetric": False, "array": frame["ci_high"] - frame["rouge1"],
                                  "arrayminus": frame["rouge1"] - frame["ci_low"], "thickness": 1},
                         marker={"size": 12, "color": [colors[m] for m in frame["method"]]},
-                        hovertemplate="%{text}<br>%{x:,.3g}<br>ROUGE-1 %{y:.4f}<extra></extra>",
+                        hovertemplate="%{customdata}<br>%{x:,.3g}<br>ROUGE-1 %{y:.4f}<extra></extra>",
                         row=row + 1, col=col + 1)
         front = fronts[cost]
         fx = front[cost].clip(lower=1) / scale if log else front[cost] / scale

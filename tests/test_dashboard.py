@@ -170,3 +170,17 @@ def test_every_model_of_a_catalogue_run_gets_a_colour():
     names = ["base", "full", "lora", *[f"method_{i}" for i in range(80)]]  # more than the palette holds
     colors = figures.colors_for(names)
     assert list(colors) == names and len(set(list(colors.values())[:40])) == 40
+
+
+def test_a_crowded_frontier_chart_names_only_the_frontier():
+    import pandas as pd
+
+    n = 30
+    frame = pd.DataFrame({"method": [f"m{i}" for i in range(n)], "rouge1": [0.1 + 0.01 * (i % 7) for i in range(n)],
+                          "ci_low": 0.05, "ci_high": 0.5, "trainable": range(1, n + 1), "train_seconds": range(n, 0, -1),
+                          "peak_memory_bytes": 1e6, "checkpoint_bytes": 1e5})
+    fig = figures.tradeoff_scatter(frame, {})
+    points = fig.data[0]
+    named = {t for t in points.text if t}
+    assert named == set(figures.pareto_front(frame, "trainable")["method"]) and len(named) < n
+    assert list(points.customdata) == list(frame["method"])  # every point still has its name on hover
