@@ -17,6 +17,7 @@ DIALOGUE = ("#Person1#: Hi Tom, do you have two tickets for the 7:30 show?\n"
     ("Tom sells tickets at at at at at at the show.", [], ["at at at", "at"]),  # a loop
     ("mmmmmmmm", [], ["mmmmmmmm"]),
     ("", [], []),
+    ("Do they have tickets? Yes. Sorry, Tom has two.", [], []),  # sentence openers are not names
 ])
 def test_detectors_on_hand_written_summaries(summary, unsupported, repeats):
     assert lenses.unsupported_details(summary, DIALOGUE) == unsupported

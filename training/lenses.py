@@ -35,7 +35,9 @@ NUMBER_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seven
 # Capitalised words that are not names: sentence openers and words any summary may use.
 NOT_NAMES = set("""a an the he she they it we you i his her their its our this that these those there here
 then and but or so because if when while after before as at by for from in into of on to with without about
-what who whom which why how where person people both all some one each every no not mr mrs ms dr""".split())
+what who whom which why how where person people both all some one each every no not mr mrs ms dr
+do does did is are was were be can could will would shall should may might must have has had let please
+yes ok okay well oh hi hello thanks thank sorry sure great good excuse""".split())
 STEM = PorterStemmer()
 
 
