@@ -51,16 +51,10 @@ def load_setup(n: int, smoke: bool = False) -> Setup:
     return Setup(tok, list(frame["dialogue"][:n]), [r[0] for r in frame["references"][:n]], config, source)
 
 
-def untie_lm_head(model):
-    """Give the model its own lm_head, as the real FLAN-T5 checkpoints have (transformers 5 ties it when a T5 is
-    built from a config, hiding 24.7 M parameters of flan-t5-base): measurements then see the real model's size."""
-    model.config.tie_word_embeddings = False
-    model.lm_head.weight = torch.nn.Parameter(model.shared.weight.detach().clone())
-    return model
-
-
 def random_model(config, seed: int = 0):
     from transformers import AutoModelForSeq2SeqLM
+
+    from training.modeling import untie_lm_head
 
     torch.manual_seed(seed)
     return untie_lm_head(AutoModelForSeq2SeqLM.from_config(config)).eval()

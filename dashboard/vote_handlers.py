@@ -17,11 +17,8 @@ import pandas as pd
 
 from dashboard import figures
 from dashboard import votes as vt
-from dashboard.handlers import AppState, client_of, refuse, wait
+from dashboard.handlers import ROUGE, AppState, client_of, refuse, wait
 from dashboard.inputs import InputError, check_text
-from training.rouge import Rouge  # the evaluation's ROUGE, for "does ROUGE agree with people?"
-
-ROUGE = Rouge()
 
 
 def battle_models(state: AppState, pool: Optional[pd.DataFrame]) -> list[str]:

@@ -152,8 +152,7 @@ def test_parameter_counts_of_the_real_flan_t5_base_architecture():
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import AutoConfig
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from common import untie_lm_head
+    from training.modeling import untie_lm_head
 
     with torch.device("meta"):  # shapes only: no memory, no time
         model = AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(SHARED / "models" / "flan-t5-base-config"))

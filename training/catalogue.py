@@ -16,7 +16,7 @@ from transformers import AutoConfig, AutoModelForSeq2SeqLM, T5Config
 from contract.protocol import MIXED_BATCH_TYPES
 from training.config import TINY_T5, TINY_VOCAB_SIZE
 from training.methods import BUILTIN, CANNOT_TRAIN, CORE, LEFT_OUT, Method
-from training.modeling import count_parameters
+from training.modeling import count_parameters, untie_lm_head
 
 TINY_CONFIG = T5Config(vocab_size=TINY_VOCAB_SIZE, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
                        **TINY_T5)
@@ -31,8 +31,7 @@ def wrapped(method: Method, config, device: str = "cpu"):
         warnings.simplefilter("ignore")
         base = AutoModelForSeq2SeqLM.from_config(config)
         if config.vocab_size != TINY_VOCAB_SIZE:  # the real checkpoints have their own lm_head
-            base.config.tie_word_embeddings = False
-            base.lm_head.weight = torch.nn.Parameter(torch.empty_like(base.shared.weight))
+            base = untie_lm_head(base)
         return base if method.peft is None else get_peft_model(base, method.peft_config(config))
 
 

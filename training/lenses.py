@@ -14,6 +14,7 @@ ROUGE by slice of the test set, unsupported details, and degenerate outputs, eac
 
 import re
 from collections import Counter
+from functools import lru_cache
 
 import numpy as np
 from nltk.stem.porter import PorterStemmer
@@ -60,13 +61,19 @@ def number_value(word: str):
         return None
 
 
+@lru_cache(maxsize=4096)
+def support(dialogue: str) -> tuple[frozenset, frozenset, frozenset, frozenset]:
+    """What a dialogue supports: its words (lower case), their stems, its numbers, its speaker tags. Cached: every
+    model's summary of one dialogue is checked against the same dialogue."""
+    seen = words(dialogue)
+    numbers = {v for v in map(number_value, seen) if v is not None} | set(map(float, re.findall(r"\d+", dialogue)))
+    return (frozenset(w.lower() for w in seen), frozenset(STEM.stem(w.lower()) for w in seen), frozenset(numbers),
+            frozenset(SPEAKER.findall(dialogue)))
+
+
 def unsupported_details(summary: str, dialogue: str) -> list[str]:
     """The numbers, names and speaker tags of `summary` that its dialogue does not contain."""
-    seen = words(dialogue)
-    lower = {w.lower() for w in seen}
-    stems = {STEM.stem(w.lower()) for w in seen}
-    numbers = {v for v in map(number_value, seen) if v is not None} | set(map(float, re.findall(r"\d+", dialogue)))
-    tags = set(SPEAKER.findall(dialogue))
+    lower, stems, numbers, tags = support(dialogue)
     found = []
     for w in words(summary):
         if SPEAKER.fullmatch(w):
