@@ -21,6 +21,7 @@ RUN_JSON = "run.json"
 METHOD_METRICS = "metrics.json"   # <run>/<method>/metrics.json: written last, so its presence = method complete
 MODEL = "model"                   # <run>/<method>/model: a whole checkpoint (full fine-tuning)
 ADAPTER = "adapter"               # <run>/<method>/adapter: a peft adapter (adapter_config.json + weights)
+SWEEP_JSON = "sweep.json"         # <run>/<method>/sweep.json: its learning-rate sweep (training --sweep lr)
 EVAL = "eval"                     # <run>/eval: metrics.json + predictions.jsonl, swapped in as one folder
 EVAL_METRICS = f"{EVAL}/metrics.json"
 EVAL_PREDICTIONS = f"{EVAL}/predictions.jsonl"
@@ -53,6 +54,8 @@ def schema_for(name: str) -> str:
         return "eval_metrics.v1"
     if name.endswith(f"/{METHOD_METRICS}"):
         return "train_metrics.v1"
+    if name.endswith(f"/{SWEEP_JSON}"):
+        return "sweep.v1"
     raise KeyError(f"{name} is not a JSON file of the artifacts contract")
 
 

@@ -32,6 +32,7 @@ class LoadedRun:
     errors: dict = field(default_factory=dict)       # model -> why it is unavailable
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
+    base_path: str = ""
 
     @property
     def models(self) -> list[str]:
@@ -116,7 +117,7 @@ def load_run_models(run_dir: Path, device: Optional[str] = None) -> LoadedRun:
     device, dtype = (device, torch.float32) if device else pick_device()
     base_path = base_model_location(run_dir, run)
     tokenizer = load_tokenizer(run_dir, run)
-    loaded = LoadedRun(tokenizer=tokenizer, base=None, device=device, dtype=dtype)
+    loaded = LoadedRun(tokenizer=tokenizer, base=None, device=device, dtype=dtype, base_path=base_path)
     infos = {}
     for name in list_methods(run_dir):
         try:
@@ -134,13 +135,8 @@ def load_run_models(run_dir: Path, device: Optional[str] = None) -> LoadedRun:
             continue
         folder = run_dir / name
         try:
-            if (folder / MODEL).exists():
-                loaded.own[name] = AutoModelForSeq2SeqLM.from_pretrained(str(folder / MODEL), dtype=dtype) \
-                    .to(device).eval()
-            elif infos[name].get("base_quantization"):
-                loaded.own[name] = load_qlora(base_path, folder / ADAPTER)
-            elif loaded.base is None:
-                raise RuntimeError("its base model is unavailable")
+            if (folder / MODEL).exists() or infos[name].get("base_quantization") or loaded.base is None:
+                loaded.own[name] = load_alone(loaded, folder, bool(infos[name].get("base_quantization")))
             elif kind := mixed_group(adapter_config(folder / ADAPTER)):
                 if kind not in loaded.mixed:
                     loaded.mixed[kind] = PeftModel.from_pretrained(sharing_copy(loaded.base), str(folder / ADAPTER),
@@ -149,8 +145,7 @@ def load_run_models(run_dir: Path, device: Optional[str] = None) -> LoadedRun:
                     loaded.mixed[kind].load_adapter(str(folder / ADAPTER), adapter_name=name)
             else:  # alone on its module tree: peft's default adapter name (a name like "prompt_tuning" clashes
                 # with peft's own parameter prefixes)
-                loaded.own[name] = PeftModel.from_pretrained(sharing_copy(loaded.base), str(folder / ADAPTER)) \
-                    .to(device).eval()
+                loaded.own[name] = load_alone(loaded, folder)
         except Exception as e:
             loaded.errors[name] = f"{name} ({folder}): {reason(e)}"
             for kind, model in list(loaded.mixed.items()):
@@ -162,6 +157,20 @@ def load_run_models(run_dir: Path, device: Optional[str] = None) -> LoadedRun:
     for model in loaded.mixed.values():
         model.to(device)
     return loaded
+
+
+def load_alone(loaded: LoadedRun, folder: Path, quantized: bool = False):
+    """A model saved in `folder` (<method> or one of its seeds/seed-N) on the run's base, called alone: a whole
+    checkpoint, a QLoRA adapter on its 4-bit base, or an adapter on a module tree sharing the base's weights."""
+    from peft import PeftModel
+
+    if (folder / MODEL).exists():
+        return AutoModelForSeq2SeqLM.from_pretrained(str(folder / MODEL), dtype=loaded.dtype).to(loaded.device).eval()
+    if quantized:
+        return load_qlora(loaded.base_path, folder / ADAPTER)
+    if loaded.base is None:
+        raise RuntimeError("its base model is unavailable")
+    return PeftModel.from_pretrained(sharing_copy(loaded.base), str(folder / ADAPTER)).to(loaded.device).eval()
 
 
 def load_tokenizer(run_dir: Path, run: dict):

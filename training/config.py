@@ -44,6 +44,7 @@ TINY_T5 = dict(d_model=128, d_kv=32, d_ff=256, num_layers=2, num_decoder_layers=
                feed_forward_proj="gated-gelu", dropout_rate=0.0, tie_word_embeddings=False)
 TINY_VOCAB_SIZE = 1000
 DEFAULT_METHODS = "full,lora"  # what `python -m training` trains unless --methods says otherwise
+DEFAULT_SWEEP_LR = ("x1/3", "x1", "x3")  # a sweep's first rates: the method's default and one step of 3 each way
 
 
 @dataclass
@@ -99,6 +100,25 @@ class TrainConfig:
     allow_large_adapter: bool = field(default=False, metadata={
         "help": "Train a peft adapter even when it has more trainable parameters than the whole base model "
                 "(refused otherwise: usually a typo in r or a size field)."})
+    sweep: Optional[str] = field(default=None, metadata={
+        "help": "'lr': before training a method, try learning rates around its default on a reduced budget, score "
+                "each on the validation split (ROUGE-L of greedy summaries, and loss), and train at the best; the "
+                "grid extends when the best sits at its edge. Writes <run>/<method>/sweep.json. The test split is "
+                "never used.", "choices": ["lr"]})
+    sweep_lr: list[str] = field(default_factory=lambda: list(DEFAULT_SWEEP_LR), metadata={
+        "help": "The rates a sweep tries: factors of the method's default written xF (x1/3 x1 x3, the default) or "
+                "plain rates (1e-3 3e-3 1e-2), several after one flag."})
+    sweep_steps: Optional[int] = field(default=None, metadata={
+        "help": "Optimizer steps of each sweep trial. Default: a third of the method's own steps."})
+    sweep_eval_dialogues: int = field(default=100, metadata={
+        "help": "Validation dialogues whose greedy summaries score a sweep trial (ROUGE-L)."})
+    sweep_storage: Optional[str] = field(default=None, metadata={
+        "help": "Optuna storage URL the sweep's trials live in. Default: sqlite:///<run>/sweep.sqlite3. Several "
+                "processes or machines given the same URL (a server database across machines) share the trials: "
+                "each takes the next untried rate."})
+    seeds: int = field(default=1, metadata={
+        "help": "Train each method with this many seeds (--seed, --seed+1, ...): the evaluation reports the mean "
+                "over seeds with an interval that includes seed-to-seed variation; the app serves --seed's model."})
     eval_limit: Optional[int] = field(default=None, metadata={
         "help": "python -m training: evaluate only the first N test dialogues (a quick look); default all."})
     tiny_pretrain_steps: int = field(default=300, metadata={
@@ -175,6 +195,11 @@ def resolve(cfg: TrainConfig, h: Hyper) -> TrainConfig:
          f"--max_source_length must be in 1..{MAX_SOURCE_TOKENS} for T5 (got {r.max_source_length})"),
         (r.max_target_length > 0, "--max_target_length must be > 0"),
         (r.tiny_pretrain_steps >= 0, "--tiny_pretrain_steps must be >= 0"),
+        (r.seeds >= 1, f"--seeds must be >= 1 (got {r.seeds})"),
+        (r.sweep_steps is None or r.sweep_steps > 0, f"--sweep_steps must be > 0 (got {r.sweep_steps})"),
+        (r.sweep_eval_dialogues > 0, f"--sweep_eval_dialogues must be > 0 (got {r.sweep_eval_dialogues})"),
+        (not (r.sweep and cfg.learning_rate is not None), f"--learning_rate {cfg.learning_rate} fixes the rate and "
+                                                          "--sweep lr searches for it: give one of them"),
         ("{dialogue}" in r.prompt_template, "--prompt_template must contain {dialogue}"),
         (not (r.resume and r.overwrite), "--resume and --overwrite contradict each other; give one"),
         (r.precision in ("auto", "bf16", "fp32"), f"--precision {r.precision!r}: use auto, bf16 or fp32 "

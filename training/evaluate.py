@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from transformers import HfArgumentParser
 
-from contract.files import (EVAL, EVAL_METRICS, EVAL_PREDICTIONS, RUN_JSON, read_run_file, save_folder_atomically,
-                            schema_for, write_json)
-from contract.loading import load_run_models
+from contract.files import (EVAL, EVAL_METRICS, EVAL_PREDICTIONS, RUN_JSON, method_metrics, read_run_file,
+                            save_folder_atomically, schema_for, write_json)
+from contract.loading import load_alone, load_run_models
 from contract.protocol import BASE_LABEL, DEFAULT_PROMPT, MAX_NEW_TOKENS, MAX_SOURCE_TOKENS
 from training.data import format_prompt, group_references, load_data
 from training import lenses
@@ -33,7 +33,7 @@ from training.cli import run_cli
 from training.config import ConfigError
 from training.run_folder import one_writer
 from training.rouge import METRICS, Rouge
-from training.stats import bootstrap_ci, holm_adjust, paired_permutation_test
+from training.stats import bootstrap_ci_seeds, holm_adjust, paired_permutation_test, weighted_mean
 
 
 @dataclass
@@ -77,6 +77,42 @@ def generate_all(run_dir: Path, prompts: list[str], cfg: EvalConfig):
     return outputs, cost, loaded
 
 
+def generate_seeds(run_dir: Path, loaded, prompts: list[str], cfg: EvalConfig) -> tuple[dict, dict]:
+    """(served seed of each method, {method: {seed: summaries}} of the seeds beyond it (--seeds)): each seed's
+    model is loaded alone, used, and let go."""
+    served, extra = {}, {}
+    for name in loaded.methods:
+        if not loaded.available(name):
+            continue
+        info = read_run_file(run_dir, method_metrics(name))
+        served[name] = info["seed"]
+        for entry in info.get("seeds", []):
+            model = load_alone(loaded, run_dir / name / entry["folder"], bool(info["method"].get("base_quantization")))
+            extra.setdefault(name, {})[entry["seed"]] = generate(
+                model, loaded.tokenizer, prompts, cfg.batch_size, cfg.max_new_tokens, cfg.max_source_length,
+                f"{name} seed {entry['seed']}")
+            del model
+    return served, extra
+
+
+def by_seed(dialogues, outputs, served: dict, extra: dict, rouge: Rouge) -> dict:
+    """{protocol: {model: {metric: {seed: per-dialogue scores}}}}: the served model's seed first (base: "-")."""
+    scores = {p: {m: {k: {str(served.get(m, "-")): v} for k, v in metrics.items()} for m, metrics in by_model.items()}
+              for p, by_model in score_dialogues(dialogues, outputs, rouge).items()}
+    for name, seeds in extra.items():
+        for seed, texts in seeds.items():
+            for protocol, by_model in score_dialogues(dialogues, {name: texts}, rouge).items():
+                for k, v in by_model[name].items():
+                    scores[protocol][name][k][str(seed)] = v
+    return scores
+
+
+def seed_mean(scores: dict) -> dict:
+    """Each dialogue's score averaged over a model's seeds: what the paired tests and slices compare."""
+    return {p: {m: {k: np.mean(list(v.values()), axis=0).tolist() for k, v in metrics.items()}
+                for m, metrics in by_model.items()} for p, by_model in scores.items()}
+
+
 def score_dialogues(dialogues, outputs, rouge: Rouge):
     """Per dialogue and model: per_row (mean over its references) and multi_reference scores."""
     per_row = {m: {k: [] for k in METRICS} for m in outputs}
@@ -91,12 +127,22 @@ def score_dialogues(dialogues, outputs, rouge: Rouge):
     return {"per_row": per_row, "multi_reference": multi}
 
 
+def interval(per_seed: dict, weights, cfg: EvalConfig) -> dict:
+    """mean [CI] over seeds and dialogues; with several seeds, each seed's own mean under "seeds"."""
+    result = dict(zip(("mean", "ci_low", "ci_high"),
+                      bootstrap_ci_seeds(list(per_seed.values()), weights, cfg.resamples, cfg.seed)))
+    if len(per_seed) > 1:
+        result["seeds"] = {s: weighted_mean(v, weights) for s, v in per_seed.items()}
+    return result
+
+
 def summarise(scores, weights, cfg: EvalConfig):
+    """The table (seed-aware CIs) and every pair's paired test on each dialogue's mean over seeds."""
     table, comparisons = {}, {}
-    for protocol, by_model in scores.items():
-        table[protocol] = {m: {k: dict(zip(("mean", "ci_low", "ci_high"),
-                                           bootstrap_ci(v, weights, cfg.resamples, cfg.seed)))
-                               for k, v in metrics.items()} for m, metrics in by_model.items()}
+    means = seed_mean(scores)
+    for protocol, by_model in means.items():
+        table[protocol] = {m: {k: interval(per_seed, weights, cfg) for k, per_seed in metrics.items()}
+                           for m, metrics in scores[protocol].items()}
         rows = [dict(zip(("mean_difference", "p_value"),
                          paired_permutation_test(by_model[a][k], by_model[b][k], weights, cfg.permutations, cfg.seed)),
                      a=a, b=b, metric=k)
@@ -110,7 +156,7 @@ def summarise(scores, weights, cfg: EvalConfig):
 
 
 def print_table(table, headline):
-    print(f"\nROUGE F1 ({headline}; mean [95% CI] over dialogues)")
+    print(f"\nROUGE F1 ({headline}; mean [95% CI] over dialogues, and over seeds where a method has several)")
     width = max(6, *(len(m) for m in table[headline]))
     print(f"{'model':{width}}" + "".join(f"{k:>24}" for k in METRICS))
     for model, metrics in table[headline].items():
@@ -118,24 +164,29 @@ def print_table(table, headline):
         print(f"{model:{width}}" + "".join(f"{c:>24}" for c in cells))
 
 
-def write_predictions(path: Path, dialogues, outputs, scores):
+def write_predictions(path: Path, dialogues, outputs, scores, extra: dict):
+    """One line per dialogue: the served models' summaries and scores (what the app shows), and the other seeds'
+    summaries under seed_outputs."""
     with open(path, "w", encoding="utf-8") as f:
         for i, row in enumerate(dialogues.to_dict("records")):
-            f.write(json.dumps({
+            line = {
                 "id": row["id"], "dialogue": row["dialogue"], "references": row["references"],
                 "outputs": {m: outputs[m][i] for m in outputs},
                 "rouge": {m: {k: scores["per_row"][m][k][i] for k in METRICS} for m in outputs},
                 "rouge_multi_reference": {m: {k: scores["multi_reference"][m][k][i] for k in METRICS}
                                           for m in outputs},
-            }) + "\n")
+            }
+            if extra:
+                line["seed_outputs"] = {m: {str(s): texts[i] for s, texts in seeds.items()} for m, seeds in extra.items()}
+            f.write(json.dumps(line) + "\n")
 
 
-def write_evaluation(run_dir: Path, dialogues, outputs, scores, metrics: dict) -> None:
+def write_evaluation(run_dir: Path, dialogues, outputs, scores, extra: dict, metrics: dict) -> None:
     """predictions.jsonl and metrics.json as ONE unit: written into a hidden sibling folder, then swapped in. A
     kill or a full disk at any moment leaves the previous complete evaluation (or none), never a mix."""
     def save(tmp: Path):
         tmp.mkdir(parents=True)
-        write_predictions(tmp / Path(EVAL_PREDICTIONS).name, dialogues, outputs, scores)
+        write_predictions(tmp / Path(EVAL_PREDICTIONS).name, dialogues, outputs, scores, extra)
         write_json(tmp / Path(EVAL_METRICS).name, metrics, schema_for(EVAL_METRICS))
 
     save_folder_atomically(run_dir / EVAL, save)
@@ -159,10 +210,13 @@ def evaluate(cfg: EvalConfig) -> dict:
         dialogues = dialogues.iloc[:cfg.limit].reset_index(drop=True)
     prompts = [format_prompt(d, cfg.prompt_template) for d in dialogues["dialogue"]]
     outputs, cost, loaded = generate_all(run_dir, prompts, cfg)
+    served_seed, extra = generate_seeds(run_dir, loaded, prompts, cfg)
     rouge = Rouge(split_sentences=True)
-    scores = score_dialogues(dialogues, outputs, rouge)
+    seeded = by_seed(dialogues, outputs, served_seed, extra, rouge)
+    scores = {p: {m: {k: v[str(served_seed.get(m, "-"))] for k, v in metrics.items()} for m, metrics in by_model.items()}
+              for p, by_model in seeded.items()}  # the served models' own scores, as predictions.jsonl holds them
     weights = [len(r) for r in dialogues["references"]]
-    table, comparisons = summarise(scores, weights, cfg)
+    table, comparisons = summarise(seeded, weights, cfg)
     lengths = [len(ids) for ids in loaded.tokenizer(list(dialogues["dialogue"]))["input_ids"]]
     features = [lenses.dialogue_features(d, n, t) for d, n, t in zip(dialogues["dialogue"], lengths,
                                                                        dialogues["topic"])]
@@ -173,17 +227,19 @@ def evaluate(cfg: EvalConfig) -> dict:
                      "batch_size": cfg.batch_size, "prompt_template": cfg.prompt_template},
         "rouge": rouge.describe(),
         "models": list(outputs), "labels": {m: loaded.labels.get(m, BASE_LABEL) for m in outputs},
-        "bootstrap": {"resamples": cfg.resamples, "seed": cfg.seed, "confidence": 0.95, "unit": "dialogue",
+        "seeds": {m: {"served": served_seed[m], "all": [served_seed[m], *extra.get(m, {})]} for m in served_seed},
+        "bootstrap": {"resamples": cfg.resamples, "seed": cfg.seed, "confidence": 0.95,
+                      "unit": "seed, then dialogue" if extra else "dialogue",
                       "paired_test": f"sign-flip permutation over dialogues, {cfg.permutations} draws, two-sided; "
                                      "p_holm: Holm-adjusted over all pairs of models, per metric"},
         "scores": table, "comparisons": comparisons, "generation_cost": cost,
-        "slices": lenses.slices(features, {m: s["rouge1"] for m, s in scores["per_row"].items()}, weights,
+        "slices": lenses.slices(features, {m: s["rouge1"] for m, s in seed_mean(seeded)["per_row"].items()}, weights,
                                 cfg.resamples, cfg.seed),
         "unsupported_details": lenses.faithfulness(list(dialogues["dialogue"]), outputs, cfg.resamples, cfg.seed),
         "degenerate_outputs": lenses.degeneracy(outputs, list(dialogues["references"]), cfg.resamples, cfg.seed),
         "versions": {**package_versions(), "rouge_score": "0.1.2"},
     }
-    write_evaluation(run_dir, dialogues, outputs, scores, metrics)
+    write_evaluation(run_dir, dialogues, outputs, scores, extra, metrics)
     print_table(table, cfg.headline)
     print(f"wrote {run_dir / EVAL_METRICS} and {run_dir / EVAL_PREDICTIONS}")
     return metrics

@@ -7,26 +7,36 @@ saved, chosen by the method's kind.
     python -m training.finetune --preset tiny --method ia3
     python -m training.finetune --preset tiny --method_config lora_r4_qk=my/adapter_config.json
     python -m training.finetune --preset flan-t5-base --method lora --learning_rate 5e-4
+    python -m training.finetune --preset tiny --method ia3 --sweep lr --seeds 3   # its best rate, three seeds
     torchrun --nproc_per_node=2 -m training.finetune --preset flan-t5-base --method full   # DDP through the Trainer
 
 Writes <run>/<method>/model (full: checkpoint + tokenizer, loadable on its own) or <run>/<method>/adapter
-(adapter_config.json + adapter_model.safetensors), then <run>/<method>/metrics.json last. `--resume` continues
+(adapter_config.json + adapter_model.safetensors), then <run>/<method>/metrics.json last; with --sweep lr first
+<run>/<method>/sweep.json, with --seeds K the other seeds in <run>/<method>/seeds/seed-N/. `--resume` continues
 from the newest complete checkpoint (any kill, at any moment: see the README).
 """
 
+import dataclasses
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import set_seed
 
-from contract.files import ADAPTER, MODEL, save_folder_atomically
+from contract.files import (ADAPTER, METHOD_METRICS, MODEL, method_metrics, read_json, save_folder_atomically,
+                            schema_for)
 from contract.loading import nf4_quantization
 from training.cli import run_cli
+from training import sweep
 from training.config import ConfigError, TrainConfig, parse_config, resolve
+from training.data import LoadedData
 from training.methods import Method, resolve_methods
 from training.modeling import count_parameters, load_base_model, load_tokenizer
-from training.run_folder import check_output_folder, finish, one_writer, prepare_run
-from training.trainer import fit, make_trainer, optimizer_steps, tokenize, trainer_arguments, training_metrics
+from training.run_folder import (CHECKPOINTS, SEEDS, check_output_folder, finish, newest_complete_checkpoint,
+                                 one_writer, prepare_run)
+from training.trainer import (TokenizedSplit, fit, make_trainer, optimizer_steps, tokenize, trainer_arguments,
+                              training_metrics)
 
 
 def build_model(method: Method, cfg: TrainConfig, run_dir: Path, total_steps: int):
@@ -66,31 +76,106 @@ def save_weights(method: Method, trainer, model, out: Path) -> Path:
     return folder
 
 
+@dataclass
+class Prepared:
+    """What every training of one method shares (sweep trials, seeds, the served model): data and tokens."""
+    data: LoadedData
+    tokenizer: object
+    train: TokenizedSplit
+    evalset: TokenizedSplit
+
+
+def prepare(cfg: TrainConfig, out: Path) -> Prepared:
+    data = prepare_run(cfg, trainer_arguments(cfg, out))
+    tokenizer = load_tokenizer(cfg, Path(cfg.output_dir))
+    return Prepared(data, tokenizer, tokenize(data.splits["train"], tokenizer, cfg),
+                    tokenize(data.splits["validation"], tokenizer, cfg))
+
+
 def run(cfg: TrainConfig, method: Method, callbacks=()) -> Path:
+    """Train `method` into its folder of the run: its sweep first (--sweep lr), then each extra seed (--seeds),
+    then the served model (--seed), whose metrics.json, written last, marks the method complete."""
+    rate_source = "command line" if cfg.learning_rate is not None else "preset"
     cfg = resolve(cfg, method.settings(cfg.preset))
-    with one_writer(Path(cfg.output_dir)):
-        return train(cfg, method, callbacks)
-
-
-def train(cfg: TrainConfig, method: Method, callbacks=()) -> Path:
-    """Train `method` into the run folder of the resolved `cfg` (held by this process)."""
-    wall_start = time.perf_counter()
-    out, resume_from = check_output_folder(cfg, method.name)
-    args = trainer_arguments(cfg, out)
-    data = prepare_run(cfg, args)
     run_dir = Path(cfg.output_dir)
-    tokenizer = load_tokenizer(cfg, run_dir)
-    train, evalset = tokenize(data.splits["train"], tokenizer, cfg), tokenize(data.splits["validation"], tokenizer, cfg)
+    with one_writer(run_dir):
+        out, resume_from = check_output_folder(cfg, method.name)
+        prepared = prepare(cfg, out)
+        rate = {"value": cfg.learning_rate, "source": rate_source}
+        sweep_cost = {}
+        if cfg.sweep:
+            doc = tune(cfg, method, prepared)
+            cfg = dataclasses.replace(cfg, learning_rate=doc["chosen_learning_rate"])
+            rate = {"value": cfg.learning_rate, "source": "sweep", "default": doc["default_learning_rate"],
+                    "bracketed": doc["bracketed"]}
+            sweep_cost = {"sweep_seconds": doc["seconds"], "sweep_tokens": doc["tokens"]}
+        seeds = [train_extra_seed(dataclasses.replace(cfg, seed=s), method, out, prepared)
+                 for s in range(cfg.seed + 1, cfg.seed + cfg.seeds)]
+        train(cfg, method, out, resume_from, prepared, callbacks,
+              extra={"learning_rate": rate, "seeds": seeds}, cost=sweep_cost)
+    return run_dir
+
+
+def tune(cfg: TrainConfig, method: Method, prepared: Prepared) -> dict:
+    """The method's learning-rate sweep (training/sweep.py) with trials trained here."""
+    full_steps = optimizer_steps(cfg, len(prepared.train.dataset), 1)
+    steps = sweep.sweep_steps(cfg, full_steps)
+
+    def train_trial(rate: float, trial) -> dict:
+        return train_for_sweep(dataclasses.replace(cfg, learning_rate=rate, max_steps=steps), method, prepared, trial)
+
+    doc = sweep.run_sweep(cfg, method, Path(cfg.output_dir), cfg.learning_rate, steps, train_trial)
+    shutil.rmtree(Path(cfg.output_dir) / sweep.WORK_FOLDER, ignore_errors=True)
+    return doc
+
+
+def train_for_sweep(cfg: TrainConfig, method: Method, prepared: Prepared, trial) -> dict:
+    """One sweep trial: `cfg.max_steps` steps at `cfg.learning_rate`, no checkpoints (a killed trial restarts),
+    then validation loss and ROUGE-L. Nothing is saved: the trial's figures go to the study."""
+    run_dir = Path(cfg.output_dir)
+    args = trainer_arguments(cfg, run_dir / sweep.WORK_FOLDER / method.name, trial=True)
+    set_seed(cfg.seed)
+    model = build_model(method, cfg, run_dir, cfg.max_steps)
+    trainer, _ = make_trainer(model, prepared.tokenizer, args, prepared.train, prepared.evalset, None,
+                              [sweep.PruneDiverged(trial)])
+    trainer.train()
+    loss = trainer.evaluate()["eval_loss"]
+    rouge_l = sweep.validation_rouge_l(model, prepared.tokenizer, prepared.data.splits["validation"], cfg)
+    return {"rougeL": rouge_l, "loss": loss, "steps": trainer.state.global_step,
+            "tokens": prepared.train.tokens * (trainer.state.epoch or 0)}
+
+
+def train_extra_seed(cfg: TrainConfig, method: Method, out: Path, prepared: Prepared) -> dict:
+    """A seed beyond the served one, in <method>/seeds/seed-N (complete once its metrics.json is written: a
+    resumed run skips it, or continues it from its newest complete checkpoint)."""
+    folder = out / SEEDS / f"seed-{cfg.seed}"
+    if not (folder / METHOD_METRICS).exists():
+        resume_from = newest_complete_checkpoint(folder / CHECKPOINTS) if cfg.resume else None
+        train(cfg, method, folder, resume_from, prepared, extra={"learning_rate": {"value": cfg.learning_rate}})
+    metrics = read_json(folder / METHOD_METRICS, schema_for(method_metrics(method.name)))
+    return {"seed": cfg.seed, "folder": str(folder.relative_to(out)), "train_seconds": metrics["cost"]["train_seconds"],
+            "final": metrics["final"]}
+
+
+def train(cfg: TrainConfig, method: Method, out: Path, resume_from, prepared: Prepared, callbacks=(),
+          extra=None, cost=None) -> None:
+    """Train `method` at the resolved `cfg` into `out` (held by this process): weights, then metrics.json."""
+    wall_start = time.perf_counter()
+    args = trainer_arguments(cfg, out)
+    run_dir = Path(cfg.output_dir)
     set_seed(cfg.seed)  # initial weights (an adapter's) do not depend on what ran before in this process
-    model = build_model(method, cfg, run_dir, optimizer_steps(cfg, len(train.dataset), args.world_size))
-    trainer, keeper = make_trainer(model, tokenizer, args, train, evalset, resume_from, callbacks)
+    model = build_model(method, cfg, run_dir, optimizer_steps(cfg, len(prepared.train.dataset), args.world_size))
+    trainer, keeper = make_trainer(model, prepared.tokenizer, args, prepared.train, prepared.evalset, resume_from,
+                                   callbacks)
     fit(trainer, resume_from)
     if trainer.is_world_process_zero():
         weights = save_weights(method, trainer, model, out)
-        metrics = training_metrics(method, cfg, data, train, evalset, trainer, keeper, model, wall_start, weights)
-        finish(method.name, out, metrics)
-        print(f"{method.name}: {metrics['final']} -> {weights}")
-    return run_dir
+        metrics = training_metrics(method, cfg, prepared.data, prepared.train, prepared.evalset, trainer, keeper,
+                                   model, wall_start, weights)
+        metrics.update(extra or {})
+        metrics["cost"].update(cost or {})
+        finish(out, metrics)
+        print(f"{method.name} (seed {cfg.seed}): {metrics['final']} -> {weights}")
 
 
 def the_one_method(cfg: TrainConfig) -> Method:

@@ -17,6 +17,7 @@ from training.modeling import TINY_BASE_DIR, build_tiny_base
 from training.provenance import git_commit, package_versions, utc_now
 
 CHECKPOINTS = "checkpoints"  # Trainer checkpoints for --resume, removed once the method completes
+SEEDS = "seeds"  # <method>/seeds/seed-N: the seeds beyond the served one (--seeds)
 CHECKPOINT_DONE = "checkpoint_done.json"  # written last into a checkpoint: without it the checkpoint is incomplete
 
 
@@ -48,9 +49,9 @@ def check_output_folder(cfg: TrainConfig, name: str) -> tuple[Path, Optional[str
             raise AlreadyComplete(f"{out} is already complete ({out / METHOD_METRICS} exists): nothing to resume. "
                                   "Pass --overwrite to train it again.")
         checkpoint = newest_complete_checkpoint(out / CHECKPOINTS)
-        if checkpoint is None:
-            print(f"--resume: {out} has no complete checkpoint; training {name} from step 0.", flush=True)
-            wipe(out)
+        if checkpoint is None and out.exists():  # its finished sweep trials and seeds are kept
+            print(f"--resume: {out} has no complete checkpoint of the served model; it trains from step 0.",
+                  flush=True)
         return out, checkpoint
     if out.exists():
         if not cfg.overwrite:
@@ -111,9 +112,9 @@ def write_or_check_run_json(cfg: TrainConfig, run_dir: Path) -> None:
         "versions": package_versions(), "git_commit": git_commit()})
 
 
-def finish(name: str, out: Path, metrics: dict) -> None:
-    """metrics.json last: a method folder with metrics.json is complete. Then the checkpoints go."""
-    write_run_file(out.parent, method_metrics(name), metrics)
+def finish(out: Path, metrics: dict) -> None:
+    """metrics.json last: a method (or seed) folder with metrics.json is complete. Then the checkpoints go."""
+    write_run_file(out.parent, method_metrics(out.name), metrics)
     shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
 
 

@@ -22,6 +22,25 @@ def bootstrap_ci(values, weights=None, resamples: int = 1000, seed: int = 0, con
     return weighted_mean(v, w), float(low), float(high)
 
 
+def bootstrap_ci_seeds(values, weights=None, resamples: int = 1000, seed: int = 0, confidence: float = 0.95):
+    """(mean, low, high) of a method trained with several seeds: `values` is seeds x dialogues. A two-level
+    bootstrap: each resample draws seeds with replacement, then dialogues with replacement, so the interval holds
+    seed-to-seed variation as well as the sampling of dialogues. One seed: exactly bootstrap_ci."""
+    v = np.atleast_2d(np.asarray(values, dtype=float))
+    if len(v) == 1:
+        return bootstrap_ci(v[0], weights, resamples, seed, confidence)
+    w = np.ones(v.shape[1]) if weights is None else np.asarray(weights, dtype=float)
+    rng = np.random.default_rng(seed)
+    dialogues = rng.integers(0, v.shape[1], size=(resamples, v.shape[1]))
+    seeds = rng.integers(0, len(v), size=(resamples, len(v)))
+    over_seeds = v[seeds].mean(axis=1)  # resamples x dialogues: each resample's mean over its drawn seeds
+    picked = np.take_along_axis(over_seeds, dialogues, axis=1)
+    means = (picked * w[dialogues]).sum(axis=1) / w[dialogues].sum(axis=1)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return weighted_mean(v.mean(axis=0), w), float(low), float(high)
+
+
 def paired_permutation_test(a, b, weights=None, permutations: int = 10000, seed: int = 0):
     """(mean difference a-b, two-sided p-value): under H0 each dialogue's difference is as likely negated."""
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)

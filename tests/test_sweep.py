@@ -1,0 +1,181 @@
+"""Learning-rate sweeps (training/sweep.py), seeds, and the evaluation over seeds, on small budgets."""
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from contract.files import EVAL_METRICS, read_evaluation, read_run_file
+from tests.conftest import ROOT
+from training import evaluate, finetune, sweep
+from training.config import ConfigError
+from training.stats import bootstrap_ci, bootstrap_ci_seeds
+
+SWEEP = ["--method", "lora", "--preset", "tiny", "--sweep", "lr", "--sweep_steps", "8", "--sweep_eval_dialogues", "6",
+         "--max_train_samples", "32", "--max_eval_samples", "8", "--batch_size", "8", "--max_steps", "6",
+         "--logging_steps", "1", "--eval_steps", "6", "--seeds", "2"]
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """An uninterrupted sweep of LoRA (3 rates, extended while the best is at an edge), then two seeds."""
+    run_dir = tmp_path_factory.mktemp("sweep") / "run"
+    finetune.main([*SWEEP, "--output_dir", str(run_dir), "--tiny_pretrain_steps", "40"])
+    return run_dir
+
+
+def same_base(reference, run_dir):
+    run_dir.mkdir(parents=True)
+    shutil.copytree(reference / "base", run_dir / "base")
+    shutil.copy(reference / "run.json", run_dir / "run.json")
+
+
+def start(run_dir, *extra):
+    cmd = [sys.executable, "-m", "training.finetune", *SWEEP, "--output_dir", str(run_dir), "--tiny_pretrain_steps",
+           "40", *extra]
+    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def trial_states(db) -> list[str]:
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(db, timeout=5) as c:
+            return [s for (s,) in c.execute("select state from trials")]
+    except sqlite3.OperationalError:  # the tables are not created yet
+        return []
+
+
+def scored(doc) -> dict:
+    return {t["learning_rate"]: t["validation"]["rougeL"] for t in doc["trials"] if t["status"] == "complete"}
+
+
+def test_sweep_records_every_trial_and_trains_at_the_best_rate(swept):
+    doc = read_run_file(swept, "lora/sweep.json")
+    rates = scored(doc)
+    assert len(rates) >= 3 and all(t["steps"] == 8 and t["seconds"] > 0 for t in doc["trials"])
+    assert doc["chosen_learning_rate"] == max(rates, key=rates.get)  # no ties on this run
+    assert doc["first_grid"] == pytest.approx([1e-2 / 3, 1e-2, 3e-2], rel=1e-5)
+    tried = sorted(rates)
+    assert doc["bracketed"] == (tried[0] < doc["chosen_learning_rate"] < tried[-1])
+    metrics = read_run_file(swept, "lora/metrics.json")
+    assert metrics["learning_rate"] == {"value": doc["chosen_learning_rate"], "source": "sweep", "default": 1e-2,
+                                        "bracketed": doc["bracketed"]}
+    assert metrics["hyperparameters"]["learning_rate"] == doc["chosen_learning_rate"]
+    assert metrics["cost"]["sweep_seconds"] == pytest.approx(doc["seconds"]) and doc["tokens"] > 0
+    assert [s["seed"] for s in metrics["seeds"]] == [43] and metrics["seed"] == 42
+    assert (swept / "lora" / "seeds" / "seed-43" / "adapter" / "adapter_model.safetensors").exists()
+    assert not (swept / sweep.WORK_FOLDER).exists()
+
+
+def test_the_grid_extends_toward_an_edge_at_most_twice():
+    def rows(scores):
+        return [{"learning_rate": r, "status": "complete" if s is not None else "pruned",
+                 "validation": {"rougeL": s}} for r, s in scores.items()]
+    first = [1.0, 3.0, 9.0]
+    steps = sweep.grid_steps(first)
+    assert sweep.best_and_next(rows({1.0: .1, 3.0: .2, 9.0: .3}), steps, first) == (9.0, 27.0)
+    assert sweep.best_and_next(rows({1.0: .4, 3.0: .2, 9.0: .3}), steps, first) == (1.0, pytest.approx(1 / 3))
+    assert sweep.best_and_next(rows({1.0: .1, 3.0: .2, 9.0: .3, 27.0: .4, 81.0: .5}), steps, first) == (81.0, None)
+    # a rate that diverged (pruned) is worse than any scored one: 9 is bracketed by it
+    assert sweep.best_and_next(rows({1.0: .1, 3.0: .2, 9.0: .3, 27.0: None}), steps, first) == (9.0, None)
+    assert sweep.best_and_next(rows({1.0: .1, 3.0: .3, 9.0: .2}), steps, first) == (3.0, None)
+
+
+@pytest.mark.parametrize("values, expected", [(["x1/3", "x1", "x3"], [1e-3, 3e-3, 9e-3]), (["1e-4", "x1"], [1e-4, 3e-3])])
+def test_sweep_rates_are_factors_or_rates(values, expected):
+    assert sweep.parse_rates(values, 3e-3) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("value", ["x", "fast", "-1e-3", "x0"])
+def test_a_bad_sweep_rate_is_refused_by_name(value):
+    with pytest.raises(ConfigError, match="--sweep_lr"):
+        sweep.parse_rates([value], 1e-3)
+
+
+def test_a_fixed_rate_and_a_sweep_contradict(tmp_path):
+    with pytest.raises(SystemExit):
+        finetune.main([*SWEEP, "--output_dir", str(tmp_path / "r"), "--learning_rate", "1e-3"])
+
+
+def test_sigkill_mid_sweep_then_resume_keeps_finished_trials_and_chooses_the_same_rate(swept, tmp_path):
+    run_dir = tmp_path / "killed"
+    same_base(swept, run_dir)
+    db = run_dir / sweep.STUDY_FILE
+    proc = start(run_dir)
+    while proc.poll() is None:  # kill it while a trial runs, after at least one finished
+        states = trial_states(db)
+        if "COMPLETE" in states and "RUNNING" in states:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the sweep finished before it could be killed mid-trial"
+    done_before = trial_states(db).count("COMPLETE")
+    resumed = start(run_dir, "--resume")
+    log, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, log[-3000:]
+    doc, reference = read_run_file(run_dir, "lora/sweep.json"), read_run_file(swept, "lora/sweep.json")
+    killed_pid = f":{proc.pid}"
+    kept = [t for t in doc["trials"] if t["status"] == "complete" and t["worker"].endswith(killed_pid)]
+    assert len(kept) == done_before >= 1  # finished trials were read back, not trained again
+    assert any(t["status"] == "interrupted" for t in doc["trials"])
+    assert len(scored(doc)) == len([t for t in doc["trials"] if t["status"] == "complete"])  # no rate twice
+    assert scored(doc) == pytest.approx(scored(reference))  # each rate's score as in the uninterrupted sweep
+    assert doc["chosen_learning_rate"] == reference["chosen_learning_rate"]
+
+
+def test_two_processes_share_one_sweep_through_its_storage(swept, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder in folders:
+        same_base(swept, folder)
+    procs = [start(folder, "--sweep_storage", storage) for folder in folders]
+    for proc in procs:
+        log, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, log[-3000:]
+    reference = read_run_file(swept, "lora/sweep.json")
+    docs = [read_run_file(folder, "lora/sweep.json") for folder in folders]
+    complete = [t for t in docs[0]["trials"] if t["status"] == "complete"]
+    assert len(complete) == len({t["learning_rate"] for t in complete})  # no trial run twice
+    assert docs[0]["trials"] == docs[1]["trials"]  # one study: both processes read the same trials
+    assert scored(docs[0]) == pytest.approx(scored(reference))
+    assert docs[0]["chosen_learning_rate"] == docs[1]["chosen_learning_rate"] == reference["chosen_learning_rate"]
+    assert not (folders[0] / sweep.STUDY_FILE).exists()  # the shared storage held it
+    print("workers:", sorted({t["worker"] for t in complete}))
+
+
+def test_two_level_bootstrap_holds_seed_variation():
+    rng = np.random.default_rng(1)
+    dialogues = rng.uniform(0.2, 0.6, 60)
+    assert bootstrap_ci_seeds([dialogues], resamples=1000) == bootstrap_ci(dialogues, resamples=1000)
+    seeds = np.stack([dialogues - 0.1, dialogues, dialogues + 0.1])  # seeds that disagree by a constant
+    mean, low, high = bootstrap_ci_seeds(seeds, resamples=2000)
+    _, low1, high1 = bootstrap_ci(dialogues, resamples=2000)
+    assert mean == pytest.approx(dialogues.mean()) and high - low > 1.5 * (high1 - low1)
+
+
+def test_evaluation_reports_each_seed_and_tests_on_the_mean_over_seeds(swept):
+    evaluate.run(evaluate.EvalConfig(run=str(swept), limit=6, batch_size=6, max_new_tokens=16))
+    metrics, rows = read_evaluation(swept)
+    lora = metrics["scores"]["per_row"]["lora"]["rouge1"]
+    assert set(lora["seeds"]) == {"42", "43"} and metrics["seeds"]["lora"] == {"served": 42, "all": [42, 43]}
+    assert lora["mean"] == pytest.approx(np.mean(list(lora["seeds"].values())))
+    assert lora["ci_low"] <= lora["mean"] <= lora["ci_high"]
+    served = np.average([r["rouge"]["lora"]["rouge1"] for r in rows], weights=[len(r["references"]) for r in rows])
+    assert served == pytest.approx(lora["seeds"]["42"])  # predictions.jsonl holds the served seed's summaries
+    assert all(set(r["seed_outputs"]["lora"]) == {"43"} for r in rows)
+    pair = next(c for c in metrics["comparisons"]["per_row"] if {c["a"], c["b"]} == {"base", "lora"}
+                and c["metric"] == "rouge1")
+    base = metrics["scores"]["per_row"]["base"]["rouge1"]["mean"]
+    assert pair["mean_difference"] == pytest.approx(base - lora["mean"])  # paired on the mean over seeds
+    assert "seeds" not in metrics["scores"]["per_row"]["base"]["rouge1"]
+    assert json.loads((swept / EVAL_METRICS).read_text())["bootstrap"]["unit"] == "seed, then dialogue"

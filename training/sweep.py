@@ -1,0 +1,263 @@
+"""A learning-rate sweep of one method: trials at rates around its default (x1/3, x1, x3 unless --sweep_lr says),
+each trained on a reduced budget and scored on the VALIDATION split (ROUGE-L of greedy summaries, and loss); the
+best by ROUGE-L wins; when it sits at an edge of the grid, the grid grows one step that way (at most twice) so the
+chosen rate is bracketed, and sweep.json says when it is not. The test split is never touched.
+
+    python -m training --preset tiny --methods all --sweep lr
+    python -m training.finetune --preset tiny --method ia3 --sweep lr --sweep_lr x1 x3 x10 --sweep_steps 60
+
+The trials live in an Optuna study (one per method and sweep settings) in --sweep_storage (default
+sqlite:///<run>/sweep.sqlite3). Optuna is used for what a grid search outgrows: storage (finished trials are
+read back after a kill, never retrained), its trial queue (each rate goes to exactly one process, so several
+processes or machines can share one storage) and its heartbeat (a killed worker's trial is marked failed and its
+rate queued again). The grid itself is plain: a person reads "these rates, this one won", not a sampler's choice.
+"""
+
+import json
+import math
+import os
+import socket
+import time
+import warnings
+from fractions import Fraction
+from hashlib import sha256
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+from transformers import TrainerCallback
+
+from contract.files import SWEEP_JSON, write_run_file
+from contract.protocol import MAX_NEW_TOKENS
+from training.config import ConfigError, TrainConfig
+from training.data import format_prompt, group_references
+from training.generation import generate
+from training.rouge import Rouge
+from training.stats import weighted_mean
+
+HEARTBEAT_SECONDS = 5   # a working trial says it is alive this often ...
+GRACE_SECONDS = 20      # ... and one silent this long (a killed worker) is failed and its rate queued again
+MAX_EXTENSIONS = 2      # grid steps added beyond the first grid when the best rate sits at an edge
+POLL_SECONDS = 2        # how often a process waits for trials that other processes are running
+DIVERGED = 2.0          # a trial whose training loss rises above this multiple of its first logged loss is pruned
+
+STUDY_FILE = "sweep.sqlite3"
+WORK_FOLDER = ".sweep"  # <run>/.sweep/<method>: the Trainer's scratch folder of a trial (nothing is kept there)
+
+
+def validation_rouge_l(model, tokenizer, frame, cfg: TrainConfig) -> float:
+    """ROUGE-L F1 of greedy summaries of the first --sweep_eval_dialogues validation dialogues, each against its
+    own references (the evaluation's per-row protocol): what a sweep ranks rates by."""
+    dialogues = group_references(frame).iloc[:cfg.sweep_eval_dialogues]
+    model.eval()
+    outputs = generate(model, tokenizer, [format_prompt(d, cfg.prompt_template) for d in dialogues["dialogue"]],
+                       cfg.eval_batch_size, MAX_NEW_TOKENS, cfg.max_source_length, "sweep: validation summaries")
+    rouge = Rouge(split_sentences=True)
+    per_dialogue = [float(np.mean([rouge.score(ref, out)["rougeL"] for ref in refs]))
+                    for refs, out in zip(dialogues["references"], outputs)]
+    return weighted_mean(per_dialogue, [len(r) for r in dialogues["references"]])
+
+
+class PruneDiverged(TrainerCallback):
+    """Stops a trial whose training loss is not finite or has risen above DIVERGED x its first logged value: a
+    rate that clearly fails need not spend its whole budget. The trial is recorded as pruned."""
+
+    def __init__(self, trial: optuna.Trial):
+        self.trial, self.first = trial, None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        self.first = self.first if self.first is not None else loss
+        if not math.isfinite(loss) or loss > DIVERGED * self.first:
+            self.trial.set_user_attr("steps", state.global_step)
+            self.trial.set_user_attr("pruned", f"training loss {loss:.3g} at step {state.global_step} (first "
+                                               f"{self.first:.3g}): diverged")
+            raise optuna.TrialPruned()
+
+
+def parse_rates(values: list[str], default_rate: float) -> list[float]:
+    """--sweep_lr: xF is F times the method's default (F may be a fraction: x1/3), anything else is a rate."""
+    rates = []
+    for value in values:
+        try:
+            rate = default_rate * float(Fraction(value[1:])) if value.startswith("x") else float(value)
+        except (ValueError, ZeroDivisionError):
+            raise ConfigError(f"--sweep_lr {value!r}: give a rate (3e-4) or a factor of the method's default "
+                              "(x3, x1/3).") from None
+        if not (rate > 0 and math.isfinite(rate)):
+            raise ConfigError(f"--sweep_lr {value!r} gives the rate {rate}: a rate must be > 0.")
+        rates.append(float(f"{rate:.6g}"))  # 6 digits: x1/3 of 3e-3 is 1e-3, not 0.0009999999
+    return sorted(set(rates))
+
+
+def sweep_steps(cfg: TrainConfig, full_steps: int) -> int:
+    """--sweep_steps, else a third of the method's own steps (at least 1)."""
+    return cfg.sweep_steps or max(1, round(full_steps / 3))
+
+
+def study_name(cfg: TrainConfig, method, steps: int) -> str:
+    """One study per method and everything that changes a trial's result: processes given the same settings (in
+    any run folder) share the study; any other setting gets a study of its own."""
+    identity = {k: getattr(cfg, k) for k in (
+        "preset", "base_model", "tokenizer", "data", "prompt_template", "max_source_length", "max_target_length",
+        "max_train_samples", "max_eval_samples", "batch_size", "gradient_accumulation_steps", "warmup_ratio",
+        "weight_decay", "seed", "tiny_pretrain_steps", "sweep_eval_dialogues", "precision")}
+    identity.update(method=method.peft, steps=steps)
+    digest = sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return f"{method.name}-{digest}"
+
+
+def storage_url(cfg: TrainConfig, run_dir: Path) -> str:
+    return cfg.sweep_storage or f"sqlite:///{(run_dir / STUDY_FILE).resolve()}"
+
+
+def open_study(url: str, name: str) -> optuna.Study:
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None  # several writers wait
+    storage = optuna.storages.RDBStorage(
+        url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+    return optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
+
+
+def queue(study: optuna.Study, rates: list[float]) -> None:
+    """Queue the rates no trial has yet (in any state): each is taken by exactly one process."""
+    known = {t.user_attrs.get("rate") for t in study.get_trials(deepcopy=False)}
+    for rate in rates:
+        if rate not in known:
+            study.enqueue_trial({"learning_rate": rate}, user_attrs={"rate": rate})
+
+
+def work_through_queue(study: optuna.Study, objective) -> None:
+    """Run queued trials until none is waiting, then wait for the ones other processes (or a killed one, until
+    its heartbeat goes stale and its rate is queued again) are running."""
+    while True:
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        if TrialState.WAITING in states:
+            study.optimize(objective, n_trials=1, catch=(RuntimeError,))
+        elif TrialState.RUNNING in states:
+            time.sleep(POLL_SECONDS)
+            optuna.storages.fail_stale_trials(study)
+        else:
+            return
+
+
+def make_objective(train_trial: Callable):
+    def objective(trial: optuna.Trial) -> float:
+        rate = trial.user_attrs.get("rate")
+        if rate is None:  # Optuna drew a trial of its own: the queue emptied between our look and its pop
+            trial.set_user_attr("not_run", "the queue was empty (another process took the last rate)")
+            raise optuna.TrialPruned()
+        taken = [t for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+                 if t.user_attrs.get("rate") == rate and t.number != trial.number]
+        if taken:  # two processes queued the same extension at the same moment: run it once
+            trial.set_user_attr("not_run", f"rate {rate:g} is already trial {taken[0].number}")
+            raise optuna.TrialPruned()
+        trial.suggest_float("learning_rate", 1e-8, 10.0, log=True)  # the queued rate, recorded as Optuna's param
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        start = time.perf_counter()
+        try:
+            result = train_trial(rate, trial)
+        except Exception as e:  # recorded with its reason, then Optuna marks it failed (or pruned)
+            trial.set_user_attr("seconds", time.perf_counter() - start)
+            trial.set_user_attr("error", f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
+            raise
+        for key, value in result.items():
+            trial.set_user_attr(key, value)
+        trial.set_user_attr("seconds", time.perf_counter() - start)
+        return result["rougeL"]
+    return objective
+
+
+STATUS = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
+          TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}
+
+
+def trial_rows(study: optuna.Study) -> list[dict]:
+    """Every trial that ran (or was interrupted), in the order they were created."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if "rate" not in t.user_attrs or "not_run" in t.user_attrs or t.state == TrialState.WAITING:
+            continue
+        a = t.user_attrs
+        status = STATUS[t.state]
+        if t.state == TrialState.FAIL and "error" not in a:
+            status = "interrupted"  # its worker stopped answering (killed): the rate was queued again
+        rows.append({"number": t.number, "learning_rate": a["rate"], "status": status,
+                     "validation": {"rougeL": t.value if t.state == TrialState.COMPLETE else None,
+                                    "loss": a.get("loss")},
+                     "steps": a.get("steps"), "seconds": a.get("seconds"), "tokens": a.get("tokens"),
+                     "worker": a.get("worker"), **{k: a[k] for k in ("error", "pruned") if k in a}})
+    return rows
+
+
+def best_and_next(rows: list[dict], grid_step: dict[str, float], first: list[float]) -> tuple[float, float | None]:
+    """(the best rate so far, the rate to try next or None). A rate's score is its best complete trial; a pruned
+    or failed rate counts as worse than any scored one. The next rate is one grid step beyond the best when it
+    sits at an edge of the rates tried, while fewer than MAX_EXTENSIONS steps were added."""
+    score = {}
+    for r in rows:
+        if r["status"] in ("complete", "pruned", "failed"):
+            value = r["validation"]["rougeL"]
+            score[r["learning_rate"]] = max(score.get(r["learning_rate"], -1.0), -1.0 if value is None else value)
+    if not score or max(score.values()) < 0:
+        return first[len(first) // 2], None
+    rates = sorted(score)
+    best = max(rates, key=lambda rate: (score[rate], -abs(math.log(rate / first[len(first) // 2]))))
+    added = len([r for r in rates if r not in first])
+    if added >= MAX_EXTENSIONS:
+        return best, None
+    if best == rates[0]:
+        return best, float(f"{best / grid_step['down']:.6g}")
+    if best == rates[-1]:
+        return best, float(f"{best * grid_step['up']:.6g}")
+    return best, None
+
+
+def grid_steps(rates: list[float]) -> dict[str, float]:
+    """How far an extension steps: the ratio of the grid's two outermost rates at that side (3 for one rate)."""
+    if len(rates) < 2:
+        return {"down": 3.0, "up": 3.0}
+    return {"down": rates[1] / rates[0], "up": rates[-1] / rates[-2]}
+
+
+def run_sweep(cfg: TrainConfig, method, run_dir: Path, default_rate: float, steps: int,
+              train_trial: Callable[[float, optuna.Trial], dict]) -> dict:
+    """Sweep `method`'s rate (or read back the finished sweep) and write <run>/<method>/sweep.json.
+    `train_trial(rate, trial)` trains `steps` steps at `rate` and returns its validation figures."""
+    start = time.perf_counter()
+    first = parse_rates(cfg.sweep_lr, default_rate)
+    url, name = storage_url(cfg, run_dir), study_name(cfg, method, steps)
+    study = open_study(url, name)
+    queue(study, first)
+    objective = make_objective(train_trial)
+    while True:
+        work_through_queue(study, objective)
+        best, upcoming = best_and_next(trial_rows(study), grid_steps(first), first)
+        if upcoming is None:
+            break
+        print(f"sweep {method.name}: the best rate so far, {best:g}, is at the edge of the grid; trying {upcoming:g}.",
+              flush=True)
+        queue(study, [upcoming])
+    rows = trial_rows(study)
+    tried = sorted({r["learning_rate"] for r in rows})
+    bracketed = tried[0] < best < tried[-1]
+    doc = {"schema_version": 1, "method": method.name, "parameter": "learning_rate", "metric": "validation rougeL",
+           "default_learning_rate": default_rate, "first_grid": first, "trials": rows,
+           "chosen_learning_rate": best, "bracketed": bracketed,
+           "note": "" if bracketed else f"the best rate {best:g} is at the edge of the rates tried "
+                                        f"({', '.join(f'{r:g}' for r in tried)}) after {MAX_EXTENSIONS} extensions: "
+                                        "a better one may lie beyond",
+           "steps_per_trial": steps, "validation_dialogues": cfg.sweep_eval_dialogues,
+           "seconds": sum(r["seconds"] or 0 for r in rows), "tokens": sum(r["tokens"] or 0 for r in rows),
+           "wall_seconds_this_process": time.perf_counter() - start,
+           "study": {"storage": url if url.startswith("sqlite") else url.split("@")[-1], "name": name}}
+    write_run_file(run_dir, f"{method.name}/{SWEEP_JSON}", doc)
+    print(f"sweep {method.name}: chose learning rate {best:g} of {', '.join(f'{r:g}' for r in tried)}"
+          f"{'' if bracketed else ' (NOT bracketed: ' + doc['note'] + ')'}.", flush=True)
+    return doc
