@@ -64,6 +64,7 @@ def rouge_bars(frame: pd.DataFrame, labels: dict) -> go.Figure:
                     error_y={"type": "data", "symmetric": False, "array": rows["ci_high"] - rows["mean"],
                              "arrayminus": rows["mean"] - rows["ci_low"]},
                     hovertemplate="%{x}: %{y:.4f}<extra>" + labels.get(model, model) + "</extra>")
+    add_seed_dots(fig, ours, models)
     lab = frame[frame["series"] == LAB_LABEL]
     for model in models:
         rows = lab[lab["model"] == model]
@@ -73,9 +74,61 @@ def rouge_bars(frame: pd.DataFrame, labels: dict) -> go.Figure:
                         y=rows["mean"], mode="markers", offsetgroup=model,
                         marker={"symbol": "diamond-open", "size": 12, "color": colors[model], "line": {"width": 2}},
                         hovertemplate="%{x}: %{y:.4f}<extra>lab, published</extra>")
-    fig.update_layout(title="ROUGE F1 by model (bars: this run, 95% CI; diamonds: original lab, published)",
+    seeds = "; dots: each seed" if "seeds" in ours and ours["seeds"].notna().any() else ""
+    fig.update_layout(title=f"ROUGE F1 by model (bars: this run, 95% CI{seeds}; diamonds: original lab, published)",
                       barmode="group", scattermode="group", yaxis_title="F1", yaxis_range=[0, 1],
                       legend={"orientation": "h", "y": -0.2}, height=460)
+    return fig
+
+
+def add_seed_dots(fig: go.Figure, ours: pd.DataFrame, models: list[str]) -> None:
+    """Each seed's own mean as a dot on its method's bar (methods trained with --seeds K > 1): the spread the
+    seed-aware interval holds, made visible."""
+    shown = False
+    for model in models:
+        rows = ours[(ours["model"] == model)] if "seeds" in ours else ours.iloc[0:0]
+        rows = rows[rows["seeds"].notna()]
+        if rows.empty:
+            continue
+        x = [METRIC_LABELS[m] for m, seeds in zip(rows["metric"], rows["seeds"]) for _ in seeds]
+        y = [v for seeds in rows["seeds"] for v in seeds.values()]
+        text = [f"seed {s}" for seeds in rows["seeds"] for s in seeds]
+        fig.add_scatter(x=x, y=y, text=text, mode="markers", offsetgroup=model, name="each seed", legendgroup="seeds",
+                        showlegend=not shown, marker={"size": 6, "color": "#202124", "symbol": "circle"},
+                        hovertemplate="%{x} %{text}: %{y:.4f}<extra></extra>")
+        shown = True
+
+
+def tuning_chart(frame: pd.DataFrame, labels: dict) -> go.Figure:
+    """Validation ROUGE-L against learning rate (log axis), a line per swept method: its default rate ringed, the
+    chosen one starred, pruned or failed trials as crosses at the bottom (they have no score)."""
+    if frame.empty:
+        return empty_figure("No learning-rate sweeps in this run: train with --sweep lr "
+                            "(python -m training --preset tiny --methods all --sweep lr)")
+    colors = colors_for(["base", *frame["method"].unique()])
+    fig = go.Figure()
+    for method, rows in frame.groupby("method", sort=False):
+        name, color = labels.get(method, method), colors[method]
+        scored = rows[rows["status"] == "complete"].sort_values("learning_rate")
+        fig.add_scatter(x=scored["learning_rate"], y=scored["rougeL"], mode="lines+markers", name=name,
+                        legendgroup=method, line={"color": color}, marker={"color": color, "size": 8},
+                        hovertemplate="lr %{x:.3g}: ROUGE-L %{y:.4f}<extra>" + name + "</extra>")
+        for mark, symbol, size in (("default", "circle-open", 18), ("chosen", "star", 16)):
+            picked = scored[scored[mark]]
+            fig.add_scatter(x=picked["learning_rate"], y=picked["rougeL"], mode="markers", legendgroup=method,
+                            showlegend=False, marker={"symbol": symbol, "size": size, "color": color,
+                                                      "line": {"width": 2, "color": color}},
+                            hovertemplate=f"{mark} rate %{{x:.3g}}<extra>{name}</extra>")
+        lost = rows[rows["status"] != "complete"]
+        if not lost.empty:
+            fig.add_scatter(x=lost["learning_rate"], y=[0] * len(lost), mode="markers", legendgroup=method,
+                            showlegend=False, text=[f"{s}: {n}" if n else s for s, n in zip(lost["status"], lost["note"])],
+                            marker={"symbol": "x", "size": 11, "color": color},
+                            hovertemplate="lr %{x:.3g}: %{text}<extra>" + name + "</extra>")
+    fig.update_layout(title="Learning-rate sweeps: validation ROUGE-L per trial<br><sub>ring: the method's default "
+                            "rate; star: the chosen one (trained on the full budget); ×: pruned, failed or "
+                            "interrupted</sub>", xaxis={"type": "log", "title": "learning rate (log)"},
+                      yaxis_title="validation ROUGE-L F1", height=460, legend={"orientation": "h", "y": -0.2})
     return fig
 
 

@@ -26,11 +26,33 @@ def protocol_text(evaluation: Optional[dict]) -> str:
             "sentence splitting, so their ROUGE-Lsum equals ROUGE-L.")
 
 
+def tuning_text(data: rd.RunData) -> str:
+    """How the learning rates and seeds were chosen, in one paragraph."""
+    swept = [data.label(m) for m in data.methods if m in data.sweeps]
+    fixed = [data.label(m) for m in data.methods if m not in data.sweeps]
+    parts = []
+    if swept:
+        first = next(iter(data.sweeps.values()))
+        parts.append(f"Learning rates of {', '.join(swept)}: swept on the validation split (rates "
+                     f"{', '.join(f'{r:.3g}' for r in first['first_grid'])} around each default, "
+                     f"{first['steps_per_trial']} steps a trial, ROUGE-L of greedy summaries of up to "
+                     f"{first['validation_dialogues']} validation dialogues; the grid extends at most twice when the best "
+                     "rate sits at its edge), then trained at the best on the full budget.")
+    if fixed:
+        parts.append(f"{', '.join(fixed)}: at {'their' if len(fixed) > 1 else 'its'} preset rate (not tuned).")
+    seeds = {1 + len(data.train[m].get("seeds", [])) for m in data.train}
+    if seeds and max(seeds) > 1:
+        parts.append(f"Seeds: {max(seeds)} per method; means and intervals are over seeds and dialogues (a two-level "
+                     f"bootstrap), paired tests on each dialogue's mean over seeds; the app serves seed "
+                     f"{next(iter(data.train.values()))['seed']}.")
+    return "**Tuning.** " + " ".join(parts) if parts else ""
+
+
 def protocol_line(data: rd.RunData) -> Optional[str]:
     """The protocol, or "no evaluation yet"; nothing when the evaluation is there but broken (named above it)."""
     if data.evaluation is None and any(p.startswith("evaluation:") for p in data.problems):
         return None
-    return protocol_text(data.evaluation)
+    return protocol_text(data.evaluation) + ("\n\n" + tuning_text(data) if data.train else "")
 
 
 def build_metrics_tab(state: AppState):
@@ -47,14 +69,20 @@ def build_metrics_tab(state: AppState):
     protocol = gr.Radio(["per_row", "multi_reference"], value=(data.evaluation or {}).get("headline_protocol",
                         "per_row"), label="ROUGE protocol")
     labels = data.labels
-    gr.Plot(figures.tradeoff_scatter(rd.tradeoff_frame(data), labels), elem_id="plot-tradeoff")
+    basis = gr.Radio(list(rd.COST_BASES), value=next(iter(rd.COST_BASES)), label="Training cost counts",
+                     elem_id="cost-basis")
+    tradeoff = gr.Plot(figures.tradeoff_scatter(rd.tradeoff_frame(data), labels), elem_id="plot-tradeoff")
+    gr.Plot(figures.tuning_chart(rd.tuning_frame(data), labels), elem_id="plot-tuning")
     rouge_plot = gr.Plot(figures.rouge_bars(rd.rouge_frame(data.evaluation), labels), elem_id="plot-rouge")
     protocol.change(lambda p: figures.rouge_bars(rd.rouge_frame(data.evaluation, p), labels), protocol, rouge_plot,
                     api_visibility="private")
     gr.Dataframe(rd.comparisons_table(data.evaluation), label="Paired tests over dialogues, every pair of models",
                  interactive=False)
     gr.Plot(figures.parameter_bars(rd.parameters_frame(data.train), labels), elem_id="plot-params")
-    gr.Plot(figures.cost_bars(rd.cost_frame(data.train), labels), elem_id="plot-cost")
+    cost = gr.Plot(figures.cost_bars(rd.cost_frame(data.train), labels), elem_id="plot-cost")
+    basis.change(lambda b: (figures.tradeoff_scatter(rd.tradeoff_frame(data, rd.COST_BASES[b]), labels),
+                            figures.cost_bars(rd.cost_frame(data.train, rd.COST_BASES[b]), labels)),
+                 basis, [tradeoff, cost], api_visibility="private")
     gr.Plot(figures.loss_curves(rd.loss_frame(data.train), labels), elem_id="plot-loss")
     build_failures_section(data)
 

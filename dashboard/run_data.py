@@ -1,15 +1,15 @@
 """A run folder read into pandas frames for the charts and tables. Reads only the artifacts contract."""
 
+import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import hashlib
-
 import pandas as pd
 
-from contract.files import (EVAL_METRICS, RUN_JSON, ArtifactError, list_methods, method_metrics, method_weights,
-                            read_evaluation, read_run_file)
+from contract.files import (EVAL_METRICS, RUN_JSON, SWEEP_JSON, ArtifactError, list_methods, method_metrics,
+                            method_weights, read_evaluation, read_run_file)
 from contract.protocol import BASE, BASE_LABEL
 from training import lenses  # the evaluation's detectors: the same words flagged here as counted there
 
@@ -27,6 +27,7 @@ class RunData:
     run: dict
     methods: list[str] = field(default_factory=list)  # the run's complete methods, in order
     train: dict = field(default_factory=dict)          # method -> its metrics.json
+    sweeps: dict = field(default_factory=dict)         # method -> its sweep.json (methods trained with --sweep lr)
     evaluation: Optional[dict] = None
     predictions: Optional[pd.DataFrame] = None
     problems: list[str] = field(default_factory=list)  # what could not be read, shown in the page
@@ -108,6 +109,8 @@ def load_run(folder: Path) -> RunData:
     for method in data.methods:
         try:
             data.train[method] = read_run_file(folder, method_metrics(method))
+            if (folder / method / SWEEP_JSON).exists():
+                data.sweeps[method] = read_run_file(folder, f"{method}/{SWEEP_JSON}")
         except ArtifactError as e:
             data.problems.append(str(e))
     if (folder / EVAL_METRICS).exists():
@@ -120,19 +123,20 @@ def load_run(folder: Path) -> RunData:
 
 
 def rouge_frame(evaluation: Optional[dict], protocol: Optional[str] = None, with_lab: bool = True) -> pd.DataFrame:
-    """model, metric, mean, ci_low, ci_high, series: this run's scores and (optionally) the lab's published ones."""
+    """model, metric, mean, ci_low, ci_high, series, seeds: this run's scores (seeds: each seed's mean, for a
+    method trained with several) and (optionally) the lab's published ones."""
     rows = []
     if evaluation:
         protocol = protocol or evaluation["headline_protocol"]
         for model, metrics in evaluation["scores"][protocol].items():
             for metric, s in metrics.items():
-                rows.append({"model": model, "metric": metric, **s, "series": "This run"})
+                rows.append({"model": model, "metric": metric, **s, "seeds": s.get("seeds"), "series": "This run"})
     if with_lab:
         for model, values in LAB_REFERENCE.items():
             for metric, value in zip(METRIC_LABELS, values):
                 rows.append({"model": model, "metric": metric, "mean": value, "ci_low": None, "ci_high": None,
                              "series": LAB_LABEL})
-    return pd.DataFrame(rows, columns=["model", "metric", "mean", "ci_low", "ci_high", "series"])
+    return pd.DataFrame(rows, columns=["model", "metric", "mean", "ci_low", "ci_high", "series", "seeds"])
 
 
 def comparisons_table(evaluation: Optional[dict]) -> pd.DataFrame:
@@ -151,11 +155,28 @@ def parameters_frame(train: dict) -> pd.DataFrame:
                           "trainable_percent": m["parameters"]["trainable_percent"]} for k, m in train.items()])
 
 
-def cost_frame(train: dict) -> pd.DataFrame:
+# What a method's training cost counts: training it once at its rate, or that plus the trials of its learning-rate
+# sweep (what finding a rate that works cost). Methods trained without a sweep cost the same either way.
+COST_BASES = {"one training at its rate": False, "including its learning-rate sweep": True}
+
+
+def sweep_seconds(metrics: dict, with_sweep: bool) -> float:
+    return metrics["cost"].get("sweep_seconds", 0.0) if with_sweep else 0.0
+
+
+def cost_frame(train: dict, with_sweep: bool = False) -> pd.DataFrame:
     return pd.DataFrame([{"method": k, **{c: m["cost"][c] for c in (
         "wall_seconds", "train_seconds", "examples_per_second", "tokens_per_second", "peak_memory_bytes",
-        "checkpoint_bytes")}, "peak_memory_measure": m["cost"]["peak_memory_measure"], "device": m["cost"]["device"]}
-        for k, m in train.items()])
+        "checkpoint_bytes")}, "peak_memory_measure": m["cost"]["peak_memory_measure"], "device": m["cost"]["device"],
+        "sweep_seconds": sweep_seconds(m, with_sweep)} for k, m in train.items()]).pipe(add_sweep)
+
+
+def add_sweep(frame: pd.DataFrame) -> pd.DataFrame:
+    """Training and wall seconds with the sweep's seconds added (zero unless the sweep is counted)."""
+    if frame.empty:
+        return frame
+    return frame.assign(train_seconds=frame["train_seconds"] + frame["sweep_seconds"],
+                        wall_seconds=frame["wall_seconds"] + frame["sweep_seconds"])
 
 
 def loss_frame(train: dict) -> pd.DataFrame:
@@ -169,15 +190,39 @@ TRADEOFF_COLUMNS = ["method", "rouge1", "ci_low", "ci_high", "trainable", "train
                     "checkpoint_bytes"]
 
 
-def tradeoff_frame(data: RunData) -> pd.DataFrame:
-    """Per method: ROUGE-1 (headline protocol, with CI) and its four costs, for the cost-vs-quality frontiers."""
+def tradeoff_frame(data: RunData, with_sweep: bool = False) -> pd.DataFrame:
+    """Per method: ROUGE-1 (headline protocol, with CI) and its four costs, for the cost-vs-quality frontiers;
+    `with_sweep`: training time includes the method's learning-rate sweep."""
     if not data.evaluation:
         return pd.DataFrame(columns=TRADEOFF_COLUMNS)
     scores = data.evaluation["scores"][data.evaluation["headline_protocol"]]
     return pd.DataFrame([{"method": k, "rouge1": scores[k]["rouge1"]["mean"], "ci_low": scores[k]["rouge1"]["ci_low"],
                           "ci_high": scores[k]["rouge1"]["ci_high"], "trainable": m["parameters"]["trainable"],
-                          **{c: m["cost"][c] for c in TRADEOFF_COLUMNS[5:]}}
+                          **{c: m["cost"][c] for c in TRADEOFF_COLUMNS[5:]},
+                          "train_seconds": m["cost"]["train_seconds"] + sweep_seconds(m, with_sweep)}
                          for k, m in data.train.items() if k in scores], columns=TRADEOFF_COLUMNS)
+
+
+TUNING_COLUMNS = ["method", "learning_rate", "rougeL", "loss", "status", "default", "chosen", "note"]
+
+
+def tuning_frame(data: RunData) -> pd.DataFrame:
+    """One row per sweep trial: its rate, validation ROUGE-L and loss, status, and whether the rate is the
+    method's default or the chosen one."""
+    rows = [{"method": m, "learning_rate": t["learning_rate"], "rougeL": t["validation"]["rougeL"],
+             "loss": t["validation"]["loss"], "status": t["status"],
+             "default": math.isclose(t["learning_rate"], s["default_learning_rate"], rel_tol=1e-4),
+             "chosen": t["learning_rate"] == s["chosen_learning_rate"], "note": t.get("pruned") or t.get("error", "")}
+            for m, s in data.sweeps.items() for t in s["trials"]]
+    return pd.DataFrame(rows, columns=TUNING_COLUMNS)
+
+
+def rate_line(metrics: dict) -> str:
+    """How a method's learning rate was set, for tables: "0.01 (swept)" / "0.003 (preset)"."""
+    rate = metrics.get("learning_rate") or {"value": metrics["hyperparameters"]["learning_rate"], "source": "preset"}
+    mark = {"sweep": "swept" + ("" if rate.get("bracketed", True) else ", at the grid's edge")}.get(rate["source"],
+                                                                                                  rate["source"])
+    return f"{rate['value']:.3g} ({mark})"
 
 
 def summary_table(data: RunData) -> pd.DataFrame:
@@ -191,6 +236,8 @@ def summary_table(data: RunData) -> pd.DataFrame:
             row[label] = f"{s['mean']:.4f} [{s['ci_low']:.4f}, {s['ci_high']:.4f}]" if s else "-"
         train = data.train.get(model)
         row["trainable params"] = f"{train['parameters']['trainable']:,}" if train else "-"
+        row["learning rate"] = rate_line(train) if train else "-"
+        row["seeds"] = 1 + len(train.get("seeds", [])) if train else "-"
         row["train time (s)"] = f"{train['cost']['train_seconds']:.1f}" if train else "-"
         row["peak memory (MiB)"] = f"{train['cost']['peak_memory_bytes'] / 2**20:,.0f}" if train else "-"
         row["checkpoint (MiB)"] = f"{train['cost']['checkpoint_bytes'] / 2**20:,.2f}" if train else "-"

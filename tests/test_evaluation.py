@@ -55,6 +55,30 @@ def test_reproduces_the_labs_published_rouge(column):
         assert abs(result[k]["mean"] - published) <= 0.0005, (k, result[k]["mean"], published)
 
 
+@needs_shared
+def test_the_evaluate_metric_equals_the_scorer_on_the_labs_predictions():
+    """The evaluation scores through training/dialogsum_rouge (an `evaluate` module loaded offline): on the lab's
+    1,500 rows it gives exactly the figures of the scorer behind training.score, and the lab's within 0.0005."""
+    from training.data import read_records
+    from training.evaluate import load_rouge_metric
+
+    rows = read_records(SHARED / "data" / "lab-reference" / "dialogue-summary-training-results.csv")
+    metric = load_rouge_metric()
+    for column, published in LAB.items():
+        predictions = [str(r[column] or "") for r in rows]
+        references = [str(r["human_baseline_summaries"] or "") for r in rows]
+        figures = metric.compute(predictions=predictions, references=references, split_sentences=False)
+        direct = score_file(SHARED / "data" / "lab-reference" / "dialogue-summary-training-results.csv", column,
+                            "human_baseline_summaries", split_sentences=False)
+        for k, lab in zip(METRICS, published):
+            assert figures[k] == pytest.approx(direct[k]["mean"], abs=1e-12) and abs(figures[k] - lab) <= 0.0005
+    per_row = metric.compute(predictions=["Bob buys a lamp. It is red."], references=[["Bob buys a red lamp.", "A lamp."]],
+                             use_aggregator=False)
+    rouge = Rouge()
+    assert per_row["rouge1"] == [np.mean([rouge.score(r, "Bob buys a lamp. It is red.")["rouge1"]
+                                          for r in ("Bob buys a red lamp.", "A lamp.")])]
+
+
 def test_bootstrap_interval_contains_the_mean_and_shrinks_with_more_data():
     rng = np.random.default_rng(1)
     small, large = rng.uniform(0, 1, 50), rng.uniform(0, 1, 2000)

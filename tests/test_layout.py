@@ -12,7 +12,7 @@ PACKAGES = ("contract", "training", "dashboard")
 
 def project_modules() -> dict[str, Path]:
     files = {p.relative_to(ROOT).with_suffix("").as_posix().replace("/", "."): p
-             for pkg in PACKAGES for p in (ROOT / pkg).glob("*.py")}
+             for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
     files["app"] = ROOT / "app.py"
     return {name.removesuffix(".__init__"): path for name, path in files.items()}
 

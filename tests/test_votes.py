@@ -327,9 +327,9 @@ def test_votes_over_the_hourly_limit_are_kept_flagged_and_counted_out(tmp_path, 
 def test_the_vote_limit_is_an_option_and_an_environment_variable(monkeypatch):
     import app
 
-    assert app.parse_args(["--vote_limit_per_hour", "0"]).vote_limit_per_hour == 0
+    assert app.parse_args(["--vote_limit_per_hour", "0"])[0].vote_limit_per_hour == 0
     monkeypatch.setenv("VOTE_LIMIT_PER_HOUR", "7")
-    assert app.parse_args([]).vote_limit_per_hour == 7
+    assert app.parse_args([])[0].vote_limit_per_hour == 7
 
 
 def test_an_unreadable_votes_file_is_kept_aside_and_a_new_one_started(tmp_path):

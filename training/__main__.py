@@ -2,7 +2,9 @@
 
     python -m training --preset tiny                          # offline demo: full and LoRA, a few minutes on 2 CPUs
     python -m training --preset tiny --methods all            # every method that can run here (see the README)
+    python -m training --preset quick                         # real flan-t5-small, a DialogSum subset (internet)
     python -m training --preset flan-t5-base --methods full,lora,ia3   # the real thing (GPU, internet)
+    python -m training --preset tiny --methods all --sweep lr --seeds 3   # each method at its best rate, 3 seeds
     python -m training --preset tiny --resume                 # after a kill: finished methods are skipped, the
                                                               # interrupted one continues from its checkpoint
 
@@ -15,7 +17,7 @@ from pathlib import Path
 from contract.files import EVAL_METRICS, ArtifactError, list_methods, read_evaluation
 from training import evaluate, finetune
 from training.cli import run_cli
-from training.config import TrainConfig, parse_config, run_folder_of
+from training.config import PRESETS, TrainConfig, parse_config, run_folder_of
 from training.methods import resolve_methods
 from training.run_folder import AlreadyComplete, is_main_process, one_writer
 
@@ -54,7 +56,8 @@ def main(argv=None) -> None:
                 print(f"--resume: {run_dir / EVAL_METRICS} already scores every method; skipping the evaluation.")
                 return
             evaluate.run(evaluate.EvalConfig(run=str(run_dir), prompt_template=cfg.prompt_template,
-                                             max_source_length=cfg.max_source_length, limit=cfg.eval_limit))
+                                             max_source_length=cfg.max_source_length,
+                                             limit=cfg.eval_limit or PRESETS[cfg.preset].eval_limit))
 
     run_cli(pipeline)
 

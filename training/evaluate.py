@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import evaluate as hf_evaluate  # Hugging Face evaluate (this module shares its name)
 import numpy as np
 import torch
 from transformers import HfArgumentParser
@@ -95,7 +96,7 @@ def generate_seeds(run_dir: Path, loaded, prompts: list[str], cfg: EvalConfig) -
     return served, extra
 
 
-def by_seed(dialogues, outputs, served: dict, extra: dict, rouge: Rouge) -> dict:
+def by_seed(dialogues, outputs, served: dict, extra: dict, rouge) -> dict:
     """{protocol: {model: {metric: {seed: per-dialogue scores}}}}: the served model's seed first (base: "-")."""
     scores = {p: {m: {k: {str(served.get(m, "-")): v} for k, v in metrics.items()} for m, metrics in by_model.items()}
               for p, by_model in score_dialogues(dialogues, outputs, rouge).items()}
@@ -113,18 +114,21 @@ def seed_mean(scores: dict) -> dict:
                 for m, metrics in by_model.items()} for p, by_model in scores.items()}
 
 
-def score_dialogues(dialogues, outputs, rouge: Rouge):
-    """Per dialogue and model: per_row (mean over its references) and multi_reference scores."""
-    per_row = {m: {k: [] for k in METRICS} for m in outputs}
-    multi = {m: {k: [] for k in METRICS} for m in outputs}
-    for i, refs in enumerate(dialogues["references"]):
-        for model, preds in outputs.items():
-            rows = [rouge.score(ref, preds[i]) for ref in refs]
-            best = rouge.score_multi(refs, preds[i])
-            for k in METRICS:
-                per_row[model][k].append(float(np.mean([r[k] for r in rows])))
-                multi[model][k].append(best[k])
-    return {"per_row": per_row, "multi_reference": multi}
+ROUGE_METRIC = Path(__file__).parent / "dialogsum_rouge"  # the protocol as an `evaluate` module (offline)
+
+
+def load_rouge_metric():
+    """This project's ROUGE as Hugging Face `evaluate` loads it: a local module, no download."""
+    return hf_evaluate.load(str(ROUGE_METRIC))
+
+
+def score_dialogues(dialogues, outputs, rouge) -> dict:
+    """Per dialogue and model: per_row (mean over its references) and multi_reference scores, through the
+    `evaluate` metric `rouge` (load_rouge_metric())."""
+    references = [list(r) for r in dialogues["references"]]
+    return {protocol: {m: rouge.compute(predictions=preds, references=references, protocol=protocol,
+                                        use_aggregator=False) for m, preds in outputs.items()}
+            for protocol in ("per_row", "multi_reference")}
 
 
 def interval(per_seed: dict, weights, cfg: EvalConfig) -> dict:
@@ -211,7 +215,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     prompts = [format_prompt(d, cfg.prompt_template) for d in dialogues["dialogue"]]
     outputs, cost, loaded = generate_all(run_dir, prompts, cfg)
     served_seed, extra = generate_seeds(run_dir, loaded, prompts, cfg)
-    rouge = Rouge(split_sentences=True)
+    rouge = load_rouge_metric()
     seeded = by_seed(dialogues, outputs, served_seed, extra, rouge)
     scores = {p: {m: {k: v[str(served_seed.get(m, "-"))] for k, v in metrics.items()} for m, metrics in by_model.items()}
               for p, by_model in seeded.items()}  # the served models' own scores, as predictions.jsonl holds them
@@ -225,7 +229,8 @@ def evaluate(cfg: EvalConfig) -> dict:
         "n_dialogues": len(dialogues), "n_references": int(sum(weights)),
         "decoding": {**GREEDY, "max_new_tokens": cfg.max_new_tokens, "max_source_length": cfg.max_source_length,
                      "batch_size": cfg.batch_size, "prompt_template": cfg.prompt_template},
-        "rouge": rouge.describe(),
+        "rouge": {**Rouge(split_sentences=True).describe(), "evaluate_module": str(ROUGE_METRIC.relative_to(
+            ROUGE_METRIC.parents[1]))},
         "models": list(outputs), "labels": {m: loaded.labels.get(m, BASE_LABEL) for m in outputs},
         "seeds": {m: {"served": served_seed[m], "all": [served_seed[m], *extra.get(m, {})]} for m in served_seed},
         "bootstrap": {"resamples": cfg.resamples, "seed": cfg.seed, "confidence": 0.95,

@@ -7,6 +7,7 @@ User-defined methods come from such a file: `--method_config NAME=PATH/adapter_c
     python -m training --preset tiny --methods full,lora,ia3     # any comma list, or `all`
 """
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Optional
 import torch
 
 from contract.protocol import RESERVED_FOLDERS
-from training.config import ConfigError, Hyper
+from training.config import PRESETS, ConfigError, Hyper
 
 TASK = {"task_type": "SEQ_2_SEQ_LM"}
 LAB_LORA = {**TASK, "peft_type": "LORA", "r": 32, "lora_alpha": 32, "lora_dropout": 0.05,
@@ -61,7 +62,10 @@ class Method:
         return config
 
     def settings(self, preset: str) -> Hyper:
-        return self.hyper.get(preset) or self.hyper["flan-t5-base"]
+        """Its settings for `preset` (a preset may borrow another's, with its own number of epochs)."""
+        p = PRESETS.get(preset)
+        h = self.hyper.get((p and p.settings_of) or preset) or self.hyper["flan-t5-base"]
+        return dataclasses.replace(h, num_train_epochs=p.epochs) if p and p.epochs else h
 
     def describe(self) -> dict:
         """What metrics.json records about the method (the dashboard reads labels from here)."""

@@ -13,6 +13,7 @@ processes or machines can share one storage) and its heartbeat (a killed worker'
 rate queued again). The grid itself is plain: a person reads "these rates, this one won", not a sampler's choice.
 """
 
+import datetime
 import json
 import math
 import os
@@ -134,9 +135,10 @@ def queue(study: optuna.Study, rates: list[float]) -> None:
 
 
 def work_through_queue(study: optuna.Study, objective) -> None:
-    """Run queued trials until none is waiting, then wait for the ones other processes (or a killed one, until
-    its heartbeat goes stale and its rate is queued again) are running."""
+    """Run queued trials until none is waiting, then wait for the ones other processes are running (a killed
+    worker's trial is failed and its rate queued again: by Optuna's heartbeat, or requeue_abandoned)."""
     while True:
+        requeue_abandoned(study)
         states = [t.state for t in study.get_trials(deepcopy=False)]
         if TrialState.WAITING in states:
             study.optimize(objective, n_trials=1, catch=(RuntimeError,))
@@ -145,6 +147,36 @@ def work_through_queue(study: optuna.Study, objective) -> None:
             optuna.storages.fail_stale_trials(study)
         else:
             return
+
+
+def requeue_abandoned(study: optuna.Study) -> None:
+    """Optuna's heartbeat misses a worker killed between taking a trial and its first heartbeat (the trial stays
+    RUNNING forever), and waits out the grace period for a killed worker on this machine. A RUNNING trial is
+    abandoned when its worker on this host is dead, or when it never named a worker (which a live process does
+    within milliseconds of taking it) and began over GRACE_SECONDS ago: it is marked failed and its rate queued
+    again, as Optuna's retry callback does."""
+    host = socket.gethostname()
+    now = datetime.datetime.now()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker")
+        if worker is None:
+            abandoned = t.datetime_start is not None and (now - t.datetime_start).total_seconds() > GRACE_SECONDS
+        else:
+            where, _, pid = worker.rpartition(":")
+            abandoned = where == host and not process_alive(int(pid))
+        if abandoned and "rate" in t.user_attrs:
+            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            study.enqueue_trial({"learning_rate": t.user_attrs["rate"]}, user_attrs={"rate": t.user_attrs["rate"]})
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def make_objective(train_trial: Callable):

@@ -1,0 +1,124 @@
+"""The real path: the quick preset's mechanics, a run's model card and upload, serving a run from hf:// (offline,
+against a Hub cache laid out on disk the way huggingface_hub lays it out)."""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from huggingface_hub import HfApi, ModelCard
+from huggingface_hub.errors import LocalTokenNotFoundError
+
+from contract.files import EVAL_METRICS, ArtifactError, read_run_file
+from tests.conftest import ROOT, SHARED, needs_shared
+from training.publish import CARD, LEFT_OUT, PublishConfig, model_card, publish
+from training.rouge import METRICS
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_model_card_holds_the_run_and_its_scores_parse_back(evaluated_run, tmp_path):
+    publish(PublishConfig(run=str(evaluated_run), repo="me/tiny-run", card_only=True))
+    card = ModelCard.load(evaluated_run / CARD)
+    evaluation = read_run_file(evaluated_run, EVAL_METRICS)
+    scores = evaluation["scores"]["per_row"]
+    results = card.data.eval_results
+    assert len(results) == len(scores) * len(METRICS)
+    values = {r.metric_name: r.metric_value for r in results}
+    assert values["ROUGE-1 · Full fine-tune"] == round(scores["full"]["rouge1"]["mean"], 4)
+    assert all(r.task_type == "summarization" and r.dataset_split == "test" for r in results)
+    assert card.data.model_name == "tiny-run" and card.data.pipeline_tag == "summarization"
+    text = card.text
+    for heading in ("## Methods and cost", "## ROUGE (95% CI)", "## Protocol", "python app.py --run hf://me/tiny-run"):
+        assert heading in text
+    assert f"{scores['lora']['rouge1']['mean']:.4f} [{scores['lora']['rouge1']['ci_low']:.4f}" in text
+    assert "(`full`)" in text and "(`lora`)" in text and "peft_type=LORA" in text
+
+
+def test_publish_uploads_the_run_at_the_hub_boundary(evaluated_run, monkeypatch):
+    """The only stub in these tests: HfApi's two network calls, recorded instead of sent (no Hub here)."""
+    calls = {}
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.setdefault("create", (repo_id, kw))
+                        and f"https://huggingface.co/{repo_id}")
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.setdefault("upload", kw))
+    url = publish(PublishConfig(run=str(evaluated_run), repo="me/tiny-run", private=True))
+    assert url == "https://huggingface.co/me/tiny-run"
+    assert calls["create"] == ("me/tiny-run", {"private": True, "exist_ok": True, "repo_type": "model"})
+    upload = calls["upload"]
+    assert upload["repo_id"] == "me/tiny-run" and upload["folder_path"] == str(evaluated_run)
+    assert upload["ignore_patterns"] == LEFT_OUT and (evaluated_run / CARD).exists()
+    assert {"**/checkpoints/**", ".lock", "*.sqlite3"} <= set(LEFT_OUT)
+
+    def no_token(self, *a, **kw):
+        raise LocalTokenNotFoundError("no token")
+    monkeypatch.setattr(HfApi, "create_repo", no_token)
+    with pytest.raises(ArtifactError, match="hf auth login"):
+        publish(PublishConfig(run=str(evaluated_run), repo="me/tiny-run"))
+    with pytest.raises(ArtifactError, match="<user>/<name>"):
+        publish(PublishConfig(run=str(evaluated_run), repo="tiny-run"))
+
+
+def hub_cache_with(run_dir, cache, repo="me/tiny-run"):
+    """The layout huggingface_hub writes: blobs by content hash, a snapshot of symlinks per commit, refs/main."""
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(COMMIT)
+    for path in run_dir.rglob("*"):
+        if path.is_file() and not path.name.endswith(("sqlite", ".key", ".lock")):
+            blob = folder / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, blob)
+            link = folder / "snapshots" / COMMIT / path.relative_to(run_dir)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(blob, link.parent))
+    return folder / "snapshots" / COMMIT
+
+
+SERVE = """
+import app, json, sys
+args, extra = app.parse_args([])
+folder = app.choose_run(args.run)
+demo = app.create_app(folder, app.votes_file(args.run, folder, None))
+print(json.dumps({"run": args.run, "folder": str(folder), "votes": str(app.votes_file(args.run, folder, None)),
+                  "pinned": str(app.choose_run(sys.argv[1]))}))
+"""
+
+
+def test_a_published_run_is_served_from_the_hub_cache_offline(evaluated_run, tmp_path):
+    snapshot = hub_cache_with(evaluated_run, tmp_path / "hub")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "RUN_REPO": "hf://me/tiny-run",
+           "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", SERVE, f"hf://me/tiny-run@{COMMIT}"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["run"] == "hf://me/tiny-run" and result["folder"] == result["pinned"] == str(snapshot)
+    assert "votes" in result["votes"] and str(tmp_path) not in result["votes"]  # votes stay out of the cache
+    missing = subprocess.run([sys.executable, "app.py", "--run", "hf://me/never-published"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "not downloaded yet" in missing.stderr
+
+
+@needs_shared
+def test_quick_preset_runs_on_the_flan_t5_small_architecture(tmp_path):
+    """Mechanics only: flan-t5-small's architecture with random weights stands in for the Hub checkpoint."""
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+    from training.__main__ import main
+
+    base = tmp_path / "flan-t5-small-random"
+    AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(SHARED / "models" / "flan-t5-small-config")) \
+        .save_pretrained(base)
+    run_dir = tmp_path / "quick"
+    main(["--preset", "quick", "--output_dir", str(run_dir), "--base_model", str(base), "--tokenizer",
+          str(SHARED / "models" / "flan-t5-tokenizer"), "--data", str(SHARED / "data" / "dialogsum"),
+          "--max_steps", "1", "--batch_size", "2", "--eval_limit", "2"])
+    run = read_run_file(run_dir, "run.json")
+    full = read_run_file(run_dir, "full/metrics.json")
+    assert run["preset"] == "quick" and full["hyperparameters"]["num_train_epochs"] == 1
+    assert full["hyperparameters"]["max_train_samples"] == 512 and full["data"]["train"] == 450  # all of dev's 90%
+    assert full["hyperparameters"]["learning_rate"] == 3e-4  # flan-t5-small's settings
+    assert read_run_file(run_dir, EVAL_METRICS)["n_dialogues"] == 2

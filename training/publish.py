@@ -1,0 +1,170 @@
+"""Publish a run folder to the Hugging Face Hub as a model repository, with its model card.
+
+    python -m training.publish --run artifacts/flan-t5-base --repo you/flan-t5-dialogsum-methods
+    python -m training.publish --run artifacts/quick --repo you/quick-run --private
+    python -m training.publish --run artifacts/tiny --card_only        # writes artifacts/tiny/README.md only
+
+The card (<run>/README.md, written locally either way) says what was trained (base, data, each method and its
+config, learning rate and seeds), the ROUGE table with 95% CIs, the cost table and the protocol; its `model-index`
+metadata (huggingface_hub's ModelCardData/EvalResult) lets the Hub show the scores. Then `create_repo` and
+`upload_folder` send the folder as it is (safetensors weights, the JSON of the artifacts contract, predictions),
+leaving out what only the machine that trained needs (checkpoints, the lock, the sweep's database, votes).
+Serve it anywhere with `python app.py --run hf://you/flan-t5-dialogsum-methods`. Needs a Hub token
+(`hf auth login` or HF_TOKEN) with write access.
+"""
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+from transformers import HfArgumentParser
+
+from contract.files import (EVAL_METRICS, RUN_JSON, ArtifactError, list_methods, method_metrics, read_run_file)
+from contract.protocol import BASE
+from training.cli import run_cli
+from training.rouge import METRICS
+
+CARD = "README.md"
+LEFT_OUT = ["**/checkpoints/**", ".lock", "*.sqlite3", "*.sqlite", "*.sqlite.key", ".sweep/**", "**/.*.tmp/**",
+            "**/.*.old/**"]  # machine-local state: nothing a reader of the run needs
+METRIC_NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
+DIALOGSUM = "knkarthick/dialogsum"
+
+
+@dataclass
+class PublishConfig:
+    run: str = field(metadata={"help": "Run folder to publish (run.json, methods, eval/)."})
+    repo: Optional[str] = field(default=None, metadata={"help": "Hub model repository, <user>/<name>."})
+    private: bool = field(default=False, metadata={"help": "Create the repository private."})
+    card_only: bool = field(default=False, metadata={"help": "Write <run>/README.md and upload nothing."})
+    commit_message: str = field(default="Publish a FLAN-T5 DialogSum run", metadata={"help": "The Hub commit's message."})
+
+
+def label_of(run_dir: Path, name: str) -> str:
+    return "base (no fine-tuning)" if name == BASE else read_run_file(run_dir, method_metrics(name))["method"]["label"]
+
+
+def eval_results(run: dict, evaluation: dict, labels: dict) -> list[EvalResult]:
+    """One EvalResult per model and ROUGE metric (headline protocol), as the Hub's model-index wants them."""
+    on_dialogsum = run["data_source"] in ("hub", DIALOGSUM) or "dialogsum" in run["data_source"].lower()
+    scores = evaluation["scores"][evaluation["headline_protocol"]]
+    return [EvalResult(task_type="summarization", task_name="Dialogue summarization",
+                       dataset_type=DIALOGSUM if on_dialogsum else "synthetic-dialogues",
+                       dataset_name="DialogSum" if on_dialogsum else "synthetic DialogSum-shaped sample (tiny demo)",
+                       dataset_split=evaluation["split"], metric_type="rouge",
+                       metric_name=f"{METRIC_NAMES[k]} · {labels[model]}", metric_value=round(s[k]["mean"], 4),
+                       metric_config=evaluation["headline_protocol"])
+            for model, s in scores.items() for k in METRICS]
+
+
+def rouge_table(evaluation: dict, labels: dict) -> str:
+    scores = evaluation["scores"][evaluation["headline_protocol"]]
+    lines = ["| model | " + " | ".join(METRIC_NAMES[k] for k in METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+    for model, s in scores.items():
+        cells = [f"{s[k]['mean']:.4f} [{s[k]['ci_low']:.4f}, {s[k]['ci_high']:.4f}]" for k in METRICS]
+        lines.append(f"| {labels[model]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def methods_table(run_dir: Path) -> str:
+    lines = ["| method (folder) | what trains | peft config | trainable params | learning rate | seeds | train time "
+             "(s) | with its sweep (s) | peak memory (MiB) |", "|---" * 9 + "|"]
+    for name in list_methods(run_dir):
+        m = read_run_file(run_dir, method_metrics(name))
+        rate = m.get("learning_rate") or {"value": m["hyperparameters"]["learning_rate"], "source": "preset"}
+        peft = m["hyperparameters"].get("peft_config")
+        config = "—" if not peft else ", ".join(f"{k}={v}" for k, v in peft.items() if k != "task_type")
+        cost = m["cost"]
+        lines.append(f"| {m['method']['label']} (`{name}`) | {m['method'].get('what_trains', '')} | {config} | "
+                     f"{m['parameters']['trainable']:,} | {rate['value']:.3g} ({rate['source']}) | "
+                     f"{1 + len(m.get('seeds', []))} | {cost['train_seconds']:.0f} | "
+                     f"{cost['train_seconds'] + cost.get('sweep_seconds', 0):.0f} | "
+                     f"{cost['peak_memory_bytes'] / 2**20:,.0f} |")
+    return "\n".join(lines)
+
+
+def protocol(evaluation: dict) -> str:
+    d, r, b = evaluation["decoding"], evaluation["rouge"], evaluation["bootstrap"]
+    return (f"{evaluation['n_dialogues']} dialogues / {evaluation['n_references']} references of the "
+            f"`{evaluation['split']}` split; greedy decoding, at most {d['max_new_tokens']} new tokens, inputs cut at "
+            f"{d['max_source_length']} tokens, prompt `{d['prompt_template']!r}`. ROUGE: {r['package']}, Porter "
+            f"stemmer, F-measure, `{evaluation['headline_protocol']}` protocol (each reference on its own, averaged "
+            f"over rows); rougeLsum sentences: {r['sentence_splitter']}. 95% intervals: bootstrap "
+            f"({b['unit']}), {b['resamples']} resamples; paired tests: {b['paired_test']}.")
+
+
+def model_card(run_dir: Path, repo: Optional[str] = None) -> ModelCard:
+    """The run's card: content from the artifacts contract only, metadata built with huggingface_hub."""
+    run = read_run_file(run_dir, RUN_JSON)
+    evaluation = read_run_file(run_dir, EVAL_METRICS) if (run_dir / EVAL_METRICS).exists() else None
+    models = [BASE, *list_methods(run_dir)]
+    labels = {m: label_of(run_dir, m) for m in models}
+    on_hub = "/" in run["base_model"] and not (run_dir / run["base_model"]).exists()
+    name = repo.split("/")[-1] if repo else run_dir.name
+    data = ModelCardData(
+        language="en", library_name="peft", pipeline_tag="summarization", model_name=name,
+        base_model=run["base_model"] if on_hub else None, datasets=[DIALOGSUM] if "dialogsum" in
+        run["data_source"].lower() or run["data_source"] == "hub" else None, metrics=["rouge"],
+        tags=["summarization", "dialogsum", "flan-t5", "peft", "lora", "method-comparison"],
+        eval_results=eval_results(run, evaluation, labels) if evaluation else None)
+    serve = f"python app.py --run hf://{repo}" if repo else f"python app.py --run {run_dir}"
+    where = repr(repo or str(run_dir))
+    base = repr(run["base_model"]) if on_hub else f"{where}, subfolder={run['base_model']!r}"
+    adapter = next((m for m in models[1:] if (run_dir / m / "adapter").exists()), None)
+    load = ("Or load one method with peft:\n\n```python\nfrom peft import PeftModel\nfrom transformers import "
+            f"AutoModelForSeq2SeqLM\nbase = AutoModelForSeq2SeqLM.from_pretrained({base})\n"
+            f"model = PeftModel.from_pretrained(base, {where}, subfolder={adapter + '/adapter'!r})\n```") if adapter else ""
+    body = "\n\n".join([
+        f"# {name}: fine-tuning methods for FLAN-T5 on dialogue summaries, compared",
+        f"Base model `{run['base_model']}`, tokenizer `{run['tokenizer']}`, data `{run['data_source']}`, preset "
+        f"`{run['preset']}`; trained {run['created_at'][:10]} (git {run.get('git_commit') or 'unknown'}). Each method's "
+        "folder holds its weights (`model/`: a whole checkpoint; `adapter/`: a peft adapter for the base) and its "
+        "`metrics.json`; `eval/` holds the scores and every test summary.",
+        "## Methods and cost", methods_table(run_dir),
+        "## ROUGE (95% CI)", rouge_table(evaluation, labels) if evaluation else "Not evaluated yet.",
+        "## Protocol", protocol(evaluation) if evaluation else "—",
+        "## Use it", f"Compare the methods side by side in a browser:\n\n```bash\n{serve}\n```\n\n{load}",
+        "## License", "DialogSum is CC BY-NC-SA 4.0: models trained on it inherit its non-commercial terms."
+        if data.datasets else "Trained on this project's synthetic sample (no third-party data).",
+    ])
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n")
+
+
+def publish(cfg: PublishConfig) -> Optional[str]:
+    run_dir = Path(cfg.run)
+    read_run_file(run_dir, RUN_JSON)  # not a run folder: say so first
+    card = model_card(run_dir, cfg.repo)
+    card.save(run_dir / CARD)
+    print(f"wrote {run_dir / CARD}")
+    if cfg.card_only:
+        return None
+    if not cfg.repo or cfg.repo.count("/") != 1:
+        raise ArtifactError(f"--repo {cfg.repo!r}: give the Hub repository as <user>/<name> (or --card_only).")
+    api = HfApi()
+    try:
+        url = api.create_repo(cfg.repo, private=cfg.private, exist_ok=True, repo_type="model")
+        api.upload_folder(repo_id=cfg.repo, folder_path=str(run_dir), repo_type="model", ignore_patterns=LEFT_OUT,
+                          commit_message=cfg.commit_message)
+    except LocalTokenNotFoundError:
+        raise ArtifactError("no Hub token: log in with `hf auth login` (or set HF_TOKEN) with write access, then "
+                            "publish again.") from None
+    except HfHubHTTPError as e:
+        raise ArtifactError(f"the Hub refused the upload to {cfg.repo}: {str(e).splitlines()[0]}. Check the token's "
+                            "write access and the repository name.") from None
+    print(f"published {run_dir} to {url}; serve it with: python app.py --run hf://{cfg.repo}")
+    return str(url)
+
+
+def main(argv=None) -> None:
+    def publish_run():
+        (cfg,) = HfArgumentParser(PublishConfig, description=__doc__).parse_args_into_dataclasses(args=argv)
+        return publish(cfg)
+
+    run_cli(publish_run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
