@@ -33,7 +33,7 @@ DEMO_NOTICE = ("This page shows the **tiny offline demo model** (a 0.9 M-paramet
                "artifacts/flan-t5-base`.")
 
 
-QUICK_NOTICE = ("This page shows the **quick preset**: FLAN-T5-small fine-tuned for one epoch on 512 DialogSum "
+QUICK_NOTICE = ("This page shows the **quick preset**: FLAN-T5-small fine-tuned for one epoch on 256 DialogSum "
                 "dialogues and scored on 200 test dialogues; real, but not the lab's flan-t5-base on the full data.")
 NOTICES = {"tiny": DEMO_NOTICE, "quick": QUICK_NOTICE}
 
