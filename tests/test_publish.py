@@ -122,3 +122,17 @@ def test_quick_preset_runs_on_the_flan_t5_small_architecture(tmp_path):
     assert full["hyperparameters"]["max_train_samples"] == 256 and full["data"]["train"] == 256
     assert full["hyperparameters"]["learning_rate"] == 3e-4  # flan-t5-small's settings
     assert read_run_file(run_dir, EVAL_METRICS)["n_dialogues"] == 2
+
+
+def test_quick_preset_keeps_flan_t5_small_settings_in_laptop_sized_batches():
+    from training.config import TrainConfig, resolve
+    from training.methods import BUILTIN
+
+    for name in ("full", "lora"):
+        small = BUILTIN[name].settings("flan-t5-small")
+        quick = resolve(TrainConfig(preset="quick"), BUILTIN[name].settings("quick"))
+        assert quick.batch_size * quick.gradient_accumulation_steps == small.batch_size  # the same effective batch
+        assert (quick.learning_rate, quick.num_train_epochs, quick.max_train_samples, quick.eval_limit) == (
+            small.learning_rate, 1, 256, 200)
+    assert resolve(TrainConfig(preset="quick", batch_size=2), BUILTIN["full"].settings("quick")) \
+        .gradient_accumulation_steps == 1  # a batch given on the command line is taken as meant

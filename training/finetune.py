@@ -17,6 +17,7 @@ from the newest complete checkpoint (any kill, at any moment: see the README).
 """
 
 import dataclasses
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -104,6 +105,10 @@ def run(cfg: TrainConfig, method: Method, callbacks=()) -> Path:
         rate = {"value": cfg.learning_rate, "source": rate_source}
         sweep_cost = {}
         if cfg.sweep:
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise ConfigError("--sweep trains its trials in one process: instead of torchrun, start one process "
+                                  "per GPU (CUDA_VISIBLE_DEVICES=N) with the same --sweep_storage; they share the "
+                                  "trials.")
             doc = tune(cfg, method, prepared)
             cfg = dataclasses.replace(cfg, learning_rate=doc["chosen_learning_rate"])
             rate = {"value": cfg.learning_rate, "source": "sweep", "default": doc["default_learning_rate"],
