@@ -27,7 +27,7 @@ from dashboard.votes import VOTE_LIMIT_PER_HOUR, VoteStore
 
 ROOT = Path(__file__).resolve().parent
 DEMO_NOTICE = ("This page shows the **tiny offline demo model** (a 0.9 M-parameter T5 trained in minutes on a "
-               "bundled synthetic sample), not FLAN-T5. **Real FLAN-T5 in about a quarter of an hour on a laptop: "
+               "bundled synthetic sample), not FLAN-T5. **Real FLAN-T5 in about 12 minutes on a 2-core laptop: "
                "`python app.py --preset quick`** (flan-t5-small on a DialogSum subset; internet once); the lab's "
                "model: `python -m training --preset flan-t5-base` (GPU), then `python app.py --run "
                "artifacts/flan-t5-base`.")
@@ -65,7 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_run(preset: str, training_args: list[str]) -> Path:
     """Train artifacts/<preset> through the real pipeline, progress on the console (tiny: a few minutes offline;
-    quick: flan-t5-small, about a quarter of an hour on 2 CPU cores)."""
+    quick: flan-t5-small, about 12 minutes on 2 CPU cores)."""
     run_dir = ROOT / "artifacts" / preset
     print(f"Training {run_dir} first (python -m training --preset {preset}); this happens once.", flush=True)
     resume = ["--resume"] if run_dir.exists() else []  # an interrupted build continues where it stopped

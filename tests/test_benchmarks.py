@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, needs_shared
 from tests.test_app_server import CHROMIUM
 
 FIELDS = {"benchmark", "ours", "baseline", "ratio", "unit", "device", "date", "command"}
@@ -16,7 +16,8 @@ FIELDS = {"benchmark", "ours", "baseline", "ratio", "unit", "device", "date", "c
 @pytest.mark.parametrize("script,bench_id,rows", [("p1_eval_generation.py", "P1", 1), ("p2_training.py", "P2", 2),
                                                    ("p3_serving_memory.py", "P3", 2), ("p4_latency.py", "P4", 1),
                                                    ("p3b_p4b_all_methods.py", None, 2),
-                                                   ("p7_p8_serving.py", "P7", None)])
+                                                   ("p7_p8_serving.py", "P7", None),
+                                                   ("p9_sweep_seeds.py", "P9", 1)])
 def test_benchmark_smoke(tmp_path, script, bench_id, rows):
     results = tmp_path / "results.jsonl"
     out = subprocess.run([sys.executable, script, "--smoke", "--results", str(results)], cwd=ROOT / "benchmarks",
@@ -39,3 +40,14 @@ def test_gpu_script_smoke_runs_on_cpu(tmp_path):
     report = json.loads((tmp_path / "gpu.json").read_text())
     assert {r["kind"] for r in report["training"]} == {"full", "lora"}
     assert report["evaluation"]["total_seconds"] > 0
+
+
+@needs_shared
+def test_quick_preset_benchmark_smoke(tmp_path):
+    """P10's mechanics: a fresh copy, `python app.py --preset quick` with one training step, until the page serves."""
+    results = tmp_path / "results.jsonl"
+    out = subprocess.run([sys.executable, "p10_quick_preset.py", "--smoke", "--results", str(results)],
+                         cwd=ROOT / "benchmarks", capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (row,) = [json.loads(line) for line in results.read_text().splitlines()]
+    assert row["benchmark"] == "P10" and FIELDS <= set(row) and row["ours"] > 0 and "random weights" in row["setup"]
