@@ -94,7 +94,8 @@ def add_seed_dots(fig: go.Figure, ours: pd.DataFrame, models: list[str]) -> None
         y = [v for seeds in rows["seeds"] for v in seeds.values()]
         text = [f"seed {s}" for seeds in rows["seeds"] for s in seeds]
         fig.add_scatter(x=x, y=y, text=text, mode="markers", offsetgroup=model, name="each seed", legendgroup="seeds",
-                        showlegend=not shown, marker={"size": 6, "color": "#202124", "symbol": "circle"},
+                        showlegend=not shown, marker={"size": 7, "color": "white", "symbol": "circle",
+                                                       "line": {"width": 1.5, "color": "#202124"}},
                         hovertemplate="%{x} %{text}: %{y:.4f}<extra></extra>")
         shown = True
 
@@ -203,7 +204,7 @@ FRONTIER_PANELS = [("trainable", "trainable parameters (log)", 1, True),
 MAX_NAMED_POINTS = 10  # beyond this many methods, only the frontier's points carry their names (hover names all)
 
 
-def tradeoff_scatter(frame: pd.DataFrame, labels: dict) -> go.Figure:
+def tradeoff_scatter(frame: pd.DataFrame, labels: dict, cost_basis: str = "") -> go.Figure:
     """ROUGE-1 (with 95% CI) against four costs, one panel each, the Pareto frontier drawn and its methods named:
     the methods worth paying for on that cost."""
     from plotly.subplots import make_subplots
@@ -239,8 +240,9 @@ def tradeoff_scatter(frame: pd.DataFrame, labels: dict) -> go.Figure:
         fig.update_xaxes(title_text=title, row=row + 1, col=col + 1)
         fig.update_yaxes(title_text="ROUGE-1 F1", row=row + 1, col=col + 1)
     fig.update_yaxes(range=padded(pd.concat([frame["ci_low"], frame["ci_high"]]), floor=0))
+    basis = f"<br><sub>training seconds: {cost_basis}</sub>" if cost_basis else ""
     fig.update_layout(title="Cost vs quality: each method's ROUGE-1 (95% CI) against what it costs; dashed: the "
-                            "Pareto frontier (no method is both cheaper and better)", height=760,
+                            f"Pareto frontier (no method is both cheaper and better){basis}", height=760,
                       legend={"orientation": "h", "y": -0.08})
     return fig
 

@@ -71,7 +71,7 @@ def build_metrics_tab(state: AppState):
     labels = data.labels
     basis = gr.Radio(list(rd.COST_BASES), value=next(iter(rd.COST_BASES)), label="Training cost counts",
                      elem_id="cost-basis")
-    tradeoff = gr.Plot(figures.tradeoff_scatter(rd.tradeoff_frame(data), labels), elem_id="plot-tradeoff")
+    tradeoff = gr.Plot(figures.tradeoff_scatter(rd.tradeoff_frame(data), labels, basis.value), elem_id="plot-tradeoff")
     gr.Plot(figures.tuning_chart(rd.tuning_frame(data), labels), elem_id="plot-tuning")
     rouge_plot = gr.Plot(figures.rouge_bars(rd.rouge_frame(data.evaluation), labels), elem_id="plot-rouge")
     protocol.change(lambda p: figures.rouge_bars(rd.rouge_frame(data.evaluation, p), labels), protocol, rouge_plot,
@@ -80,7 +80,7 @@ def build_metrics_tab(state: AppState):
                  interactive=False)
     gr.Plot(figures.parameter_bars(rd.parameters_frame(data.train), labels), elem_id="plot-params")
     cost = gr.Plot(figures.cost_bars(rd.cost_frame(data.train), labels), elem_id="plot-cost")
-    basis.change(lambda b: (figures.tradeoff_scatter(rd.tradeoff_frame(data, rd.COST_BASES[b]), labels),
+    basis.change(lambda b: (figures.tradeoff_scatter(rd.tradeoff_frame(data, rd.COST_BASES[b]), labels, b),
                             figures.cost_bars(rd.cost_frame(data.train, rd.COST_BASES[b]), labels)),
                  basis, [tradeoff, cost], api_visibility="private")
     gr.Plot(figures.loss_curves(rd.loss_frame(data.train), labels), elem_id="plot-loss")
