@@ -13,6 +13,11 @@ def build_examples_tab(demo: gr.Blocks, state: AppState):
     if preds is None:
         gr.Markdown("**No test predictions yet.** `python -m training.evaluate --run <run folder>` writes them.")
         return
+    if preds.empty:  # a small evaluation can fall wholly on the battle side of the hash
+        gr.Markdown(f"All {len(data.predictions)} evaluated test dialogues are kept for blind battles (Vote), so "
+                    "none is shown here under model names. Evaluate more dialogues (`python -m training.evaluate "
+                    "--run <run folder>` without --limit) to browse them.")
+        return
     gr.Markdown(f"{len(preds)} of the {len(data.predictions)} test dialogues are shown here; the others are kept "
                 "for blind battles (Vote), so a battle's summaries cannot be looked up under their names.")
     order = gr.Radio(list(handlers.SORTS), value="disagreement between methods", label="Sort by")

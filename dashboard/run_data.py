@@ -219,7 +219,9 @@ def tuning_frame(data: RunData) -> pd.DataFrame:
 
 def rate_line(metrics: dict) -> str:
     """How a method's learning rate was set, for tables: "0.01 (swept)" / "0.003 (preset)"."""
-    rate = metrics.get("learning_rate") or {"value": metrics["hyperparameters"]["learning_rate"], "source": "preset"}
+    rate = metrics.get("learning_rate") or {"value": metrics["hyperparameters"].get("learning_rate"), "source": "preset"}
+    if rate["value"] is None:  # not recorded (a hand-made or very old metrics.json)
+        return "-"
     mark = {"sweep": "swept" + ("" if rate.get("bracketed", True) else ", at the grid's edge")}.get(rate["source"],
                                                                                                   rate["source"])
     return f"{rate['value']:.3g} ({mark})"

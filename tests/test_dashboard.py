@@ -184,3 +184,18 @@ def test_a_crowded_frontier_chart_names_only_the_frontier():
     named = {t for t in points.text if t}
     assert named == set(figures.pareto_front(frame, "trainable")["method"]) and len(named) < n
     assert list(points.customdata) == list(frame["method"])  # every point still has its name on hover
+
+
+def test_examples_tab_builds_when_every_evaluated_dialogue_is_held_back(state):
+    """A small evaluation (--limit 2) can fall wholly on the battle side: the tab says so instead of failing."""
+    import dataclasses
+
+    import gradio as gr
+
+    from dashboard.examples_tab import build_examples_tab
+
+    data = dataclasses.replace(state.data, predictions=state.data.battle_predictions)
+    assert data.shown_predictions.empty and len(data.predictions) > 0
+    with gr.Blocks() as demo:
+        build_examples_tab(demo, dataclasses.replace(state, data=data))
+    assert any("kept for blind battles" in (getattr(b, "value", "") or "") for b in demo.blocks.values())

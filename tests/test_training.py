@@ -141,7 +141,7 @@ def test_torchrun_two_processes_write_metrics_once(tmp_path):
            "--tiny_pretrain_steps", "5"]  # the base is built on rank 0 alone while rank 1 waits: must not hang
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.count("full: {") == 1
+    assert out.stdout.count("full (seed 42): {") == 1
     metrics = read_run_file(run_dir, FULL_METRICS)
     assert metrics["cost"]["world_size"] == 2 and metrics["final"]["steps"] == 3
 

@@ -74,16 +74,20 @@ def methods_table(run_dir: Path) -> str:
              "(s) | with its sweep (s) | peak memory (MiB) |", "|---" * 9 + "|"]
     for name in list_methods(run_dir):
         m = read_run_file(run_dir, method_metrics(name))
-        rate = m.get("learning_rate") or {"value": m["hyperparameters"]["learning_rate"], "source": "preset"}
+        rate = m.get("learning_rate") or {"value": m["hyperparameters"].get("learning_rate"), "source": "preset"}
         peft = m["hyperparameters"].get("peft_config")
         config = "—" if not peft else ", ".join(f"{k}={v}" for k, v in peft.items() if k != "task_type")
         cost = m["cost"]
         lines.append(f"| {m['method']['label']} (`{name}`) | {m['method'].get('what_trains', '')} | {config} | "
-                     f"{m['parameters']['trainable']:,} | {rate['value']:.3g} ({rate['source']}) | "
+                     f"{m['parameters']['trainable']:,} | {rate_text(rate)} | "
                      f"{1 + len(m.get('seeds', []))} | {cost['train_seconds']:.0f} | "
                      f"{cost['train_seconds'] + cost.get('sweep_seconds', 0):.0f} | "
                      f"{cost['peak_memory_bytes'] / 2**20:,.0f} |")
     return "\n".join(lines)
+
+
+def rate_text(rate: dict) -> str:
+    return "—" if rate["value"] is None else f"{rate['value']:.3g} ({rate['source']})"
 
 
 def protocol(evaluation: dict) -> str:

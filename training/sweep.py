@@ -27,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 import optuna
+import sqlalchemy
 from optuna.trial import TrialState
 from transformers import TrainerCallback
 
@@ -120,10 +121,18 @@ def open_study(url: str, name: str) -> optuna.Study:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None  # several writers wait
-    storage = optuna.storages.RDBStorage(
-        url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
-    return optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
+    for attempt in range(5):
+        try:
+            storage = optuna.storages.RDBStorage(
+                url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+            return optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
+        except sqlalchemy.exc.SQLAlchemyError:
+            # Two processes creating a fresh database at once race in Optuna's schema set-up (both stamp its
+            # version); the loser finds the tables made on its next try.
+            if attempt == 4:
+                raise
+            time.sleep(1 + attempt)
 
 
 def queue(study: optuna.Study, rates: list[float]) -> None:
