@@ -165,18 +165,12 @@ def sweep_seconds(metrics: dict, with_sweep: bool) -> float:
 
 
 def cost_frame(train: dict, with_sweep: bool = False) -> pd.DataFrame:
+    """Per method: its training cost figures; `with_sweep`: training and wall seconds include its sweep."""
     return pd.DataFrame([{"method": k, **{c: m["cost"][c] for c in (
-        "wall_seconds", "train_seconds", "examples_per_second", "tokens_per_second", "peak_memory_bytes",
-        "checkpoint_bytes")}, "peak_memory_measure": m["cost"]["peak_memory_measure"], "device": m["cost"]["device"],
-        "sweep_seconds": sweep_seconds(m, with_sweep)} for k, m in train.items()]).pipe(add_sweep)
-
-
-def add_sweep(frame: pd.DataFrame) -> pd.DataFrame:
-    """Training and wall seconds with the sweep's seconds added (zero unless the sweep is counted)."""
-    if frame.empty:
-        return frame
-    return frame.assign(train_seconds=frame["train_seconds"] + frame["sweep_seconds"],
-                        wall_seconds=frame["wall_seconds"] + frame["sweep_seconds"])
+        "examples_per_second", "tokens_per_second", "peak_memory_bytes", "checkpoint_bytes")},
+        **{c: m["cost"][c] + sweep_seconds(m, with_sweep) for c in ("wall_seconds", "train_seconds")},
+        "peak_memory_measure": m["cost"]["peak_memory_measure"], "device": m["cost"]["device"]}
+        for k, m in train.items()])
 
 
 def loss_frame(train: dict) -> pd.DataFrame:

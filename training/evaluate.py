@@ -140,10 +140,9 @@ def interval(per_seed: dict, weights, cfg: EvalConfig) -> dict:
     return result
 
 
-def summarise(scores, weights, cfg: EvalConfig):
-    """The table (seed-aware CIs) and every pair's paired test on each dialogue's mean over seeds."""
+def summarise(scores, means, weights, cfg: EvalConfig):
+    """The table (seed-aware CIs) and every pair's paired test on each dialogue's mean over seeds (`means`)."""
     table, comparisons = {}, {}
-    means = seed_mean(scores)
     for protocol, by_model in means.items():
         table[protocol] = {m: {k: interval(per_seed, weights, cfg) for k, per_seed in metrics.items()}
                            for m, metrics in scores[protocol].items()}
@@ -220,7 +219,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     scores = {p: {m: {k: v[str(served_seed.get(m, "-"))] for k, v in metrics.items()} for m, metrics in by_model.items()}
               for p, by_model in seeded.items()}  # the served models' own scores, as predictions.jsonl holds them
     weights = [len(r) for r in dialogues["references"]]
-    table, comparisons = summarise(seeded, weights, cfg)
+    means = seed_mean(seeded)
+    table, comparisons = summarise(seeded, means, weights, cfg)
     lengths = [len(ids) for ids in loaded.tokenizer(list(dialogues["dialogue"]))["input_ids"]]
     features = [lenses.dialogue_features(d, n, t) for d, n, t in zip(dialogues["dialogue"], lengths,
                                                                        dialogues["topic"])]
@@ -238,7 +238,7 @@ def evaluate(cfg: EvalConfig) -> dict:
                       "paired_test": f"sign-flip permutation over dialogues, {cfg.permutations} draws, two-sided; "
                                      "p_holm: Holm-adjusted over all pairs of models, per metric"},
         "scores": table, "comparisons": comparisons, "generation_cost": cost,
-        "slices": lenses.slices(features, {m: s["rouge1"] for m, s in seed_mean(seeded)["per_row"].items()}, weights,
+        "slices": lenses.slices(features, {m: s["rouge1"] for m, s in means["per_row"].items()}, weights,
                                 cfg.resamples, cfg.seed),
         "unsupported_details": lenses.faithfulness(list(dialogues["dialogue"]), outputs, cfg.resamples, cfg.seed),
         "degenerate_outputs": lenses.degeneracy(outputs, list(dialogues["references"]), cfg.resamples, cfg.seed),

@@ -25,7 +25,6 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import optuna
 import sqlalchemy
 from optuna.trial import TrialState
@@ -35,9 +34,8 @@ from contract.files import SWEEP_JSON, write_run_file
 from contract.protocol import MAX_NEW_TOKENS
 from training.config import ConfigError, TrainConfig
 from training.data import format_prompt, group_references
+from training.evaluate import load_rouge_metric
 from training.generation import generate
-from training.rouge import Rouge
-from training.stats import weighted_mean
 
 HEARTBEAT_SECONDS = 5   # a working trial says it is alive this often ...
 GRACE_SECONDS = 20      # ... and one silent this long (a killed worker) is failed and its rate queued again
@@ -51,15 +49,13 @@ WORK_FOLDER = ".sweep"  # <run>/.sweep/<method>: the Trainer's scratch folder of
 
 def validation_rouge_l(model, tokenizer, frame, cfg: TrainConfig) -> float:
     """ROUGE-L F1 of greedy summaries of the first --sweep_eval_dialogues validation dialogues, each against its
-    own references (the evaluation's per-row protocol): what a sweep ranks rates by."""
+    own references (the evaluation's metric and per-row protocol): what a sweep ranks rates by."""
     dialogues = group_references(frame).iloc[:cfg.sweep_eval_dialogues]
     model.eval()
     outputs = generate(model, tokenizer, [format_prompt(d, cfg.prompt_template) for d in dialogues["dialogue"]],
                        cfg.eval_batch_size, MAX_NEW_TOKENS, cfg.max_source_length, "sweep: validation summaries")
-    rouge = Rouge(split_sentences=True)
-    per_dialogue = [float(np.mean([rouge.score(ref, out)["rougeL"] for ref in refs]))
-                    for refs, out in zip(dialogues["references"], outputs)]
-    return weighted_mean(per_dialogue, [len(r) for r in dialogues["references"]])
+    return load_rouge_metric().compute(predictions=outputs, references=[list(r) for r in dialogues["references"]],
+                                       protocol="per_row")["rougeL"]
 
 
 class PruneDiverged(TrainerCallback):
