@@ -19,7 +19,7 @@ from pathlib import Path
 
 from contract.files import EVAL_METRICS, ArtifactError
 from contract.hub import RUN_REPO_VARIABLE, is_hub_run, resolve_run
-from dashboard.handlers import AppState
+from dashboard.handlers import FORWARDED_ALLOW_IPS, AppState, trust_forwarded_from
 from dashboard.page import build_demo
 from dashboard.run_data import is_complete, load_run, newest_complete_run
 from dashboard.serving import load_models
@@ -48,7 +48,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "demo, minutes; quick: real flan-t5-small on a DialogSum subset, needs the Hub once)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
-    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (its visitors "
+                        "arrive through a local tunnel: one voter identity for all of them unless "
+                        "--forwarded_allow_ips 127.0.0.1 trusts the share server's forwarded address)")
+    parser.add_argument("--forwarded_allow_ips", default=os.environ.get(FORWARDED_ALLOW_IPS),
+                        help="proxies whose X-Forwarded-For names the visitor (addresses or networks, comma "
+                             "separated), e.g. 127.0.0.1 behind your own nginx; default: "
+                             f"${FORWARDED_ALLOW_IPS}, else none (the connecting address is the visitor). On a "
+                             "Hugging Face Space the Space's proxy is trusted as it must be.")
     parser.add_argument("--max_batch_rows", type=int, default=48,
                         help="rows (request x model) one generate call may batch across waiting requests")
     parser.add_argument("--max_wait_ms", type=float, default=50,
@@ -115,6 +122,7 @@ def main(argv=None) -> None:
     args, training_args = parse_args(argv)
     if args.vote_limit_per_hour < 0:
         sys.exit(f"error: --vote_limit_per_hour must be 0 (no limit) or more, not {args.vote_limit_per_hour}.")
+    trust_forwarded_from(args.forwarded_allow_ips)
     run_dir = choose_run(args.run, args.preset, training_args)
     demo = create_app(run_dir, votes_file(args.run, run_dir, args.votes_db), args.max_batch_rows, args.max_wait_ms,
                       args.vote_limit_per_hour)

@@ -48,10 +48,21 @@ class AppState:
         return first["hyperparameters"].get("prompt_template", DEFAULT_PROMPT) if first else DEFAULT_PROMPT
 
 
+FORWARDED_ALLOW_IPS = "FORWARDED_ALLOW_IPS"  # uvicorn's setting: the proxies whose X-Forwarded-For it believes
+
+
+def trust_forwarded_from(proxies: Optional[str]) -> None:
+    """Believe X-Forwarded-For only from the proxies named (uvicorn's syntax: addresses or networks, comma
+    separated; '' = none). uvicorn's own default trusts 127.0.0.1, so through anything local (a reverse proxy on
+    the same host, a tunnel, --share) a client could name its own address; here nothing is trusted unless the
+    operator says so. From a named proxy, uvicorn takes the right-most address that is not a named proxy."""
+    os.environ[FORWARDED_ALLOW_IPS] = proxies or ""
+
+
 def client_address(request: gr.Request) -> Optional[str]:
-    """Who is asking: the connecting address; on a Hugging Face Space (SPACE_ID set) the address its proxy
-    appended last to X-Forwarded-For. Earlier entries are whatever the client wrote, so they are never trusted,
-    and without a known proxy the header is ignored (a client could otherwise claim a new address per vote)."""
+    """Who is asking: the connecting address (uvicorn replaces it by a forwarded one only from a proxy the
+    operator named, see trust_forwarded_from); on a Hugging Face Space (SPACE_ID set) the address its proxy
+    appended last to X-Forwarded-For. Earlier entries are whatever the client wrote, so they are never trusted."""
     forwarded = (request.headers or {}).get("x-forwarded-for", "") if os.environ.get("SPACE_ID") else ""
     return forwarded.split(",")[-1].strip() or getattr(request.client, "host", None)
 
@@ -64,10 +75,10 @@ def client_of(state: AppState, request: Optional[gr.Request]) -> Optional[str]:
 
 
 def named_request(state: AppState, text, request: Optional[gr.Request]) -> None:
-    """This client is about to see summaries of `text` under model names: its votes on that text won't count."""
-    client = client_of(state, request)
-    if client and isinstance(text, str) and text.strip():
-        state.votes.record_named_request(client, text)
+    """Someone is about to see summaries of `text` under model names: no vote on that text counts from now on,
+    from any address, and it leaves the test battle pool (dashboard/votes.py)."""
+    if state.votes is not None and isinstance(text, str) and text.strip():
+        state.votes.record_named_request(client_of(state, request), text)
 
 
 def refuse(message: str) -> gr.Error:

@@ -1,5 +1,7 @@
 """The page: a header naming the run, then the tabs (each laid out by its own module) and the API endpoints."""
 
+import os
+
 import gradio as gr
 
 from dashboard import handlers
@@ -32,6 +34,8 @@ def header(state: AppState) -> str:
 
 
 def build_demo(state: AppState) -> gr.Blocks:
+    # before any launch reads it: forwarded addresses only from proxies the operator named (none unless told)
+    handlers.trust_forwarded_from(os.environ.get(handlers.FORWARDED_ALLOW_IPS))
     with gr.Blocks(title="FLAN-T5 dialogue summarization: fine-tuning methods compared") as demo:
         gr.Markdown(header(state))
         with gr.Tab("Compare"):

@@ -4,9 +4,9 @@ statistics live in dashboard/votes.py; tabs only lay out widgets.
 Why a battle cannot be matched with what the page shows under names: test battles draw from the test dialogues
 the page never shows with model names (run_data.held_back_for_battles: the Examples tab and Compare's picker show
 the other half), and a client that asked for named summaries of a battle's dialogue (Compare, /summarize,
-/summarize_all) before voting is flagged (votes.py): its vote is kept and left out of the ratings. What this
-cannot stop: a second connection (another address) asking for that dialogue's named summaries; that is the limit
-of any public blind arena, said in the README.
+/summarize_all) is matched from ANY address: once anyone has asked for a dialogue's named summaries, no vote on
+it counts (kept, flagged non_anonymous) and it leaves the battle pool (votes.py). A phone and a laptop, or a VPN,
+can drain the pool (the Vote tab shows how many test dialogues are left) but cannot steer the verdict.
 """
 
 import random
@@ -26,17 +26,37 @@ def battle_models(state: AppState, pool: Optional[pd.DataFrame]) -> list[str]:
     return [m for m in state.names if m not in state.models.loaded.errors and (pool is None or m in pool)]
 
 
+def unseen_pool(state: AppState) -> Optional[pd.DataFrame]:
+    """The held-back test dialogues whose named summaries nobody has asked for: what test battles draw from."""
+    pool = state.data.battle_predictions
+    if pool is None or state.votes is None:
+        return pool
+    named = state.votes.named_texts()
+    return pool[[vt.text_hash(d) not in named for d in pool["dialogue"]]].reset_index(drop=True)
+
+
+def pool_line(state: AppState) -> str:
+    pool, left = state.data.battle_predictions, unseen_pool(state)
+    if pool is None:
+        return "No evaluated test dialogues to battle on: paste a dialogue of your own."
+    return (f"{len(left)} of {len(pool)} held-back test dialogues are left for battles (a dialogue leaves the pool "
+            "once anyone asks for its summaries under model names).")
+
+
 def new_battle(state: AppState, text: Optional[str] = None, request: Optional[gr.Request] = None,
                rng=None) -> vt.Battle:
     """Two models drawn so that pairs spread evenly, in random positions: a random held-back test dialogue's
     stored predictions (instant), or the pasted dialogue generated live by the two models."""
     rng = rng or random.SystemRandom()
     pasted = bool((text or "").strip()) if isinstance(text, (str, type(None))) else True
-    pool = None if pasted else state.data.battle_predictions
+    pool = None if pasted else unseen_pool(state)
     models = battle_models(state, pool)
-    if len(models) < 2 or (not pasted and (pool is None or pool.empty)):
+    if len(models) < 2 or (not pasted and pool is None):
         raise refuse("Voting on test dialogues needs two models and an evaluated run; or paste a dialogue of your "
                      "own.")
+    if not pasted and pool.empty:
+        raise refuse("Every held-back test dialogue has had its named summaries requested, so none can be judged "
+                     "blind any more; paste a dialogue of your own.")
     a, b = state.votes.next_pair(models, rng)
     client = client_of(state, request)
     try:

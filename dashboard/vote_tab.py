@@ -4,11 +4,11 @@ Layout only: dashboard/vote_handlers.py answers, dashboard/votes.py stores."""
 import gradio as gr
 
 from dashboard.handlers import CONCURRENCY, AppState, refuse
-from dashboard.vote_handlers import cast_vote, new_battle, ratings_view
+from dashboard.vote_handlers import cast_vote, new_battle, pool_line, ratings_view
 
 
 NOT_COUNTED = {
-    "non_anonymous": "Your vote is kept but **not counted**: this connection had asked for named summaries of this "
+    "non_anonymous": "Your vote is kept but **not counted**: someone had asked for named summaries of this "
                      "dialogue, so the names could be known. ",
     "rate_limited": "Your vote is kept but **not counted**: this connection has reached the hourly vote limit. ",
 }
@@ -24,6 +24,7 @@ def build_vote_tab(state: AppState):
                 "the Metrics tab.\n\n" + STORED)
     if state.votes.notice:
         gr.Markdown(f"> ⚠️ {state.votes.notice}")
+    pool = gr.Markdown(pool_line(state), elem_id="vote-pool")
     battle = gr.State(None)   # the battle id, kept on the server: which model is A is never sent before the vote
     with gr.Row():
         test_button = gr.Button("New battle: a random test dialogue", variant="primary", elem_id="battle-test")
@@ -39,10 +40,10 @@ def build_vote_tab(state: AppState):
 
     def start(text=None, request: gr.Request = None):
         b = new_battle(state, text, request)
-        return (b.id, b.dialogue, b.summary_a, b.summary_b, "",
+        return (b.id, b.dialogue, b.summary_a, b.summary_b, "", pool_line(state),
                 *[gr.update(interactive=True) for _ in buttons])
 
-    shown = [battle, dialogue, summary_a, summary_b, reveal, *buttons]
+    shown = [battle, dialogue, summary_a, summary_b, reveal, pool, *buttons]
     def start_on_a_test_dialogue(request: gr.Request):
         return start(None, request)
 

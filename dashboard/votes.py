@@ -11,8 +11,11 @@ write race.
 Who voted is recorded without storing who they are: a client is HMAC-SHA256(server secret, its address), cut to
 16 hex digits; the secret is $VOTE_SECRET or a file beside the database (<db>.key, mode 600), so the database
 alone cannot be turned back into addresses. Votes stay in the table with a `flag` when they are not counted:
-`non_anonymous` (the same client asked for named summaries of that dialogue before voting: it could see which
-model wrote what) or `rate_limited` (more than the hourly limit from one client). Ratings use unflagged votes.
+`non_anonymous` (ANYONE, from any address, had asked for named summaries of that dialogue before the vote: the
+texts could be looked up under their names) or `rate_limited` (more than the hourly limit from one client).
+Ratings use unflagged votes. A test dialogue whose named summaries anyone asked for also leaves the battle pool:
+a second address (a phone, a VPN) can drain the pool, visibly, but cannot steer the verdict. The database and its
+key are created readable by their owner only (600).
 """
 
 import argparse
@@ -62,6 +65,7 @@ CREATE TABLE IF NOT EXISTS named_requests (   -- who asked for NAMED summaries o
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS named_by_client ON named_requests (client, text_hash);
+CREATE INDEX IF NOT EXISTS named_by_text ON named_requests (text_hash);
 """
 ADDED_COLUMNS = {  # columns newer than the first schema: added to an older votes.sqlite in place
     "battles": {"client": "TEXT"},
@@ -112,6 +116,8 @@ class VoteStore:
         self.secret = self.load_secret()
 
     def connect(self) -> sqlite3.Connection:
+        if not self.path.exists():  # owner-only from the first byte (SQLite gives -wal/-shm the same mode)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # autocommit; explicit transactions
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=ON")
@@ -144,10 +150,15 @@ class VoteStore:
         return hmac.new(self.secret, address.encode(), hashlib.sha256).hexdigest()[:16]
 
     def record_named_request(self, client: Optional[str], text: str) -> None:
-        """A client saw named summaries of `text`: its votes on battles over that text will not count."""
-        if client:
-            with closing(self.connect()) as db:
-                db.execute("INSERT INTO named_requests VALUES (?, ?, ?)", (client, text_hash(text), time.time()))
+        """Someone (`client`, None when unknown) saw named summaries of `text`: from now on no vote on a battle over
+        that text counts, whoever casts it, and it leaves the test battle pool."""
+        with closing(self.connect()) as db:
+            db.execute("INSERT INTO named_requests VALUES (?, ?, ?)", (client or "", text_hash(text), time.time()))
+
+    def named_texts(self) -> set[str]:
+        """Hashes of every text whose named summaries anyone has asked for."""
+        with closing(self.connect()) as db:
+            return {row[0] for row in db.execute("SELECT DISTINCT text_hash FROM named_requests")}
 
     def pair_counts(self, models: list[str]) -> dict[tuple, int]:
         counts = {pair: 0 for pair in itertools.combinations(sorted(models), 2)}
@@ -180,11 +191,10 @@ class VoteStore:
 
     def flag_for(self, db, client: Optional[str], dialogue: str) -> Optional[str]:
         """Why a vote by `client` on a battle over `dialogue` would not count (None: it counts)."""
+        if db.execute("SELECT 1 FROM named_requests WHERE text_hash = ? LIMIT 1", (text_hash(dialogue),)).fetchone():
+            return "non_anonymous"
         if client is None:
             return None
-        if db.execute("SELECT 1 FROM named_requests WHERE client = ? AND text_hash = ? LIMIT 1",
-                      (client, text_hash(dialogue))).fetchone():
-            return "non_anonymous"
         if self.limit_per_hour:
             recent = db.execute("SELECT count(*) FROM votes WHERE client = ? AND created_at > ? AND flag IS NULL",
                                 (client, time.time() - 3600)).fetchone()[0]

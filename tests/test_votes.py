@@ -303,9 +303,11 @@ def test_battles_cannot_be_matched_with_what_the_page_shows_under_names(state_wi
         assert cast_vote(state, b.id, "a", attacker)["flag"] == "non_anonymous"
     assert caught >= 5  # it could tell which was which...
     honest = fake_request("198.51.100.4")
-    assert all(cast_vote(state, b.id, "b", honest)["flag"] is None for b in battles[10:])
+    looked_up = {b.dialogue for b in battles[:10]}
+    unseen = [b for b in battles[10:] if b.dialogue not in looked_up]
+    assert all(cast_vote(state, b.id, "b", honest)["flag"] is None for b in unseen)
     counted = vt.counted(state.votes.votes_frame())
-    assert set(counted["battle_id"]) == {b.id for b in battles[10:]}  # ...and none of its votes count
+    assert set(counted["battle_id"]) == {b.id for b in unseen}  # ...and none of its votes count
     stored = state.votes.path.read_bytes() + b"".join(p.read_bytes() for p in state.votes.path.parent.glob("*-wal"))
     assert b"203.0.113.7" not in stored and b"198.51.100.4" not in stored  # who, without who
 
@@ -372,3 +374,96 @@ def test_a_client_cannot_claim_another_address(monkeypatch):
     assert client_address(spoofed) == "10.0.0.1"  # no known proxy: the header is the client's own words
     monkeypatch.setenv("SPACE_ID", "user/space")
     assert client_address(spoofed) == "10.0.0.9"  # the entry the Space's proxy appended, not the client's first
+
+
+def test_battles_matched_from_one_address_and_voted_from_another_never_count(state_with_votes):
+    import gradio as gr
+
+    from dashboard.handlers import make_summarize_all_api
+    from dashboard.vote_handlers import cast_vote, new_battle, unseen_pool
+
+    state, rng = state_with_votes, random.Random(5)
+    pool_before = len(unseen_pool(state))
+    first = new_battle(state, rng=rng)
+    battles = [first] + [b for b in (new_battle(state, rng=rng) for _ in range(10)) if b.dialogue == first.dialogue]
+    looker, voter = fake_request("203.0.113.7"), fake_request("198.51.100.99")  # a laptop and a phone
+    named = make_summarize_all_api(state)(first.dialogue, request=looker)
+    matched = sum(named[b.model_a].get("summary", "").startswith(b.summary_a) for b in battles)  # fixture: 16 tokens
+    assert matched == len(battles)  # the lookup identifies every battle on that dialogue ...
+    assert all(cast_vote(state, b.id, "a", voter)["flag"] == "non_anonymous" for b in battles)
+    assert vt.counted(state.votes.votes_frame()).empty  # ... and no such vote counts
+    assert len(unseen_pool(state)) == pool_before - 1  # the dialogue left the pool ...
+    if pool_before > 1:
+        assert all(new_battle(state, rng=rng).dialogue != first.dialogue for _ in range(20))  # ... for good
+    for dialogue in unseen_pool(state)["dialogue"]:  # looking every one up drains the pool, visibly
+        make_summarize_all_api(state)(dialogue, request=looker)
+    with pytest.raises(gr.Error, match="paste a dialogue of your own"):
+        new_battle(state, rng=rng)
+
+
+def test_the_votes_database_and_its_key_are_owner_only(tmp_path):
+    store = vt.VoteStore(tmp_path / "votes.sqlite")
+    store.cast(battle(store).id, "a", "c")
+    for path in tmp_path.iterdir():
+        assert path.stat().st_mode & 0o077 == 0, path.name
+
+
+def pass_through_proxy(target_port: int) -> int:
+    """A local TCP proxy that forwards bytes unchanged (a tunnel, or a reverse proxy that passes headers through):
+    every client reaches the app from 127.0.0.1 with whatever X-Forwarded-For it wrote itself."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(32)
+
+    def pipe(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def serve():
+        while True:
+            client, _ = listener.accept()
+            upstream = socket.create_connection(("127.0.0.1", target_port))
+            threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener.getsockname()[1]
+
+
+def test_a_forged_forwarded_header_through_a_local_proxy_is_one_identity(evaluated_run, tmp_path, monkeypatch):
+    import app
+    from gradio_client import Client
+
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    demo = app.create_app(evaluated_run, tmp_path / "votes.sqlite", vote_limit_per_hour=3)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        url = f"http://127.0.0.1:{pass_through_proxy(port)}/"
+        flags = []
+        for i in range(6):  # a fresh forged address for every vote
+            client = Client(url, verbose=False, headers={"X-Forwarded-For": f"192.0.2.{i + 1}"})
+            b = client.predict("", api_name="/vote_battle")
+            flags.append(client.predict(b["battle_id"], "a", api_name="/vote_cast")["flag"])
+        assert flags == [None] * 3 + ["rate_limited"] * 3
+        assert vt.VoteStore(tmp_path / "votes.sqlite").votes_frame()["client"].nunique() == 1
+        looker = Client(url, verbose=False, headers={"X-Forwarded-For": "192.0.2.200"})
+        voter = Client(url, verbose=False, headers={"X-Forwarded-For": "192.0.2.201"})
+        b = voter.predict("", api_name="/vote_battle")
+        looker.predict(b["dialogue"], api_name="/summarize_all")
+        assert voter.predict(b["battle_id"], "a", api_name="/vote_cast")["flag"] == "non_anonymous"
+    finally:
+        demo.close()
