@@ -25,6 +25,9 @@ SWEEP_JSON = "sweep.json"         # <run>/<method>/sweep.json: its learning-rate
 EVAL = "eval"                     # <run>/eval: metrics.json + predictions.jsonl, swapped in as one folder
 EVAL_METRICS = f"{EVAL}/metrics.json"
 EVAL_PREDICTIONS = f"{EVAL}/predictions.jsonl"
+CARD = "README.md"                # <run>/README.md: the model card (python -m training.publish writes it)
+SEEDS = "seeds"                   # <run>/<method>/seeds/seed-N: a method's extra seeds, laid out as the method
+WEIGHT_FILES = (".json", ".safetensors", ".model", ".txt")  # what a saved checkpoint, adapter or tokenizer holds
 PREDICTION_FIELDS = ("id", "dialogue", "references", "outputs", "rouge")
 
 
@@ -144,7 +147,8 @@ def method_metrics(name: str) -> str:
 def list_methods(run_dir: Path) -> list[str]:
     """The complete methods of a run, from the folder itself: every <method>/metrics.json. full and lora first
     (the original pair), then the others in the order they were trained."""
-    found = [p.parent for p in Path(run_dir).glob(f"*/{METHOD_METRICS}") if p.parent.name not in RESERVED_FOLDERS]
+    found = [p.parent for p in Path(run_dir).glob(f"*/{METHOD_METRICS}")
+             if p.parent.name not in RESERVED_FOLDERS and not p.parent.name.startswith(".")]  # .eval.tmp: no method
     first = {"full": 0, "lora": 1}
     return [p.name for p in sorted(found, key=lambda p: (first.get(p.name, 2), (p / METHOD_METRICS).stat().st_mtime,
                                                           p.name))]
@@ -154,6 +158,36 @@ def method_weights(run_dir: Path, name: str) -> Path:
     """A method's saved weights: <method>/model (a whole checkpoint) or <method>/adapter (peft)."""
     folder = Path(run_dir) / name
     return folder / MODEL if (folder / MODEL).exists() else folder / ADAPTER
+
+
+def run_files(run_dir: Path) -> list[str]:
+    """Exactly the files a run consists of, relative to the run folder: run.json, the card, the base and tokenizer
+    when they live in the run (tiny), each complete method's metrics.json, sweep.json and weights, its complete
+    extra seeds likewise, and the evaluation. An allow-list: anything else in the folder (votes and their keys,
+    journals, locks, checkpoints, half-written or moved-aside folders, files a person left there) is not part of
+    the run and is never published. Weights are the files a checkpoint or adapter is saved as (WEIGHT_FILES)."""
+    run_dir = Path(run_dir)
+    run = read_run_file(run_dir, RUN_JSON)
+    files = [RUN_JSON, CARD]
+    for location in dict.fromkeys((run["base_model"], run["tokenizer"])):
+        inside = (run_dir / location).resolve()
+        if inside.is_dir() and inside.is_relative_to(run_dir.resolve()) and inside != run_dir.resolve():
+            files += weight_files(run_dir, run_dir / location)
+    for name in list_methods(run_dir):
+        parts = [run_dir / name] + sorted(p.parent for p in (run_dir / name / SEEDS).glob(f"seed-*/{METHOD_METRICS}"))
+        for part in parts:
+            files += [str((part / f).relative_to(run_dir)) for f in (METHOD_METRICS, SWEEP_JSON) if (part / f).is_file()]
+            files += weight_files(run_dir, part / MODEL) + weight_files(run_dir, part / ADAPTER)
+    files += [EVAL_METRICS, EVAL_PREDICTIONS]
+    return [f for f in dict.fromkeys(files) if (run_dir / f).is_file()]
+
+
+def weight_files(run_dir: Path, folder: Path) -> list[str]:
+    """The saved-weight files directly in `folder` (no hidden, temporary or other files)."""
+    if not folder.is_dir():
+        return []
+    return sorted(str(p.relative_to(run_dir)) for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix in WEIGHT_FILES)
 
 
 def base_model_location(run_dir: Path, run: dict) -> str:

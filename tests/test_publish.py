@@ -12,9 +12,9 @@ import pytest
 from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import LocalTokenNotFoundError
 
-from contract.files import EVAL_METRICS, ArtifactError, read_run_file
+from contract.files import CARD, EVAL_METRICS, RUN_JSON, ArtifactError, read_run_file, run_files
 from tests.conftest import ROOT, SHARED, needs_shared
-from training.publish import CARD, LEFT_OUT, PublishConfig, model_card, publish
+from training.publish import PublishConfig, model_card, publish
 from training.rouge import METRICS
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -43,14 +43,14 @@ def test_publish_uploads_the_run_at_the_hub_boundary(evaluated_run, monkeypatch)
     calls = {}
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.setdefault("create", (repo_id, kw))
                         and f"https://huggingface.co/{repo_id}")
-    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.setdefault("upload", kw))
+    monkeypatch.setattr(HfApi, "create_commit", lambda self, **kw: calls.setdefault("commit", kw))
     url = publish(PublishConfig(run=str(evaluated_run), repo="me/tiny-run", private=True))
     assert url == "https://huggingface.co/me/tiny-run"
     assert calls["create"] == ("me/tiny-run", {"private": True, "exist_ok": True, "repo_type": "model"})
-    upload = calls["upload"]
-    assert upload["repo_id"] == "me/tiny-run" and upload["folder_path"] == str(evaluated_run)
-    assert upload["ignore_patterns"] == LEFT_OUT and (evaluated_run / CARD).exists()
-    assert {"**/checkpoints/**", ".lock", "*.sqlite3"} <= set(LEFT_OUT)
+    commit = calls["commit"]
+    sent = sorted(op.path_in_repo for op in commit["operations"])
+    assert commit["repo_id"] == "me/tiny-run" and sent == sorted(run_files(evaluated_run))
+    assert {RUN_JSON, CARD, EVAL_METRICS, "full/model/model.safetensors", "lora/adapter/adapter_config.json"} <= set(sent)
 
     def no_token(self, *a, **kw):
         raise LocalTokenNotFoundError("no token")
@@ -59,6 +59,48 @@ def test_publish_uploads_the_run_at_the_hub_boundary(evaluated_run, monkeypatch)
         publish(PublishConfig(run=str(evaluated_run), repo="me/tiny-run"))
     with pytest.raises(ArtifactError, match="<user>/<name>"):
         publish(PublishConfig(run=str(evaluated_run), repo="tiny-run"))
+    with pytest.raises(ArtifactError, match="not a valid Hub repository id"):
+        publish(PublishConfig(run=str(evaluated_run), repo="me/bad name!"))
+
+
+PRIVATE = ["votes.sqlite", "votes.sqlite-wal", "votes.sqlite-shm", "votes.sqlite.key",
+           "votes.sqlite.unreadable-20261201-101010", "votes.sqlite.unreadable-20261201-101010-wal",
+           "my-votes.db", "my-votes.db.key", "sweep.sqlite3", "sweep.sqlite3-journal", ".lock", ".run.json.x.tmp",
+           ".eval.tmp/metrics.json", ".eval.old/predictions.jsonl", "eval/.metrics.json.abc.tmp",
+           "full/checkpoints/checkpoint-5/model.safetensors", "full/checkpoints/checkpoint-5/optimizer.pt",
+           "full/.model.tmp/model.safetensors", "lora/.adapter.old/adapter_model.safetensors",
+           "lora/adapter/votes.sqlite", "lora/adapter/training_args.bin", ".sweep/lora/trainer_state.json",
+           "half_method/adapter/adapter_model.safetensors", "notes/secrets.txt", ".env", "token"]
+
+
+def test_no_private_or_temporary_file_is_in_the_publish_plan(evaluated_run, tmp_path, capsys):
+    import app
+    from dashboard.votes import VoteStore
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run, run)
+    store = VoteStore(run / "my-votes.db")  # a custom-named vote DB (and key) inside the run, open while served
+    app.create_app(run, run / "votes.sqlite")  # the app has served it: votes.sqlite and its key exist
+    for name in PRIVATE:
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_bytes(b"private")
+    assert store.path.exists() and (run / "votes.sqlite.key").exists()
+    publish(PublishConfig(run=str(run), dry_run=True))
+    printed = capsys.readouterr().out.split()
+    assert printed == run_files(run)
+    assert not {p for p in printed for private in PRIVATE if p == private or p.startswith(private + "/")}
+    assert not [p for p in printed if "sqlite" in p or p.endswith((".key", ".bin", ".pt")) or "/." in "/" + p]
+    assert {RUN_JSON, CARD, EVAL_METRICS, "full/metrics.json", "lora/adapter/adapter_model.safetensors"} <= set(printed)
+
+
+def test_publish_says_in_one_line_when_the_hub_cannot_be_reached(evaluated_run, tmp_path):
+    env = {**os.environ, "HF_TOKEN": "hf_not_a_real_token", "HF_HUB_OFFLINE": "1"}
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run, run)
+    done = subprocess.run([sys.executable, "-m", "training.publish", "--run", str(run), "--repo", "me/tiny-run"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: the Hub cannot be reached"), done.stderr
 
 
 def hub_cache_with(run_dir, cache, repo="me/tiny-run"):

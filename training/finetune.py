@@ -25,7 +25,7 @@ from pathlib import Path
 
 from transformers import set_seed
 
-from contract.files import (ADAPTER, METHOD_METRICS, MODEL, method_metrics, read_json, save_folder_atomically,
+from contract.files import (ADAPTER, METHOD_METRICS, MODEL, SEEDS, method_metrics, read_json, save_folder_atomically,
                             schema_for)
 from contract.loading import nf4_quantization
 from training.cli import run_cli
@@ -34,7 +34,7 @@ from training.config import ConfigError, TrainConfig, parse_config, resolve
 from training.data import LoadedData
 from training.methods import Method, resolve_methods
 from training.modeling import count_parameters, load_base_model, load_tokenizer
-from training.run_folder import (CHECKPOINTS, SEEDS, check_output_folder, finish, newest_complete_checkpoint,
+from training.run_folder import (CHECKPOINTS, check_output_folder, finish, newest_complete_checkpoint,
                                  one_writer, prepare_run)
 from training.trainer import (TokenizedSplit, fit, make_trainer, optimizer_steps, tokenize, trainer_arguments,
                               training_metrics)

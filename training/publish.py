@@ -3,33 +3,36 @@
     python -m training.publish --run artifacts/flan-t5-base --repo you/flan-t5-dialogsum-methods
     python -m training.publish --run artifacts/quick --repo you/quick-run --private
     python -m training.publish --run artifacts/tiny --card_only        # writes artifacts/tiny/README.md only
+    python -m training.publish --run artifacts/tiny --dry_run          # the files that would go up, one a line
 
 The card (<run>/README.md, written locally either way) says what was trained (base, data, each method and its
 config, learning rate and seeds), the ROUGE table with 95% CIs, the cost table and the protocol; its `model-index`
-metadata (huggingface_hub's ModelCardData/EvalResult) lets the Hub show the scores. Then `create_repo` and
-`upload_folder` send the folder as it is (safetensors weights, the JSON of the artifacts contract, predictions),
-leaving out what only the machine that trained needs (checkpoints, the lock, the sweep's database, votes).
+metadata (huggingface_hub's ModelCardData/EvalResult) lets the Hub show the scores. Then `create_repo` and one
+`create_commit` send exactly the files the run consists of (contract.files.run_files: run.json, the card, each
+method's metrics, sweep and weights, eval/): an allow-list, so votes, keys, journals, locks, checkpoints and
+leftovers of a killed step never go up, whatever their names.
 Serve it anywhere with `python app.py --run hf://you/flan-t5-dialogsum-methods`. Needs a Hub token
 (`hf auth login` or HF_TOKEN) with write access.
 """
 
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
-from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+import httpx2
+from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError, OfflineModeIsEnabled
+from huggingface_hub.utils import validate_repo_id
 from transformers import HfArgumentParser
 
-from contract.files import (EVAL_METRICS, RUN_JSON, ArtifactError, list_methods, method_metrics, read_run_file)
+from contract.files import (CARD, EVAL_METRICS, RUN_JSON, ArtifactError, list_methods, method_metrics, read_run_file,
+                            run_files)
 from contract.protocol import BASE
 from training.cli import run_cli
 from training.rouge import METRICS
 
-CARD = "README.md"
-LEFT_OUT = ["**/checkpoints/**", ".lock", "*.sqlite3", "*.sqlite", "*.sqlite.key", ".sweep/**", "**/.*.tmp/**",
-            "**/.*.old/**"]  # machine-local state: nothing a reader of the run needs
 METRIC_NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 DIALOGSUM = "knkarthick/dialogsum"
 
@@ -40,6 +43,8 @@ class PublishConfig:
     repo: Optional[str] = field(default=None, metadata={"help": "Hub model repository, <user>/<name>."})
     private: bool = field(default=False, metadata={"help": "Create the repository private."})
     card_only: bool = field(default=False, metadata={"help": "Write <run>/README.md and upload nothing."})
+    dry_run: bool = field(default=False, metadata={"help": "Print the files that would be uploaded (one path per "
+                                                           "line, relative to the run) and upload nothing."})
     commit_message: str = field(default="Publish a FLAN-T5 DialogSum run", metadata={"help": "The Hub commit's message."})
 
 
@@ -137,28 +142,58 @@ def model_card(run_dir: Path, repo: Optional[str] = None) -> ModelCard:
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n")
 
 
+def check_repo(repo: Optional[str]) -> str:
+    if not repo or repo.count("/") != 1:
+        raise ArtifactError(f"--repo {repo!r}: give the Hub repository as <user>/<name> (or --card_only).")
+    try:
+        validate_repo_id(repo)
+    except HFValidationError as e:
+        raise ArtifactError(f"--repo {repo!r} is not a valid Hub repository id ({str(e).split(':')[0]}): use "
+                            "letters, digits, '-', '_' and '.', as <user>/<name>.") from None
+    return repo
+
+
+@contextmanager
+def hub_errors(action: str):
+    """The Hub's failures as one line each: what went wrong and what to do."""
+    try:
+        yield
+    except LocalTokenNotFoundError:
+        raise ArtifactError("no Hub token: log in with `hf auth login` (or set HF_TOKEN) with write access, then "
+                            f"{action} again.") from None
+    except HfHubHTTPError as e:
+        raise ArtifactError(f"the Hub refused to {action}: {str(e).splitlines()[0]}. Check the token's write "
+                            "access and the repository name.") from None
+    except (OfflineModeIsEnabled, httpx2.TransportError) as e:
+        raise ArtifactError(f"the Hub cannot be reached ({type(e).__name__}: {str(e)[:120]}): connect to the "
+                            f"internet (and unset HF_HUB_OFFLINE) to {action}.") from None
+
+
 def publish(cfg: PublishConfig) -> Optional[str]:
     run_dir = Path(cfg.run)
     read_run_file(run_dir, RUN_JSON)  # not a run folder: say so first
+    uploading = not (cfg.card_only or cfg.dry_run)
+    if uploading:
+        check_repo(cfg.repo)
     card = model_card(run_dir, cfg.repo)
     card.save(run_dir / CARD)
-    print(f"wrote {run_dir / CARD}")
+    print(f"wrote {run_dir / CARD}", file=sys.stderr if cfg.dry_run else sys.stdout)
+    if not (run_dir / EVAL_METRICS).exists():
+        print(f"warning: {run_dir} has no evaluation ({EVAL_METRICS}): the card and the page will show no scores. "
+              f"Run `python -m training.evaluate --run {run_dir}` first to publish them.", file=sys.stderr)
+    files = run_files(run_dir)
+    if cfg.dry_run:
+        print("\n".join(files))
+        return None
     if cfg.card_only:
         return None
-    if not cfg.repo or cfg.repo.count("/") != 1:
-        raise ArtifactError(f"--repo {cfg.repo!r}: give the Hub repository as <user>/<name> (or --card_only).")
     api = HfApi()
-    try:
+    with hub_errors(f"publish {cfg.repo}"):
         url = api.create_repo(cfg.repo, private=cfg.private, exist_ok=True, repo_type="model")
-        api.upload_folder(repo_id=cfg.repo, folder_path=str(run_dir), repo_type="model", ignore_patterns=LEFT_OUT,
-                          commit_message=cfg.commit_message)
-    except LocalTokenNotFoundError:
-        raise ArtifactError("no Hub token: log in with `hf auth login` (or set HF_TOKEN) with write access, then "
-                            "publish again.") from None
-    except HfHubHTTPError as e:
-        raise ArtifactError(f"the Hub refused the upload to {cfg.repo}: {str(e).splitlines()[0]}. Check the token's "
-                            "write access and the repository name.") from None
-    print(f"published {run_dir} to {url}; serve it with: python app.py --run hf://{cfg.repo}")
+        api.create_commit(repo_id=cfg.repo, repo_type="model", commit_message=cfg.commit_message,
+                          operations=[CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(run_dir / f))
+                                      for f in files])
+    print(f"published {len(files)} files of {run_dir} to {url}; serve it with: python app.py --run hf://{cfg.repo}")
     return str(url)
 
 

@@ -10,14 +10,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-from contract.files import METHOD_METRICS, RUN_JSON, method_metrics, read_run_file, write_run_file
+from contract.files import METHOD_METRICS, RUN_JSON, SEEDS, method_metrics, read_run_file, write_run_file
 from training.config import TrainConfig
 from training.data import LoadedData, load_data
 from training.modeling import TINY_BASE_DIR, build_tiny_base
 from training.provenance import git_commit, package_versions, utc_now
 
 CHECKPOINTS = "checkpoints"  # Trainer checkpoints for --resume, removed once the method completes
-SEEDS = "seeds"  # <method>/seeds/seed-N: the seeds beyond the served one (--seeds)
+
 CHECKPOINT_DONE = "checkpoint_done.json"  # written last into a checkpoint: without it the checkpoint is incomplete
 
 
