@@ -27,14 +27,20 @@ def resolve_run(location: str) -> Path:
                             "@<revision> and /<folder>.") from None
     if uri.type != "model":
         raise ArtifactError(f"{location}: a published run is a model repository, not a {uri.type}.")
+    if any(part in ("..", "") for part in uri.path_in_repo.split("/")) and uri.path_in_repo:
+        raise ArtifactError(f"{location}: the folder {uri.path_in_repo!r} must be a plain path inside the repository "
+                            "(no '..' or empty parts).")
     try:
-        folder = Path(snapshot_download(uri.id, revision=uri.revision)) / uri.path_in_repo
+        snapshot = Path(snapshot_download(uri.id, revision=uri.revision))
+        folder = snapshot / uri.path_in_repo
     except LocalEntryNotFoundError:
         raise ArtifactError(f"{location}: not downloaded yet and the Hub cannot be reached (offline, or "
                             "HF_HUB_OFFLINE=1). Connect once to download it; it is served from the cache after.") from None
     except HfHubHTTPError as e:
         raise ArtifactError(f"{location}: the Hub refused the download ({str(e).splitlines()[0]}). Check the name and "
                             "revision; a private repository needs HF_TOKEN (or `hf auth login`).") from None
+    if not folder.resolve().is_relative_to(snapshot.resolve()):
+        raise ArtifactError(f"{location}: the folder {uri.path_in_repo!r} leads outside the downloaded repository.")
     if not (folder / RUN_JSON).exists():
         raise ArtifactError(f"{location}: the repository holds no run folder (no {RUN_JSON} at "
                             f"{uri.path_in_repo or 'its top level'}); publish one with `python -m training.publish`.")

@@ -178,3 +178,12 @@ def test_quick_preset_keeps_flan_t5_small_settings_in_laptop_sized_batches():
             small.learning_rate, 1, 256, 200)
     assert resolve(TrainConfig(preset="quick", batch_size=2), BUILTIN["full"].settings("quick")) \
         .gradient_accumulation_steps == 1  # a batch given on the command line is taken as meant
+
+
+@pytest.mark.parametrize("location", ["hf://me/tiny-run/../..", "hf://me/tiny-run/sub/../../x",
+                                      "hf://me/tiny-run@main/../../../etc"])
+def test_hub_sub_paths_stay_inside_the_snapshot(location):
+    from contract.hub import resolve_run
+
+    with pytest.raises(ArtifactError, match="plain path inside the repository"):
+        resolve_run(location)
