@@ -18,10 +18,37 @@ DIALOGUE = ("#Person1#: Hi Tom, do you have two tickets for the 7:30 show?\n"
     ("mmmmmmmm", [], ["mmmmmmmm"]),
     ("", [], []),
     ("Do they have tickets? Yes. Sorry, Tom has two.", [], []),  # sentence openers are not names
+    ("ap" + "arp" * 66 + "ar", [], ["ap" + "arp" * 66 + "ar"]),  # a loop inside one word (200 characters)
+    ("Tom said the man the man the man left.", [], ["the man"]),  # a phrase looping across words
+    ("Tom sells tickets par par par par.", [], ["par"]),
+    ("Tom paid 100000 dollars, hahaha.", ["100000"], []),  # digits and a short laugh are no loop
 ])
 def test_detectors_on_hand_written_summaries(summary, unsupported, repeats):
     assert lenses.unsupported_details(summary, DIALOGUE) == unsupported
     assert lenses.repetitions(summary) == repeats
+
+
+NUMBERS = ("#Person1#: The tour is twenty-two dollars, three hundred for the group, and 1,500 people came.\n"
+           "#Person2#: Fine, two tickets then.")
+
+
+@pytest.mark.parametrize("summary,unsupported", [
+    ("The tour costs 22 dollars, 300 for the group.", []),          # digits against words, compounds too
+    ("Fifteen hundred people came; they buy 2 tickets.", []),        # "1,500" = "fifteen hundred"
+    ("The tour costs Twenty-Two dollars.", []),
+    ("The tour costs 23 dollars and four hundred for the group.", ["23", "four hundred"]),
+    ("1,600 people came.", ["1,600"]),
+])
+def test_numbers_are_compared_by_value_words_and_digits_alike(summary, unsupported):
+    assert lenses.unsupported_details(summary, NUMBERS) == unsupported
+
+
+def test_names_are_checked_in_scripts_with_capitals_and_the_lens_says_which():
+    dialogue = "#Person1#: Иван, ты видел Марию?\n#Person2#: Да."
+    assert lenses.unsupported_details("Иван видел Ольгу.", dialogue) == ["Ольгу"]      # Cyrillic: checked
+    assert lenses.unsupported_details("Νίκος meets Иван.", dialogue) == ["Νίκος"]      # Greek too
+    assert lenses.unsupported_details("山田 meets Иван.", dialogue) == []               # no case, no names ...
+    assert "Chinese" in lenses.LIMITS and "Cyrillic" in lenses.LIMITS                  # ... and it says so
 
 
 def test_slices_cover_the_test_set_and_pool_small_topics():
