@@ -20,7 +20,8 @@ from training.stats import bootstrap_ci, bootstrap_ci_seeds
 
 SWEEP = ["--method", "lora", "--preset", "tiny", "--sweep", "lr", "--sweep_steps", "8", "--sweep_eval_dialogues", "6",
          "--max_train_samples", "32", "--max_eval_samples", "8", "--batch_size", "8", "--max_steps", "6",
-         "--logging_steps", "1", "--eval_steps", "6", "--seeds", "2"]
+         "--logging_steps", "1", "--eval_steps", "6", "--seeds", "2",
+         "--sweep_floor", "0"]  # 8-step trials on 32 dialogues do not beat the untrained model: mechanics only
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +86,13 @@ def test_the_grid_extends_toward_an_edge_at_most_twice():
     assert sweep.best_and_next(rows({1.0: .1, 3.0: .2, 9.0: .3}), steps, first) == (9.0, 27.0)
     assert sweep.best_and_next(rows({1.0: .4, 3.0: .2, 9.0: .3}), steps, first) == (1.0, pytest.approx(1 / 3))
     assert sweep.best_and_next(rows({1.0: .1, 3.0: .2, 9.0: .3, 27.0: .4, 81.0: .5}), steps, first) == (81.0, None)
-    # a rate that diverged (pruned) is worse than any scored one: 9 is bracketed by it
-    assert sweep.best_and_next(rows({1.0: .1, 3.0: .2, 9.0: .3, 27.0: None}), steps, first) == (9.0, None)
+    # a rate that diverged (pruned) is worse than any scored one: no step beyond it, but 9 is NOT bracketed by it
+    diverged = rows({1.0: .1, 3.0: .2, 9.0: .3, 27.0: None})
+    assert sweep.best_and_next(diverged, steps, first) == (9.0, None) and not sweep.is_bracketed(diverged, 9.0)
+    assert sweep.is_bracketed(rows({1.0: .1, 3.0: .3, 9.0: .2}), 3.0)
+    # only a complete trial above the floor (the untrained base's score) can be chosen
+    assert sweep.best_and_next(rows({1.0: .1, 3.0: .0, 9.0: None}), steps, first, floor=0.15) == (None, None)
+    assert sweep.best_and_next(rows({1.0: .2, 3.0: .0, 9.0: None}), steps, first, floor=0.15) == (1.0, pytest.approx(1 / 3))
     assert sweep.best_and_next(rows({1.0: .1, 3.0: .3, 9.0: .2}), steps, first) == (3.0, None)
 
 
@@ -206,3 +212,18 @@ def test_dashboard_shows_the_sweep_the_seeds_and_both_costs(swept):
     assert "swept" in table.loc[data.label("lora"), "learning rate"] and table.loc[data.label("lora"), "seeds"] == 2
     text = metrics_tab.protocol_line(data)
     assert "swept on the validation split" in text and "Seeds: 2 per method" in text
+
+
+def test_a_sweep_with_no_usable_trial_fails_in_one_line(tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "training.finetune", "--method", "lora", "--preset", "tiny", "--sweep", "lr",
+           "--sweep_lr", "1e2", "1e3", "1e4", "--sweep_steps", "4", "--sweep_eval_dialogues", "4",
+           "--max_train_samples", "16", "--max_eval_samples", "8", "--batch_size", "8", "--logging_steps", "1",
+           "--tiny_pretrain_steps", "40", "--output_dir", str(run_dir)]
+    done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=600)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert last.startswith("error: sweep lora: no rate gave a usable model") and "100:" in last and "--sweep_lr" in last
+    assert "untrained model's" in last
+    assert not (run_dir / "lora" / "metrics.json").exists() and not (run_dir / "lora" / "adapter").exists()

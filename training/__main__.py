@@ -12,24 +12,33 @@ Takes every option of the recipes (see `python -m training.finetune --help`); th
 defaults on the run folder (run `python -m training.evaluate --help` for its options, e.g. a --limit).
 """
 
+import sys
 from pathlib import Path
 
 from contract.files import EVAL_METRICS, ArtifactError, list_methods, read_evaluation
 from training import evaluate, finetune
 from training.cli import run_cli
 from training.config import PRESETS, TrainConfig, parse_config, run_folder_of
-from training.methods import resolve_methods
+from training.methods import Method, resolve_methods
+from training.preflight import check_run
+from training.sweep import SweepFailed
 from training.run_folder import AlreadyComplete, is_main_process, one_writer
 
 
-def train_all(cfg: TrainConfig) -> None:
-    methods = resolve_methods(cfg.methods, cfg.method_config)
+def train_all(cfg: TrainConfig, methods: list[Method]) -> list[str]:
+    """Train each method; a method whose sweep found no usable rate is reported and left out (the others go
+    on). Returns those failures, one line each."""
     print(f"methods: {', '.join(m.name for m in methods)}", flush=True)
+    failed = []
     for method in methods:
         try:
             finetune.run(cfg, method)
         except AlreadyComplete:
             print(f"--resume: {method.name} is already complete; skipping it.", flush=True)
+        except SweepFailed as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            failed.append(str(e))
+    return failed
 
 
 def evaluation_is_current(run_dir: Path) -> bool:
@@ -47,17 +56,22 @@ def evaluation_is_current(run_dir: Path) -> bool:
 def main(argv=None) -> None:
     def pipeline():
         cfg = parse_config(argv, description=__doc__)
+        methods = resolve_methods(cfg.methods, cfg.method_config)
+        check_run(cfg, methods)  # every option and method, before the run folder exists
         run_dir = run_folder_of(cfg)
         with one_writer(run_dir):
-            train_all(cfg)
+            failed = train_all(cfg, methods)
             if not is_main_process():  # under torchrun, one process evaluates
                 return
             if cfg.resume and evaluation_is_current(run_dir):
                 print(f"--resume: {run_dir / EVAL_METRICS} already scores every method; skipping the evaluation.")
-                return
-            evaluate.run(evaluate.EvalConfig(run=str(run_dir), prompt_template=cfg.prompt_template,
-                                             max_source_length=cfg.max_source_length,
-                                             limit=cfg.eval_limit or PRESETS[cfg.preset].eval_limit))
+            else:
+                evaluate.run(evaluate.EvalConfig(run=str(run_dir), prompt_template=cfg.prompt_template,
+                                                 max_source_length=cfg.max_source_length,
+                                                 limit=cfg.eval_limit or PRESETS[cfg.preset].eval_limit))
+        if failed:
+            raise SweepFailed(f"{len(failed)} method(s) left out of {run_dir} (the others are trained and evaluated): "
+                              + " | ".join(f.split(':')[0] for f in failed) + " (each said why above).")
 
     run_cli(pipeline)
 

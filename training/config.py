@@ -127,6 +127,11 @@ class TrainConfig:
         "help": "Optimizer steps of each sweep trial. Default: a third of the method's own steps."})
     sweep_eval_dialogues: int = field(default=100, metadata={
         "help": "Validation dialogues whose greedy summaries score a sweep trial (ROUGE-L)."})
+    sweep_floor: str = field(default="untrained", metadata={
+        "help": "What a sweep trial's validation ROUGE-L must exceed to be chosen: 'untrained' (the method's model "
+                "before any training: a rate that only made it worse is not usable) or a number (0: any trial that "
+                "writes something, for smoke runs too short to learn). No usable trial: the method fails, saying "
+                "which rates were tried and what to try."})
     sweep_storage: Optional[str] = field(default=None, metadata={
         "help": "Optuna storage URL the sweep's trials live in. Default: sqlite:///<run>/sweep.sqlite3. Several "
                 "processes or machines given the same URL (a server database across machines) share the trials: "

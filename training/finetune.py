@@ -33,6 +33,7 @@ from training import sweep
 from training.config import ConfigError, TrainConfig, parse_config, resolve
 from training.data import LoadedData
 from training.methods import Method, resolve_methods
+from training.preflight import check_run
 from training.modeling import count_parameters, load_base_model, load_tokenizer
 from training.run_folder import (CHECKPOINTS, check_output_folder, finish, newest_complete_checkpoint,
                                  one_writer, prepare_run)
@@ -129,7 +130,12 @@ def tune(cfg: TrainConfig, method: Method, prepared: Prepared) -> dict:
     def train_trial(rate: float, trial) -> dict:
         return train_for_sweep(dataclasses.replace(cfg, learning_rate=rate, max_steps=steps), method, prepared, trial)
 
-    doc = sweep.run_sweep(cfg, method, Path(cfg.output_dir), cfg.learning_rate, steps, train_trial)
+    def untrained_rouge_l() -> float:  # the floor a chosen rate must beat: the method's model before training
+        set_seed(cfg.seed)
+        model = build_model(method, cfg, Path(cfg.output_dir), steps)
+        return sweep.validation_rouge_l(model, prepared.tokenizer, prepared.data.splits["validation"], cfg)
+
+    doc = sweep.run_sweep(cfg, method, Path(cfg.output_dir), cfg.learning_rate, steps, train_trial, untrained_rouge_l)
     shutil.rmtree(Path(cfg.output_dir) / sweep.WORK_FOLDER, ignore_errors=True)
     return doc
 
@@ -198,7 +204,9 @@ def the_one_method(cfg: TrainConfig) -> Method:
 def main(argv=None) -> None:
     def train_one():
         cfg = parse_config(argv, description=__doc__)
-        return run(cfg, the_one_method(cfg))
+        method = the_one_method(cfg)
+        check_run(cfg, [method])  # every option, before the run folder exists
+        return run(cfg, method)
 
     run_cli(train_one)
 

@@ -260,6 +260,23 @@ def peft_type_of(doc: dict, source: str) -> str:
     return value
 
 
+MAX_NAME = 100  # a method name is a folder, a label and an API key: long names break paths and the page
+
+
+def check_keys(doc: dict, peft_type: str, spec: str) -> None:
+    """peft drops a key it does not know with only a warning, and the run would record it as if it had been used:
+    refuse it, listing the keys this peft type takes."""
+    import dataclasses
+
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    known = {f.name for f in dataclasses.fields(PEFT_TYPE_TO_CONFIG_MAPPING[peft_type])}
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise ConfigError(f"--method_config {spec[:120]!r}: {peft_type} has no field {', '.join(map(repr, unknown))} "
+                          f"(a typo?); its fields are {', '.join(sorted(known))}.")
+
+
 def user_method(spec: str) -> Method:
     """`NAME=PATH` (or just PATH: the name is the file's folder or stem) to an adapter_config.json."""
     name, _, path = spec.rpartition("=")
@@ -267,9 +284,11 @@ def user_method(spec: str) -> Method:
     if path.is_dir():
         path = path / "adapter_config.json"
     name = name or (path.parent.name if path.name == "adapter_config.json" else path.stem)
-    if not name.replace("_", "").replace("-", "").isalnum() or name in RESERVED_FOLDERS:
-        raise ConfigError(f"--method_config {spec!r}: the method name {name!r} must be letters, digits, _ or - "
-                          f"and not one of {', '.join(sorted(RESERVED_FOLDERS))} (it becomes a folder of the run).")
+    if not (name.replace("_", "").replace("-", "").isascii() and name.replace("_", "").replace("-", "").isalnum()) \
+            or name.lower() in RESERVED_FOLDERS or len(name) > MAX_NAME:
+        raise ConfigError(f"--method_config {spec[:120]!r}: the method name {name[:120]!r} must be 1 to {MAX_NAME} "
+                          f"letters, digits, _ or - and not one of {', '.join(sorted(RESERVED_FOLDERS))} (it becomes a "
+                          "folder of the run).")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -284,6 +303,7 @@ def user_method(spec: str) -> Method:
                           f"{CANNOT_TRAIN[peft_type]}.")
     doc = {k: v for k, v in doc.items() if k not in ("base_model_name_or_path", "revision", "peft_version",
                                                       "inference_mode", "auto_mapping")}
+    check_keys(doc, peft_type, spec)
     doc["task_type"] = "SEQ_2_SEQ_LM"
     template = next((m for m in BUILTIN.values() if (m.peft or {}).get("peft_type") == peft_type
                      and not m.needs_cuda), BUILTIN["lora"])
@@ -303,6 +323,10 @@ def resolve_methods(names: str, user_specs: list[str] = (), cuda: Optional[bool]
     user = [user_method(s) for s in user_specs]
     user_names = [m.name for m in user]
     for m in user:
+        twin = next((b for b in [*BUILTIN, *user_names] if b.lower() == m.name.lower() and b != m.name), None)
+        if twin:
+            raise ConfigError(f"--method_config {m.name}=...: '{m.name}' differs from '{twin}' only in case; on a "
+                              "case-insensitive disk they would share a folder: choose a name of its own.")
         if m.name in BUILTIN:
             raise ConfigError(f"--method_config {m.name}=...: '{m.name}' is a built-in method; a config of yours "
                               f"needs a name of its own (e.g. {m.name}_mine), so the page never labels it as the "

@@ -113,6 +113,21 @@ def storage_url(cfg: TrainConfig, run_dir: Path) -> str:
     return cfg.sweep_storage or f"sqlite:///{(run_dir / STUDY_FILE).resolve()}"
 
 
+def check_storage(url: str) -> None:
+    """Open --sweep_storage once, before any work: a URL that cannot work is one line, not 20 s of retries."""
+    try:
+        shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        shown = url
+    try:
+        optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 10}} if url.startswith("sqlite")
+                                   else None)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as e:
+        raise ConfigError(f"--sweep_storage {shown!r} cannot be opened ({' '.join(str(e).split())[:200]}); give a "
+                          "database URL Optuna can write, e.g. sqlite:////path/to/sweep.sqlite3 in a writable folder, "
+                          "or postgresql://user@host/db with its driver installed.") from None
+
+
 def open_study(url: str, name: str) -> optuna.Study:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -233,27 +248,56 @@ def trial_rows(study: optuna.Study) -> list[dict]:
     return rows
 
 
-def best_and_next(rows: list[dict], grid_step: dict[str, float], first: list[float]) -> tuple[float, float | None]:
-    """(the best rate so far, the rate to try next or None). A rate's score is its best complete trial; a pruned
-    or failed rate counts as worse than any scored one. The next rate is one grid step beyond the best when it
-    sits at an edge of the rates tried, while fewer than MAX_EXTENSIONS steps were added."""
+class SweepFailed(ConfigError):
+    """No trial gave a usable model: the method fails, naming its trials and what to try."""
+
+
+def usable_scores(rows: list[dict], floor: float) -> dict[float, float]:
+    """Each rate's best validation ROUGE-L among its complete trials with a finite score above `floor` (the
+    untrained model's): only those can be chosen."""
     score = {}
     for r in rows:
-        if r["status"] in ("complete", "pruned", "failed"):
-            value = r["validation"]["rougeL"]
-            score[r["learning_rate"]] = max(score.get(r["learning_rate"], -1.0), -1.0 if value is None else value)
-    if not score or max(score.values()) < 0:
-        return first[len(first) // 2], None
-    rates = sorted(score)
-    best = max(rates, key=lambda rate: (score[rate], -abs(math.log(rate / first[len(first) // 2]))))
-    added = len([r for r in rates if r not in first])
-    if added >= MAX_EXTENSIONS:
+        value = r["validation"]["rougeL"]
+        if r["status"] == "complete" and value is not None and math.isfinite(value) and value > floor:
+            score[r["learning_rate"]] = max(score.get(r["learning_rate"], value), value)
+    return score
+
+
+def best_and_next(rows: list[dict], grid_step: dict[str, float], first: list[float],
+                  floor: float = -math.inf) -> tuple[float | None, float | None]:
+    """(the best usable rate so far or None, the rate to try next or None). The next rate is one grid step beyond
+    the best when it sits at an edge of the rates tried (in any state), while fewer than MAX_EXTENSIONS steps were
+    added. Ties go to the rate nearest the default."""
+    score = usable_scores(rows, floor)
+    if not score:
+        return None, None
+    tried = sorted({r["learning_rate"] for r in rows if r["status"] in ("complete", "pruned", "failed")})
+    best = max(score, key=lambda rate: (score[rate], -abs(math.log(rate / first[len(first) // 2]))))
+    if len([r for r in tried if r not in first]) >= MAX_EXTENSIONS:
         return best, None
-    if best == rates[0]:
+    if best == tried[0]:
         return best, float(f"{best / grid_step['down']:.6g}")
-    if best == rates[-1]:
+    if best == tried[-1]:
         return best, float(f"{best * grid_step['up']:.6g}")
     return best, None
+
+
+def is_bracketed(rows: list[dict], best: float) -> bool:
+    """The chosen rate has a complete trial at the next lower AND the next higher rate tried."""
+    tried = sorted({r["learning_rate"] for r in rows if r["status"] in ("complete", "pruned", "failed")})
+    complete = {r["learning_rate"] for r in rows if r["status"] == "complete"}
+    i = tried.index(best)
+    return 0 < i < len(tried) - 1 and tried[i - 1] in complete and tried[i + 1] in complete
+
+
+def failure(method: str, rows: list[dict], floor: float) -> SweepFailed:
+    def said(r):
+        if r["status"] == "complete":
+            return f"{r['learning_rate']:g}: ROUGE-L {r['validation']['rougeL']:.3f}"
+        return f"{r['learning_rate']:g}: {r['status']}"
+    return SweepFailed(f"sweep {method}: no rate gave a usable model (validation ROUGE-L above the floor, "
+                       f"{floor:.3f}, the untrained model's unless --sweep_floor): {'; '.join(said(r) for r in rows) or 'no trial finished'}. Try lower rates "
+                       "(--sweep_lr x1/30 x1/10 x1/3), more --sweep_steps, or --learning_rate without --sweep.")
 
 
 def grid_steps(rates: list[float]) -> dict[str, float]:
@@ -263,33 +307,49 @@ def grid_steps(rates: list[float]) -> dict[str, float]:
     return {"down": rates[1] / rates[0], "up": rates[-1] / rates[-2]}
 
 
+def study_floor(cfg: TrainConfig, study: optuna.Study, untrained_rouge_l: Callable[[], float]) -> float:
+    """What a trial must beat to be chosen: --sweep_floor as a number, else (untrained) the method's model before
+    any training, scored once per study (kept in it: a resumed or second process reads it back)."""
+    if cfg.sweep_floor != "untrained":
+        return float(cfg.sweep_floor)
+    if "floor" not in study.user_attrs:
+        study.set_user_attr("floor", untrained_rouge_l())
+    return study.user_attrs["floor"]
+
+
 def run_sweep(cfg: TrainConfig, method, run_dir: Path, default_rate: float, steps: int,
-              train_trial: Callable[[float, optuna.Trial], dict]) -> dict:
+              train_trial: Callable[[float, optuna.Trial], dict], untrained_rouge_l: Callable[[], float]) -> dict:
     """Sweep `method`'s rate (or read back the finished sweep) and write <run>/<method>/sweep.json.
-    `train_trial(rate, trial)` trains `steps` steps at `rate` and returns its validation figures."""
+    `train_trial(rate, trial)` trains `steps` steps at `rate` and returns its validation figures;
+    `untrained_rouge_l()` scores the method's untrained model: a rate must beat it (or --sweep_floor) to be
+    chosen, else SweepFailed."""
     start = time.perf_counter()
     first = parse_rates(cfg.sweep_lr, default_rate)
     url, name = storage_url(cfg, run_dir), study_name(cfg, method, steps)
     study = open_study(url, name)
+    floor = study_floor(cfg, study, untrained_rouge_l)
     queue(study, first)
     objective = make_objective(train_trial)
     while True:
         work_through_queue(study, objective)
-        best, upcoming = best_and_next(trial_rows(study), grid_steps(first), first)
+        best, upcoming = best_and_next(trial_rows(study), grid_steps(first), first, floor)
         if upcoming is None:
             break
         print(f"sweep {method.name}: the best rate so far, {best:g}, is at the edge of the grid; trying {upcoming:g}.",
               flush=True)
         queue(study, [upcoming])
     rows = trial_rows(study)
+    if best is None:
+        raise failure(method.name, rows, floor)
     tried = sorted({r["learning_rate"] for r in rows})
-    bracketed = tried[0] < best < tried[-1]
+    bracketed = is_bracketed(rows, best)
     doc = {"schema_version": 1, "method": method.name, "parameter": "learning_rate", "metric": "validation rougeL",
            "default_learning_rate": default_rate, "first_grid": first, "trials": rows,
            "chosen_learning_rate": best, "bracketed": bracketed,
-           "note": "" if bracketed else f"the best rate {best:g} is at the edge of the rates tried "
-                                        f"({', '.join(f'{r:g}' for r in tried)}) after {MAX_EXTENSIONS} extensions: "
-                                        "a better one may lie beyond",
+           "untrained_validation_rougeL": floor,
+           "note": "" if bracketed else f"the best rate {best:g} has no complete trial on both sides among the rates "
+                                        f"tried ({', '.join(f'{r:g}' for r in tried)}; the grid extends at most "
+                                        f"{MAX_EXTENSIONS} times): a better one may lie beyond",
            "steps_per_trial": steps, "validation_dialogues": cfg.sweep_eval_dialogues,
            "seconds": sum(r["seconds"] or 0 for r in rows), "tokens": sum(r["tokens"] or 0 for r in rows),
            "wall_seconds_this_process": time.perf_counter() - start,

@@ -1,0 +1,99 @@
+"""Every option and every method checked before any work: before the run folder is created, the base built or
+downloaded, or a first method trained. A mistake is one ConfigError line (exit 2 through training/cli.py).
+
+    python -m training --preset tiny --methods full,mine --method_config mine=bad/adapter_config.json
+    error: --method_config mine: peft cannot build it on the base model: Target modules {'zzz'} not found ...
+
+What is checked: each method's resolved settings (training/config.py), the seed range, the sweep's rates, floor
+and storage (opened once), and each peft config built on the meta device (no memory, no weights) against the
+base's architecture: target modules that exist, sizes peft accepts, an adapter no larger than the base.
+"""
+
+import math
+from pathlib import Path
+
+import torch
+
+from training import sweep
+from training.config import ConfigError, TINY_T5, TINY_VOCAB_SIZE, TrainConfig, resolve
+from training.methods import BUILTIN, Method
+
+MAX_SEED = 2**32 - 1  # numpy's and the Trainer's seeds are 32-bit
+
+
+def check_run(cfg: TrainConfig, methods: list[Method]) -> None:
+    """Raise ConfigError on the first setting or method that cannot work."""
+    resolved = [resolve(cfg, m.settings(cfg.preset)) for m in methods]
+    if not 0 <= cfg.seed or cfg.seed + cfg.seeds - 1 > MAX_SEED:
+        raise ConfigError(f"--seed {cfg.seed} with --seeds {cfg.seeds} uses seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1}; "
+                          f"seeds must lie in 0..{MAX_SEED}: give a smaller --seed.")
+    if cfg.sweep:
+        check_sweep(cfg, resolved)
+    config = base_config(resolved[0]) if resolved else None
+    for method, r in zip(methods, resolved):
+        if method.peft is not None and config is not None:
+            check_on_meta(method, r, config)
+
+
+def check_sweep(cfg: TrainConfig, resolved: list[TrainConfig]) -> None:
+    for r in resolved:
+        sweep.parse_rates(cfg.sweep_lr, r.learning_rate)
+    if cfg.sweep_floor != "untrained":
+        try:
+            floor = float(cfg.sweep_floor)
+        except ValueError:
+            floor = math.nan
+        if not math.isfinite(floor):
+            raise ConfigError(f"--sweep_floor {cfg.sweep_floor!r}: give 'untrained' or a number such as 0.")
+    if cfg.sweep_storage:
+        sweep.check_storage(cfg.sweep_storage)
+
+
+def base_config(cfg: TrainConfig):
+    """The base model's architecture (config only, no weights): tiny's from TINY_T5, else the checkpoint's."""
+    from transformers import AutoConfig, T5Config
+
+    if cfg.base_model is None:
+        return T5Config(vocab_size=TINY_VOCAB_SIZE, **TINY_T5)
+    try:
+        return AutoConfig.from_pretrained(cfg.base_model)
+    except (OSError, ValueError) as e:
+        where = "a local folder" if Path(cfg.base_model).exists() else "the Hub (connect once) or a local folder"
+        raise ConfigError(f"--base_model {cfg.base_model}: its config cannot be read ({str(e).splitlines()[0][:160]}); "
+                          f"give {where}.") from None
+
+
+def check_on_meta(method: Method, cfg: TrainConfig, config) -> None:
+    """Build the base and wrap it with the method's peft config on the meta device: peft's own checks run (target
+    modules present, sizes it accepts) and the trainable count is known, at no memory cost. A few peft types use
+    operations the meta device cannot run (BOFT, SHiRA, Uni-LoRA): those are checked when the model is built."""
+    from peft import get_peft_model
+    from transformers import AutoModelForSeq2SeqLM
+
+    try:
+        with torch.device("meta"):
+            base = AutoModelForSeq2SeqLM.from_config(config)
+            base_size = sum(p.numel() for p in base.parameters())
+            model = get_peft_model(base, method.peft_config(config, 1000))
+    except NotImplementedError:
+        return
+    except RuntimeError as e:
+        if "meta" in str(e):
+            return
+        raise ConfigError(f"{source(method)}: peft cannot build it on {cfg.base_model or 'the tiny base'}: "
+                          f"{one_line(e)}") from None
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
+        raise ConfigError(f"{source(method)}: peft cannot build it on {cfg.base_model or 'the tiny base'}: "
+                          f"{one_line(e)}") from None
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if trainable > base_size and not cfg.allow_large_adapter:
+        raise ConfigError(f"{source(method)}: its adapter would train {trainable:,} parameters, more than the whole "
+                          f"base model ({base_size:,}); check r or its size field, or pass --allow_large_adapter.")
+
+
+def source(method: Method) -> str:
+    return f"--methods {method.name}" if method.name in BUILTIN else f"--method_config {method.name}"
+
+
+def one_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:300] or type(error).__name__
