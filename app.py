@@ -17,6 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+if os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true"):  # ZeroGPU: `spaces` before torch touches CUDA
+    import spaces  # noqa: F401
+
 from contract.files import EVAL_METRICS, ArtifactError
 from contract.hub import RUN_REPO_VARIABLE, is_hub_run, resolve_run
 from dashboard.handlers import FORWARDED_ALLOW_IPS, AppState, trust_forwarded_from

@@ -9,31 +9,33 @@ settings by:
   - ONE call per other model (full, DoRA, IA³, prompt/prefix tuning, ...) for the jobs that asked for it.
 A `RowStreamer` splits each decoding step's tokens by row and hands each job its growing text.
 
+The calls themselves run in a backend chosen at start-up (dashboard/backends.py): in this process (CPU, an
+ordinary GPU), or inside one @spaces.GPU call per batch on a ZeroGPU Space. The batcher hands it plain data (token
+ids) and gets plain data back (token ids, seconds), so the same plan serves both.
+
 What the threads share, and why that is safe:
-  - Greedy calls of a group overlap on two lanes (threads): the shared-weights model's calls in one, every other
-    model's in the other, so no module is ever called from two threads at once (peft's adapter_names hooks are
-    module state). Greedy decoding reads no random state.
-  - Sampling jobs are never merged with others and are served in one lane, while nothing else runs: each seeds
-    torch's global RNG and draws from it exactly as it would alone, so a seeded request gives the same text
-    whatever else is waiting.
-  - The fast tokenizer is shared by the lanes and by request threads (checking truncation, decoding streamed
+  - Greedy calls of a group overlap on two lanes in the local backend (backends.py says why that is safe).
+  - Sampling jobs are never merged with others and are served one call after another, while nothing else runs:
+    each seeds torch's global RNG and draws from it exactly as it would alone, so a seeded request gives the same
+    text whatever else is waiting.
+  - The fast tokenizer is shared by the worker and by request threads (checking truncation, decoding streamed
     ids): a Rust tokenizer raises "Already borrowed" when two threads use it with different truncation or
-    padding, so every use goes through `SerialTokenizer`, one at a time.
+    padding, so every use goes through `SerialTokenizer`, one at a time. Only the worker's thread encodes and
+    decodes for generation: nothing tokenizes inside a forked ZeroGPU call.
   - The call counter is updated under a lock.
 Batched greedy equals unbatched greedy (tested).
 """
 
+import contextvars
 import queue
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-import torch
-from transformers.generation.streamers import BaseStreamer
-
 from contract.protocol import MAX_SOURCE_TOKENS
+from dashboard.backends import Call, choose_backend
 
 
 @dataclass
@@ -75,9 +77,10 @@ class Job:
     prompt: str
     settings: object                                   # dashboard.inputs.Settings (frozen: hashable)
     models: list[str]
-    on_tokens: Optional[Callable[[str, list], None]] = None  # (model, token ids so far), on the worker's threads
+    on_tokens: Optional[Callable[[str, list], None]] = None  # (model, token ids so far), on the worker's thread
     future: Future = field(default_factory=Future)
     results: dict = field(default_factory=dict)
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)  # the request's (ZeroGPU quota)
 
 
 @dataclass
@@ -86,35 +89,13 @@ class Row:
     model: str
 
 
-class RowStreamer(BaseStreamer):
-    """Receives each step's new tokens for the whole batch ([rows]) and calls on_row(row, token ids so far).
-    It does not decode: the page decodes a few times a second, not every step of every row."""
-
-    def __init__(self, skip: frozenset, on_row: Callable[[int, list], None], rows: int):
-        self.on_row = on_row
-        self.ids = [[] for _ in range(rows)]
-        self.skip = skip  # special token ids: never shown
-        self.started = False
-
-    def put(self, value):
-        if not self.started:  # the first call carries the decoder's start tokens, not generated text
-            self.started = True
-            return
-        for row, token in enumerate(value.reshape(-1).tolist()):
-            if token not in self.skip:
-                self.ids[row].append(token)
-                self.on_row(row, self.ids[row])
-
-    def end(self):
-        pass
-
-
 class Batcher:
-    def __init__(self, loaded, tokenizer: SerialTokenizer, max_rows: int = 48, max_wait: float = 0.05):
-        """max_rows bounds one call's batch; max_wait is the longest a request waits for company (seconds)."""
+    def __init__(self, loaded, tokenizer: SerialTokenizer, max_rows: int = 48, max_wait: float = 0.05, backend=None):
+        """max_rows bounds one call's batch; max_wait is the longest a request waits for company (seconds);
+        backend: where calls run (default: chosen for this machine by backends.choose_backend)."""
         self.loaded, self.tokenizer, self.max_rows, self.max_wait = loaded, tokenizer, max_rows, max_wait
+        self.backend = backend or choose_backend(loaded, tokenizer.special_ids)
         self.jobs: "queue.Queue[Job]" = queue.Queue()
-        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="generate")
         self.calls = 0  # generate calls made: how much the batching saved is visible in tests
         self.calls_lock = threading.Lock()
         self.batch_sizes: list[int] = []  # requests per collected batch (benchmarks report it)
@@ -151,12 +132,27 @@ class Batcher:
                 key = (job.settings, id(job)) if job.settings.do_sample else job.settings
                 groups.setdefault(key, []).append(job)
             for jobs in groups.values():
-                try:
-                    self.serve(jobs)
-                except Exception as e:  # a failed call fails its requests, never the worker
-                    for job in jobs:
-                        if not job.future.done():
-                            job.future.set_exception(e)
+                self.serve_or_say_why(jobs)
+
+    def serve_or_say_why(self, jobs: list[Job]) -> None:
+        """Serve the jobs together; if that fails (a model error, or on ZeroGPU the first visitor's quota or no
+        free GPU), serve each alone, so one visitor's failure never costs the others their summaries. A job that
+        still fails gets its models' summaries with the reason, in one line: the worker never stops, nobody hangs."""
+        try:
+            self.serve(jobs)
+            return
+        except Exception as e:
+            failure = e
+        for job in jobs:
+            job.results.clear()
+            try:
+                if len(jobs) > 1:
+                    self.serve([job])
+                    continue
+            except Exception as e:
+                failure = e
+            why = f"generation failed: {' '.join(str(failure).split()) or type(failure).__name__}"[:400]
+            job.future.set_result({m: Summary(m, error=why) for m in job.models})
 
     def plan(self, jobs: list[Job]) -> list[tuple[str, Optional[str], list[Row]]]:
         """(mixed group or None, model called alone or None, its rows), split by max_rows."""
@@ -171,47 +167,32 @@ class Batcher:
         return [(g, m, rows[i:i + self.max_rows]) for g, m, rows in calls for i in range(0, len(rows), self.max_rows)]
 
     def serve(self, jobs: list[Job]):
+        """Encode each planned call's rows, let the backend generate them, stream and decode what comes back."""
         settings = jobs[0].settings
-        calls = self.plan(jobs)
-        if settings.do_sample:
-            lanes = [calls]  # sampling: in turn, each call seeded as when served alone
-        else:
-            # greedy: two lanes overlap, the shared-weights model's calls in one and the other models' in the
-            # other. Never two calls on the shared-weights model at once: peft applies adapter_names through hooks
-            # on its modules, so overlapping calls would take each other's adapters.
-            lanes = [[c for c in calls if c[0] is not None], [c for c in calls if c[0] is None]]
-        running = [self.pool.submit(self.run_lane, lane, settings) for lane in lanes if lane]
-        for f in running:
-            f.result()
+        planned = self.plan(jobs)
+        calls = [self.encode(group, rows) for group, _, rows in planned]
+        for event in self.backend(calls, settings, jobs[0].context):
+            if event[0] == "tokens":
+                _, i, row, ids = event
+                r = planned[i][2][row]
+                if r.job.on_tokens:
+                    r.job.on_tokens(r.model, ids)
+            else:
+                _, i, outputs, seconds = event
+                self.finish(planned[i][2], outputs, seconds)
         for job in jobs:
             job.future.set_result(job.results)
 
-    def run_lane(self, calls, settings):
-        for call in calls:
-            self.call(*call, settings)
+    def encode(self, group: Optional[str], rows: list[Row]) -> Call:
+        enc = self.tokenizer.encode([r.job.prompt for r in rows], truncation=True, max_length=MAX_SOURCE_TOKENS,
+                                    padding=True)
+        adapters = ["__base__" if r.model == "base" else r.model for r in rows] if group is not None else None
+        return Call(group, None if group is not None else rows[0].model, enc["input_ids"], enc["attention_mask"],
+                    adapters, stream=any(r.job.on_tokens for r in rows))
 
-    @torch.inference_mode()
-    def call(self, group: Optional[str], model_name: Optional[str], rows: list[Row], settings):
-        loaded, tok = self.loaded, self.tokenizer
-        enc = tok.encode([r.job.prompt for r in rows], truncation=True, max_length=MAX_SOURCE_TOKENS, padding=True,
-                         return_tensors="pt").to(loaded.device)
-        extra = {}
-        if group is not None:
-            model = loaded.mixed[group]
-            extra["adapter_names"] = ["__base__" if r.model == "base" else r.model for r in rows]
-        else:
-            model = loaded.base if model_name == "base" else loaded.own[model_name]
-        if settings.num_beams == 1 and any(r.job.on_tokens for r in rows):  # transformers streams no beam search
-            extra["streamer"] = RowStreamer(tok.special_ids, lambda i, ids: rows[i].job.on_tokens and
-                                            rows[i].job.on_tokens(rows[i].model, ids), len(rows))
-        if settings.do_sample:  # reproducible for a seed; sampling calls never overlap (serve: one lane)
-            torch.manual_seed(settings.seed)
-        start = time.perf_counter()
-        out = model.generate(**enc, **settings.generate_kwargs(), **extra)
-        seconds = time.perf_counter() - start
+    def finish(self, rows: list[Row], outputs: list[list[int]], seconds: float) -> None:
         with self.calls_lock:
             self.calls += 1
         shared = len({r.model for r in rows}) > 1 or len({id(r.job) for r in rows}) > 1
-        for i, r in enumerate(rows):
-            ids = [int(t) for t in out[i] if int(t) not in tok.special_ids]
-            r.job.results[r.model] = Summary(r.model, tok.decode(ids), seconds, len(ids), shared_call=shared)
+        for r, ids in zip(rows, outputs):
+            r.job.results[r.model] = Summary(r.model, self.tokenizer.decode(ids), seconds, len(ids), shared_call=shared)

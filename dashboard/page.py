@@ -11,13 +11,7 @@ from dashboard.handlers import CONCURRENCY, AppState
 from dashboard.metrics_tab import build_metrics_tab
 from dashboard.vote_tab import build_ratings_section, build_vote_tab
 
-try:  # on Hugging Face Spaces (ZeroGPU) this requests a GPU for the call; elsewhere a no-op
-    import spaces
-
-    gpu = spaces.GPU
-except ImportError:
-    def gpu(fn):
-        return fn
+QUEUE_SIZE = 64  # visitors waiting at once; said explicitly: Gradio would cap a ZeroGPU Space's queue at 1
 
 
 def header(state: AppState) -> str:
@@ -49,6 +43,8 @@ def build_demo(state: AppState) -> gr.Blocks:
             build_metrics_tab(state)
         with gr.Tab("Examples"):
             build_examples_tab(demo, state)
-        gr.api(gpu(handlers.make_summarize_api(state)), api_name="summarize", concurrency_limit=CONCURRENCY)
-        gr.api(gpu(handlers.make_summarize_all_api(state)), api_name="summarize_all", concurrency_limit=CONCURRENCY)
-    return demo
+        # the handlers only queue requests for the batcher and wait: on ZeroGPU the batcher's backend makes the
+        # @spaces.GPU call (dashboard/backends.py), never a handler
+        gr.api(handlers.make_summarize_api(state), api_name="summarize", concurrency_limit=CONCURRENCY)
+        gr.api(handlers.make_summarize_all_api(state), api_name="summarize_all", concurrency_limit=CONCURRENCY)
+    return demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)

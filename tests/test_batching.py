@@ -38,19 +38,19 @@ def test_batched_results_equal_one_at_a_time(served):
     sequential = [texts(summarize(served, d, s, models=m)) for d, s, m in MIXED_REQUESTS]
     calls_before = served.batcher.calls
     seen = []
-    original = served.batcher.call
+    original = served.batcher.backend
 
-    def spy(group, model, rows, settings):
-        seen.append((group or model, {r.job.settings for r in rows}, len(rows)))
-        return original(group, model, rows, settings)
+    def spy(calls, settings, context=None):  # the backend sees plain calls, one settings for all of them
+        seen.extend((c.group or c.model, {settings}, len(c.input_ids)) for c in calls)
+        return original(calls, settings, context)
 
-    served.batcher.call = spy
+    served.batcher.backend = spy
     try:
         with ThreadPoolExecutor(len(MIXED_REQUESTS)) as pool:
             together = list(pool.map(lambda r: texts(summarize(served, r[0], r[1], models=r[2])),
                                      MIXED_REQUESTS))
     finally:
-        served.batcher.call = original
+        served.batcher.backend = original
     assert together == sequential
     assert all(len(settings) == 1 for _, settings, _ in seen)  # never two kinds of settings in one call
     sampled = {MIXED_REQUESTS[4][1], MIXED_REQUESTS[5][1]}
