@@ -12,7 +12,9 @@ Importing this module starts nothing.
 """
 
 import argparse
+import atexit
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +28,8 @@ from dashboard.handlers import FORWARDED_ALLOW_IPS, AppState, trust_forwarded_fr
 from dashboard.page import build_demo
 from dashboard.run_data import is_complete, load_run, newest_complete_run
 from dashboard.serving import load_models
-from dashboard.votes import VOTE_LIMIT_PER_HOUR, VoteStore
+from dashboard.vote_mirror import PUSH_MINUTES, VoteMirror, read_back
+from dashboard.votes import JOURNALS, VOTE_LIMIT_PER_HOUR, VoteStore
 
 ROOT = Path(__file__).resolve().parent
 DEMO_NOTICE = ("This page shows the **tiny offline demo model** (a 0.9 M-parameter T5 trained in minutes on a "
@@ -65,7 +68,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="longest a request waits for others to share its generate calls")
     parser.add_argument("--votes_db", default=os.environ.get("VOTES_DB"),
                         help="SQLite file of the blind votes; default: $VOTES_DB, else <run>/votes.sqlite (on a "
-                             "Hugging Face Space: VOTES_DB=/data/votes.sqlite, the persistent volume)")
+                             "Hugging Face Space: a path on a mounted Storage Bucket, with --votes_journal delete, "
+                             "and/or --votes_dataset)")
+    parser.add_argument("--votes_journal", choices=JOURNALS, default=os.environ.get("VOTES_JOURNAL", "wal"),
+                        help="wal (a local disk, the default) or delete (the votes DB on a Storage Bucket mounted as "
+                             "a volume: no WAL there, one writer connection); default: $VOTES_JOURNAL, else wal")
+    parser.add_argument("--votes_dataset", default=os.environ.get("VOTES_DATASET"),
+                        help="a private Hub dataset <user>/<name> that mirrors every vote (committed every "
+                             f"{PUSH_MINUTES:g} min and on SIGTERM) and is read back at start-up: votes outlive a "
+                             "Space's restart; default: $VOTES_DATASET")
     parser.add_argument("--vote_limit_per_hour", type=int,
                         default=int(os.environ.get("VOTE_LIMIT_PER_HOUR", VOTE_LIMIT_PER_HOUR)),
                         help="votes counted per client per hour; more are kept, flagged, and left out of the "
@@ -112,13 +123,52 @@ def votes_file(run: str | None, run_dir: Path, votes_db: str | None) -> Path:
     return run_dir / "votes.sqlite"
 
 
+def open_votes(path: Path, limit_per_hour: int, journal: str = "wal", dataset: str | None = None) -> VoteStore:
+    """The vote store; with a dataset, its mirror read back first, then every new record mirrored."""
+    votes = VoteStore(path, limit_per_hour, journal)
+    if dataset:
+        try:
+            added = votes.merge(read_back(dataset))
+            votes.mirror = VoteMirror(dataset, path.parent / "vote-mirror")
+        except Exception as e:  # the Hub unreachable or refusing: votes stay local, and the page says so
+            votes.notice = f"The vote mirror {dataset} cannot be used ({' '.join(str(e).split())[:200]}): votes are " \
+                           "kept on this machine only."
+        else:
+            print(f"votes: {added} records read back from the dataset {dataset}", flush=True)
+            votes.durability = (f"Votes are mirrored to the private dataset {dataset} every {PUSH_MINUTES * 60:.0f} s "
+                                "and when the app restarts: a restart loses none, a crash at most the last "
+                                f"{PUSH_MINUTES * 60:.0f} s.")
+    elif os.environ.get("SPACE_ID") and journal == "wal":
+        votes.durability = ("This Space's disk is wiped at every restart and no vote mirror is set "
+                            "(VOTES_DATASET) nor a Storage Bucket (VOTES_DB on it, VOTES_JOURNAL=delete): votes are "
+                            "lost at the next restart.")
+    return votes
+
+
 def create_app(run_dir: Path, votes_db: Path | None = None, max_rows: int = 48, max_wait_ms: float = 50,
-               vote_limit_per_hour: int = VOTE_LIMIT_PER_HOUR):
+               vote_limit_per_hour: int = VOTE_LIMIT_PER_HOUR, votes_journal: str = "wal",
+               votes_dataset: str | None = None):
     data = load_run(run_dir)
     notice = NOTICES.get(data.run["preset"])
-    votes = VoteStore(Path(votes_db) if votes_db else Path(run_dir) / "votes.sqlite", vote_limit_per_hour)
+    votes = open_votes(Path(votes_db) if votes_db else Path(run_dir) / "votes.sqlite", vote_limit_per_hour,
+                       votes_journal, votes_dataset)
     models = load_models(run_dir, max_rows=max_rows, max_wait=max_wait_ms / 1000)
-    return build_demo(AppState(data=data, models=models, demo_notice=notice, votes=votes))
+    demo = build_demo(AppState(data=data, models=models, demo_notice=notice, votes=votes))
+    demo.vote_store = votes
+    return demo
+
+
+def push_votes_on_exit(votes: VoteStore) -> None:
+    """SIGTERM (a Space restarting or rebuilding) and a normal exit: the vote mirror's last commit first."""
+    if votes.mirror is None:
+        return
+
+    def stop(signum=None, frame=None):
+        votes.mirror.push_now()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    atexit.register(votes.mirror.push_now)
 
 
 def main(argv=None) -> None:
@@ -128,7 +178,8 @@ def main(argv=None) -> None:
     trust_forwarded_from(args.forwarded_allow_ips)
     run_dir = choose_run(args.run, args.preset, training_args)
     demo = create_app(run_dir, votes_file(args.run, run_dir, args.votes_db), args.max_batch_rows, args.max_wait_ms,
-                      args.vote_limit_per_hour)
+                      args.vote_limit_per_hour, args.votes_journal, args.votes_dataset)
+    push_votes_on_exit(demo.vote_store)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
 
 

@@ -21,7 +21,7 @@ VOTE_BUTTONS = [("A is better", "a"), ("B is better", "b"), ("Tie", "tie"), ("Bo
 def build_vote_tab(state: AppState):
     gr.Markdown("**Which summary is better?** Two models, picked at random, summarize the same dialogue; you see "
                 "them as A and B, without names. Vote, and the names are revealed. Your votes stand beside ROUGE in "
-                "the Metrics tab.\n\n" + STORED)
+                "the Metrics tab.\n\n" + STORED + f" *How long votes last:* {state.votes.durability}")
     if state.votes.notice:
         gr.Markdown(f"> ⚠️ {state.votes.notice}")
     pool = gr.Markdown(pool_line(state), elem_id="vote-pool")

@@ -20,6 +20,7 @@ key are created readable by their owner only (600).
 
 import argparse
 import hashlib
+import threading
 import hmac
 import itertools
 import os
@@ -28,7 +29,7 @@ import re
 import secrets
 import sqlite3
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -97,15 +98,28 @@ def check_length(name: str, text: str) -> None:
         raise VoteError(f"The {name} has {len(text):,} characters; the limit for a battle is {MAX_TEXT:,}.")
 
 
+JOURNALS = ("wal", "delete")  # wal: a local disk; delete: a Storage Bucket mount (no WAL there, one writer)
+
+
 class VoteStore:
-    def __init__(self, path: Path, limit_per_hour: int = VOTE_LIMIT_PER_HOUR):
+    def __init__(self, path: Path, limit_per_hour: int = VOTE_LIMIT_PER_HOUR, journal: str = "wal", mirror=None):
         """A file that is not a votes database is moved aside (kept, with a timestamp) and a new one started;
-        `notice` then says so on the page."""
+        `notice` then says so on the page. journal: 'wal' (a local disk: a connection per call, readers never
+        block the writer) or 'delete' (a Storage Bucket mounted as a volume: SQLite's rollback journal through ONE
+        connection, used under a lock). mirror.record(kind, row) sees every battle, vote and named request as it is
+        stored (dashboard/vote_mirror.py)."""
+        if journal not in JOURNALS:
+            raise ValueError(f"journal {journal!r}: use one of {', '.join(JOURNALS)}")
         self.path, self.limit_per_hour, self.notice = Path(path), limit_per_hour, None
+        self.journal, self.mirror, self.shared, self.lock = journal, mirror, None, threading.Lock()
+        self.durability = f"Votes are stored in {self.path.name} on this machine; a committed vote survives a crash."
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.create()
         except sqlite3.DatabaseError as e:
+            if self.shared is not None:
+                self.shared.close()
+                self.shared = None
             kept = self.path.with_name(f"{self.path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
             for suffix in ("", "-wal", "-shm"):
                 if Path(f"{self.path}{suffix}").exists():
@@ -123,9 +137,26 @@ class VoteStore:
         db.execute("PRAGMA foreign_keys=ON")
         return db
 
+    @contextmanager
+    def db(self):
+        """A connection for one call: its own (wal), or the one shared connection, held under the lock (delete)."""
+        if self.journal == "wal":
+            with closing(self.connect()) as db:
+                yield db
+            return
+        with self.lock:
+            if self.shared is None:
+                self.shared = self.connect()
+                self.shared.execute("PRAGMA journal_mode=DELETE")
+            yield self.shared
+
+    def record(self, kind: str, row: dict) -> None:
+        if self.mirror is not None:
+            self.mirror.record(kind, row)
+
     def create(self) -> None:
-        with closing(self.connect()) as db:
-            db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; persists in the file
+        with self.db() as db:
+            db.execute(f"PRAGMA journal_mode={'WAL' if self.journal == 'wal' else 'DELETE'}")  # persists in the file
             db.executescript(SCHEMA)
             for table, columns in ADDED_COLUMNS.items():
                 have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
@@ -152,17 +183,19 @@ class VoteStore:
     def record_named_request(self, client: Optional[str], text: str) -> None:
         """Someone (`client`, None when unknown) saw named summaries of `text`: from now on no vote on a battle over
         that text counts, whoever casts it, and it leaves the test battle pool."""
-        with closing(self.connect()) as db:
-            db.execute("INSERT INTO named_requests VALUES (?, ?, ?)", (client or "", text_hash(text), time.time()))
+        row = {"client": client or "", "text_hash": text_hash(text), "created_at": time.time()}
+        with self.db() as db:
+            db.execute("INSERT INTO named_requests VALUES (:client, :text_hash, :created_at)", row)
+        self.record("named", row)
 
     def named_texts(self) -> set[str]:
         """Hashes of every text whose named summaries anyone has asked for."""
-        with closing(self.connect()) as db:
+        with self.db() as db:
             return {row[0] for row in db.execute("SELECT DISTINCT text_hash FROM named_requests")}
 
     def pair_counts(self, models: list[str]) -> dict[tuple, int]:
         counts = {pair: 0 for pair in itertools.combinations(sorted(models), 2)}
-        with closing(self.connect()) as db:
+        with self.db() as db:
             for a, b, n in db.execute("SELECT min(model_a, model_b), max(model_a, model_b), count(*) FROM battles "
                                       "GROUP BY 1, 2"):
                 if (a, b) in counts:
@@ -182,11 +215,12 @@ class VoteStore:
         for name, text in (("dialogue", dialogue), ("summary A", summary_a), ("summary B", summary_b)):
             check_length(name, text)
         battle = Battle(secrets.token_urlsafe(16), dialogue, summary_a, summary_b, model_a, model_b)
-        with closing(self.connect()) as db:
-            db.execute("INSERT INTO battles (id, created_at, source, dialogue_id, dialogue, model_a, model_b, summary_a, "
-                       "summary_b, client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (battle.id, time.time(), source, dialogue_id, dialogue, model_a, model_b, summary_a, summary_b,
-                        client))
+        row = {"id": battle.id, "created_at": time.time(), "source": source, "dialogue_id": dialogue_id,
+               "dialogue": dialogue, "model_a": model_a, "model_b": model_b, "summary_a": summary_a,
+               "summary_b": summary_b, "client": client}
+        with self.db() as db:
+            db.execute(f"INSERT INTO battles ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})", row)
+        self.record("battle", row)
         return battle
 
     def flag_for(self, db, client: Optional[str], dialogue: str) -> Optional[str]:
@@ -209,7 +243,7 @@ class VoteStore:
             raise VoteError(f"The choice must be one of {', '.join(CHOICES)} (got {str(choice)[:40]!r}).")
         if not isinstance(battle_id, str) or not 0 < len(battle_id) <= 64:
             raise VoteError("That is not a battle id this server issued.")
-        with closing(self.connect()) as db:
+        with self.db() as db:
             row = db.execute("SELECT model_a, model_b, created_at, dialogue FROM battles WHERE id = ?",
                              (battle_id,)).fetchone()
             if row is None:
@@ -217,16 +251,36 @@ class VoteStore:
             if time.time() - row[2] > BATTLE_TTL_SECONDS:
                 raise VoteError("This battle has expired (older than a day): start a new battle.")
             flag = self.flag_for(db, client, row[3])
+            vote = {"battle_id": battle_id, "choice": choice, "created_at": time.time(), "client": client, "flag": flag}
             try:
-                db.execute("INSERT INTO votes (battle_id, choice, created_at, client, flag) VALUES (?, ?, ?, ?, ?)",
-                           (battle_id, choice, time.time(), client, flag))
+                db.execute("INSERT INTO votes (battle_id, choice, created_at, client, flag) VALUES (:battle_id, "
+                           ":choice, :created_at, :client, :flag)", vote)
             except sqlite3.IntegrityError:
                 raise VoteError("This battle already has a vote; the first one stands. Start a new battle.") from None
+        self.record("vote", vote)
         return {"model_a": row[0], "model_b": row[1], "choice": choice, "flag": flag}
+
+    def merge(self, records: list[dict]) -> int:
+        """Records read back from a mirror (vote_mirror.read_back) into this store; rows it holds already are left
+        as they are. Battles first (votes refer to them). Returns how many rows were added."""
+        order = {"battle": 0, "named": 1, "vote": 2}
+        added = 0
+        with self.db() as db:
+            for r in sorted(records, key=lambda r: order.get(r.get("kind"), 3)):
+                row = {k: v for k, v in r.items() if k != "kind"}
+                if r.get("kind") in ("battle", "vote"):
+                    table = "battles" if r["kind"] == "battle" else "votes"
+                    added += db.execute(f"INSERT OR IGNORE INTO {table} ({', '.join(row)}) VALUES "
+                                        f"({', '.join(':' + k for k in row)})", row).rowcount
+                elif r.get("kind") == "named":
+                    added += db.execute("INSERT INTO named_requests SELECT :client, :text_hash, :created_at WHERE NOT "
+                                        "EXISTS (SELECT 1 FROM named_requests WHERE client = :client AND text_hash = "
+                                        ":text_hash AND created_at = :created_at)", row).rowcount
+        return added
 
     def votes_frame(self) -> pd.DataFrame:
         """Every vote with its battle, flagged ones included (`flag`; None = counted in the ratings)."""
-        with closing(self.connect()) as db:
+        with self.db() as db:
             return pd.read_sql_query(
                 "SELECT v.battle_id, v.choice, v.created_at AS voted_at, v.client, v.flag, b.source, b.dialogue_id, "
                 "b.model_a, b.model_b, b.summary_a, b.summary_b FROM votes v JOIN battles b ON b.id = v.battle_id "
