@@ -187,3 +187,49 @@ def test_hub_sub_paths_stay_inside_the_snapshot(location):
 
     with pytest.raises(ArtifactError, match="plain path inside the repository"):
         resolve_run(location)
+
+
+def test_one_command_deploys_the_space_at_the_hub_boundary(monkeypatch):
+    """STUBS of HfApi's Space calls (no Hub here): recorded, then checked for exactly what would go up."""
+    import re
+
+    from huggingface_hub import HfApi
+
+    calls = []
+    for name in ("create_repo", "create_commit", "add_space_variable", "set_space_volumes", "add_space_secret"):
+        monkeypatch.setattr(HfApi, name, lambda self, *a, _n=name, **kw: calls.append((_n, a, kw)) or "url")
+    monkeypatch.setattr(HfApi, "get_space_secrets", lambda self, *a, **kw: {})
+    monkeypatch.setenv("HF_TOKEN", "hf_USERS_OWN_TOKEN")
+    url = publish(PublishConfig(run="hf://me/tiny-run", space="me/flan-space", votes_bucket="me/votes"))
+    assert url == "https://huggingface.co/spaces/me/flan-space"
+    (_, args, create), = [c for c in calls if c[0] == "create_repo"]
+    assert args == ("me/flan-space",) and create["repo_type"] == "space" and create["space_sdk"] == "gradio"
+    assert create["space_hardware"] == "zero-a10g" and create["space_volumes"][0].source == "me/votes"
+    (_, _, commit), = [c for c in calls if c[0] == "create_commit"]
+    sent = {op.path_in_repo: op for op in commit["operations"]}
+    assert {"app.py", "README.md", "requirements.txt", "dashboard/backends.py", "contract/schema/run.v1.json"} <= set(sent)
+    assert all(p == "app.py" or p.split("/")[0] in ("contract", "dashboard", "training", "README.md",
+                                                    "requirements.txt") for p in sent)
+    assert not [p for p in sent if p.startswith(("tests", "artifacts", "benchmarks")) or "sqlite" in p
+                or p.endswith((".key", ".safetensors"))]
+    readme = sent["README.md"].path_or_fileobj.decode()
+    assert 'python_version: "3.12"' in readme and "sdk_version: 6.31.0" in readme and "app_file: app.py" in readme
+    requirements = open(sent["requirements.txt"].path_or_fileobj).read()
+    torch = re.search(r"^torch==2\.(\d+)\.", requirements, re.M)
+    assert torch and 8 <= int(torch.group(1)) <= 11 and "spaces==" in requirements  # ZeroGPU's range
+    variables = {a[1]: a[2] for n, a, _ in calls if n == "add_space_variable"}
+    assert variables == {"RUN_REPO": "hf://me/tiny-run", "VOTES_DB": "/votes/votes.sqlite", "VOTES_JOURNAL": "delete"}
+    (_, secret, _), = [c for c in calls if c[0] == "add_space_secret"]
+    assert secret[1] == "VOTE_SECRET" and len(secret[2]) == 64
+    assert "hf_USERS_OWN_TOKEN" not in repr(calls) + "".join(
+        op.path_or_fileobj.decode() if isinstance(op.path_or_fileobj, bytes) else open(op.path_or_fileobj).read()
+        for op in sent.values())
+
+
+def test_the_space_deploy_refuses_what_cannot_work():
+    with pytest.raises(ArtifactError, match="publish it first"):
+        publish(PublishConfig(run="artifacts/tiny", space="me/flan-space"))
+    with pytest.raises(ArtifactError, match="--hardware 'gpu-please'"):
+        publish(PublishConfig(run="hf://me/run", space="me/flan-space", hardware="gpu-please"))
+    with pytest.raises(ArtifactError, match="not a valid Hub repository id"):
+        publish(PublishConfig(run="hf://me/run", space="me/bad space"))

@@ -4,6 +4,7 @@
     python -m training.publish --run artifacts/quick --repo you/quick-run --private
     python -m training.publish --run artifacts/tiny --card_only        # writes artifacts/tiny/README.md only
     python -m training.publish --run artifacts/tiny --dry_run          # the files that would go up, one a line
+    python -m training.publish --space you/flan-t5-methods --run hf://you/flan-t5-dialogsum-methods   # a Space
 
 The card (<run>/README.md, written locally either way) says what was trained (base, data, each method and its
 config, learning rate and seeds), the ROUGE table with 95% CIs, the cost table and the protocol; its `model-index`
@@ -30,6 +31,7 @@ from transformers import HfArgumentParser
 from contract.files import (CARD, EVAL_METRICS, RUN_JSON, ArtifactError, list_methods, method_metrics, read_run_file,
                             run_files)
 from contract.protocol import BASE
+from training import space
 from training.cli import run_cli
 from training.rouge import METRICS
 
@@ -46,6 +48,17 @@ class PublishConfig:
     dry_run: bool = field(default=False, metadata={"help": "Print the files that would be uploaded (one path per "
                                                            "line, relative to the run) and upload nothing."})
     commit_message: str = field(default="Publish a FLAN-T5 DialogSum run", metadata={"help": "The Hub commit's message."})
+    space: Optional[str] = field(default=None, metadata={
+        "help": "Deploy the app as the Space <user>/<name> serving --run hf://<user>/<run> (training/space.py): "
+                "created or updated, its URL printed."})
+    hardware: str = field(default="zero-a10g", metadata={
+        "help": "--space: the Space's hardware; zero-a10g (ZeroGPU) is what a free account may host Gradio Spaces on; "
+                "cpu-basic, t4-small, ... need a paid plan."})
+    votes_dataset: Optional[str] = field(default=None, metadata={
+        "help": "--space: the private dataset mirroring the votes (default <space>-votes unless --votes_bucket); the "
+                "Space needs a write token as its secret HF_TOKEN for it."})
+    votes_bucket: Optional[str] = field(default=None, metadata={
+        "help": "--space: a Storage Bucket <user>/<bucket> mounted at /votes for the votes database."})
 
 
 def label_of(run_dir: Path, name: str) -> str:
@@ -169,7 +182,32 @@ def hub_errors(action: str):
                             f"internet (and unset HF_HUB_OFFLINE) to {action}.") from None
 
 
+def publish_space(cfg: PublishConfig) -> Optional[str]:
+    """--space: deploy the app serving the published run --run hf://..."""
+    from huggingface_hub import SpaceHardware
+
+    check_repo(cfg.space)
+    if cfg.hardware not in {h.value for h in SpaceHardware}:
+        raise ArtifactError(f"--hardware {cfg.hardware!r}: choose one of {', '.join(h.value for h in SpaceHardware)}.")
+    for name, repo in (("--votes_dataset", cfg.votes_dataset), ("--votes_bucket", cfg.votes_bucket)):
+        if repo:
+            check_repo(repo)
+    p = space.plan(cfg.run, cfg.space, cfg.hardware, cfg.votes_dataset, cfg.votes_bucket)
+    if cfg.dry_run:
+        print(space.describe(p))
+        return None
+    with hub_errors(f"deploy the Space {cfg.space}"):
+        url = space.deploy(HfApi(), cfg.space, p, cfg.commit_message)
+    print(f"deployed {cfg.space} serving {cfg.run}: {url} (it builds, then starts: a few minutes)")
+    if "VOTES_DATASET" in p["variables"]:
+        print(f"the vote mirror {p['variables']['VOTES_DATASET']} needs a token with write access as the Space's "
+              "secret HF_TOKEN (Settings, Variables and secrets); without it votes last until the next restart.")
+    return url
+
+
 def publish(cfg: PublishConfig) -> Optional[str]:
+    if cfg.space:
+        return publish_space(cfg)
     run_dir = Path(cfg.run)
     read_run_file(run_dir, RUN_JSON)  # not a run folder: say so first
     uploading = not (cfg.card_only or cfg.dry_run)
