@@ -19,7 +19,6 @@ Calls and events are plain data (token ids, names, numbers): they cross a proces
 
 import os
 import queue
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass

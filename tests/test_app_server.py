@@ -2,6 +2,7 @@
 
 import os
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,26 @@ SEEN_STREAMING = """() => new Promise(resolve => {
 
 
 ALL_DONE = "n => (document.body.innerText.match(/ tokens/g) || []).length >= n"
+
+
+def screenshots() -> Path:
+    shots = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "out" / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    return shots
+
+
+@contextmanager
+def browser_page(url: str):
+    """Debian's Chromium, headless, on `url`."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox",
+                                                                                         "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        yield page
+        browser.close()
 
 
 def free_port() -> int:
@@ -150,15 +171,8 @@ def test_summarize_all_and_summarize_keep_their_contracts(all_methods_server):
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="no Chromium at /usr/bin/chromium (apt-get install chromium)")
 def test_browser_picks_a_non_default_set_of_models(all_methods_server):
-    from playwright.sync_api import sync_playwright
-
-    shots = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "out" / "screenshots"))
-    shots.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox",
-                                                                                         "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(all_methods_server)
+    shots = screenshots()
+    with browser_page(all_methods_server) as page:
         page.locator("#dialogue textarea").fill(DIALOGUES[3])
         models = page.locator("#models")
         models.get_by_label("Base (no fine-tuning)").uncheck()
@@ -174,4 +188,3 @@ def test_browser_picks_a_non_default_set_of_models(all_methods_server):
         page.get_by_role("tab", name="Metrics").click()
         page.get_by_text("Pareto frontier").first.wait_for(timeout=30_000)
         page.screenshot(path=str(shots / "metrics-methods.png"), full_page=True)
-        browser.close()

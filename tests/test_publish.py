@@ -14,7 +14,7 @@ from huggingface_hub.errors import LocalTokenNotFoundError
 
 from contract.files import CARD, EVAL_METRICS, RUN_JSON, ArtifactError, read_run_file, run_files
 from tests.conftest import ROOT, SHARED, needs_shared
-from training.publish import PublishConfig, model_card, publish
+from training.publish import PublishConfig, publish
 from training.rouge import METRICS
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

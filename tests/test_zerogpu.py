@@ -8,12 +8,12 @@ import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
-from tests.test_app_server import ALL_DONE, CHROMIUM, DIALOGUES, SEEN_STREAMING, free_port
+from tests.test_app_server import (ALL_DONE, CHROMIUM, DIALOGUES, SEEN_STREAMING, browser_page, free_port,
+                                   screenshots)
 
 STAND_IN = ROOT / "tests" / "stand_ins"
 
@@ -112,18 +112,9 @@ def test_a_visitor_out_of_quota_gets_one_line_and_others_are_served(zero_gpu_app
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="no Chromium at /usr/bin/chromium (apt-get install chromium)")
 def test_the_compare_button_streams_on_zero_gpu(zero_gpu_app):
-    from playwright.sync_api import sync_playwright
-
-    shots = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "out" / "screenshots"))
-    shots.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox",
-                                                                                         "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(zero_gpu_app)
+    with browser_page(zero_gpu_app) as page:
         page.locator("#dialogue textarea").fill(DIALOGUES[1])
         page.get_by_role("button", name="Summarize with the chosen models").click()
         assert page.evaluate(SEEN_STREAMING)  # tokens reached the page while the forked call was generating
         page.wait_for_function(ALL_DONE, arg=3, timeout=60_000)
-        page.screenshot(path=str(shots / "compare-zerogpu.png"), full_page=True)
-        browser.close()
+        page.screenshot(path=str(screenshots() / "compare-zerogpu.png"), full_page=True)

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-from contract.files import METHOD_METRICS, RUN_JSON, SEEDS, method_metrics, read_run_file, write_run_file
+from contract.files import METHOD_METRICS, RUN_JSON, method_metrics, read_run_file, write_run_file
 from training.config import TrainConfig
 from training.data import LoadedData, load_data
 from training.modeling import TINY_BASE_DIR, build_tiny_base

@@ -81,7 +81,7 @@ def deploy(api, space: str, p: dict, commit_message: str) -> str:
     from huggingface_hub import CommitOperationAdd, Volume
 
     volumes = [Volume(**v) for v in p["volumes"]] or None
-    url = api.create_repo(space, repo_type="space", space_sdk="gradio", space_hardware=p["hardware"], exist_ok=True,
+    api.create_repo(space, repo_type="space", space_sdk="gradio", space_hardware=p["hardware"], exist_ok=True,
                           space_volumes=volumes)
     api.create_commit(repo_id=space, repo_type="space", commit_message=commit_message,
                       operations=[CommitOperationAdd(path_in_repo=path, path_or_fileobj=content if isinstance(
