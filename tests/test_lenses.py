@@ -18,6 +18,7 @@ DIALOGUE = ("#Person1#: Hi Tom, do you have two tickets for the 7:30 show?\n"
     ("mmmmmmmm", [], ["mmmmmmmm"]),
     ("", [], []),
     ("Do they have tickets? Yes. Sorry, Tom has two.", [], []),  # sentence openers are not names
+    ("I'm sure Tom's tickets cost 15 dollars.", [], []),  # contractions and possessives of supported names
     ("ap" + "arp" * 66 + "ar", [], ["ap" + "arp" * 66 + "ar"]),  # a loop inside one word (200 characters)
     ("Tom said the man the man the man left.", [], ["the man"]),  # a phrase looping across words
     ("Tom sells tickets par par par par.", [], ["par"]),

@@ -117,8 +117,9 @@ def unsupported_details(summary: str, dialogue: str) -> list[str]:
             bad = w not in tags
         elif w[0].isdigit() or w.lower() in NUMBER_WORDS or m.start() in number_spans:
             bad = False  # numbers are judged whole, above
-        elif w[0].isupper() and w.lower() not in NOT_NAMES:
-            bad = w.lower() not in lower and STEM.stem(w.lower()) not in stems
+        elif w[0].isupper() and w.split("'")[0].lower() not in NOT_NAMES:  # I'm, Tom's: the name is before '
+            name = w.split("'")[0].lower()
+            bad = w.lower() not in lower and name not in lower and STEM.stem(name) not in stems
         else:
             bad = False
         if bad:
