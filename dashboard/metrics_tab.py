@@ -76,6 +76,10 @@ def build_metrics_tab(state: AppState):
     rouge_plot = gr.Plot(figures.rouge_bars(rd.rouge_frame(data.evaluation), labels), elem_id="plot-rouge")
     protocol.change(lambda p: figures.rouge_bars(rd.rouge_frame(data.evaluation, p), labels), protocol, rouge_plot,
                     api_visibility="private")
+    if sentence := rd.ranking_sentence(data):
+        gr.Markdown(sentence, elem_id="ranking-sentence")
+        gr.Dataframe(rd.ranking_table(data), label="How sure the ranking is: each model's probability of each rank",
+                     interactive=False, elem_id="ranking")
     gr.Dataframe(rd.comparisons_table(data.evaluation), label="Paired tests over dialogues, every pair of models",
                  interactive=False)
     gr.Plot(figures.parameter_bars(rd.parameters_frame(data.train), labels), elem_id="plot-params")

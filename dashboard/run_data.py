@@ -150,6 +150,33 @@ def comparisons_table(evaluation: Optional[dict]) -> pd.DataFrame:
                          for c in rows])
 
 
+def ranking_table(data: "RunData") -> pd.DataFrame:
+    """One row per model, most likely best first: P(best), then P(rank k) for each rank, and whether it is tied at
+    the top (its interval overlaps the best's). Empty for an evaluation written before rankings existed."""
+    ranking = (data.evaluation or {}).get("ranking")
+    if not ranking:
+        return pd.DataFrame()
+    order = sorted(ranking["p_rank"], key=lambda m: [-p for p in ranking["p_rank"][m]])
+    return pd.DataFrame([{"model": data.label(m), "P(best)": round(ranking["p_best"][m], 3),
+                          **{f"P(rank {k})": round(p, 3) for k, p in enumerate(ranking["p_rank"][m], 1)},
+                          "tied at the top": "yes" if m in ranking["tied_at_top"] else ""} for m in order])
+
+
+def ranking_sentence(data: "RunData") -> str:
+    """"LoRA is best with probability 0.62, Full fine-tune 0.35; tied at the top: ..." in one line."""
+    ranking = (data.evaluation or {}).get("ranking")
+    if not ranking:
+        return ""
+    likely = sorted(ranking["p_best"].items(), key=lambda kv: -kv[1])
+    first, *rest = [(data.label(m), p) for m, p in likely if p >= 0.01] or [(data.label(likely[0][0]), likely[0][1])]
+    tied = [data.label(m) for m in ranking["tied_at_top"]]
+    return (f"**How sure the ranking is** ({METRIC_LABELS.get(ranking['metric'], ranking['metric'])}, "
+            f"{ranking['resamples']} resamples of seeds and dialogues): **{first[0]} is best with probability "
+            f"{first[1]:.2f}**" + "".join(f", {name} {p:.2f}" for name, p in rest[:4]) + ". "
+            + (f"Tied at the top (95% intervals overlap the best's): {', '.join(tied)}." if len(tied) > 1 else
+               "No other model's interval reaches the best's."))
+
+
 def parameters_frame(train: dict) -> pd.DataFrame:
     return pd.DataFrame([{"method": k, "total": m["parameters"]["total"], "trainable": m["parameters"]["trainable"],
                           "trainable_percent": m["parameters"]["trainable_percent"]} for k, m in train.items()])

@@ -184,3 +184,30 @@ def test_holm_adjustment_matches_a_worked_example():
     # p = (0.01, 0.04, 0.03): sorted 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> running max 0.06
     assert holm_adjust([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm_adjust([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_rank_probabilities_from_the_two_level_bootstrap():
+    import numpy as np
+
+    from training.stats import rank_probabilities
+
+    rng = np.random.default_rng(0)
+    clear = rng.normal(0.6, 0.05, (3, 200))           # 3 seeds, clearly ahead
+    close_a = rng.normal(0.4, 0.1, (1, 200))         # one seed ...
+    close_b = rng.permutation(close_a[0])[None]       # ... and the same scores on other dialogues: indistinguishable
+    p = rank_probabilities({"clear": clear, "a": close_a, "b": close_b}, resamples=2000, seed=1)
+    assert p["clear"][0] == 1.0
+    assert 0.2 < p["a"][1] < 0.8 and abs(p["a"][1] + p["b"][1] - 1) < 1e-9
+    for rank in range(3):  # each rank is someone's, in every resample
+        assert abs(sum(p[m][rank] for m in p) - 1) < 1e-9
+
+
+def test_the_evaluation_says_how_sure_its_ranking_is(evaluated_run):
+    from contract.files import EVAL_METRICS, read_run_file
+
+    metrics = read_run_file(evaluated_run, EVAL_METRICS)
+    ranking = metrics["ranking"]
+    scores = metrics["scores"][metrics["headline_protocol"]]
+    assert set(ranking["p_best"]) == set(scores) and abs(sum(ranking["p_best"].values()) - 1) < 1e-9
+    best = max(scores, key=lambda m: scores[m]["rouge1"]["mean"])
+    assert ranking["best"] == best and best in ranking["tied_at_top"]

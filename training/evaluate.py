@@ -34,7 +34,7 @@ from training.cli import run_cli
 from training.config import ConfigError
 from training.run_folder import one_writer
 from training.rouge import METRICS, Rouge
-from training.stats import bootstrap_ci_seeds, holm_adjust, paired_permutation_test, weighted_mean
+from training.stats import bootstrap_ci_seeds, holm_adjust, paired_permutation_test, rank_probabilities, weighted_mean
 
 
 @dataclass
@@ -195,6 +195,22 @@ def write_evaluation(run_dir: Path, dialogues, outputs, scores, extra: dict, met
     save_folder_atomically(run_dir / EVAL, save)
 
 
+RANKED_BY = "rouge1"  # the ranking's metric: the headline ROUGE-1 (as the page's bars and the Pareto frontiers)
+
+
+def ranking(seeded: dict, table: dict, weights, cfg: EvalConfig) -> dict:
+    """How sure the ranking is: each model's probability of each rank and of being the best (the two-level
+    bootstrap of the intervals, all models drawn together), and the models tied at the top (their 95% interval
+    overlaps the best mean's interval)."""
+    per_model = {m: list(metrics[RANKED_BY].values()) for m, metrics in seeded[cfg.headline].items()}
+    p_rank = rank_probabilities(per_model, weights, cfg.resamples, cfg.seed)
+    scores = table[cfg.headline]
+    best = max(scores, key=lambda m: scores[m][RANKED_BY]["mean"])
+    tied = [m for m in scores if scores[m][RANKED_BY]["ci_high"] >= scores[best][RANKED_BY]["ci_low"]]
+    return {"metric": RANKED_BY, "protocol": cfg.headline, "resamples": cfg.resamples, "p_rank": p_rank,
+            "p_best": {m: p[0] for m, p in p_rank.items()}, "best": best, "tied_at_top": tied}
+
+
 def run(cfg: EvalConfig) -> dict:
     read_run_file(Path(cfg.run), RUN_JSON)  # not a run folder: say so before taking it
     with one_writer(Path(cfg.run)):
@@ -237,7 +253,8 @@ def evaluate(cfg: EvalConfig) -> dict:
                       "unit": "seed, then dialogue" if extra else "dialogue",
                       "paired_test": f"sign-flip permutation over dialogues, {cfg.permutations} draws, two-sided; "
                                      "p_holm: Holm-adjusted over all pairs of models, per metric"},
-        "scores": table, "comparisons": comparisons, "generation_cost": cost,
+        "scores": table, "comparisons": comparisons, "ranking": ranking(seeded, table, weights, cfg),
+        "generation_cost": cost,
         "slices": lenses.slices(features, {m: s["rouge1"] for m, s in means["per_row"].items()}, weights,
                                 cfg.resamples, cfg.seed),
         "unsupported_details": lenses.faithfulness(list(dialogues["dialogue"]), outputs, cfg.resamples, cfg.seed),

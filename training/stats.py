@@ -41,6 +41,27 @@ def bootstrap_ci_seeds(values, weights=None, resamples: int = 1000, seed: int = 
     return weighted_mean(v.mean(axis=0), w), float(low), float(high)
 
 
+def rank_probabilities(per_model: dict, weights=None, resamples: int = 1000, seed: int = 0) -> dict:
+    """{model: [P(rank 1), P(rank 2), ...]} (rank 1 = the highest mean) from the two-level bootstrap of
+    bootstrap_ci_seeds drawn for every model at once: each resample draws each model's seeds from its own, then ONE
+    draw of dialogues shared by all models (they were scored on the same test set), and ranks the models' means.
+    `per_model[m]` is seeds x dialogues. Ties in a resample go to the model listed first."""
+    models = list(per_model)
+    values = [np.atleast_2d(np.asarray(per_model[m], dtype=float)) for m in models]
+    n = values[0].shape[1]
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+    rng = np.random.default_rng(seed)
+    dialogues = rng.integers(0, n, size=(resamples, n))
+    means = np.empty((resamples, len(models)))
+    for j, v in enumerate(values):
+        over_seeds = v[rng.integers(0, len(v), size=(resamples, len(v)))].mean(axis=1) if len(v) > 1 else \
+            np.broadcast_to(v[0], (resamples, n))
+        picked = np.take_along_axis(over_seeds, dialogues, axis=1)
+        means[:, j] = (picked * w[dialogues]).sum(axis=1) / w[dialogues].sum(axis=1)
+    ranks = np.argsort(np.argsort(-means, axis=1, kind="stable"), axis=1)  # 0 = best in that resample
+    return {m: [float(np.mean(ranks[:, j] == r)) for r in range(len(models))] for j, m in enumerate(models)}
+
+
 def paired_permutation_test(a, b, weights=None, permutations: int = 10000, seed: int = 0):
     """(mean difference a-b, two-sided p-value): under H0 each dialogue's difference is as likely negated."""
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
