@@ -20,7 +20,7 @@ from common import ROOT, base_arguments, record
 
 COMMAND = ["-m", "training", "--preset", "tiny", "--methods", "all", "--sweep", "lr", "--seeds", "3"]
 SMOKE = ["--methods", "full,lora", "--max_train_samples", "32", "--max_eval_samples", "8", "--batch_size", "8",
-         "--max_steps", "4", "--sweep_steps", "2", "--sweep_eval_dialogues", "4", "--tiny_pretrain_steps", "10",
+         "--max_steps", "4", "--sweep_eval_dialogues", "4", "--tiny_pretrain_steps", "10",
          "--eval_limit", "4", "--sweep_floor", "0"]  # 2-step trials cannot beat the untrained model: mechanics only
 
 

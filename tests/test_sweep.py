@@ -18,7 +18,7 @@ from training import evaluate, finetune, sweep
 from training.config import ConfigError
 from training.stats import bootstrap_ci, bootstrap_ci_seeds
 
-SWEEP = ["--method", "lora", "--preset", "tiny", "--sweep", "lr", "--sweep_steps", "8", "--sweep_eval_dialogues", "6",
+SWEEP = ["--method", "lora", "--preset", "tiny", "--sweep", "lr", "--sweep_eval_dialogues", "6",
          "--max_train_samples", "32", "--max_eval_samples", "8", "--batch_size", "8", "--max_steps", "6",
          "--logging_steps", "1", "--eval_steps", "6", "--seeds", "2",
          "--sweep_floor", "0"]  # 8-step trials on 32 dialogues do not beat the untrained model: mechanics only
@@ -62,19 +62,28 @@ def scored(doc) -> dict:
 def test_sweep_records_every_trial_and_trains_at_the_best_rate(swept):
     doc = read_run_file(swept, "lora/sweep.json")
     rates = scored(doc)
-    assert len(rates) >= 3 and all(t["steps"] == 8 and t["seconds"] > 0 for t in doc["trials"])
-    assert doc["chosen_learning_rate"] == max(rates, key=rates.get)  # no ties on this run
+    default = next(t for t in doc["trials"] if t["default"])
+    assert default["learning_rate"] == 1e-2 and default["status"] == "complete" and default["steps"] == 6  # full budget
+    assert doc["rungs"] == [2, 3, 6] and all(t["seconds"] > 0 and t["rungs"] for t in doc["trials"])
+    chosen = next(t for t in doc["trials"] if t["number"] == doc["chosen_trial"])
+    assert chosen["learning_rate"] == doc["chosen_learning_rate"] == max(rates, key=rates.get)
+    assert chosen["validation"]["rougeL"] >= default["validation"]["rougeL"]  # tuned is never worse on validation
+    for t in doc["trials"]:
+        if t["status"] == "stopped":  # behind the default's score at the rung where it stopped
+            rung = len(t["rungs"]) - 1
+            assert t["rungs"][rung]["rougeL"] < default["rungs"][rung]["rougeL"] and "behind the default" in t["stopped"]
     assert doc["first_grid"] == pytest.approx([1e-2 / 3, 1e-2, 3e-2], rel=1e-5)
-    tried = sorted(rates)
-    assert doc["bracketed"] == (tried[0] < doc["chosen_learning_rate"] < tried[-1])
+    assert doc["bracketed"] == sweep.is_bracketed(doc["trials"], doc["chosen_learning_rate"])
     metrics = read_run_file(swept, "lora/metrics.json")
     assert metrics["learning_rate"] == {"value": doc["chosen_learning_rate"], "source": "sweep", "default": 1e-2,
                                         "bracketed": doc["bracketed"]}
     assert metrics["hyperparameters"]["learning_rate"] == doc["chosen_learning_rate"]
-    assert metrics["cost"]["sweep_seconds"] == pytest.approx(doc["seconds"]) and doc["tokens"] > 0
+    assert metrics["final"]["steps"] == 6  # the served model is the chosen trial, trained on the full budget
+    assert metrics["cost"]["sweep_seconds"] == pytest.approx(doc["seconds"] - chosen["seconds"]) and doc["tokens"] > 0
     assert [s["seed"] for s in metrics["seeds"]] == [43] and metrics["seed"] == 42
     assert (swept / "lora" / "seeds" / "seed-43" / "adapter" / "adapter_model.safetensors").exists()
-    assert not (swept / sweep.WORK_FOLDER).exists()
+    assert (swept / "lora" / "adapter" / "adapter_model.safetensors").exists()
+    assert not (swept / "lora" / sweep.TRIALS).exists()
 
 
 def test_the_grid_extends_toward_an_edge_at_most_twice():
@@ -137,6 +146,10 @@ def test_sigkill_mid_sweep_then_resume_keeps_finished_trials_and_chooses_the_sam
     assert len(scored(doc)) == len([t for t in doc["trials"] if t["status"] == "complete"])  # no rate twice
     assert scored(doc) == pytest.approx(scored(reference))  # each rate's score as in the uninterrupted sweep
     assert doc["chosen_learning_rate"] == reference["chosen_learning_rate"]
+    from safetensors.torch import load_file
+
+    served, uninterrupted = (load_file(d / "lora" / "adapter" / "adapter_model.safetensors") for d in (run_dir, swept))
+    assert all((served[k] - uninterrupted[k]).abs().max() == 0 for k in served)  # the same served weights
 
 
 def test_two_processes_share_one_sweep_through_its_storage(swept, tmp_path):
@@ -205,7 +218,8 @@ def test_dashboard_shows_the_sweep_the_seeds_and_both_costs(swept):
     assert len(dots) == 1 and len(dots[0].y) == 2 * 4  # lora's two seeds on each of the four metrics
     once, swept_too = rd.tradeoff_frame(data), rd.tradeoff_frame(data, with_sweep=True)
     lora = lambda f: f.set_index("method").loc["lora", "train_seconds"]  # noqa: E731
-    assert lora(swept_too) - lora(once) == pytest.approx(doc["seconds"])
+    served = next(t for t in doc["trials"] if t["number"] == doc["chosen_trial"])
+    assert lora(swept_too) - lora(once) == pytest.approx(doc["seconds"] - served["seconds"])  # the other trials
     assert rd.cost_frame(data.train, True).set_index("method").loc["lora", "train_seconds"] == pytest.approx(
         lora(swept_too))
     table = rd.summary_table(data).set_index("model")
@@ -217,7 +231,7 @@ def test_dashboard_shows_the_sweep_the_seeds_and_both_costs(swept):
 def test_a_sweep_with_no_usable_trial_fails_in_one_line(tmp_path):
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "training.finetune", "--method", "lora", "--preset", "tiny", "--sweep", "lr",
-           "--sweep_lr", "1e2", "1e3", "1e4", "--sweep_steps", "4", "--sweep_eval_dialogues", "4",
+           "--sweep_lr", "1e2", "1e3", "1e4", "--max_steps", "4", "--sweep_eval_dialogues", "4",
            "--max_train_samples", "16", "--max_eval_samples", "8", "--batch_size", "8", "--logging_steps", "1",
            "--tiny_pretrain_steps", "40", "--output_dir", str(run_dir)]
     done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,

@@ -116,15 +116,14 @@ class TrainConfig:
         "help": "Train a peft adapter even when it has more trainable parameters than the whole base model "
                 "(refused otherwise: usually a typo in r or a size field)."})
     sweep: Optional[str] = field(default=None, metadata={
-        "help": "'lr': before training a method, try learning rates around its default on a reduced budget, score "
-                "each on the validation split (ROUGE-L of greedy summaries, and loss), and train at the best; the "
-                "grid extends when the best sits at its edge. Writes <run>/<method>/sweep.json. The test split is "
-                "never used.", "choices": ["lr"]})
+        "help": "'lr': train the method at learning rates around its default, each trial at the full budget and "
+                "scored on the validation split (ROUGE-L of greedy summaries) at a quarter, half and the end, a trial "
+                "behind the default rate at a rung stopped there (the default always runs to the end); the best "
+                "complete trial is the served model. The grid extends when the best sits at its edge. Writes "
+                "<run>/<method>/sweep.json. The test split is never used.", "choices": ["lr"]})
     sweep_lr: list[str] = field(default_factory=lambda: list(DEFAULT_SWEEP_LR), metadata={
         "help": "The rates a sweep tries: factors of the method's default written xF (x1/3 x1 x3, the default) or "
                 "plain rates (1e-3 3e-3 1e-2), several after one flag."})
-    sweep_steps: Optional[int] = field(default=None, metadata={
-        "help": "Optimizer steps of each sweep trial. Default: a third of the method's own steps."})
     sweep_eval_dialogues: int = field(default=100, metadata={
         "help": "Validation dialogues whose greedy summaries score a sweep trial (ROUGE-L)."})
     sweep_floor: str = field(default="untrained", metadata={
@@ -221,7 +220,6 @@ def resolve(cfg: TrainConfig, h: Hyper) -> TrainConfig:
         (r.max_target_length > 0, "--max_target_length must be > 0"),
         (r.tiny_pretrain_steps >= 0, "--tiny_pretrain_steps must be >= 0"),
         (r.seeds >= 1, f"--seeds must be >= 1 (got {r.seeds})"),
-        (r.sweep_steps is None or r.sweep_steps > 0, f"--sweep_steps must be > 0 (got {r.sweep_steps})"),
         (r.sweep_eval_dialogues > 0, f"--sweep_eval_dialogues must be > 0 (got {r.sweep_eval_dialogues})"),
         (not (r.sweep and cfg.learning_rate is not None), f"--learning_rate {cfg.learning_rate} fixes the rate and "
                                                           "--sweep lr searches for it: give one of them"),

@@ -95,8 +95,9 @@ def prepare(cfg: TrainConfig, out: Path) -> Prepared:
 
 
 def run(cfg: TrainConfig, method: Method, callbacks=()) -> Path:
-    """Train `method` into its folder of the run: its sweep first (--sweep lr), then each extra seed (--seeds),
-    then the served model (--seed), whose metrics.json, written last, marks the method complete."""
+    """Train `method` into its folder of the run: its sweep first (--sweep lr: the best trial becomes the served
+    model), then each extra seed (--seeds), then the served model (--seed), whose metrics.json, written last,
+    marks the method complete."""
     rate_source = "command line" if cfg.learning_rate is not None else "preset"
     cfg = resolve(cfg, method.settings(cfg.preset))
     run_dir = Path(cfg.output_dir)
@@ -104,56 +105,74 @@ def run(cfg: TrainConfig, method: Method, callbacks=()) -> Path:
         out, resume_from = check_output_folder(cfg, method.name)
         prepared = prepare(cfg, out)
         rate = {"value": cfg.learning_rate, "source": rate_source}
-        sweep_cost = {}
+        sweep_cost, best_trial = {}, None
         if cfg.sweep:
             if int(os.environ.get("WORLD_SIZE", "1")) > 1:
                 raise ConfigError("--sweep trains its trials in one process: instead of torchrun, start one process "
                                   "per GPU (CUDA_VISIBLE_DEVICES=N) with the same --sweep_storage; they share the "
                                   "trials.")
-            doc = tune(cfg, method, prepared)
+            doc = tune(cfg, method, prepared, out)
             cfg = dataclasses.replace(cfg, learning_rate=doc["chosen_learning_rate"])
             rate = {"value": cfg.learning_rate, "source": "sweep", "default": doc["default_learning_rate"],
                     "bracketed": doc["bracketed"]}
-            sweep_cost = {"sweep_seconds": doc["seconds"], "sweep_tokens": doc["tokens"]}
+            best_trial = out / sweep.TRIALS / sweep.trial_folder(cfg.learning_rate)
+            chosen = next(t for t in doc["trials"] if t["number"] == doc["chosen_trial"])
+            sweep_cost = {"sweep_seconds": doc["seconds"] - (chosen["seconds"] or 0), "sweep_tokens": doc["tokens"]}
         seeds = [train_extra_seed(dataclasses.replace(cfg, seed=s), method, out, prepared)
                  for s in range(cfg.seed + 1, cfg.seed + cfg.seeds)]
-        train(cfg, method, out, resume_from, prepared, callbacks,
-              extra={"learning_rate": rate, "seeds": seeds}, cost=sweep_cost)
+        extra = {"learning_rate": rate, "seeds": seeds}
+        if best_trial is not None and (best_trial / METHOD_METRICS).exists():
+            serve_trial(method, best_trial, out, extra, sweep_cost)
+        else:  # no sweep, or its best trial ran on another machine (a shared --sweep_storage): train at the rate
+            train(cfg, method, out, resume_from, prepared, callbacks, extra=extra, cost=sweep_cost)
+        shutil.rmtree(out / sweep.TRIALS, ignore_errors=True)
     return run_dir
 
 
-def tune(cfg: TrainConfig, method: Method, prepared: Prepared) -> dict:
-    """The method's learning-rate sweep (training/sweep.py) with trials trained here."""
-    full_steps = optimizer_steps(cfg, len(prepared.train.dataset), 1)
-    steps = sweep.sweep_steps(cfg, full_steps)
+def tune(cfg: TrainConfig, method: Method, prepared: Prepared, out: Path) -> dict:
+    """The method's learning-rate sweep (training/sweep.py): each trial trained here at the full budget into
+    <method>/trials/lr-<rate>/ (its model, complete or absent), scored at the rungs."""
+    steps = optimizer_steps(cfg, len(prepared.train.dataset), 1)
+    validation = prepared.data.splits["validation"]
 
     def train_trial(rate: float, trial) -> dict:
-        return train_for_sweep(dataclasses.replace(cfg, learning_rate=rate, max_steps=steps), method, prepared, trial)
+        folder = out / sweep.TRIALS / sweep.trial_folder(rate)
+        shutil.rmtree(folder, ignore_errors=True)  # an interrupted trial starts over: the same seed, the same result
+        trial_cfg = dataclasses.replace(cfg, learning_rate=rate)
+        rungs = sweep.Rungs(trial, sweep.rung_steps(steps),
+                            lambda model: sweep.validation_rouge_l(model, prepared.tokenizer, validation, trial_cfg))
+        try:
+            model = train(trial_cfg, method, folder, None, prepared, [sweep.PruneDiverged(trial), rungs],
+                          checkpoints=False)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        metrics = read_json(folder / METHOD_METRICS, schema_for(method_metrics(method.name)))
+        return {"rougeL": sweep.validation_rouge_l(model, prepared.tokenizer, validation, trial_cfg),
+                "loss": metrics["final"]["eval_loss"], "steps": metrics["final"]["steps"],
+                "tokens": metrics["cost"]["tokens_per_second"] * metrics["cost"]["train_seconds"]}
 
     def untrained_rouge_l() -> float:  # the floor a chosen rate must beat: the method's model before training
         set_seed(cfg.seed)
         model = build_model(method, cfg, Path(cfg.output_dir), steps)
-        return sweep.validation_rouge_l(model, prepared.tokenizer, prepared.data.splits["validation"], cfg)
+        return sweep.validation_rouge_l(model, prepared.tokenizer, validation, cfg)
 
-    doc = sweep.run_sweep(cfg, method, Path(cfg.output_dir), cfg.learning_rate, steps, train_trial, untrained_rouge_l)
-    shutil.rmtree(Path(cfg.output_dir) / sweep.WORK_FOLDER, ignore_errors=True)
-    return doc
+    return sweep.run_sweep(cfg, method, Path(cfg.output_dir), cfg.learning_rate, steps, train_trial, untrained_rouge_l)
 
 
-def train_for_sweep(cfg: TrainConfig, method: Method, prepared: Prepared, trial) -> dict:
-    """One sweep trial: `cfg.max_steps` steps at `cfg.learning_rate`, no checkpoints (a killed trial restarts),
-    then validation loss and ROUGE-L. Nothing is saved: the trial's figures go to the study."""
-    run_dir = Path(cfg.output_dir)
-    args = trainer_arguments(cfg, run_dir / sweep.WORK_FOLDER / method.name, trial=True)
-    set_seed(cfg.seed)
-    model = build_model(method, cfg, run_dir, cfg.max_steps)
-    trainer, _ = make_trainer(model, prepared.tokenizer, args, prepared.train, prepared.evalset, None,
-                              [sweep.PruneDiverged(trial)])
-    trainer.train()
-    loss = trainer.evaluate()["eval_loss"]
-    rouge_l = sweep.validation_rouge_l(model, prepared.tokenizer, prepared.data.splits["validation"], cfg)
-    return {"rougeL": rouge_l, "loss": loss, "steps": trainer.state.global_step,
-            "tokens": prepared.train.tokens * (trainer.state.epoch or 0)}
+def serve_trial(method: Method, trial: Path, out: Path, extra: dict, cost: dict) -> None:
+    """The sweep's best trial becomes the served model: its weights moved into <method>/ (a rename), then its
+    metrics.json, with the rate's story and the sweep's cost, written last (the method is complete)."""
+    weights = trial / (MODEL if method.kind == "full" else ADAPTER)
+    target = out / weights.name
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(weights, target)
+    metrics = read_json(trial / METHOD_METRICS, schema_for(method_metrics(method.name)))
+    metrics.update(extra)
+    metrics["cost"].update(cost)
+    finish(out, metrics)
+    print(f"{method.name}: served the sweep's best trial (learning rate {metrics['hyperparameters']['learning_rate']:g})"
+          f" -> {target}")
 
 
 def train_extra_seed(cfg: TrainConfig, method: Method, out: Path, prepared: Prepared) -> dict:
@@ -169,10 +188,11 @@ def train_extra_seed(cfg: TrainConfig, method: Method, out: Path, prepared: Prep
 
 
 def train(cfg: TrainConfig, method: Method, out: Path, resume_from, prepared: Prepared, callbacks=(),
-          extra=None, cost=None) -> None:
-    """Train `method` at the resolved `cfg` into `out` (held by this process): weights, then metrics.json."""
+          extra=None, cost=None, checkpoints: bool = True):
+    """Train `method` at the resolved `cfg` into `out` (held by this process): weights, then metrics.json.
+    Returns the trained model. A sweep trial saves no checkpoints (an interrupted one starts over)."""
     wall_start = time.perf_counter()
-    args = trainer_arguments(cfg, out)
+    args = trainer_arguments(cfg, out, checkpoints=checkpoints)
     run_dir = Path(cfg.output_dir)
     set_seed(cfg.seed)  # initial weights (an adapter's) do not depend on what ran before in this process
     model = build_model(method, cfg, run_dir, optimizer_steps(cfg, len(prepared.train.dataset), args.world_size))
@@ -187,6 +207,7 @@ def train(cfg: TrainConfig, method: Method, out: Path, resume_from, prepared: Pr
         metrics["cost"].update(cost or {})
         finish(out, metrics)
         print(f"{method.name} (seed {cfg.seed}): {metrics['final']} -> {weights}")
+    return model
 
 
 def the_one_method(cfg: TrainConfig) -> Method:

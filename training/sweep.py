@@ -1,16 +1,19 @@
-"""A learning-rate sweep of one method: trials at rates around its default (x1/3, x1, x3 unless --sweep_lr says),
-each trained on a reduced budget and scored on the VALIDATION split (ROUGE-L of greedy summaries, and loss); the
-best by ROUGE-L wins; when it sits at an edge of the grid, the grid grows one step that way (at most twice) so the
-chosen rate is bracketed, and sweep.json says when it is not. The test split is never touched.
+"""A learning-rate sweep of one method, at its FULL budget: every trial is scheduled for all of the method's steps
+and scored on the VALIDATION split (ROUGE-L of greedy summaries) at a few rungs (a quarter, half, the end: RUNGS);
+a trial clearly behind the default rate at a rung stops there (successive halving against the default, written
+plainly), and the default rate always runs to the end, so the chosen rate can only beat it on validation. The best
+complete trial (above a floor: the untrained model's score) is chosen, and IS the served model: no retraining. When
+the best sits at an edge of the rates tried, the grid grows one step that way (at most twice); sweep.json says when
+the chosen rate is not bracketed. The test split is never touched.
 
     python -m training --preset tiny --methods all --sweep lr
-    python -m training.finetune --preset tiny --method ia3 --sweep lr --sweep_lr x1 x3 x10 --sweep_steps 60
+    python -m training.finetune --preset tiny --method ia3 --sweep lr --sweep_lr x1 x3 x10
 
 The trials live in an Optuna study (one per method and sweep settings) in --sweep_storage (default
 sqlite:///<run>/sweep.sqlite3). Optuna is used for what a grid search outgrows: storage (finished trials are
 read back after a kill, never retrained), its trial queue (each rate goes to exactly one process, so several
 processes or machines can share one storage) and its heartbeat (a killed worker's trial is marked failed and its
-rate queued again). The grid itself is plain: a person reads "these rates, this one won", not a sampler's choice.
+rate queued again). Each complete trial's model is saved in <run>/<method>/trials/lr-<rate>/ until the sweep ends.
 """
 
 import datetime
@@ -43,8 +46,49 @@ MAX_EXTENSIONS = 2      # grid steps added beyond the first grid when the best r
 POLL_SECONDS = 2        # how often a process waits for trials that other processes are running
 DIVERGED = 2.0          # a trial whose training loss rises above this multiple of its first logged loss is pruned
 
+RUNGS = (0.25, 0.5, 1.0)  # fractions of the budget where a trial is scored; the last is its end
+
 STUDY_FILE = "sweep.sqlite3"
-WORK_FOLDER = ".sweep"  # <run>/.sweep/<method>: the Trainer's scratch folder of a trial (nothing is kept there)
+TRIALS = "trials"       # <run>/<method>/trials/lr-<rate>: a trial's model, complete or absent, until the sweep ends
+
+
+def trial_folder(rate: float) -> str:
+    return f"lr-{rate:g}"
+
+
+def rung_steps(full_steps: int) -> list[int]:
+    """The steps (before the end) where trials are scored."""
+    return sorted({max(1, round(full_steps * f)) for f in RUNGS[:-1]} - {full_steps})
+
+
+def default_rung_score(study: optuna.Study, rung: int):
+    """The default rate's validation ROUGE-L at a rung, once a trial of it got there (else None)."""
+    values = [t.user_attrs[f"rung_{rung}"]["rougeL"] for t in study.get_trials(deepcopy=False)
+              if t.user_attrs.get("default") and f"rung_{rung}" in t.user_attrs]
+    return max(values) if values else None
+
+
+class Rungs(TrainerCallback):
+    """Scores the trial's model on validation at each rung step and stops the trial there when it is behind the
+    default rate at the same rung; the default rate itself is never stopped (it always reaches the end)."""
+
+    def __init__(self, trial: optuna.Trial, steps: list[int], score: Callable):
+        self.trial, self.steps, self.score = trial, steps, score
+        self.is_default = bool(trial.user_attrs.get("default"))
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step not in self.steps:
+            return
+        rung, step = self.steps.index(state.global_step), state.global_step
+        value = self.score(model)
+        model.train()
+        self.trial.set_user_attr(f"rung_{rung}", {"step": step, "rougeL": value})
+        default = None if self.is_default else default_rung_score(self.trial.study, rung)
+        if default is not None and value < default:
+            self.trial.set_user_attr("steps", step)
+            self.trial.set_user_attr("stopped", f"at step {step}: validation ROUGE-L {value:.3f} behind the default "
+                                                f"rate's {default:.3f}")
+            raise optuna.TrialPruned()
 
 
 def validation_rouge_l(model, tokenizer, frame, cfg: TrainConfig) -> float:
@@ -92,11 +136,6 @@ def parse_rates(values: list[str], default_rate: float) -> list[float]:
     return sorted(set(rates))
 
 
-def sweep_steps(cfg: TrainConfig, full_steps: int) -> int:
-    """--sweep_steps, else a third of the method's own steps (at least 1)."""
-    return cfg.sweep_steps or max(1, round(full_steps / 3))
-
-
 def study_name(cfg: TrainConfig, method, steps: int) -> str:
     """One study per method and everything that changes a trial's result: processes given the same settings (in
     any run folder) share the study; any other setting gets a study of its own."""
@@ -122,6 +161,11 @@ def check_storage(url: str) -> None:
     try:
         optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 10}} if url.startswith("sqlite")
                                    else None)
+    except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:
+        if isinstance(e, sqlalchemy.exc.OperationalError) and "already exists" not in str(e):
+            raise ConfigError(f"--sweep_storage {shown!r} cannot be opened ({' '.join(str(e).split())[:200]}); give "
+                              "a database URL in a writable place.") from None
+        # else another process is setting up the same fresh storage at this moment: it works (open_study retries)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as e:
         raise ConfigError(f"--sweep_storage {shown!r} cannot be opened ({' '.join(str(e).split())[:200]}); give a "
                           "database URL Optuna can write, e.g. sqlite:////path/to/sweep.sqlite3 in a writable folder, "
@@ -146,12 +190,17 @@ def open_study(url: str, name: str) -> optuna.Study:
             time.sleep(1 + attempt)
 
 
-def queue(study: optuna.Study, rates: list[float]) -> None:
-    """Queue the rates no trial has yet (in any state): each is taken by exactly one process."""
+def queue(study: optuna.Study, rates: list[float], default_rate: float) -> None:
+    """Queue the rates no trial has yet (in any state), the default first (the others are judged against its
+    rung scores): each is taken by exactly one process."""
     known = {t.user_attrs.get("rate") for t in study.get_trials(deepcopy=False)}
-    for rate in rates:
+    for rate in sorted(rates, key=lambda r: r != default_rate):
         if rate not in known:
-            study.enqueue_trial({"learning_rate": rate}, user_attrs={"rate": rate})
+            enqueue(study, rate, default_rate)
+
+
+def enqueue(study: optuna.Study, rate: float, default_rate: float) -> None:
+    study.enqueue_trial({"learning_rate": rate}, user_attrs={"rate": rate, "default": rate == default_rate})
 
 
 def work_through_queue(study: optuna.Study, objective) -> None:
@@ -186,7 +235,8 @@ def requeue_abandoned(study: optuna.Study) -> None:
             abandoned = where == host and not process_alive(int(pid))
         if abandoned and "rate" in t.user_attrs:
             study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-            study.enqueue_trial({"learning_rate": t.user_attrs["rate"]}, user_attrs={"rate": t.user_attrs["rate"]})
+            study.enqueue_trial({"learning_rate": t.user_attrs["rate"]},
+                                user_attrs={"rate": t.user_attrs["rate"], "default": t.user_attrs.get("default", False)})
 
 
 def process_alive(pid: int) -> bool:
@@ -215,7 +265,10 @@ def make_objective(train_trial: Callable):
         start = time.perf_counter()
         try:
             result = train_trial(rate, trial)
-        except Exception as e:  # recorded with its reason, then Optuna marks it failed (or pruned)
+        except optuna.TrialPruned:  # diverged, or behind the default at a rung: the reason is in its attributes
+            trial.set_user_attr("seconds", time.perf_counter() - start)
+            raise
+        except Exception as e:  # recorded with its reason, then Optuna marks it failed
             trial.set_user_attr("seconds", time.perf_counter() - start)
             trial.set_user_attr("error", f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
             raise
@@ -237,14 +290,17 @@ def trial_rows(study: optuna.Study) -> list[dict]:
         if "rate" not in t.user_attrs or "not_run" in t.user_attrs or t.state == TrialState.WAITING:
             continue
         a = t.user_attrs
-        status = STATUS[t.state]
+        status = "stopped" if "stopped" in a else STATUS[t.state]
         if t.state == TrialState.FAIL and "error" not in a:
             status = "interrupted"  # its worker stopped answering (killed): the rate was queued again
-        rows.append({"number": t.number, "learning_rate": a["rate"], "status": status,
+        rows.append({"number": t.number, "learning_rate": a["rate"], "default": bool(a.get("default")),
+                     "status": status,
                      "validation": {"rougeL": t.value if t.state == TrialState.COMPLETE else None,
                                     "loss": a.get("loss")},
+                     "rungs": [a[k] for k in sorted(k for k in a if k.startswith("rung_"))] + (
+                         [{"step": a.get("steps"), "rougeL": t.value}] if t.state == TrialState.COMPLETE else []),
                      "steps": a.get("steps"), "seconds": a.get("seconds"), "tokens": a.get("tokens"),
-                     "worker": a.get("worker"), **{k: a[k] for k in ("error", "pruned") if k in a}})
+                     "worker": a.get("worker"), **{k: a[k] for k in ("error", "pruned", "stopped") if k in a}})
     return rows
 
 
@@ -271,7 +327,7 @@ def best_and_next(rows: list[dict], grid_step: dict[str, float], first: list[flo
     score = usable_scores(rows, floor)
     if not score:
         return None, None
-    tried = sorted({r["learning_rate"] for r in rows if r["status"] in ("complete", "pruned", "failed")})
+    tried = sorted({r["learning_rate"] for r in rows if r["status"] in ("complete", "stopped", "pruned", "failed")})
     best = max(score, key=lambda rate: (score[rate], -abs(math.log(rate / first[len(first) // 2]))))
     if len([r for r in tried if r not in first]) >= MAX_EXTENSIONS:
         return best, None
@@ -283,9 +339,10 @@ def best_and_next(rows: list[dict], grid_step: dict[str, float], first: list[flo
 
 
 def is_bracketed(rows: list[dict], best: float) -> bool:
-    """The chosen rate has a complete trial at the next lower AND the next higher rate tried."""
-    tried = sorted({r["learning_rate"] for r in rows if r["status"] in ("complete", "pruned", "failed")})
-    complete = {r["learning_rate"] for r in rows if r["status"] == "complete"}
+    """The chosen rate has a measured trial at the next lower AND the next higher rate tried: complete, or stopped
+    at a rung for being behind the default (measured worse); a diverged or failed neighbour does not bracket."""
+    tried = sorted({r["learning_rate"] for r in rows if r["status"] in ("complete", "stopped", "pruned", "failed")})
+    complete = {r["learning_rate"] for r in rows if r["status"] in ("complete", "stopped")}
     i = tried.index(best)
     return 0 < i < len(tried) - 1 and tried[i - 1] in complete and tried[i + 1] in complete
 
@@ -297,7 +354,8 @@ def failure(method: str, rows: list[dict], floor: float) -> SweepFailed:
         return f"{r['learning_rate']:g}: {r['status']}"
     return SweepFailed(f"sweep {method}: no rate gave a usable model (validation ROUGE-L above the floor, "
                        f"{floor:.3f}, the untrained model's unless --sweep_floor): {'; '.join(said(r) for r in rows) or 'no trial finished'}. Try lower rates "
-                       "(--sweep_lr x1/30 x1/10 x1/3), more --sweep_steps, or --learning_rate without --sweep.")
+                       "(--sweep_lr x1/30 x1/10 x1/3), a longer budget (--max_steps, --num_train_epochs), or --learning_rate "
+                       "without --sweep.")
 
 
 def grid_steps(rates: list[float]) -> dict[str, float]:
@@ -320,7 +378,8 @@ def study_floor(cfg: TrainConfig, study: optuna.Study, untrained_rouge_l: Callab
 def run_sweep(cfg: TrainConfig, method, run_dir: Path, default_rate: float, steps: int,
               train_trial: Callable[[float, optuna.Trial], dict], untrained_rouge_l: Callable[[], float]) -> dict:
     """Sweep `method`'s rate (or read back the finished sweep) and write <run>/<method>/sweep.json.
-    `train_trial(rate, trial)` trains `steps` steps at `rate` and returns its validation figures;
+    `train_trial(rate, trial)` trains the full `steps` at `rate` (stopping at a rung when behind, see Rungs),
+    saves a complete trial's model and returns its validation figures;
     `untrained_rouge_l()` scores the method's untrained model: a rate must beat it (or --sweep_floor) to be
     chosen, else SweepFailed."""
     start = time.perf_counter()
@@ -328,7 +387,7 @@ def run_sweep(cfg: TrainConfig, method, run_dir: Path, default_rate: float, step
     url, name = storage_url(cfg, run_dir), study_name(cfg, method, steps)
     study = open_study(url, name)
     floor = study_floor(cfg, study, untrained_rouge_l)
-    queue(study, first)
+    queue(study, first, default_rate)
     objective = make_objective(train_trial)
     while True:
         work_through_queue(study, objective)
@@ -337,15 +396,18 @@ def run_sweep(cfg: TrainConfig, method, run_dir: Path, default_rate: float, step
             break
         print(f"sweep {method.name}: the best rate so far, {best:g}, is at the edge of the grid; trying {upcoming:g}.",
               flush=True)
-        queue(study, [upcoming])
+        queue(study, [upcoming], default_rate)
     rows = trial_rows(study)
     if best is None:
         raise failure(method.name, rows, floor)
     tried = sorted({r["learning_rate"] for r in rows})
     bracketed = is_bracketed(rows, best)
+    chosen = max((r for r in rows if r["learning_rate"] == best and r["status"] == "complete"),
+                 key=lambda r: r["validation"]["rougeL"])
     doc = {"schema_version": 1, "method": method.name, "parameter": "learning_rate", "metric": "validation rougeL",
            "default_learning_rate": default_rate, "first_grid": first, "trials": rows,
-           "chosen_learning_rate": best, "bracketed": bracketed,
+           "chosen_learning_rate": best, "chosen_trial": chosen["number"], "bracketed": bracketed,
+           "rungs": [*rung_steps(steps), steps],
            "untrained_validation_rougeL": floor,
            "note": "" if bracketed else f"the best rate {best:g} has no complete trial on both sides among the rates "
                                         f"tried ({', '.join(f'{r:g}' for r in tried)}; the grid extends at most "

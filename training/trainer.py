@@ -32,9 +32,9 @@ def precision_flags(cfg: TrainConfig) -> dict:
     return {"bf16": cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_ok)}
 
 
-def trainer_arguments(cfg: TrainConfig, out: Path, trial: bool = False) -> Seq2SeqTrainingArguments:
-    """The Trainer's arguments; a sweep trial (`trial`) neither checkpoints nor evaluates on the way (a killed
-    trial restarts; its validation figures are taken once, at its end)."""
+def trainer_arguments(cfg: TrainConfig, out: Path, checkpoints: bool = True) -> Seq2SeqTrainingArguments:
+    """The Trainer's arguments; without `checkpoints` (a sweep trial: a killed one starts over) nothing is saved
+    on the way."""
     return Seq2SeqTrainingArguments(
         output_dir=str(out / CHECKPOINTS),
         learning_rate=cfg.learning_rate,
@@ -47,9 +47,9 @@ def trainer_arguments(cfg: TrainConfig, out: Path, trial: bool = False) -> Seq2S
         weight_decay=cfg.weight_decay,
         lr_scheduler_type="linear",
         logging_steps=cfg.logging_steps,
-        eval_strategy="no" if trial else "steps",
+        eval_strategy="steps",
         eval_steps=cfg.eval_steps,
-        save_strategy="no" if trial else "steps",
+        save_strategy="steps" if checkpoints else "no",
         save_steps=cfg.save_steps,
         save_total_limit=None,  # CheckpointKeeper deletes older checkpoints only after the new one is complete
         train_sampling_strategy="group_by_length",  # similar lengths per batch: little padding
