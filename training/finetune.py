@@ -33,7 +33,7 @@ from training import sweep
 from training.config import ConfigError, TrainConfig, parse_config, resolve
 from training.data import LoadedData
 from training.methods import Method, resolve_methods
-from training.preflight import check_run
+from training.preflight import check_adapter_size, check_run
 from training.modeling import count_parameters, load_base_model, load_tokenizer
 from training.run_folder import (CHECKPOINTS, check_output_folder, finish, newest_complete_checkpoint,
                                  one_writer, prepare_run)
@@ -54,11 +54,7 @@ def build_model(method: Method, cfg: TrainConfig, run_dir: Path, total_steps: in
         base = load_base_model(cfg, run_dir)
     base_size = count_parameters(base)["total"]
     model = get_peft_model(base, method.peft_config(base.config, total_steps))  # wraps (and mutates) the base
-    trainable = count_parameters(model)["trainable"]
-    if trainable > base_size and not cfg.allow_large_adapter:
-        raise ConfigError(f"{method.name}: its adapter trains {trainable:,} parameters, more than the whole base "
-                          f"model ({base_size:,}); a peft method is meant to be small (check r or its size "
-                          "field). Pass --allow_large_adapter if this is intended.")
+    check_adapter_size(method, count_parameters(model)["trainable"], base_size, cfg.allow_large_adapter)
     return model
 
 

@@ -85,10 +85,16 @@ def check_on_meta(method: Method, cfg: TrainConfig, config) -> None:
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
         raise ConfigError(f"{source(method)}: peft cannot build it on {cfg.base_model or 'the tiny base'}: "
                           f"{one_line(e)}") from None
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    if trainable > base_size and not cfg.allow_large_adapter:
-        raise ConfigError(f"{source(method)}: its adapter would train {trainable:,} parameters, more than the whole "
-                          f"base model ({base_size:,}); check r or its size field, or pass --allow_large_adapter.")
+    check_adapter_size(method, sum(p.numel() for p in model.parameters() if p.requires_grad), base_size,
+                       cfg.allow_large_adapter)
+
+
+def check_adapter_size(method: Method, trainable: int, base_size: int, allowed: bool) -> None:
+    """A peft method is meant to be small: an adapter training more than the whole base (usually a typo in r or a
+    size field) is refused unless --allow_large_adapter."""
+    if trainable > base_size and not allowed:
+        raise ConfigError(f"{source(method)}: its adapter trains {trainable:,} parameters, more than the whole base "
+                          f"model ({base_size:,}); check r or its size field, or pass --allow_large_adapter.")
 
 
 def source(method: Method) -> str:
