@@ -161,8 +161,9 @@ def serve_trial(method: Method, trial: Path, out: Path, extra: dict, cost: dict)
     metrics.json, with the rate's story and the sweep's cost, written last (the method is complete)."""
     weights = trial / (MODEL if method.kind == "full" else ADAPTER)
     target = out / weights.name
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(weights, target)
+    if weights.exists():  # else a killed process moved them already: they are in place
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(weights, target)
     metrics = read_json(trial / METHOD_METRICS, schema_for(method_metrics(method.name)))
     metrics.update(extra)
     metrics["cost"].update(cost)
