@@ -151,14 +151,15 @@ def comparisons_table(evaluation: Optional[dict]) -> pd.DataFrame:
 
 
 def ranking_table(data: "RunData") -> pd.DataFrame:
-    """One row per model, most likely best first: P(best), then P(rank k) for each rank, and whether it is tied at
-    the top (its interval overlaps the best's). Empty for an evaluation written before rankings existed."""
+    """One row per model, most likely best first: P(best) (= P(rank 1)), then P(rank k) for each further rank, and
+    whether it is tied at the top (its interval overlaps the best's); two decimals, as the sentence above it.
+    Empty for an evaluation written before rankings existed."""
     ranking = (data.evaluation or {}).get("ranking")
     if not ranking:
         return pd.DataFrame()
     order = sorted(ranking["p_rank"], key=lambda m: [-p for p in ranking["p_rank"][m]])
-    return pd.DataFrame([{"model": data.label(m), "P(best)": round(ranking["p_best"][m], 3),
-                          **{f"P(rank {k})": round(p, 3) for k, p in enumerate(ranking["p_rank"][m], 1)},
+    return pd.DataFrame([{"model": data.label(m), "P(best)": round(ranking["p_best"][m], 2),
+                          **{f"P(rank {k})": round(p, 2) for k, p in enumerate(ranking["p_rank"][m], 1) if k > 1},
                           "tied at the top": "yes" if m in ranking["tied_at_top"] else ""} for m in order])
 
 
