@@ -29,10 +29,10 @@ def check_run(cfg: TrainConfig, methods: list[Method]) -> None:
                           f"seeds must lie in 0..{MAX_SEED}: give a smaller --seed.")
     if cfg.sweep:
         check_sweep(cfg, resolved)
-    adapters = [(m, r) for m, r in zip(methods, resolved) if m.peft is not None]
-    config = base_config(adapters[0][1]) if adapters else None  # only adapters need the architecture
-    for method, r in adapters:
-        check_on_meta(method, r, config)
+    config = base_config(resolved[0]) if resolved else None
+    for method, r in zip(methods, resolved):
+        if method.peft is not None and config is not None:
+            check_on_meta(method, r, config)
 
 
 def check_sweep(cfg: TrainConfig, resolved: list[TrainConfig]) -> None:
