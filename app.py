@@ -4,7 +4,10 @@
     python app.py --preset quick           # real flan-t5-small, trained first if artifacts/quick is not there yet
     python app.py --run artifacts/flan-t5-base --port 8080
     python app.py --run hf://you/flan-t5-dialogsum-methods     # a run published with python -m training.publish
+    python app.py --run artifacts/quick --run artifacts/flan-t5-base   # several runs: Compare and the Leaderboard
+    python app.py --runs artifacts                                     # every complete run under a folder
     ARTIFACTS_DIR=artifacts/flan-t5-base python app.py         # or RUN_REPO=hf://you/name (a Space's variable)
+    RUN_REPO=hf://you/a,hf://you/b python app.py                # several, comma separated; RUNS_DIR=... for --runs
 
 Options it does not know go to the training of --preset (e.g. --data ../shared/data/dialogsum).
 
@@ -26,7 +29,9 @@ from contract.files import EVAL_METRICS, ArtifactError
 from contract.hub import RUN_REPO_VARIABLE, is_hub_run, resolve_run
 from dashboard.handlers import FORWARDED_ALLOW_IPS, AppState, trust_forwarded_from
 from dashboard.page import build_demo
-from dashboard.run_data import is_complete, load_run, newest_complete_run
+from dashboard.inputs import InputError
+from dashboard.run_data import complete_runs, is_complete, load_run, newest_complete_run
+from dashboard.runs import ModelSet, ServedRun, run_names
 from dashboard.serving import load_models
 from dashboard.vote_mirror import PUSH_MINUTES, VoteMirror, read_back
 from dashboard.votes import JOURNALS, VOTE_LIMIT_PER_HOUR, VoteStore
@@ -46,9 +51,14 @@ NOTICES = {"tiny": DEMO_NOTICE, "quick": QUICK_NOTICE}
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default=os.environ.get(RUN_REPO_VARIABLE) or os.environ.get("ARTIFACTS_DIR"),
+    parser.add_argument("--run", action="append", default=None,
                         help="run folder (artifacts/<run>) or a published run, hf://<user>/<name>[@<revision>]; "
-                             f"default: ${RUN_REPO_VARIABLE}, else $ARTIFACTS_DIR, else the newest complete run")
+                             "give it again for more runs (the first one's Metrics, Examples and Vote are shown; "
+                             f"Compare and the Leaderboard use all); default: ${RUN_REPO_VARIABLE}, else "
+                             "$ARTIFACTS_DIR (comma separated for several), else the newest complete run")
+    parser.add_argument("--runs", action="append", default=None,
+                        help="a folder (or hf://<user>/<name>[/<folder>]) whose complete runs are all served, newest "
+                             "first; default: $RUNS_DIR")
     parser.add_argument("--preset", choices=["tiny", "quick"], default=None,
                         help="serve artifacts/<preset>, training it first if it is not there (tiny: the offline "
                              "demo, minutes; quick: real flan-t5-small on a DialogSum subset, needs the Hub once)")
@@ -95,6 +105,23 @@ def build_run(preset: str, training_args: list[str]) -> Path:
     if result.returncode != 0:
         sys.exit(f"error: training {run_dir} failed (above); fix what it says and start the app again.")
     return run_dir
+
+
+def runs_asked(runs: list[str] | None, runs_dirs: list[str] | None) -> list[str]:
+    """--run (repeated), else $RUN_REPO / $ARTIFACTS_DIR (comma separated); --runs folders expanded, in order."""
+    named = runs or [r.strip() for r in (os.environ.get(RUN_REPO_VARIABLE) or os.environ.get("ARTIFACTS_DIR") or
+                                         "").split(",") if r.strip()]
+    for location in runs_dirs or [d for d in [os.environ.get("RUNS_DIR")] if d]:
+        try:
+            folder = resolve_run(location)
+        except ArtifactError as e:
+            sys.exit(f"error: {e}")
+        found = complete_runs(folder)
+        if not found:
+            sys.exit(f"error: --runs {location}: no complete run (run.json and a trained method) in it or its "
+                     "subfolders; train one with `python -m training`.")
+        named += [str(f) for f in found]
+    return list(dict.fromkeys(named))
 
 
 def choose_run(run: str | None, preset: str | None = None, training_args: list[str] = ()) -> Path:
@@ -145,15 +172,24 @@ def open_votes(path: Path, limit_per_hour: int, journal: str = "wal", dataset: s
     return votes
 
 
-def create_app(run_dir: Path, votes_db: Path | None = None, max_rows: int = 48, max_wait_ms: float = 50,
+def create_app(run_dir: Path | list[Path], votes_db: Path | None = None, max_rows: int = 48, max_wait_ms: float = 50,
                vote_limit_per_hour: int = VOTE_LIMIT_PER_HOUR, votes_journal: str = "wal",
                votes_dataset: str | None = None):
-    data = load_run(run_dir)
-    notice = NOTICES.get(data.run["preset"])
-    votes = open_votes(Path(votes_db) if votes_db else Path(run_dir) / "votes.sqlite", vote_limit_per_hour,
+    """The page for one run, or several (a list: the first one's Metrics, Examples and Vote)."""
+    folders = [Path(f) for f in (run_dir if isinstance(run_dir, (list, tuple)) else [run_dir])]
+    try:
+        names = run_names(folders)
+    except InputError as e:
+        sys.exit(f"error: {e}")
+    bases = {}  # runs on the same base share it in memory
+    runs = [ServedRun(name, load_run(f), load_models(f, max_rows=max_rows, max_wait=max_wait_ms / 1000,
+                                                     shared_bases=bases)) for name, f in zip(names, folders)]
+    first = runs[0]
+    notice = NOTICES.get(first.data.run["preset"])
+    votes = open_votes(Path(votes_db) if votes_db else folders[0] / "votes.sqlite", vote_limit_per_hour,
                        votes_journal, votes_dataset)
-    models = load_models(run_dir, max_rows=max_rows, max_wait=max_wait_ms / 1000)
-    demo = build_demo(AppState(data=data, models=models, demo_notice=notice, votes=votes))
+    demo = build_demo(AppState(data=first.data, models=first.models, demo_notice=notice, votes=votes,
+                               runs=ModelSet(runs)))
     demo.vote_store = votes
     return demo
 
@@ -176,9 +212,12 @@ def main(argv=None) -> None:
     if args.vote_limit_per_hour < 0:
         sys.exit(f"error: --vote_limit_per_hour must be 0 (no limit) or more, not {args.vote_limit_per_hour}.")
     trust_forwarded_from(args.forwarded_allow_ips)
-    run_dir = choose_run(args.run, args.preset, training_args)
-    demo = create_app(run_dir, votes_file(args.run, run_dir, args.votes_db), args.max_batch_rows, args.max_wait_ms,
-                      args.vote_limit_per_hour, args.votes_journal, args.votes_dataset)
+    asked = runs_asked(args.run, args.runs)
+    run_dirs = [choose_run(r) for r in asked] if len(asked) > 1 else [choose_run(next(iter(asked), None),
+                                                                                  args.preset, training_args)]
+    first = asked[0] if asked else None
+    demo = create_app(run_dirs, votes_file(first, run_dirs[0], args.votes_db), args.max_batch_rows,
+                      args.max_wait_ms, args.vote_limit_per_hour, args.votes_journal, args.votes_dataset)
     push_votes_on_exit(demo.vote_store)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
 

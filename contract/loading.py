@@ -8,6 +8,7 @@ the base's tensors: peft silently ignores `adapter_names` for those methods, so 
 (CUDA only). A model that fails to load is reported in `errors` while the others serve.
 """
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,7 +110,33 @@ def load_qlora(base_path: str, folder: Path):
     return PeftModel.from_pretrained(base, str(folder)).eval()
 
 
-def load_run_models(run_dir: Path, device: Optional[str] = None) -> LoadedRun:
+def base_identity(base_path: str) -> str:
+    """What makes two runs' bases the same model: the content of a local folder's weight files, else the Hub id."""
+    folder = Path(base_path)
+    if not folder.is_dir():
+        return base_path
+    digest = hashlib.sha256()
+    for file in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 24), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def load_base(base_path: str, device: str, dtype, shared: Optional[dict] = None):
+    """The base model, once per identical base: `shared` (identity -> model) lets several runs of one app hold
+    one copy (inference only: nothing writes to it)."""
+    key = (base_identity(base_path), device, str(dtype)) if shared is not None else None
+    if key in (shared or {}):
+        return shared[key]
+    model = AutoModelForSeq2SeqLM.from_pretrained(base_path, dtype=dtype).to(device).eval()
+    if shared is not None:
+        shared[key] = model
+    return model
+
+
+def load_run_models(run_dir: Path, device: Optional[str] = None, shared_bases: Optional[dict] = None) -> LoadedRun:
+    """The run's models; `shared_bases` (a dict kept by the caller) shares identical bases between runs."""
     from peft import PeftModel
 
     run_dir = Path(run_dir)
@@ -127,7 +154,7 @@ def load_run_models(run_dir: Path, device: Optional[str] = None) -> LoadedRun:
         loaded.methods.append(name)
         loaded.labels[name] = infos[name].get("label", name)
     try:
-        loaded.base = AutoModelForSeq2SeqLM.from_pretrained(base_path, dtype=dtype).to(device).eval()
+        loaded.base = load_base(base_path, device, dtype, shared_bases)
     except Exception as e:  # any load failure: missing files, corrupt safetensors, bad config
         loaded.errors["base"] = f"base model {base_path}: {reason(e)}"
     for name in loaded.methods:

@@ -6,7 +6,7 @@ import gradio as gr
 from dashboard import handlers
 from dashboard.handlers import CONCURRENCY, AppState
 from dashboard.inputs import CONTROLS
-from dashboard.serving import DEFAULT_MODELS
+from dashboard.runs import element_id
 
 
 def control_widget(name: str):
@@ -19,7 +19,9 @@ def control_widget(name: str):
 
 
 def build_compare_tab(state: AppState):
-    default = [m for m in DEFAULT_MODELS if m in state.names]
+    """Returns the model picker (a link's `models=` sets it)."""
+    served = state.runs
+    keys, default = served.keys, served.default
     with gr.Row():
         with gr.Column(scale=3):
             picker = gr.Dropdown(choices=handlers.example_choices(state.data.shown_predictions),
@@ -29,7 +31,7 @@ def build_compare_tab(state: AppState):
                               elem_id="dialogue")
             reference = gr.Textbox("", label="Reference summary (optional: gives each output's ROUGE)", lines=2)
         with gr.Column(scale=1):
-            chosen = gr.CheckboxGroup([(state.data.label(m), m) for m in state.names], value=default,
+            chosen = gr.CheckboxGroup([(served.label(m), m) for m in keys], value=default,
                                       label="Models to compare", elem_id="models")
             with gr.Accordion("Generation settings (defaults = evaluation's)", open=False):
                 controls = {name: control_widget(name) for name in CONTROLS}
@@ -37,11 +39,11 @@ def build_compare_tab(state: AppState):
     notice = gr.Markdown()
     boxes, labels, columns = {}, {}, {}
     with gr.Row(equal_height=True):
-        for m in state.names:
+        for m in keys:
             with gr.Column(visible=m in default, min_width=220) as columns[m]:
-                boxes[m] = gr.Textbox(label=state.data.label(m), lines=6, max_lines=6, interactive=False,
-                                      elem_id=f"out-{m}")
-                labels[m] = gr.Markdown(f"**{state.data.label(m)}**")
+                boxes[m] = gr.Textbox(label=served.label(m), lines=6, max_lines=6, interactive=False,
+                                      elem_id=f"out-{element_id(m)}")
+                labels[m] = gr.Markdown(f"**{served.label(m)}**")
     rouge_table = gr.Dataframe(label="ROUGE against your reference (fill in the reference box to see it)",
                                interactive=False)
 
@@ -50,12 +52,13 @@ def build_compare_tab(state: AppState):
         for shown in handlers.stream_summaries(state, values[text], values[reference], settings, values[chosen],
                                                request):
             yield {rouge_table: shown.table, notice: shown.notice,
-                   **{boxes[m]: shown.texts[m] for m in state.names}, **{labels[m]: shown.labels[m] for m in state.names}}
+                   **{boxes[m]: shown.texts[m] for m in keys}, **{labels[m]: shown.labels[m] for m in keys}}
 
     button.click(compare, {text, reference, chosen, *controls.values()},
                  [rouge_table, notice, *boxes.values(), *labels.values()], api_visibility="private",
                  concurrency_limit=CONCURRENCY)
-    chosen.change(lambda picked: [gr.update(visible=m in picked) for m in state.names], chosen,
-                  [columns[m] for m in state.names], api_visibility="private")
+    chosen.change(lambda picked: [gr.update(visible=m in picked) for m in keys], chosen,
+                  [columns[m] for m in keys], api_visibility="private")
     picker.change(lambda i: handlers.example_reference(state.data, i), picker, [text, reference],
                   api_visibility="private")
+    return chosen

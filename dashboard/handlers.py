@@ -12,10 +12,11 @@ from typing import Iterator, Optional
 import gradio as gr
 import pandas as pd
 
-from contract.protocol import DEFAULT_PROMPT, MAX_SOURCE_TOKENS
+from contract.protocol import MAX_SOURCE_TOKENS
 from dashboard import run_data as rd
 from dashboard.batcher import Summary
 from dashboard.inputs import CONTROLS, InputError, Settings, check_text
+from dashboard.runs import ModelSet, single
 from dashboard.serving import DEFAULT_MODELS, Models
 from dashboard.votes import VoteStore
 from training import lenses  # the evaluation's failure detectors, on live summaries too
@@ -33,6 +34,11 @@ class AppState:
     models: Models
     demo_notice: Optional[str] = None
     votes: Optional[VoteStore] = None
+    runs: Optional[ModelSet] = None  # every run's models (Compare, the API); the first run's alone when None
+
+    def __post_init__(self):
+        self.own = single(self.data, self.models)  # the first run's models under their plain names (votes)
+        self.runs = self.runs or self.own
 
     @property
     def names(self) -> list[str]:
@@ -41,11 +47,7 @@ class AppState:
 
     @property
     def prompt_template(self) -> str:
-        """The prompt the run was evaluated (else trained) with."""
-        if self.data.evaluation:
-            return self.data.evaluation["decoding"].get("prompt_template", DEFAULT_PROMPT)
-        first = next(iter(self.data.train.values()), None)
-        return first["hyperparameters"].get("prompt_template", DEFAULT_PROMPT) if first else DEFAULT_PROMPT
+        return self.data.prompt_template
 
 
 FORWARDED_ALLOW_IPS = "FORWARDED_ALLOW_IPS"  # uvicorn's setting: the proxies whose X-Forwarded-For it believes
@@ -86,13 +88,13 @@ def refuse(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
-def start_request(state: AppState, text, reference, settings: dict, models, on_tokens=None):
+def start_request(served: ModelSet, text, reference, settings: dict, models, on_tokens=None):
     """Validate every input (a clear refusal for each mistake) and queue the request: (request, the checked
     reference, the truncation notice)."""
     try:
         checked = Settings.from_inputs(**settings)
         reference = check_text(reference, "reference", required=False)
-        request = state.models.submit(text, checked, state.prompt_template, models, on_tokens)
+        request = served.submit(text, checked, models, on_tokens)
     except InputError as e:
         raise refuse(str(e)) from None
     notice = (f"⚠️ The dialogue is longer than the models read: it was **truncated to {MAX_SOURCE_TOKENS} "
@@ -100,9 +102,9 @@ def start_request(state: AppState, text, reference, settings: dict, models, on_t
     return request, reference, notice
 
 
-def wait(state: AppState, text, models, settings: Optional[dict] = None) -> dict[str, Summary]:
+def wait(served: ModelSet, text, models, settings: Optional[dict] = None) -> dict[str, Summary]:
     """Validate, queue and wait: {model: Summary}."""
-    request, _, _ = start_request(state, text, "", settings or {}, models)
+    request, _, _ = start_request(served, text, "", settings or {}, models)
     return request.result()
 
 
@@ -140,15 +142,15 @@ def stream_summaries(state: AppState, text, reference, settings: dict, models,
                      client: Optional[gr.Request] = None) -> Iterator[Shown]:
     """Every chosen model's text as its tokens come (decoded a few times a second), then the final texts with
     their latency, and the ROUGE table against the reference."""
+    served = state.runs
     latest = {}  # model -> its token ids so far, written by the worker's threads
-    request, reference, notice = start_request(state, text, reference, settings, models, latest.__setitem__)
+    request, reference, notice = start_request(served, text, reference, settings, models, latest.__setitem__)
     named_request(state, text, client)
-    names = [*dict.fromkeys([*DEFAULT_MODELS, *state.names])]
+    names = [*dict.fromkeys([*fixed_keys(served), *served.keys])]
     texts = {m: "" for m in names}
-    labels = {m: f"**{state.data.label(m)}** {NOT_IN_RUN if m not in state.names else '(not selected)'}" for m in names}
-    labels.update({m: f"**{state.data.label(m)}** · generating…" for m in request.models})
-    for m, s in request.unavailable.items():
-        texts[m], labels[m] = output_text(s), model_label(s, state.data.label(m))
+    labels = {m: f"**{shown_label(served, m)}** {NOT_IN_RUN if m not in served.keys else '(not selected)'}"
+              for m in names}
+    labels.update({m: f"**{served.label(m)}** · generating…" for m in request.models})
     empty = reference_rouge("", {}, {})
     shown = {}
     while not request.future.done():
@@ -157,14 +159,23 @@ def stream_summaries(state: AppState, text, reference, settings: dict, models,
         if now != shown:
             shown = now
             for m in now:
-                texts[m] = state.models.tokenizer.decode(latest[m][:now[m]])
+                texts[m] = served.decode(m, latest[m][:now[m]])
             yield Shown(texts, labels, empty, notice)
     summaries = request.result()
     for m, s in summaries.items():
-        texts[m], labels[m] = output_text(s), model_label(s, state.data.label(m))
+        texts[m], labels[m] = output_text(s), model_label(s, served.label(m))
         if note := failure_note(s, text):
             labels[m] += f"  \n{note}"
-    yield Shown(texts, labels, reference_rouge(reference, summaries, {m: state.data.label(m) for m in summaries}), notice)
+    yield Shown(texts, labels, reference_rouge(reference, summaries, {m: served.label(m) for m in summaries}), notice)
+
+
+def fixed_keys(served: ModelSet) -> list[str]:
+    """The first run's base, full and lora, whether it has them or not: /summarize's first positions."""
+    return [served.key(served.runs[0], m) for m in DEFAULT_MODELS]
+
+
+def shown_label(served: ModelSet, key: str) -> str:
+    return served.label(key) if key in served.where else key.rpartition("/")[2]
 
 
 def table_value(frame: pd.DataFrame) -> dict:
@@ -176,8 +187,8 @@ def make_summarize_api(state: AppState):
     """`/summarize`, the documented API: base, full and lora texts first, then their labels, the ROUGE table and
     the notice (the original contract), then each further method's text and label. A typed function (gr.api):
     its outputs are the return annotation, so runs without full or lora need no hidden widgets."""
-    first = list(DEFAULT_MODELS)
-    extra = [m for m in state.names if m not in first]
+    first = fixed_keys(state.runs)
+    extra = [m for m in state.runs.keys if m not in first]
     c = {name: control.default for name, control in CONTROLS.items()}
 
     def summarize(text: str, reference: str = "", max_new_tokens: int = c["max_new_tokens"],
@@ -198,7 +209,7 @@ def make_summarize_all_api(state: AppState):
     def summarize_all(text: str, request: gr.Request = None) -> dict:
         """Every model of the run on one dialogue (evaluation's greedy settings): {model: {summary, seconds,
         tokens}}; an unavailable model gets {"error": why}."""
-        summaries = wait(state, text, state.names)
+        summaries = wait(state.runs, text, state.runs.keys)
         named_request(state, text, request)
         return {m: ({"error": s.error} if s.error else {
             "summary": s.text, "seconds": round(s.seconds, 4), "tokens": s.tokens,

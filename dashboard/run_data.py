@@ -10,7 +10,7 @@ import pandas as pd
 
 from contract.files import (EVAL_METRICS, RUN_JSON, SWEEP_JSON, ArtifactError, list_methods, method_metrics,
                             method_weights, read_evaluation, read_run_file)
-from contract.protocol import BASE, BASE_LABEL
+from contract.protocol import BASE, BASE_LABEL, DEFAULT_PROMPT
 from training import lenses  # the evaluation's detectors: the same words flagged here as counted there
 
 METRIC_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
@@ -50,6 +50,14 @@ class RunData:
     def models(self) -> list[str]:
         return [BASE, *self.methods]
 
+    @property
+    def prompt_template(self) -> str:
+        """The prompt the run was evaluated (else trained) with."""
+        if self.evaluation:
+            return self.evaluation["decoding"].get("prompt_template", DEFAULT_PROMPT)
+        first = next(iter(self.train.values()), None)
+        return first["hyperparameters"].get("prompt_template", DEFAULT_PROMPT) if first else DEFAULT_PROMPT
+
     def label(self, model: str) -> str:
         """What people read for a model: the label its training wrote (metrics.json), else its name."""
         if model == BASE:
@@ -73,6 +81,12 @@ def is_complete(folder: Path) -> bool:
     """run.json and at least one method with its metrics and weights."""
     folder = Path(folder)
     return (folder / RUN_JSON).exists() and any(method_weights(folder, m).exists() for m in list_methods(folder))
+
+
+def complete_runs(folder: Path) -> list[Path]:
+    """The complete runs in `folder` (itself, or its subfolders at any depth), newest first."""
+    runs = [p.parent for p in Path(folder).rglob(RUN_JSON) if is_complete(p.parent)]
+    return sorted(runs, key=lambda p: -(p / RUN_JSON).stat().st_mtime)
 
 
 def newest_complete_run(artifacts_dir: Path) -> Optional[Path]:

@@ -70,5 +70,7 @@ class Models:
         return Request(models, truncated, self.batcher.submit(prompt, settings, ready, on_tokens), unavailable)
 
 
-def load_models(run_dir: Path, device: Optional[str] = None, max_rows: int = 48, max_wait: float = 0.05) -> Models:
-    return Models(load_run_models(Path(run_dir), device), max_rows=max_rows, max_wait=max_wait)
+def load_models(run_dir: Path, device: Optional[str] = None, max_rows: int = 48, max_wait: float = 0.05,
+                shared_bases: Optional[dict] = None) -> Models:
+    """`shared_bases`: one dict passed for several runs lets runs on the same base hold it once."""
+    return Models(load_run_models(Path(run_dir), device, shared_bases), max_rows=max_rows, max_wait=max_wait)

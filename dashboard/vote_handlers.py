@@ -65,7 +65,7 @@ def new_battle(state: AppState, text: Optional[str] = None, request: Optional[gr
             return state.votes.add_battle("test", row["dialogue"], row["id"], a, b, row[a], row[b], client)
         dialogue = check_text(text)
         vt.check_length("dialogue", dialogue)  # before any model is called
-        summaries = wait(state, dialogue, [a, b])
+        summaries = wait(state.own, dialogue, [a, b])
         if any(summaries[m].error for m in (a, b)):
             raise refuse("A model failed to summarize this dialogue; try again.")
         return state.votes.add_battle("pasted", dialogue, None, a, b, summaries[a].text, summaries[b].text, client)

@@ -140,6 +140,11 @@ class TrainConfig:
                 "over seeds with an interval that includes seed-to-seed variation; the app serves --seed's model."})
     eval_limit: Optional[int] = field(default=None, metadata={
         "help": "python -m training: evaluate only the first N test dialogues (a quick look); default all."})
+    report_to: str = field(default="none", metadata={
+        "help": "Where training curves go, besides metrics.json: none, tensorboard (event files in "
+                "<run>/<method>/runs; open with `tensorboard --logdir <run>`), trackio (local unless TRACKIO_SPACE_ID "
+                "names a Space; `trackio show`), wandb (needs `wandb login`). trackio and wandb are installed by you.",
+        "choices": ["none", "tensorboard", "trackio", "wandb"]})
     tiny_pretrain_steps: int = field(default=300, metadata={
         "help": "tiny only: steps of copy pre-training (dialogue -> its first turn, no summaries) that make the "
                 "random base write text, as a pretrained base would; 0 keeps it random."})

@@ -9,6 +9,7 @@ and storage (opened once), and each peft config built on the meta device (no mem
 base's architecture: target modules that exist, sizes peft accepts, an adapter no larger than the base.
 """
 
+import importlib.util
 import math
 from pathlib import Path
 
@@ -29,10 +30,22 @@ def check_run(cfg: TrainConfig, methods: list[Method]) -> None:
                           f"seeds must lie in 0..{MAX_SEED}: give a smaller --seed.")
     if cfg.sweep:
         check_sweep(cfg, resolved)
+    check_report_to(cfg.report_to)
     config = base_config(resolved[0]) if resolved else None
     for method, r in zip(methods, resolved):
         if method.peft is not None and config is not None:
             check_on_meta(method, r, config)
+
+
+REPORTERS = {"tensorboard": "tensorboard", "trackio": "trackio", "wandb": "wandb"}  # --report_to -> its package
+
+
+def check_report_to(report_to: str) -> None:
+    """The package the Trainer logs through must be installed (transformers would fail at the first step)."""
+    package = REPORTERS.get(report_to)
+    if package and importlib.util.find_spec(package) is None:
+        raise ConfigError(f"--report_to {report_to}: the {package} package is not installed; "
+                          f"`pip install {package}`, or --report_to none.")
 
 
 def check_sweep(cfg: TrainConfig, resolved: list[TrainConfig]) -> None:

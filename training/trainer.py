@@ -17,6 +17,7 @@ from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTraining
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from contract.files import write_json
+from contract.protocol import TRAINING_CURVES
 from training.catalogue import capabilities
 from training.config import TrainConfig
 from training.data import format_prompt
@@ -34,7 +35,11 @@ def precision_flags(cfg: TrainConfig) -> dict:
 
 def trainer_arguments(cfg: TrainConfig, out: Path, checkpoints: bool = True) -> Seq2SeqTrainingArguments:
     """The Trainer's arguments; without `checkpoints` (a sweep trial: a killed one starts over) nothing is saved
-    on the way."""
+    on the way. With --report_to tensorboard, the event files go to <run>/tensorboard/<out's place in the run>
+    (outside trial and checkpoint folders, which are removed)."""
+    if cfg.report_to == "tensorboard":  # transformers' TensorBoardCallback reads its folder from this variable
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(cfg.output_dir) / TRAINING_CURVES /
+                                                    Path(out).resolve().relative_to(Path(cfg.output_dir).resolve()))
     return Seq2SeqTrainingArguments(
         output_dir=str(out / CHECKPOINTS),
         learning_rate=cfg.learning_rate,
@@ -55,7 +60,7 @@ def trainer_arguments(cfg: TrainConfig, out: Path, checkpoints: bool = True) -> 
         train_sampling_strategy="group_by_length",  # similar lengths per batch: little padding
         include_num_input_tokens_seen="non_padding",
         seed=cfg.seed,
-        report_to="none",
+        report_to=cfg.report_to,
         ddp_backend="gloo" if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available() else None,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
