@@ -188,8 +188,9 @@ def create_app(run_dir: Path | list[Path], votes_db: Path | None = None, max_row
     notice = NOTICES.get(first.data.run["preset"])
     votes = open_votes(Path(votes_db) if votes_db else folders[0] / "votes.sqlite", vote_limit_per_hour,
                        votes_journal, votes_dataset)
-    demo = build_demo(AppState(data=first.data, models=first.models, demo_notice=notice, votes=votes,
-                               runs=ModelSet(runs)))
+    state = AppState(data=first.data, models=first.models, demo_notice=notice, votes=votes, runs=ModelSet(runs))
+    demo = build_demo(state)
+    demo.app_state = state
     demo.vote_store = votes
     return demo
 

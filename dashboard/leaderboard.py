@@ -85,11 +85,16 @@ def run_rows(name: str, key, data: RunData) -> list[dict]:
 def leaderboard_frame(runs: list[tuple[str, object, RunData]]) -> pd.DataFrame:
     """Every run's rows ((name, key function, data) per run), ranked by ROUGE-1 within each test set; rows of
     the same test set together, the best first."""
-    frame = pd.DataFrame([row for name, key, data in runs for row in run_rows(name, key, data)])
+    return ranked(pd.DataFrame([row for name, key, data in runs for row in run_rows(name, key, data)]))
+
+
+def ranked(frame: pd.DataFrame) -> pd.DataFrame:
+    """`rank` (by ROUGE-1, 1 = best) among the rows of the same test set, rows of a test set together."""
     if frame.empty:
         return frame
-    frame.insert(0, "rank in its test set", frame.groupby("test set")["ROUGE-1"].rank(ascending=False, method="min"))
-    frame.loc[frame["test set"] == NOT_EVALUATED, "rank in its test set"] = None
+    frame = frame.drop(columns="rank", errors="ignore")
+    frame.insert(0, "rank", frame.groupby("test set")["ROUGE-1"].rank(ascending=False, method="min"))
+    frame.loc[frame["test set"] == NOT_EVALUATED, "rank"] = None
     order = frame.groupby("test set")["ROUGE-1"].transform("max").fillna(-1)
     return (frame.assign(_order=order).sort_values(["_order", "test set", "ROUGE-1"], ascending=[False, True, False],
                                                   kind="stable", na_position="last")
@@ -99,7 +104,7 @@ def leaderboard_frame(runs: list[tuple[str, object, RunData]]) -> pd.DataFrame:
 def filtered(frame: pd.DataFrame, runs=None, choices: Optional[dict] = None, merges: bool = False,
              mixed: bool = False) -> pd.DataFrame:
     """The rows a person asked for: runs and the FILTERS' chosen values (None or empty = all), and with `merges` /
-    `mixed` only models that merge into the base / serve in one mixed batch."""
+    `mixed` only models that merge into the base / serve in one mixed batch; ranked among themselves."""
     keep = pd.Series(True, index=frame.index)
     if runs:
         keep &= frame["run"].isin(runs)
@@ -110,13 +115,13 @@ def filtered(frame: pd.DataFrame, runs=None, choices: Optional[dict] = None, mer
         keep &= frame["merges"] == "yes"
     if mixed:
         keep &= frame["mixed batch"] == "yes"
-    return frame[keep].reset_index(drop=True)
+    return ranked(frame[keep].reset_index(drop=True))
 
 
 def groups_line(frame: pd.DataFrame) -> str:
     sets = [s for s in dict.fromkeys(frame["test set"]) if s != NOT_EVALUATED] if not frame.empty else []
     if len(sets) <= 1:
-        return f"All rows shown were evaluated on the same test set ({sets[0]})." if sets else ""
+        return f"All rows shown were evaluated on the same test set ({sets[0]}); rank = by ROUGE-1." if sets else ""
     return (f"**{len(sets)} different test sets** ({'; '.join(sets)}): rows are ranked only against rows of their "
             "own test set (grouped together below); scores of different test sets are not comparable.")
 

@@ -88,11 +88,10 @@ def csv_file(shown: pd.DataFrame) -> str:
     return str(path)
 
 
-def build_leaderboard_tab(frame: pd.DataFrame, chosen: gr.CheckboxGroup):
+def build_leaderboard_tab(frame: pd.DataFrame, runs_all: list[str], chosen: gr.CheckboxGroup):
     """The tab's widgets (`chosen`: Compare's models, which the link carries too); returns (the view's inputs,
     a function view -> their values, the function that redraws the table, chart, link and CSV from the inputs,
     and its outputs)."""
-    runs_all = list(dict.fromkeys(frame["run"])) if not frame.empty else []
     gr.Markdown("Every loaded run's models. Filter, pick the plot's axes, download what is shown, or copy the link "
                 "to reopen this view. Rows evaluated on different test dialogues are ranked only within their "
                 "own test set.")
@@ -105,6 +104,7 @@ def build_leaderboard_tab(frame: pd.DataFrame, chosen: gr.CheckboxGroup):
         mixed = gr.Checkbox(False, label="only models served in one mixed batch")
         x = gr.Dropdown(list(lb.DIRECTIONS), value="trainable params", label="Pareto plot: x")
         y = gr.Dropdown(list(lb.DIRECTIONS), value="ROUGE-1", label="Pareto plot: y")
+    said = gr.Markdown(elem_id="lb-link-problems")  # what a link asked for that the app does not have
     groups = gr.Markdown(elem_id="lb-groups")
     table = gr.Dataframe(interactive=False, elem_id="lb-table", wrap=True)
     with gr.Row():
@@ -117,17 +117,19 @@ def build_leaderboard_tab(frame: pd.DataFrame, chosen: gr.CheckboxGroup):
         return [view.runs, *[view.choices.get(c, []) for c in FILTER_KEYS.values()], view.merges, view.mixed,
                 view.x, view.y, view.models or default_models]
 
-    def redraw(picked_runs, *rest, problems=()):
+    def redraw(picked_runs, *rest):
         *picked, only_merges, only_mixed, x_col, y_col, models = rest
         view = View("leaderboard", list(picked_runs), list(models), dict(zip(FILTER_KEYS.values(), picked)),
                     only_merges, only_mixed, x_col, y_col)
         shown = lb.filtered(frame, picked_runs, view.choices, only_merges, only_mixed)
-        said = "".join(f"  \n⚠️ The link asked for {p}: left out." for p in problems)
         return (lb.groups_line(shown), shown, csv_file(shown),
-                f"Link to this view: [`{query_of(view, runs_all)}`]({query_of(view, runs_all)}){said}",
+                f"Link to this view: [`{query_of(view, runs_all)}`]({query_of(view, runs_all)})",
                 lb.pareto_chart(shown, x_col, y_col))
+
+    def problems_line(view: View) -> str:
+        return "  \n".join(f"⚠️ The link asked for {p}: left out." for p in view.problems)
 
     outputs = [groups, table, download, link, plot]
     for widget in inputs:
         widget.change(redraw, inputs, outputs, api_visibility="private")
-    return inputs, values_of, redraw, outputs
+    return inputs, values_of, redraw, outputs, said, problems_line

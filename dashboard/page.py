@@ -52,7 +52,8 @@ def build_demo(state: AppState) -> gr.Blocks:
                     build_ratings_section(demo, state)
                 build_metrics_tab(state)
             with gr.Tab("Leaderboard", id="leaderboard"):
-                inputs, values_of, redraw, outputs = build_leaderboard_tab(board, chosen)
+                inputs, values_of, redraw, outputs, said, problems_line = build_leaderboard_tab(
+                    board, [r.name for r in state.runs.runs], chosen)
             with gr.Tab("Examples", id="examples"):
                 build_examples_tab(demo, state)
 
@@ -60,9 +61,9 @@ def build_demo(state: AppState) -> gr.Blocks:
             """The view a link's query names (?runs=...&tab=...&models=...), else the defaults."""
             view = view_from_query(dict(request.query_params) if request else {}, board, state.runs.keys, tab_ids)
             values = values_of(view, state.runs.default)
-            return [gr.Tabs(selected=view.tab), *values, *redraw(*values, problems=view.problems)]
+            return [gr.Tabs(selected=view.tab), problems_line(view), *values, *redraw(*values)]
 
-        demo.load(open_view, None, [tabs, *inputs, *outputs], api_visibility="private")
+        demo.load(open_view, None, [tabs, said, *inputs, *outputs], api_visibility="private")
 
         def runs_table() -> list[dict]:
             """The Leaderboard's rows, every loaded run x model: quality with intervals, costs, provenance and test
