@@ -32,7 +32,7 @@ from dashboard.page import build_demo
 from dashboard.inputs import InputError
 from dashboard.run_data import complete_runs, is_complete, load_run, newest_complete_run
 from dashboard.runs import ModelSet, ServedRun, run_names
-from dashboard.serving import load_models
+from dashboard.serving import BACKENDS, load_models
 from dashboard.vote_mirror import PUSH_MINUTES, VoteMirror, read_back
 from dashboard.votes import JOURNALS, VOTE_LIMIT_PER_HOUR, VoteStore
 
@@ -72,6 +72,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "separated), e.g. 127.0.0.1 behind your own nginx; default: "
                              f"${FORWARDED_ALLOW_IPS}, else none (the connecting address is the visitor). On a "
                              "Hugging Face Space the Space's proxy is trusted as it must be.")
+    parser.add_argument("--backend", choices=BACKENDS, default=os.environ.get("SERVING_BACKEND", "exact"),
+                        help="exact: PyTorch, the models as trained (the default); int8: the base, full fine-tunes "
+                             "and every adapter peft can merge served in int8 through CTranslate2 on the CPU "
+                             "(converted once, cached in <run>/.int8), prompt/prefix tuning exact; each summary "
+                             "says which wrote it. Default: $SERVING_BACKEND, else exact")
     parser.add_argument("--max_batch_rows", type=int, default=48,
                         help="rows (request x model) one generate call may batch across waiting requests")
     parser.add_argument("--max_wait_ms", type=float, default=50,
@@ -174,7 +179,7 @@ def open_votes(path: Path, limit_per_hour: int, journal: str = "wal", dataset: s
 
 def create_app(run_dir: Path | list[Path], votes_db: Path | None = None, max_rows: int = 48, max_wait_ms: float = 50,
                vote_limit_per_hour: int = VOTE_LIMIT_PER_HOUR, votes_journal: str = "wal",
-               votes_dataset: str | None = None):
+               votes_dataset: str | None = None, backend: str = "exact"):
     """The page for one run, or several (a list: the first one's Metrics, Examples and Vote)."""
     folders = [Path(f) for f in (run_dir if isinstance(run_dir, (list, tuple)) else [run_dir])]
     try:
@@ -183,7 +188,8 @@ def create_app(run_dir: Path | list[Path], votes_db: Path | None = None, max_row
         sys.exit(f"error: {e}")
     bases = {}  # runs on the same base share it in memory
     runs = [ServedRun(name, load_run(f), load_models(f, max_rows=max_rows, max_wait=max_wait_ms / 1000,
-                                                     shared_bases=bases)) for name, f in zip(names, folders)]
+                                                     shared_bases=bases, backend=backend))
+            for name, f in zip(names, folders)]
     first = runs[0]
     notice = NOTICES.get(first.data.run["preset"])
     votes = open_votes(Path(votes_db) if votes_db else folders[0] / "votes.sqlite", vote_limit_per_hour,
@@ -212,13 +218,17 @@ def main(argv=None) -> None:
     args, training_args = parse_args(argv)
     if args.vote_limit_per_hour < 0:
         sys.exit(f"error: --vote_limit_per_hour must be 0 (no limit) or more, not {args.vote_limit_per_hour}.")
+    if args.backend == "int8" and os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true"):
+        sys.exit("error: --backend int8 runs on the CPU (CTranslate2); a ZeroGPU Space serves on its GPU: use "
+                 "--backend exact there, or int8 on a CPU Space.")
     trust_forwarded_from(args.forwarded_allow_ips)
     asked = runs_asked(args.run, args.runs)
     run_dirs = [choose_run(r) for r in asked] if len(asked) > 1 else [choose_run(next(iter(asked), None),
                                                                                   args.preset, training_args)]
     first = asked[0] if asked else None
     demo = create_app(run_dirs, votes_file(first, run_dirs[0], args.votes_db), args.max_batch_rows,
-                      args.max_wait_ms, args.vote_limit_per_hour, args.votes_journal, args.votes_dataset)
+                      args.max_wait_ms, args.vote_limit_per_hour, args.votes_journal, args.votes_dataset,
+                      args.backend)
     push_votes_on_exit(demo.vote_store)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
 

@@ -3,6 +3,7 @@
     backend(calls, settings, context) -> iterator of events
         ("tokens", call, row, ids so far)     a streamed row grew (greedy, one beam)
         ("done", call, [ids per row], seconds)
+    backend.written_by(model, settings) -> "exact" | "int8"   what wrote that model's summaries
 
 Calls and events are plain data (token ids, names, numbers): they cross a process boundary unchanged.
 
@@ -10,6 +11,8 @@ Calls and events are plain data (token ids, names, numbers): they cross a proces
   the shared-weights model's calls in one, every other model's in the other, so no module is ever called from two
   threads at once (peft applies adapter_names through hooks on its modules). Sampling calls run one after another,
   each seeded as when served alone.
+- `Int8Backend` (dashboard/int8_backend.py, `--backend int8`): merged models in int8 through CTranslate2, the rest
+  as `LocalBackend`.
 - `ZeroGPUBackend` (a Hugging Face ZeroGPU Space, SPACES_ZERO_GPU set): all model work happens inside ONE
   `@spaces.GPU` call per batch, a sync generator that ZeroGPU runs in a process forked for that call; its events
   stream back (pickled). The models were placed on the device at start-up, after `import spaces`, as ZeroGPU
@@ -26,6 +29,9 @@ from typing import Iterator, Optional
 
 import torch
 from transformers.generation.streamers import BaseStreamer
+
+
+EXACT = "exact"  # what wrote a summary: PyTorch, the model as trained (written_by); int8: dashboard/int8_backend.py
 
 
 @dataclass
@@ -88,13 +94,19 @@ def run_calls(loaded, special_ids: frozenset, calls: list[Call], settings, overl
         lanes = [[i for i, c in enumerate(calls) if c.group is not None], [i for i, c in enumerate(calls) if c.group is None]]
     else:
         lanes = [list(range(len(calls)))]
+    return run_lanes(lanes, lambda i, emit: generate(loaded, special_ids, i, calls[i], settings, emit))
+
+
+def run_lanes(lanes: list[list[int]], run_one) -> Iterator[tuple]:
+    """`run_one(call index, emit)` for each lane's calls in turn, the lanes side by side (threads); every event as
+    it happens. A failure in a lane is raised once the others are done (the batcher fails that batch's requests)."""
     events: "queue.Queue" = queue.Queue()
     failures = []
 
     def lane(indices):
         try:
             for i in indices:
-                generate(loaded, special_ids, i, calls[i], settings, events.put)
+                run_one(i, events.put)
         except Exception as e:  # handed to the consumer, which fails this batch's requests
             failures.append(e)
         finally:
@@ -124,6 +136,9 @@ class LocalBackend:
     def __call__(self, calls: list[Call], settings, context=None) -> Iterator[tuple]:
         return run_calls(self.loaded, self.special_ids, calls, settings, overlap=not settings.do_sample)
 
+    def written_by(self, model: str, settings) -> str:
+        return EXACT
+
 
 # --- ZeroGPU --------------------------------------------------------------------------------------------------
 
@@ -152,6 +167,9 @@ class ZeroGPUBackend:
 
         SERVED.update(loaded=loaded, special_ids=special_ids)
         self.call = spaces.GPU(duration=duration)(generate_on_gpu)
+
+    def written_by(self, model: str, settings) -> str:
+        return EXACT
 
     def __call__(self, calls: list[Call], settings, context=None) -> Iterator[tuple]:
         events = self.call(calls, settings) if context is None else context.run(self.call, calls, settings)

@@ -47,6 +47,7 @@ class Summary:
     tokens: int = 0
     shared_call: bool = False   # generated in one batched call with other rows (models or requests); seconds = its
     error: Optional[str] = None
+    backend: str = ""           # what wrote it: "exact" (PyTorch) or "int8" (CTranslate2); see dashboard/backends.py
 
 
 class SerialTokenizer:
@@ -195,4 +196,5 @@ class Batcher:
             self.calls += 1
         shared = len({r.model for r in rows}) > 1 or len({id(r.job) for r in rows}) > 1
         for r, ids in zip(rows, outputs):
-            r.job.results[r.model] = Summary(r.model, self.tokenizer.decode(ids), seconds, len(ids), shared_call=shared)
+            r.job.results[r.model] = Summary(r.model, self.tokenizer.decode(ids), seconds, len(ids), shared_call=shared,
+                                             backend=self.backend.written_by(r.model, r.job.settings))

@@ -120,7 +120,7 @@ def model_label(summary: Summary, name: str) -> str:
     if summary.error:
         return f"**{name}**: unavailable"
     how = "one batched call shared with other rows" if summary.shared_call else "its own call"
-    return f"**{name}** · {summary.seconds:.2f} s ({how}) · {summary.tokens} tokens"
+    return f"**{name}** · {summary.backend} · {summary.seconds:.2f} s ({how}) · {summary.tokens} tokens"
 
 
 def output_text(summary: Summary) -> str:
@@ -212,7 +212,7 @@ def make_summarize_all_api(state: AppState):
         summaries = wait(state.runs, text, state.runs.keys)
         named_request(state, text, request)
         return {m: ({"error": s.error} if s.error else {
-            "summary": s.text, "seconds": round(s.seconds, 4), "tokens": s.tokens,
+            "summary": s.text, "seconds": round(s.seconds, 4), "tokens": s.tokens, "backend": s.backend,
             "unsupported_details": lenses.unsupported_details(s.text, text), "repetition": lenses.repetitions(s.text)})
             for m, s in summaries.items()}
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from contract.protocol import BASE
 from dashboard.inputs import InputError, Settings
 from dashboard.run_data import RunData
 from dashboard.serving import DEFAULT_MODELS, Models, Request
@@ -116,7 +115,3 @@ class ModelSet:
 
 def single(data: RunData, models: Models) -> ModelSet:
     return ModelSet([ServedRun(data.folder.name, data, models)])
-
-
-def base_key(models: ModelSet, run: ServedRun) -> str:
-    return models.key(run, BASE)

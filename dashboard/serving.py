@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from contract.files import ArtifactError, method_metrics, read_run_file
 from contract.loading import LoadedRun, load_run_models
 from contract.protocol import BASE, DEFAULT_PROMPT, MAX_SOURCE_TOKENS
 from dashboard.batcher import Batcher, SerialTokenizer, Summary
@@ -33,14 +34,19 @@ class Request:
 
 
 class Models:
-    def __init__(self, loaded: LoadedRun, max_rows: int = 48, max_wait: float = 0.05):
-        """max_rows: rows in one generate call; max_wait: seconds a request waits for others to share its calls."""
+    def __init__(self, loaded: LoadedRun, max_rows: int = 48, max_wait: float = 0.05, backend=None):
+        """max_rows: rows in one generate call; max_wait: seconds a request waits for others to share its calls;
+        backend: where calls run (default: this machine's exact backend, dashboard/backends.py)."""
         self.loaded = loaded
         self.tokenizer = SerialTokenizer(loaded.tokenizer)
-        self.batcher = Batcher(loaded, self.tokenizer, max_rows=max_rows, max_wait=max_wait)
+        self.batcher = Batcher(loaded, self.tokenizer, max_rows=max_rows, max_wait=max_wait, backend=backend)
 
     def describe(self) -> str:
-        return f"{self.loaded.device} ({str(self.loaded.dtype).replace('torch.', '')})"
+        exact = f"{self.loaded.device} ({str(self.loaded.dtype).replace('torch.', '')})"
+        translators = getattr(self.batcher.backend, "translators", None)
+        if translators is None:
+            return exact
+        return f"{exact}; int8 (CTranslate2) for {len(translators)} of {len(self.loaded.models)} models"
 
     def check_models(self, models) -> list[str]:
         """The chosen models in the run's order (default base, full, lora: those the run has)."""
@@ -70,7 +76,28 @@ class Models:
         return Request(models, truncated, self.batcher.submit(prompt, settings, ready, on_tokens), unavailable)
 
 
+BACKENDS = ("exact", "int8")  # --backend: PyTorch as trained / merged models in int8 through CTranslate2 (CPU)
+
+
 def load_models(run_dir: Path, device: Optional[str] = None, max_rows: int = 48, max_wait: float = 0.05,
-                shared_bases: Optional[dict] = None) -> Models:
-    """`shared_bases`: one dict passed for several runs lets runs on the same base hold it once."""
-    return Models(load_run_models(Path(run_dir), device, shared_bases), max_rows=max_rows, max_wait=max_wait)
+                shared_bases: Optional[dict] = None, backend: str = "exact") -> Models:
+    """`shared_bases`: one dict passed for several runs lets runs on the same base hold it once; `backend`: one
+    of BACKENDS (int8 converts each mergeable model once, cached in the run)."""
+    loaded = load_run_models(Path(run_dir), device, shared_bases)
+    chosen = None
+    if backend == "int8":
+        from dashboard.int8_backend import int8_backend
+
+        chosen = int8_backend(loaded, loaded.tokenizer, Path(run_dir), mergeable(Path(run_dir), loaded.methods))
+    return Models(loaded, max_rows=max_rows, max_wait=max_wait, backend=chosen)
+
+
+def mergeable(run_dir: Path, methods: list[str]) -> dict[str, bool]:
+    """Whether peft can merge each method into the base (its metrics.json says; unknown = no)."""
+    found = {}
+    for name in methods:
+        try:
+            found[name] = bool((read_run_file(run_dir, method_metrics(name)).get("method") or {}).get("merges"))
+        except ArtifactError:
+            found[name] = False
+    return found

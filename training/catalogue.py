@@ -3,7 +3,7 @@ flan-t5-base and on the tiny preset, served in one mixed batch or not, merges in
 the paper. Every figure is measured on a model built here (the tiny T5 for real, flan-t5-base on the meta device:
 shapes only, no memory).
 
-    python -m training.catalogue --base_config ../shared/models/flan-t5-base-config   # the README's table, offline
+    python -m training.catalogue --base_config ../shared/models/flan-t5-base-config   # docs/catalogue.md's table, offline
     python -m training.catalogue                                                       # flan-t5-base's from the Hub
 """
 

@@ -1,0 +1,88 @@
+"""`--backend int8`: the run's mergeable models served in int8 through CTranslate2, the others exactly.
+
+At start-up every model that has an int8 form (the base, the full fine-tune, each adapter peft can merge:
+contract/int8.py converts and caches them) gets a CTranslate2 translator; prompt, prefix and p-tuning have none
+and stay on the exact PyTorch path, as does any sampling request (CTranslate2's sampler draws other numbers than
+torch's, and a seeded request must give the text it gives alone). Each summary says which backend wrote it
+(`written_by`). The batcher's plan is unchanged: a mixed-batch call (base and LoRA rows) becomes one CTranslate2
+call per model; the int8 calls and the exact ones run side by side (two lanes), each streaming its rows.
+"""
+
+import time
+from pathlib import Path
+from typing import Iterator
+
+from contract import int8
+from contract.files import MODEL
+from contract.protocol import BASE
+from dashboard.backends import EXACT, Call, LocalBackend, generate, run_lanes
+
+INT8 = "int8"
+
+
+def model_names(call: Call) -> list[str]:
+    """The model of each row of a call."""
+    names = call.adapter_names or [call.model] * len(call.input_ids)
+    return [BASE if n == "__base__" else n for n in names]
+
+
+class Int8Backend:
+    def __init__(self, loaded, special_ids: frozenset, translators: dict, vocab: int8.Vocabulary):
+        self.loaded, self.special_ids = loaded, special_ids
+        self.translators, self.vocab = translators, vocab
+        self.exact = LocalBackend(loaded, special_ids)
+
+    def written_by(self, model: str, settings) -> str:
+        return INT8 if model in self.translators and not settings.do_sample else EXACT
+
+    def in_int8(self, call: Call) -> bool:
+        return all(name in self.translators for name in model_names(call))
+
+    def __call__(self, calls: list[Call], settings, context=None) -> Iterator[tuple]:
+        if settings.do_sample:
+            return self.exact(calls, settings, context)
+        lanes = [[i for i, c in enumerate(calls) if self.in_int8(c)], [i for i, c in enumerate(calls) if not self.in_int8(c)]]
+
+        def run_one(i: int, emit) -> None:
+            if self.in_int8(calls[i]):
+                self.translate(i, calls[i], settings, emit)
+            else:
+                generate(self.loaded, self.special_ids, i, calls[i], settings, emit)
+
+        return run_lanes(lanes, run_one)
+
+    def translate(self, index: int, call: Call, settings, emit) -> None:
+        """One planned call in CTranslate2: one batch per model among its rows, rows streamed as they grow."""
+        names, start = model_names(call), time.perf_counter()
+        outputs = [None] * len(names)
+        for name in dict.fromkeys(names):
+            rows = [r for r, n in enumerate(names) if n == name]
+            grown = {r: [] for r in rows}
+
+            def on_step(batch_row: int, token: int, rows=rows, grown=grown) -> None:
+                row = rows[batch_row]
+                if token not in self.special_ids:
+                    grown[row].append(token)
+                    emit(("tokens", index, row, list(grown[row])))
+
+            out = int8.generate(self.translators[name], self.vocab, [call.input_ids[r] for r in rows],
+                                settings.max_new_tokens, settings.num_beams, on_step if call.stream else None)
+            for row, ids in zip(rows, out):
+                outputs[row] = ids
+        emit(("done", index, outputs, time.perf_counter() - start))
+
+
+def int8_backend(loaded, tokenizer, run_dir: Path, mergeable: dict, say=print) -> Int8Backend:
+    """Convert (or find cached) every model with an int8 form and load its translator; `mergeable[name]`: can
+    peft merge that method (the run's metrics.json says). A model whose conversion fails is served exactly, and
+    the reason printed."""
+    translators = {}
+    for name in loaded.models:
+        if name in loaded.errors or not (name == BASE or (Path(run_dir) / name / MODEL).is_dir() or mergeable.get(name)):
+            continue
+        try:
+            folder = int8.convert(run_dir, loaded.base_path, name, tokenizer, bool(mergeable.get(name)), say)
+            translators[name] = int8.load_translator(folder)
+        except Exception as e:  # served exactly instead, and said
+            say(f"int8: {name} stays exact: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+    return Int8Backend(loaded, frozenset(tokenizer.all_special_ids), translators, int8.Vocabulary.of(tokenizer))
