@@ -25,6 +25,7 @@ SWEEP_JSON = "sweep.json"         # <run>/<method>/sweep.json: its learning-rate
 EVAL = "eval"                     # <run>/eval: metrics.json + predictions.jsonl, swapped in as one folder
 EVAL_METRICS = f"{EVAL}/metrics.json"
 EVAL_PREDICTIONS = f"{EVAL}/predictions.jsonl"
+EVAL_INT8 = f"{EVAL}/int8.json"   # int8 (CTranslate2) vs exact on the evaluation's dialogues: training/int8_quality.py
 CARD = "README.md"                # <run>/README.md: the model card (python -m training.publish writes it)
 SEEDS = "seeds"                   # <run>/<method>/seeds/seed-N: a method's extra seeds, laid out as the method
 WEIGHT_FILES = (".json", ".safetensors", ".model", ".txt")  # what a saved checkpoint, adapter or tokenizer holds
@@ -55,6 +56,8 @@ def schema_for(name: str) -> str:
         return "run.v1"
     if name == EVAL_METRICS:
         return "eval_metrics.v1"
+    if name == EVAL_INT8:
+        return "int8.v1"
     if name.endswith(f"/{METHOD_METRICS}"):
         return "train_metrics.v1"
     if name.endswith(f"/{SWEEP_JSON}"):
@@ -178,7 +181,7 @@ def run_files(run_dir: Path) -> list[str]:
         for part in parts:
             files += [str((part / f).relative_to(run_dir)) for f in (METHOD_METRICS, SWEEP_JSON) if (part / f).is_file()]
             files += weight_files(run_dir, part / MODEL) + weight_files(run_dir, part / ADAPTER)
-    files += [EVAL_METRICS, EVAL_PREDICTIONS]
+    files += [EVAL_METRICS, EVAL_PREDICTIONS, EVAL_INT8]
     return [f for f in dict.fromkeys(files) if (run_dir / f).is_file()]
 
 

@@ -85,6 +85,10 @@ def build_metrics_tab(state: AppState):
                      interactive=False, elem_id="ranking")
     gr.Dataframe(rd.comparisons_table(data.evaluation), label="Paired tests over dialogues, every pair of models",
                  interactive=False)
+    gr.Markdown(rd.int8_line(data), elem_id="int8-line")
+    if data.int8 is not None:
+        gr.Dataframe(rd.int8_table(data), label="int8 (CTranslate2) vs exact (PyTorch): what int8 costs in quality",
+                     interactive=False, elem_id="int8")
     gr.Plot(figures.parameter_bars(rd.parameters_frame(data.train), labels), elem_id="plot-params")
     cost = gr.Plot(figures.cost_bars(rd.cost_frame(data.train), labels), elem_id="plot-cost")
     basis.change(lambda b: (figures.tradeoff_scatter(rd.tradeoff_frame(data, rd.COST_BASES[b]), labels, b),

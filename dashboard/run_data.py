@@ -8,7 +8,7 @@ from typing import Optional
 
 import pandas as pd
 
-from contract.files import (EVAL_METRICS, RUN_JSON, SWEEP_JSON, ArtifactError, list_methods, method_metrics,
+from contract.files import (EVAL_INT8, EVAL_METRICS, RUN_JSON, SWEEP_JSON, ArtifactError, list_methods, method_metrics,
                             method_weights, read_evaluation, read_run_file)
 from contract.protocol import BASE, BASE_LABEL, DEFAULT_PROMPT
 from training import lenses  # the evaluation's detectors: the same words flagged here as counted there
@@ -29,6 +29,7 @@ class RunData:
     train: dict = field(default_factory=dict)          # method -> its metrics.json
     sweeps: dict = field(default_factory=dict)         # method -> its sweep.json (methods trained with --sweep lr)
     evaluation: Optional[dict] = None
+    int8: Optional[dict] = None                        # eval/int8.json: int8 vs exact (training/int8_quality.py)
     predictions: Optional[pd.DataFrame] = None
     problems: list[str] = field(default_factory=list)  # what could not be read, shown in the page
 
@@ -133,6 +134,11 @@ def load_run(folder: Path) -> RunData:
             data.predictions = predictions_frame(rows)
         except ArtifactError as e:
             data.problems.append(f"evaluation: {e}")
+    if (folder / EVAL_INT8).exists():
+        try:
+            data.int8 = read_run_file(folder, EVAL_INT8)
+        except ArtifactError as e:
+            data.problems.append(f"int8 figures: {e}")
     return data
 
 
@@ -281,6 +287,34 @@ def summary_table(data: RunData) -> pd.DataFrame:
         row["checkpoint (MiB)"] = f"{train['cost']['checkpoint_bytes'] / 2**20:,.2f}" if train else "-"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def int8_table(data: RunData) -> pd.DataFrame:
+    """One row per model: ROUGE-1 exact and int8 on the evaluation's dialogues, the difference [95% CI], |diff|,
+    the share of identical summaries; models with no int8 form say so."""
+    figures_ = (data.int8 or {}).get("models", {})
+    rows = [{"model": data.label(m), "ROUGE-1 exact": round(f["exact_rouge1"], 4),
+             "ROUGE-1 int8": round(f["int8_rouge1"], 4),
+             "int8 − exact [95% CI]": f"{f['delta_rouge1']['mean']:+.4f} [{f['delta_rouge1']['ci_low']:+.4f}, "
+                                      f"{f['delta_rouge1']['ci_high']:+.4f}]",
+             "|Δ ROUGE-1|": round(abs(f["delta_rouge1"]["mean"]), 4),
+             "identical summaries": f"{f['identical_share']:.0%}"} for m, f in figures_.items()]
+    rows += [{"model": data.label(m), "ROUGE-1 exact": None, "ROUGE-1 int8": None, "int8 − exact [95% CI]": why,
+              "|Δ ROUGE-1|": None, "identical summaries": ""} for m, why in (data.int8 or {}).get("exact_only", {}).items()]
+    return pd.DataFrame(rows)
+
+
+def int8_line(data: RunData) -> str:
+    """What the int8 table is, or how to measure it; stale figures are said to be."""
+    if data.int8 is None:
+        return (f"**int8 (CTranslate2) vs exact:** not measured for this run: `python -m training.int8_quality --run "
+                f"{data.folder}` writes it (`python app.py --backend int8` serves in int8).")
+    stale = data.evaluation is not None and data.int8["evaluation_created_at"] != data.evaluation["created_at"]
+    return (f"**int8 (CTranslate2) vs exact** on the same {data.int8['n_dialogues']} test dialogues and decoding "
+            f"({data.int8['engine']}, {data.int8['quantization']}; each model merged first; per-row ROUGE-1, the "
+            "difference's interval a paired bootstrap over dialogues)."
+            + (" ⚠️ **Stale**: measured against an earlier evaluation; run `python -m training.int8_quality --run "
+               f"{data.folder}` again." if stale else ""))
 
 
 SLICE_KINDS = {"length": "Dialogue length", "speakers": "Speakers", "topic": "Topic"}
