@@ -58,10 +58,14 @@ def build_demo(state: AppState) -> gr.Blocks:
                 build_examples_tab(demo, state)
 
         def open_view(request: gr.Request):
-            """The view a link's query names (?runs=...&tab=...&models=...), else the defaults."""
-            view = view_from_query(dict(request.query_params) if request else {}, board, state.runs.keys, tab_ids)
+            """The view a link's query names (?runs=...&tab=...&models=...), else the defaults. The tab and the
+            Compare models change only when the link names them: a visitor may have clicked before this arrives."""
+            query = dict(request.query_params) if request else {}
+            view = view_from_query(query, board, state.runs.keys, tab_ids)
             values = values_of(view, state.runs.default)
-            return [gr.Tabs(selected=view.tab), problems_line(view), *values, *redraw(*values)]
+            shown = [*values[:-1], values[-1] if view.models else gr.skip()]
+            return [gr.Tabs(selected=view.tab) if "tab" in query else gr.skip(), problems_line(view), *shown,
+                    *redraw(*values)]
 
         demo.load(open_view, None, [tabs, said, *inputs, *outputs], api_visibility="private")
 

@@ -27,6 +27,7 @@ def served(evaluated_run):
 
 
 def texts(results):
+    assert not any(s.error for s in results.values()), {m: s.error for m, s in results.items()}
     return {m: s.text for m, s in results.items()}
 
 
@@ -40,11 +41,14 @@ def test_batched_results_equal_one_at_a_time(served):
     seen = []
     original = served.batcher.backend
 
-    def spy(calls, settings, context=None):  # the backend sees plain calls, one settings for all of them
-        seen.extend((c.group or c.model, {settings}, len(c.input_ids)) for c in calls)
-        return original(calls, settings, context)
+    class Spy:  # the backend sees plain calls, one settings for all of them
+        written_by = original.written_by
 
-    served.batcher.backend = spy
+        def __call__(self, calls, settings, context=None):
+            seen.extend((c.group or c.model, {settings}, len(c.input_ids)) for c in calls)
+            return original(calls, settings, context)
+
+    served.batcher.backend = Spy()
     try:
         with ThreadPoolExecutor(len(MIXED_REQUESTS)) as pool:
             together = list(pool.map(lambda r: texts(summarize(served, r[0], r[1], models=r[2])),

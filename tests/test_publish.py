@@ -122,9 +122,10 @@ def hub_cache_with(run_dir, cache, repo="me/tiny-run"):
 SERVE = """
 import app, json, sys
 args, extra = app.parse_args([])
-folder = app.choose_run(args.run)
-demo = app.create_app(folder, app.votes_file(args.run, folder, None))
-print(json.dumps({"run": args.run, "folder": str(folder), "votes": str(app.votes_file(args.run, folder, None)),
+[run] = app.runs_asked(args.run, args.runs)
+folder = app.choose_run(run)
+demo = app.create_app(folder, app.votes_file(run, folder, None))
+print(json.dumps({"run": run, "folder": str(folder), "votes": str(app.votes_file(run, folder, None)),
                   "pinned": str(app.choose_run(sys.argv[1]))}))
 """
 

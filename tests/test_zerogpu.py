@@ -36,8 +36,9 @@ def test_the_stand_in_refuses_model_work_outside_a_call(evaluated_run):
 def zero_gpu_app(evaluated_run, tmp_path_factory):
     port = free_port()
     votes = tmp_path_factory.mktemp("zerogpu") / "votes.sqlite"
+    # requests wait up to 0.3 s for company: one test sends two that must arrive together, in a known order
     process = subprocess.Popen([sys.executable, "app.py", "--run", str(evaluated_run), "--port", str(port),
-                                "--votes_db", str(votes)], cwd=ROOT, env=zero_gpu_env(STANDIN_OUT_OF_QUOTA="broke"),
+                                "--votes_db", str(votes), "--max_wait_ms", "300"], cwd=ROOT, env=zero_gpu_env(STANDIN_OUT_OF_QUOTA="broke"),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 240
@@ -104,7 +105,9 @@ def test_a_visitor_out_of_quota_gets_one_line_and_others_are_served(zero_gpu_app
     # arriving together, the out-of-quota visitor first: the batch is charged to it and refused, then each request
     # is served alone, so the other visitor still gets its summaries
     first = broke.submit(DIALOGUES[4], api_name="/summarize_all")
-    time.sleep(0.02)
+    deadline = time.time() + 60
+    while first.status().code.name not in ("PROCESSING", "FINISHED") and time.time() < deadline:
+        time.sleep(0.005)  # until it is in the batcher, waiting 0.3 s for company
     second = fine.submit(DIALOGUES[3], api_name="/summarize_all")
     assert texts(second.result(timeout=120)) == plain_answers[DIALOGUES[3]]
     assert all("ZeroGPU quota" in v["error"] for v in first.result(timeout=120).values())
