@@ -34,11 +34,19 @@ def make_run(folder: Path, setup) -> Path:
         r=32, lora_alpha=32, target_modules=["q", "v"], task_type=TaskType.SEQ_2_SEQ_LM, init_lora_weights=False))
     lora.save_pretrained(folder / "lora" / "adapter")
     for name in ("full", "lora"):
-        write_method_metrics(folder, name)
+        write_method_metrics(folder, name, described(name))
     (folder / "run.json").write_text(json.dumps({
         "schema_version": 1, "preset": "benchmark", "base_model": "base/model", "tokenizer": "base/model",
         "data_source": "none", "created_at": "", "versions": {}, "git_commit": None}))
     return folder
+
+
+def described(name: str) -> dict:
+    """What training writes about a method into metrics.json (its description and what it can do, e.g. merge)."""
+    from training.catalogue import capabilities
+    from training.methods import BUILTIN
+
+    return {**BUILTIN[name].describe(), **capabilities(BUILTIN[name])}
 
 
 def write_method_metrics(folder: Path, name: str, method: dict = None) -> None:
@@ -82,7 +90,7 @@ def make_all_methods_run(folder: Path, setup) -> Path:
         if config.peft_type == "LORA":
             config.init_lora_weights = False  # random B: the adapter changes the output, as a trained one does
         get_peft_model(random_model(setup.config, seed=0), config).save_pretrained(folder / name / "adapter")
-        write_method_metrics(folder, name, method.describe())
+        write_method_metrics(folder, name, described(name))
     return folder
 
 

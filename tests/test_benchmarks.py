@@ -13,21 +13,20 @@ from tests.test_app_server import CHROMIUM
 FIELDS = {"benchmark", "ours", "baseline", "ratio", "unit", "device", "date", "command"}
 
 
-@pytest.mark.parametrize("script,bench_id,rows", [("p1_eval_generation.py", "P1", 1), ("p2_training.py", "P2", 2),
-                                                   ("p3_serving_memory.py", "P3", 2), ("p4_latency.py", "P4", 1),
-                                                   ("p3b_p4b_all_methods.py", None, 2),
-                                                   ("p7_p8_serving.py", "P7", None),
-                                                   ("p9_sweep_seeds.py", "P9", 1)])
-def test_benchmark_smoke(tmp_path, script, bench_id, rows):
+@pytest.mark.parametrize("script,ids", [("p1_eval_generation.py", ["P1"]), ("p2_training.py", ["P2", "P2"]),
+                                        ("p3_serving_memory.py", ["P3", "P3"]), ("p4_latency.py", ["P4"]),
+                                        ("p3b_p4b_all_methods.py", ["P3b", "P4b"]),
+                                        ("p7_p8_serving.py", None),
+                                        ("p9_sweep_seeds.py", ["P9"]),
+                                        ("p11_int8.py", ["P11", "P11-memory", "P11-core"])])
+def test_benchmark_smoke(tmp_path, script, ids):
     results = tmp_path / "results.jsonl"
     out = subprocess.run([sys.executable, script, "--smoke", "--results", str(results)], cwd=ROOT / "benchmarks",
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     written = [json.loads(line) for line in results.read_text().splitlines()]
-    if rows is None:  # P7 (2 rows), and P8 where Chromium is installed
+    if ids is None:  # P7 (2 rows), and P8 where Chromium is installed
         ids = ["P7", "P7"] + (["P8"] if CHROMIUM.exists() else [])
-    else:
-        ids = [bench_id] * rows if bench_id else ["P3b", "P4b"]
     assert [r["benchmark"] for r in written] == ids and all(FIELDS <= set(r) for r in written)
     assert all(r["ours"] > 0 and r["baseline"] > 0 and r["ratio"] == pytest.approx(r["ours"] / r["baseline"])
                for r in written)
