@@ -101,9 +101,10 @@ def main():
                    "MiB resident after loading base + full + LoRA (int8 backend vs exact)", "reported",
                    args.results, setup=setup.source, architecture=arch)
             if arch == "small":
-                folder = make_all_methods_run(folder, setup)
                 from contract.files import list_methods
+                from training.methods import CORE
 
+                folder = make_all_methods_run(folder, setup, CORE)
                 core = ["base", *list_methods(folder)]
                 side_by_side(folder, setup, core, new, arch, "<= 0.5x", args.results, "P11-core")
 

@@ -76,15 +76,16 @@ def load_separate(folder: Path):
     return {"base": base, "full": full, "lora": lora}
 
 
-def make_all_methods_run(folder: Path, setup) -> Path:
-    """make_run plus every CPU method of the registry, each adapter randomly initialised (so outputs differ)."""
+def make_all_methods_run(folder: Path, setup, names=None) -> Path:
+    """make_run plus every CPU method of the registry (or those named), each adapter randomly initialised (so
+    outputs differ)."""
     from peft import get_peft_model
 
     from training.methods import BUILTIN
 
     make_run(folder, setup)
     for name, method in BUILTIN.items():
-        if method.peft is None or method.needs_cuda or (folder / name).exists():
+        if (names is not None and name not in names) or method.peft is None or method.needs_cuda or (folder / name).exists():
             continue
         config = method.peft_config(setup.config)
         if config.peft_type == "LORA":
