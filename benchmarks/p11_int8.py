@@ -46,7 +46,7 @@ def setup_for(arch: str, n: int, smoke: bool):
 
 
 def timed_requests(served, dialogues, models, settings) -> tuple[float, int, dict]:
-    """Seconds per request, tokens generated in all, and the last request's texts."""
+    """Seconds per request, tokens generated in all, and which backend wrote each model's last summary."""
     served.submit(dialogues[0], dataclasses.replace(settings, max_new_tokens=2), models=models).result()  # warm-up
     seconds, tokens = 0.0, 0
     for dialogue in dialogues:
