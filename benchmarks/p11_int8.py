@@ -11,8 +11,9 @@ are counted and recorded). Goal <= 0.35x on both.
 P11-core: one request for every core CPU method (base, full, lora, lora_all, dora, ia3, prompt_tuning,
 prefix_tuning; prompt and prefix tuning cannot be merged and stay exact in int8) on the small architecture.
 Goal <= 0.5x.
-P11-memory: resident memory after loading the models, int8 vs exact, each in a fresh process (the int8 backend
-also holds the exact models: prompt-learning methods and sampling requests are served exactly).
+P11-memory: resident memory after loading the models and serving one request with them, int8 vs exact, each in a
+fresh process (the int8 backend also holds the exact models: prompt-learning methods and sampling requests are
+served exactly, so what their weights cost shows only once a request touches them).
 """
 
 import dataclasses
@@ -73,11 +74,14 @@ def side_by_side(folder: Path, setup, models, new: int, label: str, goal: str, r
            tokens={"int8": ours_tokens, "exact": exact_tokens}, written_by=written_by)
 
 
-def resident_mib(folder: Path, backend: str) -> float:
-    """RSS growth of a fresh process from before to after loading the run's models with this backend."""
-    code = ("import sys, json; sys.path.insert(0, 'benchmarks'); from common import rss_bytes; before = rss_bytes(); "
-            "from dashboard.serving import load_models; "
+def resident_mib(folder: Path, backend: str, dialogue: str, models: list[str]) -> float:
+    """RSS growth of a fresh process from after its imports to after loading the run's models with this backend
+    and serving one request for `models` (weights are memory-mapped: only what a request touches is resident)."""
+    code = ("import sys, json; sys.path.insert(0, 'benchmarks'); from common import rss_bytes; "
+            "import ctranslate2; from dashboard.inputs import Settings; from dashboard.serving import load_models; "
+            "before = rss_bytes(); "
             f"m = load_models({str(folder)!r}, device='cpu', backend={backend!r}); "
+            f"m.submit({dialogue!r}, Settings(max_new_tokens=8), models={models!r}).result(); "
             "import gc; gc.collect(); print(json.dumps((rss_bytes() - before) / 2**20))")
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
                          text=True, check=True)
@@ -97,8 +101,8 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             folder = make_run(Path(tmp) / "run", setup)
             side_by_side(folder, setup, THREE, new, arch, "<= 0.35x", args.results, "P11")
-            record("P11-memory", resident_mib(folder, "int8"), resident_mib(folder, "exact"),
-                   "MiB resident after loading base + full + LoRA (int8 backend vs exact)", "reported",
+            record("P11-memory", *(resident_mib(folder, b, setup.dialogues[0], THREE) for b in ("int8", "exact")),
+                   "MiB resident after loading base + full + LoRA and one request (int8 backend vs exact)", "reported",
                    args.results, setup=setup.source, architecture=arch)
             if arch == "small":
                 from contract.files import list_methods

@@ -264,8 +264,9 @@ def rate_line(metrics: dict) -> str:
     rate = metrics.get("learning_rate") or {"value": metrics["hyperparameters"].get("learning_rate"), "source": "preset"}
     if rate["value"] is None:  # not recorded (a hand-made or very old metrics.json)
         return "-"
-    mark = {"sweep": "swept" + ("" if rate.get("bracketed", True) else ", at the grid's edge")}.get(rate["source"],
-                                                                                                  rate["source"])
+    swept = ("swept: none beat the untrained model, the preset rate" if rate.get("below_untrained") else
+             "swept" + ("" if rate.get("bracketed", True) else ", at the grid's edge"))
+    mark = swept if rate["source"] == "sweep" else rate["source"]
     return f"{rate['value']:.3g} ({mark})"
 
 

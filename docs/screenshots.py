@@ -47,7 +47,8 @@ def main(argv=None) -> None:
         page.locator("#dialogue").scroll_into_view_if_needed()
         page.screenshot(path=str(out / "compare.png"), full_page=True)
         page.get_by_role("tab", name="Metrics").click()
-        page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        page.locator("#plot-tradeoff .js-plotly-plot").wait_for(timeout=60_000)
+        page.evaluate("document.querySelector('#cost-basis').scrollIntoView()")  # the charts, below the verdict
         page.wait_for_timeout(1500)
         page.screenshot(path=str(out / "metrics.png"))
         page.goto(f"http://127.0.0.1:{port}/?tab=leaderboard&x=trainable+params&y=ROUGE-1")

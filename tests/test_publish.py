@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from huggingface_hub import HfApi, ModelCard
@@ -225,6 +226,14 @@ def test_one_command_deploys_the_space_at_the_hub_boundary(monkeypatch):
     assert "hf_USERS_OWN_TOKEN" not in repr(calls) + "".join(
         op.path_or_fileobj.decode() if isinstance(op.path_or_fileobj, bytes) else open(op.path_or_fileobj).read()
         for op in sent.values())
+
+
+def test_a_cpu_space_serves_int8_and_a_zerogpu_space_exactly():
+    from training import space
+
+    cpu, zero = (space.plan("hf://me/run", "me/flan-space", h) for h in ("cpu-basic", "zero-a10g"))
+    assert cpu["variables"]["SERVING_BACKEND"] == "int8" and "SERVING_BACKEND" not in zero["variables"]
+    assert "ctranslate2==" in Path(cpu["files"]["requirements.txt"]).read_text()  # what int8 imports, on the Space
 
 
 def test_the_space_deploy_refuses_what_cannot_work():

@@ -76,7 +76,7 @@ def test_sweep_records_every_trial_and_trains_at_the_best_rate(swept):
     assert doc["bracketed"] == sweep.is_bracketed(doc["trials"], doc["chosen_learning_rate"])
     metrics = read_run_file(swept, "lora/metrics.json")
     assert metrics["learning_rate"] == {"value": doc["chosen_learning_rate"], "source": "sweep", "default": 1e-2,
-                                        "bracketed": doc["bracketed"]}
+                                        "bracketed": doc["bracketed"], "below_untrained": False}
     assert metrics["hyperparameters"]["learning_rate"] == doc["chosen_learning_rate"]
     assert metrics["final"]["steps"] == 6  # the served model is the chosen trial, trained on the full budget
     assert metrics["cost"]["sweep_seconds"] == pytest.approx(doc["seconds"] - chosen["seconds"]) and doc["tokens"] > 0
@@ -241,3 +241,16 @@ def test_a_sweep_with_no_usable_trial_fails_in_one_line(tmp_path):
     assert last.startswith("error: sweep lora: no rate gave a usable model") and "100:" in last and "--sweep_lr" in last
     assert "untrained model's" in last
     assert not (run_dir / "lora" / "metrics.json").exists() and not (run_dir / "lora" / "adapter").exists()
+
+
+def test_when_no_rate_beats_the_untrained_model_the_preset_rate_is_served_and_said(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    seeds, floor = SWEEP.index("--seeds"), SWEEP.index("--sweep_floor")
+    finetune.main([*SWEEP[:seeds], *SWEEP[seeds + 2:floor], "--sweep_floor", "1", "--output_dir", str(run_dir),
+                   "--tiny_pretrain_steps", "40"])  # one seed, and a floor no ROUGE-L can exceed
+    doc = read_run_file(run_dir, "lora/sweep.json")
+    metrics = read_run_file(run_dir, "lora/metrics.json")
+    assert doc["below_untrained"] and doc["chosen_learning_rate"] == doc["default_learning_rate"]
+    assert "the preset rate is served" in doc["note"]
+    assert metrics["learning_rate"]["value"] == doc["default_learning_rate"] and metrics["learning_rate"]["below_untrained"]
+    assert "no rate beat the untrained model" in capsys.readouterr().out

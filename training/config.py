@@ -129,8 +129,9 @@ class TrainConfig:
     sweep_floor: str = field(default="untrained", metadata={
         "help": "What a sweep trial's validation ROUGE-L must exceed to be chosen: 'untrained' (the method's model "
                 "before any training: a rate that only made it worse is not usable) or a number (0: any trial that "
-                "writes something, for smoke runs too short to learn). No usable trial: the method fails, saying "
-                "which rates were tried and what to try."})
+                "writes something, for smoke runs too short to learn). None beats it: the preset rate's complete "
+                "trial is served (said); no usable trial at all: the method fails, saying which rates were tried and "
+                "what to try."})
     sweep_storage: Optional[str] = field(default=None, metadata={
         "help": "Optuna storage URL the sweep's trials live in. Default: sqlite:///<run>/sweep.sqlite3. Several "
                 "processes or machines given the same URL (a server database across machines) share the trials: "

@@ -110,7 +110,7 @@ def run(cfg: TrainConfig, method: Method, callbacks=()) -> Path:
             doc = tune(cfg, method, prepared, out)
             cfg = dataclasses.replace(cfg, learning_rate=doc["chosen_learning_rate"])
             rate = {"value": cfg.learning_rate, "source": "sweep", "default": doc["default_learning_rate"],
-                    "bracketed": doc["bracketed"]}
+                    "bracketed": doc["bracketed"], "below_untrained": doc.get("below_untrained", False)}
             best_trial = out / sweep.TRIALS / sweep.trial_folder(cfg.learning_rate)
             chosen = next(t for t in doc["trials"] if t["number"] == doc["chosen_trial"])
             sweep_cost = {"sweep_seconds": doc["seconds"] - (chosen["seconds"] or 0), "sweep_tokens": doc["tokens"]}

@@ -8,7 +8,7 @@ With huggingface_hub: `create_repo(repo_type="space", space_sdk="gradio", space_
 `zero-a10g`, by default: the hardware a free account may host Gradio Spaces on), one commit of the app's code
 (app.py, contract/, dashboard/, training/: code and schemas only), the Space's README (front matter: Gradio
 sdk_version, Python 3.12, app_file) and requirements (space/requirements.txt: ZeroGPU's torch range), the
-variables RUN_REPO and the vote store's (VOTES_DATASET, or VOTES_DB + VOTES_JOURNAL on a mounted Storage Bucket),
+variables RUN_REPO, SERVING_BACKEND=int8 on CPU hardware, and the vote store's (VOTES_DATASET, or VOTES_DB + VOTES_JOURNAL on a mounted Storage Bucket),
 and a random VOTE_SECRET secret (stable voter hashes across restarts). Nothing else goes up: no run files (the
 Space downloads the run), votes, keys, checkpoints or tokens. Prints the Space's URL.
 """
@@ -45,9 +45,10 @@ def code_files() -> list[str]:
     return files
 
 
-def settings(run: str, space: str, votes_dataset: str | None, votes_bucket: str | None) -> dict:
-    """The Space's variables, and its volumes (a Storage Bucket for the votes)."""
-    variables = {"RUN_REPO": run}
+def settings(run: str, space: str, votes_dataset: str | None, votes_bucket: str | None, hardware: str) -> dict:
+    """The Space's variables, and its volumes (a Storage Bucket for the votes). A CPU Space serves through the
+    int8 backend (SERVING_BACKEND=int8: benchmarks/README.md, P11); a GPU one exactly."""
+    variables = {"RUN_REPO": run, **({"SERVING_BACKEND": "int8"} if hardware.startswith("cpu") else {})}
     volumes = []
     if votes_bucket:
         volumes.append({"type": "bucket", "source": votes_bucket, "mount_path": BUCKET_MOUNT})
@@ -65,7 +66,7 @@ def plan(run: str, space: str, hardware: str, votes_dataset=None, votes_bucket=N
     files = {f: ROOT / f for f in code_files()}
     files["README.md"] = space_readme(space, run, hardware).encode()
     files["requirements.txt"] = SPACE_REQUIREMENTS
-    return {"files": files, "hardware": hardware, **settings(run, space, votes_dataset, votes_bucket)}
+    return {"files": files, "hardware": hardware, **settings(run, space, votes_dataset, votes_bucket, hardware)}
 
 
 def describe(p: dict) -> str:

@@ -347,6 +347,16 @@ def is_bracketed(rows: list[dict], best: float) -> bool:
     return 0 < i < len(tried) - 1 and tried[i - 1] in complete and tried[i + 1] in complete
 
 
+def default_if_complete(rows: list[dict], default_rate: float) -> float | None:
+    """The preset rate when its trial ran to the end with a finite score (what a run without --sweep serves)."""
+    for r in rows:
+        value = r["validation"]["rougeL"]
+        if (r["learning_rate"] == default_rate and r["status"] == "complete" and value is not None
+                and math.isfinite(value)):
+            return default_rate
+    return None
+
+
 def failure(method: str, rows: list[dict], floor: float) -> SweepFailed:
     def said(r):
         if r["status"] == "complete":
@@ -381,7 +391,7 @@ def run_sweep(cfg: TrainConfig, method, run_dir: Path, default_rate: float, step
     `train_trial(rate, trial)` trains the full `steps` at `rate` (stopping at a rung when behind, see Rungs),
     saves a complete trial's model and returns its validation figures;
     `untrained_rouge_l()` scores the method's untrained model: a rate must beat it (or --sweep_floor) to be
-    chosen, else SweepFailed."""
+    chosen; when none does, the preset rate's complete trial is served (said), else SweepFailed."""
     start = time.perf_counter()
     first = parse_rates(cfg.sweep_lr, default_rate)
     url, name = storage_url(cfg, run_dir), study_name(cfg, method, steps)
@@ -398,8 +408,13 @@ def run_sweep(cfg: TrainConfig, method, run_dir: Path, default_rate: float, step
               flush=True)
         queue(study, [upcoming], default_rate)
     rows = trial_rows(study)
-    if best is None:
-        raise failure(method.name, rows, floor)
+    below_floor = best is None
+    if below_floor:  # nothing beat the untrained model: the preset's rate, as an untuned run serves it, or fail
+        best = default_if_complete(rows, default_rate)
+        if best is None:
+            raise failure(method.name, rows, floor)
+        print(f"sweep {method.name}: warning: no rate beat the untrained model's validation ROUGE-L ({floor:.3f}); "
+              f"serving the preset rate {best:g}, as a run without --sweep would.", flush=True)
     tried = sorted({r["learning_rate"] for r in rows})
     bracketed = is_bracketed(rows, best)
     chosen = max((r for r in rows if r["learning_rate"] == best and r["status"] == "complete"),
@@ -408,8 +423,9 @@ def run_sweep(cfg: TrainConfig, method, run_dir: Path, default_rate: float, step
            "default_learning_rate": default_rate, "first_grid": first, "trials": rows,
            "chosen_learning_rate": best, "chosen_trial": chosen["number"], "bracketed": bracketed,
            "rungs": [*rung_steps(steps), steps],
-           "untrained_validation_rougeL": floor,
-           "note": "" if bracketed else f"the best rate {best:g} has no complete trial on both sides among the rates "
+           "untrained_validation_rougeL": floor, "below_untrained": below_floor,
+           "note": f"no rate beat the untrained model ({floor:.3f}): the preset rate is served" if below_floor else
+                   "" if bracketed else f"the best rate {best:g} has no complete trial on both sides among the rates "
                                         f"tried ({', '.join(f'{r:g}' for r in tried)}; the grid extends at most "
                                         f"{MAX_EXTENSIONS} times): a better one may lie beyond",
            "steps_per_trial": steps, "validation_dialogues": cfg.sweep_eval_dialogues,
