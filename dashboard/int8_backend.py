@@ -97,4 +97,3 @@ def int8_backend(loaded, tokenizer, run_dir: Path, mergeable: dict, say=print) -
         except Exception as e:  # served exactly instead, and said
             say(f"int8: {name} stays exact: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
     return Int8Backend(loaded, frozenset(tokenizer.all_special_ids), translators, int8.Vocabulary.of(tokenizer))
-

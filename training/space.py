@@ -8,8 +8,8 @@ With huggingface_hub: `create_repo(repo_type="space", space_sdk="gradio", space_
 `zero-a10g`, by default: the hardware a free account may host Gradio Spaces on), one commit of the app's code
 (app.py, contract/, dashboard/, training/: code and schemas only), the Space's README (front matter: Gradio
 sdk_version, Python 3.12, app_file) and requirements (space/requirements.txt: ZeroGPU's torch range), the
-variables RUN_REPO, SERVING_BACKEND=int8 on CPU hardware, and the vote store's (VOTES_DATASET, or VOTES_DB + VOTES_JOURNAL on a mounted Storage Bucket),
-and a random VOTE_SECRET secret (stable voter hashes across restarts). Nothing else goes up: no run files (the
+variables RUN_REPO, SERVING_BACKEND=int8 on CPU hardware, and the vote store's (VOTES_DATASET, or VOTES_DB +
+VOTES_JOURNAL on a mounted Storage Bucket), and a random VOTE_SECRET secret (stable voter hashes across restarts). Nothing else goes up: no run files (the
 Space downloads the run), votes, keys, checkpoints or tokens. Prints the Space's URL.
 """
 

@@ -349,12 +349,7 @@ def is_bracketed(rows: list[dict], best: float) -> bool:
 
 def default_if_complete(rows: list[dict], default_rate: float) -> float | None:
     """The preset rate when its trial ran to the end with a finite score (what a run without --sweep serves)."""
-    for r in rows:
-        value = r["validation"]["rougeL"]
-        if (r["learning_rate"] == default_rate and r["status"] == "complete" and value is not None
-                and math.isfinite(value)):
-            return default_rate
-    return None
+    return default_rate if default_rate in usable_scores(rows, -math.inf) else None
 
 
 def failure(method: str, rows: list[dict], floor: float) -> SweepFailed:
