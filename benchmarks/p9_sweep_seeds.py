@@ -1,12 +1,15 @@
 """P9: `python -m training --preset tiny --methods all --sweep lr --seeds 3` from a fresh copy of the project: its
 wall-clock seconds (goal: 20 minutes on 2 CPU cores), and each method's sweep overhead, the seconds of all its
 trials (the served one included: it IS the model; the validation summaries at the rungs included) over one full
-training of it (goal: <= 1.5x).
+training of it (goal: <= 1.5x). With --preset_run (a run of the same command without --sweep: the preset rates, the
+same seeds), per method ROUGE-1 at the preset rate vs at the swept rate and the difference's 95% interval from a
+two-level bootstrap (each run's seeds, then the shared test dialogues): the README's preset-vs-swept table.
 
     python p9_sweep_seeds.py                                  # runs it (about 20 minutes on 2 CPU cores)
     python p9_sweep_seeds.py --smoke                          # mechanics: 2 methods, a few steps
     python p9_sweep_seeds.py --run_dir /tmp/p9/artifacts/tiny --seconds 1500   # a run of that command timed
                                                               # outside (e.g. under /usr/bin/time): record it
+    python p9_sweep_seeds.py --run_dir ... --seconds ... --preset_run /tmp/preset/artifacts/tiny   # + the table
 """
 
 import json
@@ -18,6 +21,10 @@ import time
 from pathlib import Path
 
 from common import ROOT, base_arguments, record
+
+from contract.files import SWEEP_JSON, read_evaluation, read_run_file
+from training.evaluate import load_rouge_metric
+from training.stats import bootstrap_ci_seeds, bootstrap_difference_seeds
 
 COMMAND = ["-m", "training", "--preset", "tiny", "--methods", "all", "--sweep", "lr", "--seeds", "3"]
 SMOKE = ["--methods", "full,lora", "--max_train_samples", "32", "--max_eval_samples", "8", "--batch_size", "8",
@@ -36,27 +43,83 @@ def overheads(run_dir: Path) -> dict[str, float]:
     return result
 
 
+def per_seed_rouge1(run_dir: Path) -> tuple[dict, list[str], list[int]]:
+    """({method: seeds x dialogues per-row ROUGE-1}, the dialogue ids, each dialogue's weight: its references) from
+    the run's evaluation: the served seed's scores as written, the other seeds' summaries scored again."""
+    metrics, rows = read_evaluation(run_dir)
+    rouge, references = load_rouge_metric(), [r["references"] for r in rows]
+    scores = {}
+    for m in metrics["models"]:
+        if m == "base":
+            continue
+        seeds = [[r["rouge"][m]["rouge1"] for r in rows]]
+        for seed in map(str, metrics["seeds"][m]["all"][1:]):
+            seeds.append(rouge.compute(predictions=[r["seed_outputs"][m][seed] for r in rows], references=references,
+                                       protocol="per_row", use_aggregator=False)["rouge1"])
+        scores[m] = seeds
+    return scores, [r["id"] for r in rows], [len(r) for r in references]
+
+
+def preset_vs_swept(preset_run: Path, swept_run: Path) -> dict:
+    """Per method in both runs: its rate, ROUGE-1 [95% CI] in each run, and swept - preset [95% CI]."""
+    preset, ids, weights = per_seed_rouge1(preset_run)
+    swept, swept_ids, _ = per_seed_rouge1(swept_run)
+    if ids != swept_ids:
+        raise SystemExit(f"--preset_run {preset_run} was evaluated on other dialogues than {swept_run}: not comparable.")
+    table = {}
+    for m in [m for m in swept if m in preset]:
+        rates = [read_run_file(run, f"{m}/metrics.json")["hyperparameters"]["learning_rate"]
+                 for run in (preset_run, swept_run)]
+        difference = bootstrap_difference_seeds(preset[m], swept[m], weights)
+        table[m] = {"preset_rate": rates[0], "swept_rate": rates[1], "seeds": len(swept[m]),
+                    "preset": bootstrap_ci_seeds(preset[m], weights), "swept": bootstrap_ci_seeds(swept[m], weights),
+                    "difference": difference, "worse_beyond_ci": difference[2] < 0}
+    return table
+
+
+def markdown(table: dict, swept_run: Path) -> str:
+    lines = ["| method | preset rate → swept rate | ROUGE-1 at the preset rate | ROUGE-1 at the swept rate | swept − preset "
+             "[95% CI] |", "|---|---|---|---|---|"]
+    for m, row in table.items():
+        sweep = json.loads((swept_run / m / SWEEP_JSON).read_text())
+        served = "preset rate served: no rate beat the untrained model" if sweep["below_untrained"] else \
+            f"{row['swept_rate']:.2g}"
+        cell = [f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for v in (row["preset"], row["swept"], row["difference"])]
+        lines.append(f"| `{m}` | {row['preset_rate']:.2g} → {served} | {cell[0]} | {cell[1]} | {cell[2]}"
+                     f"{' **worse**' if row['worse_beyond_ci'] else ''} |")
+    return "\n".join(lines)
+
+
 def main():
     parser = base_arguments(__doc__)
     parser.add_argument("--run_dir", type=Path, help="a finished run of the command to record instead of running it")
     parser.add_argument("--seconds", type=float, help="its measured wall-clock seconds (with --run_dir)")
+    parser.add_argument("--preset_run", type=Path, help="a finished run of the command without --sweep (same seeds): "
+                                                        "adds the preset-vs-swept table (--smoke runs one)")
     args = parser.parse_args()
     command = [*COMMAND[:4], *(SMOKE if args.smoke else COMMAND[4:6]), *COMMAND[6:]]
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir, seconds = args.run_dir, args.seconds
+        run_dir, seconds, preset_run = args.run_dir, args.seconds, args.preset_run
         if run_dir is None:
             project = Path(tmp) / "project"
             shutil.copytree(ROOT, project, ignore=shutil.ignore_patterns("artifacts", ".git", "__pycache__"))
             start = time.perf_counter()
             subprocess.run([sys.executable, *command], cwd=project, check=True)
             seconds, run_dir = time.perf_counter() - start, project / "artifacts" / "tiny"
+            if args.smoke:  # the table's mechanics: the same smoke command at the preset rates
+                preset_run = project / "artifacts" / "preset"
+                subprocess.run([sys.executable, *[a for a in command if a not in ("--sweep", "lr")], "--output_dir",
+                                str(preset_run)], cwd=project, check=True)
         ratios = overheads(run_dir)
         chosen = {p.parent.name: json.loads(p.read_text())["chosen_learning_rate"] for p in run_dir.glob("*/sweep.json")}
+        table = preset_vs_swept(preset_run, run_dir) if preset_run else None
+        if table:
+            print(markdown(table, run_dir))
     record("P9", seconds, 20 * 60.0, "wall-clock seconds of the command from a fresh copy; baseline = the 20-minute "
            "goal", "<= 1200 s on 2 CPU cores; sweep overhead <= 1.5x one training per method", args.results,
            training_command="python " + " ".join(command), sweep_overhead=ratios,
-           sweep_overhead_max=max(ratios.values()), chosen_learning_rates=chosen)
-
+           sweep_overhead_max=max(ratios.values()), chosen_learning_rates=chosen,
+           **({"preset_vs_swept": table} if table else {}))
 
 if __name__ == "__main__":
     main()

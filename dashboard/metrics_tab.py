@@ -38,7 +38,7 @@ def tuning_text(data: rd.RunData) -> str:
                      f"(rates {', '.join(f'{r:.3g}' for r in first['first_grid'])} around each default, "
                      f"{first['steps_per_trial']} steps a trial, scored by ROUGE-L of greedy summaries of up to "
                      f"{first['validation_dialogues']} validation dialogues at steps {', '.join(map(str, rungs))}; a "
-                     "trial behind the default rate at a step stopped there, the default always ran to the end; the "
+                     "trial behind the best score at a step stopped there, the default always ran to the end; the "
                      "grid extends at most twice when the best rate sits at its edge). The served model is the best "
                      "complete trial itself, so it is never worse than the default rate on validation.")
     if fixed:

@@ -30,6 +30,10 @@ def test_benchmark_smoke(tmp_path, script, ids):
     assert [r["benchmark"] for r in written] == ids and all(FIELDS <= set(r) for r in written)
     assert all(r["ours"] > 0 and r["baseline"] > 0 and r["ratio"] == pytest.approx(r["ours"] / r["baseline"])
                for r in written)
+    if script == "p9_sweep_seeds.py":  # the preset-vs-swept table from the smoke run at the preset rates
+        table = written[0]["preset_vs_swept"]
+        assert set(table) == {"full", "lora"} and all(len(t["difference"]) == 3 and t["seeds"] == 3 for t in table.values())
+        assert all(t["difference"][1] <= t["difference"][0] <= t["difference"][2] for t in table.values())
 
 
 def test_gpu_script_smoke_runs_on_cpu(tmp_path):

@@ -16,7 +16,7 @@ from contract.files import EVAL_METRICS, read_evaluation, read_run_file
 from tests.conftest import ROOT
 from training import evaluate, finetune, sweep
 from training.config import ConfigError
-from training.stats import bootstrap_ci, bootstrap_ci_seeds
+from training.stats import bootstrap_ci, bootstrap_ci_seeds, bootstrap_difference_seeds
 
 SWEEP = ["--method", "lora", "--preset", "tiny", "--sweep", "lr", "--sweep_eval_dialogues", "6",
          "--max_train_samples", "32", "--max_eval_samples", "8", "--batch_size", "8", "--max_steps", "6",
@@ -69,9 +69,12 @@ def test_sweep_records_every_trial_and_trains_at_the_best_rate(swept):
     assert chosen["learning_rate"] == doc["chosen_learning_rate"] == max(rates, key=rates.get)
     assert chosen["validation"]["rougeL"] >= default["validation"]["rougeL"]  # tuned is never worse on validation
     for t in doc["trials"]:
-        if t["status"] == "stopped":  # behind the default's score at the rung where it stopped
+        if t["status"] == "stopped":  # behind the leader (an earlier trial's best score) at the rung where it stopped
             rung = len(t["rungs"]) - 1
-            assert t["rungs"][rung]["rougeL"] < default["rungs"][rung]["rougeL"] and "behind the default" in t["stopped"]
+            leader = max((o for o in doc["trials"] if o["number"] < t["number"] and len(o["rungs"]) > rung),
+                         key=lambda o: o["rungs"][rung]["rougeL"])
+            assert t["rungs"][rung]["rougeL"] < leader["rungs"][rung]["rougeL"]
+            assert f"behind rate {leader['learning_rate']:g}'s" in t["stopped"]
     assert doc["first_grid"] == pytest.approx([1e-2 / 3, 1e-2, 3e-2], rel=1e-5)
     assert doc["bracketed"] == sweep.is_bracketed(doc["trials"], doc["chosen_learning_rate"])
     metrics = read_run_file(swept, "lora/metrics.json")
@@ -180,6 +183,18 @@ def test_two_level_bootstrap_holds_seed_variation():
     mean, low, high = bootstrap_ci_seeds(seeds, resamples=2000)
     _, low1, high1 = bootstrap_ci(dialogues, resamples=2000)
     assert mean == pytest.approx(dialogues.mean()) and high - low > 1.5 * (high1 - low1)
+
+
+def test_difference_of_two_trainings_holds_both_seed_sets():
+    rng = np.random.default_rng(2)
+    dialogues = rng.uniform(0.2, 0.6, 60)
+    preset = np.stack([dialogues - 0.05, dialogues, dialogues + 0.05])
+    diff, low, high = bootstrap_difference_seeds(preset, preset + 0.1, resamples=2000)
+    assert diff == pytest.approx(0.1) and 0 < low < 0.1 < high
+    diff, low, high = bootstrap_difference_seeds(preset, preset, resamples=2000)
+    assert diff == pytest.approx(0) and low < 0 < high  # each run's seeds drawn on their own: not a zero-width CI
+    diff, low, high = bootstrap_difference_seeds(preset, preset[1:2] - 0.1, resamples=2000)
+    assert diff == pytest.approx(-0.1) and high < 0  # worse beyond the interval
 
 
 def test_evaluation_reports_each_seed_and_tests_on_the_mean_over_seeds(swept):

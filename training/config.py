@@ -118,7 +118,7 @@ class TrainConfig:
     sweep: Optional[str] = field(default=None, metadata={
         "help": "'lr': train the method at learning rates around its default, each trial at the full budget and "
                 "scored on the validation split (ROUGE-L of greedy summaries) at a quarter, half and the end, a trial "
-                "behind the default rate at a rung stopped there (the default always runs to the end); the best "
+                "behind the leader at a rung (the best score any trial reached there) stopped there (the default always runs to the end); the best "
                 "complete trial is the served model. The grid extends when the best sits at its edge. Writes "
                 "<run>/<method>/sweep.json. The test split is never used.", "choices": ["lr"]})
     sweep_lr: list[str] = field(default_factory=lambda: list(DEFAULT_SWEEP_LR), metadata={

@@ -41,6 +41,29 @@ def bootstrap_ci_seeds(values, weights=None, resamples: int = 1000, seed: int = 
     return weighted_mean(v.mean(axis=0), w), float(low), float(high)
 
 
+def seed_resampled_means(v, dialogues, w, rng):
+    """Each resample's weighted mean of `v` (seeds x dialogues): its seeds drawn with replacement (one seed: that
+    seed, no draw), then the given draw of `dialogues` (resamples x dialogues), shared by what is compared."""
+    resamples, n = dialogues.shape
+    over_seeds = v[rng.integers(0, len(v), size=(resamples, len(v)))].mean(axis=1) if len(v) > 1 else \
+        np.broadcast_to(v[0], (resamples, n))
+    picked = np.take_along_axis(over_seeds, dialogues, axis=1)
+    return (picked * w[dialogues]).sum(axis=1) / w[dialogues].sum(axis=1)
+
+
+def bootstrap_difference_seeds(a, b, weights=None, resamples: int = 1000, seed: int = 0, confidence: float = 0.95):
+    """(mean of b - mean of a, low, high) for two trainings of a method (each seeds x dialogues, scored on the same
+    dialogues): each resample draws a's seeds and b's seeds, each from its own, and ONE draw of dialogues for both."""
+    runs = [np.atleast_2d(np.asarray(v, dtype=float)) for v in (a, b)]
+    w = np.ones(runs[0].shape[1]) if weights is None else np.asarray(weights, dtype=float)
+    rng = np.random.default_rng(seed)
+    dialogues = rng.integers(0, len(w), size=(resamples, len(w)))
+    means = [seed_resampled_means(v, dialogues, w, rng) for v in runs]
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(means[1] - means[0], [alpha, 1 - alpha])
+    return weighted_mean(runs[1].mean(axis=0), w) - weighted_mean(runs[0].mean(axis=0), w), float(low), float(high)
+
+
 def rank_probabilities(per_model: dict, weights=None, resamples: int = 1000, seed: int = 0) -> dict:
     """{model: [P(rank 1), P(rank 2), ...]} (rank 1 = the highest mean) from the two-level bootstrap of
     bootstrap_ci_seeds drawn for every model at once: each resample draws each model's seeds from its own, then ONE
@@ -52,12 +75,7 @@ def rank_probabilities(per_model: dict, weights=None, resamples: int = 1000, see
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
     rng = np.random.default_rng(seed)
     dialogues = rng.integers(0, n, size=(resamples, n))
-    means = np.empty((resamples, len(models)))
-    for j, v in enumerate(values):
-        over_seeds = v[rng.integers(0, len(v), size=(resamples, len(v)))].mean(axis=1) if len(v) > 1 else \
-            np.broadcast_to(v[0], (resamples, n))
-        picked = np.take_along_axis(over_seeds, dialogues, axis=1)
-        means[:, j] = (picked * w[dialogues]).sum(axis=1) / w[dialogues].sum(axis=1)
+    means = np.stack([seed_resampled_means(v, dialogues, w, rng) for v in values], axis=1)
     ranks = np.argsort(np.argsort(-means, axis=1, kind="stable"), axis=1)  # 0 = best in that resample
     return {m: [float(np.mean(ranks[:, j] == r)) for r in range(len(models))] for j, m in enumerate(models)}
 

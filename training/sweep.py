@@ -1,8 +1,8 @@
 """A learning-rate sweep of one method, at its FULL budget: every trial is scheduled for all of the method's steps
 and scored on the VALIDATION split (ROUGE-L of greedy summaries) at a few rungs (a quarter, half, the end: RUNGS);
-a trial clearly behind the default rate at a rung stops there (successive halving against the default, written
-plainly), and the default rate always runs to the end, so the chosen rate can only beat it on validation. The best
-complete trial (above a floor: the untrained model's score) is chosen, and IS the served model: no retraining. When
+a trial behind the leader at a rung (the best score any trial reached there) stops there (successive halving that
+keeps the leader, written plainly), and the default rate always runs to the end, so the chosen rate can only beat
+it on validation. The best complete trial (above a floor: the untrained model's score) is chosen, and IS the served model: no retraining. When
 the best sits at an edge of the rates tried, the grid grows one step that way (at most twice); sweep.json says when
 the chosen rate is not bracketed. The test split is never touched.
 
@@ -61,16 +61,18 @@ def rung_steps(full_steps: int) -> list[int]:
     return sorted({max(1, round(full_steps * f)) for f in RUNGS[:-1]} - {full_steps})
 
 
-def default_rung_score(study: optuna.Study, rung: int):
-    """The default rate's validation ROUGE-L at a rung, once a trial of it got there (else None)."""
-    values = [t.user_attrs[f"rung_{rung}"]["rougeL"] for t in study.get_trials(deepcopy=False)
-              if t.user_attrs.get("default") and f"rung_{rung}" in t.user_attrs]
-    return max(values) if values else None
+def rung_leader(study: optuna.Study, rung: int, number: int) -> tuple[float, float] | None:
+    """(rate, validation ROUGE-L) of the best OTHER trial at a rung, once one got there (else None): the default
+    rate or an earlier challenger, whether or not it went on (successive halving keeps only the leader)."""
+    scores = [(t.user_attrs[f"rung_{rung}"]["rougeL"], t.user_attrs["rate"]) for t in study.get_trials(deepcopy=False)
+              if t.number != number and f"rung_{rung}" in t.user_attrs and "rate" in t.user_attrs]
+    return max(scores)[::-1] if scores else None
 
 
 class Rungs(TrainerCallback):
     """Scores the trial's model on validation at each rung step and stops the trial there when it is behind the
-    default rate at the same rung; the default rate itself is never stopped (it always reaches the end)."""
+    leader at the same rung (the best score any other trial reached there: the default's, or a challenger's);
+    the default rate itself is never stopped (it always reaches the end, so nothing served is worse than it)."""
 
     def __init__(self, trial: optuna.Trial, steps: list[int], score: Callable):
         self.trial, self.steps, self.score = trial, steps, score
@@ -83,11 +85,11 @@ class Rungs(TrainerCallback):
         value = self.score(model)
         model.train()
         self.trial.set_user_attr(f"rung_{rung}", {"step": step, "rougeL": value})
-        default = None if self.is_default else default_rung_score(self.trial.study, rung)
-        if default is not None and value < default:
+        leader = None if self.is_default else rung_leader(self.trial.study, rung, self.trial.number)
+        if leader is not None and value < leader[1]:
             self.trial.set_user_attr("steps", step)
-            self.trial.set_user_attr("stopped", f"at step {step}: validation ROUGE-L {value:.3f} behind the default "
-                                                f"rate's {default:.3f}")
+            self.trial.set_user_attr("stopped", f"at step {step}: validation ROUGE-L {value:.3f} behind rate "
+                                                f"{leader[0]:g}'s {leader[1]:.3f}")
             raise optuna.TrialPruned()
 
 
@@ -265,7 +267,7 @@ def make_objective(train_trial: Callable):
         start = time.perf_counter()
         try:
             result = train_trial(rate, trial)
-        except optuna.TrialPruned:  # diverged, or behind the default at a rung: the reason is in its attributes
+        except optuna.TrialPruned:  # diverged, or behind the leader at a rung: the reason is in its attributes
             trial.set_user_attr("seconds", time.perf_counter() - start)
             raise
         except Exception as e:  # recorded with its reason, then Optuna marks it failed
@@ -340,7 +342,7 @@ def best_and_next(rows: list[dict], grid_step: dict[str, float], first: list[flo
 
 def is_bracketed(rows: list[dict], best: float) -> bool:
     """The chosen rate has a measured trial at the next lower AND the next higher rate tried: complete, or stopped
-    at a rung for being behind the default (measured worse); a diverged or failed neighbour does not bracket."""
+    at a rung for being behind the leader there (measured worse); a diverged or failed neighbour does not bracket."""
     tried = sorted({r["learning_rate"] for r in rows if r["status"] in ("complete", "stopped", "pruned", "failed")})
     complete = {r["learning_rate"] for r in rows if r["status"] in ("complete", "stopped")}
     i = tried.index(best)
