@@ -78,15 +78,16 @@ def preset_vs_swept(preset_run: Path, swept_run: Path) -> dict:
 
 
 def markdown(table: dict, swept_run: Path) -> str:
-    lines = ["| method | preset rate → swept rate | ROUGE-1 at the preset rate | ROUGE-1 at the swept rate | swept − preset "
-             "[95% CI] |", "|---|---|---|---|---|"]
+    lines = ["| method | preset rate → swept rate (trials: complete / stopped) | ROUGE-1 at the preset rate | ROUGE-1 at "
+             "the swept rate | swept − preset [95% CI] |", "|---|---|---|---|---|"]
     for m, row in table.items():
         sweep = json.loads((swept_run / m / SWEEP_JSON).read_text())
-        served = "preset rate served: no rate beat the untrained model" if sweep["below_untrained"] else \
+        served = "the preset rate (none beat the untrained model)" if sweep["below_untrained"] else \
             f"{row['swept_rate']:.2g}"
+        trials = [sum(t["status"] == s for t in sweep["trials"]) for s in ("complete", "stopped")]
         cell = [f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for v in (row["preset"], row["swept"], row["difference"])]
-        lines.append(f"| `{m}` | {row['preset_rate']:.2g} → {served} | {cell[0]} | {cell[1]} | {cell[2]}"
-                     f"{' **worse**' if row['worse_beyond_ci'] else ''} |")
+        lines.append(f"| `{m}` | {row['preset_rate']:.2g} → {served} ({trials[0]} / {trials[1]}) | {cell[0]} | {cell[1]} "
+                     f"| {cell[2]}{' **worse**' if row['worse_beyond_ci'] else ''} |")
     return "\n".join(lines)
 
 
