@@ -31,6 +31,7 @@ def test_benchmark_smoke(tmp_path, script, ids):
     assert all(r["ours"] > 0 and r["baseline"] > 0 and r["ratio"] == pytest.approx(r["ours"] / r["baseline"])
                for r in written)
     if script == "p9_sweep_seeds.py":  # the preset-vs-swept table from the smoke run at the preset rates
+        assert set(written[0]["sweep_command_over_untuned"]) == {"full", "lora"}
         table = written[0]["preset_vs_swept"]
         assert set(table) == {"full", "lora"} and all(len(t["difference"]) == 3 and t["seeds"] == 3 for t in table.values())
         assert all(t["difference"][1] <= t["difference"][0] <= t["difference"][2] for t in table.values())
