@@ -108,6 +108,19 @@ def test_the_grid_extends_toward_an_edge_at_most_twice():
     assert sweep.best_and_next(rows({1.0: .1, 3.0: .3, 9.0: .2}), steps, first) == (3.0, None)
 
 
+def test_a_trial_is_stopped_behind_the_best_other_rate_not_its_own_earlier_run():
+    import optuna
+    study = optuna.create_study(direction="maximize")
+    for rate, score in ((0.01, 0.3), (0.003, 0.4)):  # e.g. the default, then an interrupted (failed) challenger
+        t = study.ask()
+        t.set_user_attr("rate", rate)
+        t.set_user_attr("rung_0", {"step": 2, "rougeL": score})
+        study.tell(t, state=optuna.trial.TrialState.FAIL)
+    assert sweep.rung_leader(study, 0, 0.003) == (0.01, 0.3)  # 0.003 run again is judged against 0.01 only
+    assert sweep.rung_leader(study, 0, 0.03) == (0.003, 0.4)
+    assert sweep.rung_leader(study, 1, 0.03) is None  # nobody reached that rung yet
+
+
 @pytest.mark.parametrize("values, expected", [(["x1/3", "x1", "x3"], [1e-3, 3e-3, 9e-3]), (["1e-4", "x1"], [1e-4, 3e-3])])
 def test_sweep_rates_are_factors_or_rates(values, expected):
     assert sweep.parse_rates(values, 3e-3) == pytest.approx(expected)

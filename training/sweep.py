@@ -2,9 +2,9 @@
 and scored on the VALIDATION split (ROUGE-L of greedy summaries) at a few rungs (a quarter, half, the end: RUNGS);
 a trial behind the leader at a rung (the best score any trial reached there) stops there (successive halving that
 keeps the leader, written plainly), and the default rate always runs to the end, so the chosen rate can only beat
-it on validation. The best complete trial (above a floor: the untrained model's score) is chosen, and IS the served model: no retraining. When
-the best sits at an edge of the rates tried, the grid grows one step that way (at most twice); sweep.json says when
-the chosen rate is not bracketed. The test split is never touched.
+it on validation. The best complete trial (above a floor: the untrained model's score) is chosen, and IS the
+served model: no retraining. When the best sits at an edge of the rates tried, the grid grows one step that way (at
+most twice); sweep.json says when the chosen rate is not bracketed. The test split is never touched.
 
     python -m training --preset tiny --methods all --sweep lr
     python -m training.finetune --preset tiny --method ia3 --sweep lr --sweep_lr x1 x3 x10
@@ -61,11 +61,12 @@ def rung_steps(full_steps: int) -> list[int]:
     return sorted({max(1, round(full_steps * f)) for f in RUNGS[:-1]} - {full_steps})
 
 
-def rung_leader(study: optuna.Study, rung: int, number: int) -> tuple[float, float] | None:
-    """(rate, validation ROUGE-L) of the best OTHER trial at a rung, once one got there (else None): the default
-    rate or an earlier challenger, whether or not it went on (successive halving keeps only the leader)."""
+def rung_leader(study: optuna.Study, rung: int, rate: float) -> tuple[float, float] | None:
+    """(rate, validation ROUGE-L) of the best trial of ANOTHER rate at a rung, once one got there (else None): the
+    default rate or an earlier challenger, whether or not it went on (successive halving keeps only the leader).
+    A rate's own earlier, interrupted trial is not its rival."""
     scores = [(t.user_attrs[f"rung_{rung}"]["rougeL"], t.user_attrs["rate"]) for t in study.get_trials(deepcopy=False)
-              if t.number != number and f"rung_{rung}" in t.user_attrs and "rate" in t.user_attrs]
+              if f"rung_{rung}" in t.user_attrs and t.user_attrs.get("rate", rate) != rate]
     return max(scores)[::-1] if scores else None
 
 
@@ -85,7 +86,7 @@ class Rungs(TrainerCallback):
         value = self.score(model)
         model.train()
         self.trial.set_user_attr(f"rung_{rung}", {"step": step, "rougeL": value})
-        leader = None if self.is_default else rung_leader(self.trial.study, rung, self.trial.number)
+        leader = None if self.is_default else rung_leader(self.trial.study, rung, self.trial.user_attrs["rate"])
         if leader is not None and value < leader[1]:
             self.trial.set_user_attr("steps", step)
             self.trial.set_user_attr("stopped", f"at step {step}: validation ROUGE-L {value:.3f} behind rate "
