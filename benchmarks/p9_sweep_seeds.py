@@ -128,5 +128,6 @@ def main():
            chosen_learning_rates=chosen,
            **({"preset_vs_swept": table} if table else {}))
 
+
 if __name__ == "__main__":
     main()
