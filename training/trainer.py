@@ -14,6 +14,7 @@ from typing import Optional
 import datasets
 import torch
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from contract.files import write_json
@@ -200,10 +201,25 @@ def fit(trainer, resume_from: Optional[str]) -> None:
     """Train (from `resume_from` if given), then make sure the last step has an eval loss."""
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    trainer.train(resume_from_checkpoint=resume_from)
+    try:
+        trainer.train(resume_from_checkpoint=resume_from)
+    except BaseException:  # a trial stopped by a callback, a kill: the bar is drawn now, not after the error line
+        close_progress_bars(trainer)
+        raise
     last_eval = max((r["step"] for r in loss_history(trainer.state) if "eval_loss" in r), default=-1)
     if last_eval != trainer.state.global_step:
         trainer.evaluate()
+
+
+def close_progress_bars(trainer) -> None:
+    """Close the progress bars a Trainer left open when training ended in an exception (tqdm would otherwise
+    redraw them at exit, below the command's one-line error)."""
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, ProgressCallback):
+            for name in ("training_bar", "prediction_bar"):
+                if getattr(callback, name, None) is not None:
+                    getattr(callback, name).close()
+                    setattr(callback, name, None)
 
 
 def folder_bytes(folder: Path) -> int:
