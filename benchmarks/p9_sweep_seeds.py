@@ -5,11 +5,16 @@ training of it (goal: <= 1.5x). With --preset_run (a run of the same command wit
 same seeds), per method ROUGE-1 at the preset rate vs at the swept rate and the difference's 95% interval from a
 two-level bootstrap (each run's seeds, then the shared test dialogues): the README's preset-vs-swept table.
 
-    python p9_sweep_seeds.py                                  # runs it (about 20 minutes on 2 CPU cores)
+    python p9_sweep_seeds.py                                  # runs it (30-75 minutes on 2 CPU cores)
     python p9_sweep_seeds.py --smoke                          # mechanics: 2 methods, a few steps
     python p9_sweep_seeds.py --run_dir /tmp/p9/artifacts/tiny --seconds 1500   # a run of that command timed
                                                               # outside (e.g. under /usr/bin/time): record it
     python p9_sweep_seeds.py --run_dir ... --seconds ... --preset_run /tmp/preset/artifacts/tiny   # + the table
+    python p9_sweep_seeds.py --floor                          # P9-floor: the same command WITHOUT --sweep
+    python p9_sweep_seeds.py --floor --run_dir /tmp/untuned/artifacts/tiny --seconds 2700   # one timed outside
+
+P9-floor is what no sweep can beat: the untuned command's wall-clock seconds and its trainings' own seconds, against
+P9's 20-minute goal (the --smoke run records it too, from its preset run).
 """
 
 import json
@@ -22,7 +27,7 @@ from pathlib import Path
 
 from common import ROOT, base_arguments, record
 
-from contract.files import SWEEP_JSON, read_evaluation, read_run_file
+from contract.files import SWEEP_JSON, list_methods, read_evaluation, read_run_file
 from training.evaluate import load_rouge_metric
 from training.stats import bootstrap_ci_seeds, bootstrap_difference_seeds
 
@@ -96,31 +101,63 @@ def markdown(table: dict, swept_run: Path) -> str:
     return "\n".join(lines)
 
 
+def untuned(command: list[str]) -> list[str]:
+    """The same command without --sweep: the preset rates, the same methods and seeds."""
+    return [a for a in command if a not in ("--sweep", "lr")]
+
+
+def record_floor(run_dir: Path, seconds: float, command: list[str], results: Path) -> None:
+    """P9-floor: a run of the untuned command, its wall-clock seconds and the seconds its trainings took (every
+    method's served seed and extra seeds), both against P9's goal."""
+    trainings = []
+    for method in list_methods(run_dir):
+        metrics = read_run_file(run_dir, f"{method}/metrics.json")
+        trainings += [metrics["cost"]["train_seconds"], *(s["train_seconds"] for s in metrics.get("seeds", []))]
+    record("P9-floor", seconds, 20 * 60.0, "wall-clock seconds of the P9 command WITHOUT --sweep from a fresh copy; "
+           "baseline = P9's 20-minute goal", "none of its own: no sweep makes P9 faster than this", results,
+           training_command="python " + " ".join(command), trainings=len(trainings),
+           training_seconds=sum(trainings), training_seconds_range=[min(trainings), max(trainings)])
+
+
+def timed_in_fresh_copy(command: list[str], tmp: str, output_dir: str | None = None) -> tuple[float, Path]:
+    """Run `command` in a fresh copy of the project (no artifacts): (its wall-clock seconds, its run folder)."""
+    project = Path(tmp) / "project"
+    if not project.exists():
+        shutil.copytree(ROOT, project, ignore=shutil.ignore_patterns("artifacts", ".git", "__pycache__"))
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *command, *(["--output_dir", output_dir] if output_dir else [])], cwd=project,
+                   check=True)
+    return time.perf_counter() - start, project / (output_dir or "artifacts/tiny")
+
+
 def main():
     parser = base_arguments(__doc__)
     parser.add_argument("--run_dir", type=Path, help="a finished run of the command to record instead of running it")
     parser.add_argument("--seconds", type=float, help="its measured wall-clock seconds (with --run_dir)")
+    parser.add_argument("--floor", action="store_true",
+                        help="run (or record, with --run_dir) the command without --sweep: the P9-floor row")
     parser.add_argument("--preset_run", type=Path, help="a finished run of the command without --sweep (same seeds): "
                                                         "adds the preset-vs-swept table (--smoke runs one)")
     args = parser.parse_args()
     command = [*COMMAND[:4], *(SMOKE if args.smoke else COMMAND[4:6]), *COMMAND[6:]]
     with tempfile.TemporaryDirectory() as tmp:
         run_dir, seconds, preset_run = args.run_dir, args.seconds, args.preset_run
+        if args.floor:
+            if run_dir is None:
+                seconds, run_dir = timed_in_fresh_copy(untuned(command), tmp)
+            record_floor(run_dir, seconds, untuned(command), args.results)
+            return
         if run_dir is None:
-            project = Path(tmp) / "project"
-            shutil.copytree(ROOT, project, ignore=shutil.ignore_patterns("artifacts", ".git", "__pycache__"))
-            start = time.perf_counter()
-            subprocess.run([sys.executable, *command], cwd=project, check=True)
-            seconds, run_dir = time.perf_counter() - start, project / "artifacts" / "tiny"
-            if args.smoke:  # the table's mechanics: the same smoke command at the preset rates
-                preset_run = project / "artifacts" / "preset"
-                subprocess.run([sys.executable, *[a for a in command if a not in ("--sweep", "lr")], "--output_dir",
-                                str(preset_run)], cwd=project, check=True)
+            seconds, run_dir = timed_in_fresh_copy(command, tmp)
+            if args.smoke:  # the table's and the floor's mechanics: the same smoke command at the preset rates
+                preset_seconds, preset_run = timed_in_fresh_copy(untuned(command), tmp, "artifacts/preset")
         ratios, over_untuned = overheads(run_dir)
         chosen = {p.parent.name: json.loads(p.read_text())["chosen_learning_rate"] for p in run_dir.glob("*/sweep.json")}
         table = preset_vs_swept(preset_run, run_dir) if preset_run else None
         if table:
             print(markdown(table, run_dir))
+        if args.smoke and args.run_dir is None:
+            record_floor(preset_run, preset_seconds, untuned(command), args.results)
     record("P9", seconds, 20 * 60.0, "wall-clock seconds of the command from a fresh copy; baseline = the 20-minute "
            "goal", "<= 1200 s on 2 CPU cores; sweep overhead <= 1.5x one training per method", args.results,
            training_command="python " + " ".join(command), sweep_overhead=ratios,

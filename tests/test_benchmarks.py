@@ -17,7 +17,7 @@ FIELDS = {"benchmark", "ours", "baseline", "ratio", "unit", "device", "date", "c
                                         ("p3_serving_memory.py", ["P3", "P3"]), ("p4_latency.py", ["P4"]),
                                         ("p3b_p4b_all_methods.py", ["P3b", "P4b"]),
                                         ("p7_p8_serving.py", None),
-                                        ("p9_sweep_seeds.py", ["P9"]),
+                                        ("p9_sweep_seeds.py", ["P9-floor", "P9"]),
                                         ("p11_int8.py", ["P11", "P11-memory", "P11-core"])])
 def test_benchmark_smoke(tmp_path, script, ids):
     results = tmp_path / "results.jsonl"
@@ -30,9 +30,12 @@ def test_benchmark_smoke(tmp_path, script, ids):
     assert [r["benchmark"] for r in written] == ids and all(FIELDS <= set(r) for r in written)
     assert all(r["ours"] > 0 and r["baseline"] > 0 and r["ratio"] == pytest.approx(r["ours"] / r["baseline"])
                for r in written)
-    if script == "p9_sweep_seeds.py":  # the preset-vs-swept table from the smoke run at the preset rates
-        assert set(written[0]["sweep_command_over_untuned"]) == {"full", "lora"}
-        table = written[0]["preset_vs_swept"]
+    if script == "p9_sweep_seeds.py":  # the floor and the preset-vs-swept table from the smoke run at the preset rates
+        floor, p9 = written
+        assert "--sweep" not in floor["training_command"].split() and floor["trainings"] == 2 * 3  # 2 methods x 3 seeds
+        assert 0 < floor["training_seconds_range"][0] <= floor["training_seconds_range"][1] < floor["training_seconds"]
+        assert set(p9["sweep_command_over_untuned"]) == {"full", "lora"}
+        table = p9["preset_vs_swept"]
         assert set(table) == {"full", "lora"} and all(len(t["difference"]) == 3 and t["seeds"] == 3 for t in table.values())
         assert all(t["difference"][1] <= t["difference"][0] <= t["difference"][2] for t in table.values())
 
