@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import platform
 import resource
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,3 +93,9 @@ def base_arguments(description: str):
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the benchmark runs (no timing value)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="JSONL file the figures are appended to")
     return parser
+
+
+def fresh_copy(target: Path) -> Path:
+    """The project as a fresh clone has it: no artifacts, no caches."""
+    shutil.copytree(ROOT, target, ignore=shutil.ignore_patterns("artifacts", ".git", "__pycache__", "*.pyc"))
+    return target

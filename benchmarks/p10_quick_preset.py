@@ -12,7 +12,6 @@ whose summaries are shorter. The quality of such a run means nothing (and is not
 """
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,15 +19,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import ROOT, SHARED, base_arguments, record
+from common import SHARED, base_arguments, fresh_copy, record
 
 PORT = 7871
-
-
-def fresh_copy(target: Path) -> Path:
-    """The project as a fresh clone has it: no artifacts, no caches."""
-    shutil.copytree(ROOT, target, ignore=shutil.ignore_patterns("artifacts", ".git", "__pycache__", "*.pyc"))
-    return target
 
 
 def random_flan_t5_small(folder: Path) -> Path:

@@ -18,14 +18,13 @@ P9's 20-minute goal (the --smoke run records it too, from its preset run).
 """
 
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, base_arguments, record
+from common import base_arguments, fresh_copy, record
 
 from contract.files import SWEEP_JSON, list_methods, read_evaluation, read_run_file
 from training.evaluate import load_rouge_metric
@@ -123,7 +122,7 @@ def timed_in_fresh_copy(command: list[str], tmp: str, output_dir: str | None = N
     """Run `command` in a fresh copy of the project (no artifacts): (its wall-clock seconds, its run folder)."""
     project = Path(tmp) / "project"
     if not project.exists():
-        shutil.copytree(ROOT, project, ignore=shutil.ignore_patterns("artifacts", ".git", "__pycache__"))
+        fresh_copy(project)
     start = time.perf_counter()
     subprocess.run([sys.executable, *command, *(["--output_dir", output_dir] if output_dir else [])], cwd=project,
                    check=True)
