@@ -15,6 +15,7 @@ Importing this module starts nothing.
 """
 
 import argparse
+import asyncio
 import atexit
 import os
 import signal
@@ -199,6 +200,22 @@ def create_app(run_dir: Path | list[Path], votes_db: Path | None = None, max_row
     demo.app_state = state
     demo.vote_store = votes
     return demo
+
+
+def close_app(demo) -> None:
+    """Stops a page launched with prevent_thread_lock (tests, benchmarks, screenshots) and frees its port.
+
+    Blocks.close() sets the server's asyncio stop event from this thread, while the server's loop may be removing
+    a closed client's heartbeat waiter from it: "RuntimeError: deque mutated during iteration" (gradio 6.31, seen in
+    CI). Setting it on the loop first makes close()'s own set() a no-op.
+    """
+    stop = demo.app.stop_event
+    loop = getattr(stop, "_loop", None)  # bound by the first waiter; None: nothing waits, a plain set() is safe
+    if loop is not None and loop.is_running():
+        async def set_stop():
+            stop.set()
+        asyncio.run_coroutine_threadsafe(set_stop(), loop).result(timeout=30)
+    demo.close()
 
 
 def push_votes_on_exit(votes: VoteStore) -> None:

@@ -109,6 +109,8 @@ def p8(url: str, dialogue: str, smoke: bool):
 
 
 def main():
+    import app
+
     parser = base_arguments(__doc__)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=200, help="the app's default")
@@ -131,7 +133,7 @@ def main():
         groups = worker.batch_sizes[grouped:] if worker else []
         print("requests per batch:", groups, flush=True)
         one_at_a_time = load(single_url, dialogues, new)
-        single.close()
+        app.close_app(single)
         identical = sum(a == b for a, b in zip(ours[2], one_at_a_time[2]))
         p = lambda xs, q: statistics.quantiles(xs, n=20)[18] if q == 95 else statistics.median(xs)  # noqa: E731
         record("P7", n / ours[0], n / one_at_a_time[0], f"requests/s ({n} concurrent clients, /summarize)", ">= 3x",
@@ -151,7 +153,7 @@ def main():
             record("P8", first, done, "seconds from the click (first visible text vs complete summaries; "
                    f"~{len(tokens)}-token dialogue, 200 new tokens)", "first <= 1.0 s", args.results,
                    setup=setup.source)
-        batched.close()
+        app.close_app(batched)
 
 
 if __name__ == "__main__":

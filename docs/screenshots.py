@@ -56,7 +56,7 @@ def main(argv=None) -> None:
         page.wait_for_timeout(1500)
         page.screenshot(path=str(out / "leaderboard.png"), full_page=True)
         browser.close()
-    demo.close()
+    app.close_app(demo)
     print(f"wrote {out}/compare.png, metrics.png, leaderboard.png")
 
 

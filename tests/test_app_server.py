@@ -66,7 +66,7 @@ def server(evaluated_run):
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    app.close_app(demo)
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,44 @@ def test_importing_app_starts_nothing():
     import app
 
     assert not hasattr(app, "demo") and callable(app.main)
+
+
+def test_close_app_stops_the_server_on_its_own_loop_while_a_client_is_connected(evaluated_run):
+    """Gradio's close() sets the server's asyncio stop event from the calling thread while the server's loop may be
+    removing a disconnected client's heartbeat waiter ("deque mutated during iteration", seen in CI): close_app
+    sets it on the loop's thread, ends the open heartbeat stream and frees the port."""
+    import asyncio
+    import threading
+    import time
+    import urllib.request
+
+    import app
+
+    demo = app.create_app(evaluated_run)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    setters = []
+
+    class RecordedEvent(asyncio.Event):
+        def set(self):
+            setters.append(threading.current_thread())
+            super().set()
+
+    demo.app.stop_event = RecordedEvent()
+    url = f"http://127.0.0.1:{port}/gradio_api/heartbeat/a-test-session"
+    heartbeat = threading.Thread(target=lambda: urllib.request.urlopen(url, timeout=60).read(), daemon=True)
+    heartbeat.start()
+    deadline = time.monotonic() + 30
+    while not demo.app.stop_event._waiters and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert demo.app.stop_event._waiters, "the heartbeat stream never waited on the stop event"
+    app.close_app(demo)
+    heartbeat.join(timeout=30)
+    assert not heartbeat.is_alive(), "the heartbeat stream was still open after close_app"
+    assert setters and setters[0] is not threading.current_thread(), "the stop event was set from the test's thread"
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds; the closed stream's TIME_WAIT
+        s.bind(("127.0.0.1", port))  # nothing listens on the port any more
 
 
 def test_summarize_endpoint_with_only_the_text(client):
@@ -148,9 +186,11 @@ def serve(run_dir):
 
 @pytest.fixture(scope="module")
 def all_methods_server(methods_run):
+    import app
+
     demo, url = serve(methods_run)
     yield url
-    demo.close()
+    app.close_app(demo)
 
 
 def test_summarize_all_and_summarize_keep_their_contracts(all_methods_server):

@@ -29,7 +29,7 @@ def many(three_runs):
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True)
     yield demo, f"http://127.0.0.1:{port}/"
-    demo.close()
+    app.close_app(demo)
 
 
 def test_runs_table_has_every_run_and_ranks_only_within_a_test_set(many, three_runs):

@@ -138,7 +138,7 @@ def vote_server(evaluated_run, tmp_path_factory):
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True)
     yield f"http://127.0.0.1:{port}/", db
-    demo.close()
+    app.close_app(demo)
 
 
 def test_16_concurrent_clients_10_votes_each_give_exactly_160_rows(vote_server):
@@ -466,4 +466,4 @@ def test_a_forged_forwarded_header_through_a_local_proxy_is_one_identity(evaluat
         looker.predict(b["dialogue"], api_name="/summarize_all")
         assert voter.predict(b["battle_id"], "a", api_name="/vote_cast")["flag"] == "non_anonymous"
     finally:
-        demo.close()
+        app.close_app(demo)
