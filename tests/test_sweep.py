@@ -188,6 +188,43 @@ def test_two_processes_share_one_sweep_through_its_storage(swept, tmp_path):
     print("workers:", sorted({t["worker"] for t in complete}))
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # ask() rather than optimize(): the claim alone
+def test_two_processes_never_claim_the_same_queued_trial_in_sqlite(tmp_path, monkeypatch):
+    """Optuna claims a queued trial by reading it WAITING, then writing RUNNING. Both claims are made to read before
+    either writes (a barrier after the read, given up after 3 s): with SQLite's write lock taken before the read
+    (begin_immediate) the second claim waits, sees the trial RUNNING and asks for a new one; without it both
+    processes ran the same trial, and the later result failed ("Cannot tell a COMPLETE trial", seen in CI)."""
+    import threading
+
+    from optuna.storages._rdb.models import TrialModel
+
+    url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    studies = [sweep.open_study(url, "claims"), sweep.open_study(url, "claims")]
+    sweep.enqueue(studies[0], 0.01, 0.01)
+    barrier = threading.Barrier(2, timeout=3)
+    read = TrialModel.find_or_raise_by_id.__func__
+
+    def read_then_wait(cls, trial_id, session, for_update=False):
+        trial = read(cls, trial_id, session, for_update)
+        if for_update:  # the claim's read (set_trial_state_values)
+            try:
+                barrier.wait()
+            except threading.BrokenBarrierError:
+                pass
+        return trial
+
+    monkeypatch.setattr(TrialModel, "find_or_raise_by_id", classmethod(read_then_wait))
+    asked = [None, None]
+    threads = [threading.Thread(target=lambda i=i: asked.__setitem__(i, studies[i].ask())) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    queued = [t.user_attrs.get("rate") for t in asked]
+    assert sorted(t.number for t in asked) == [0, 1], "both processes claimed the same queued trial"
+    assert queued.count(0.01) == 1, queued
+
+
 def test_two_level_bootstrap_holds_seed_variation():
     rng = np.random.default_rng(1)
     dialogues = rng.uniform(0.2, 0.6, 60)
