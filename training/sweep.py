@@ -175,18 +175,14 @@ def check_storage(url: str) -> None:
                           "or postgresql://user@host/db with its driver installed.") from None
 
 
-SQLITE_IMMEDIATE = "sweep_begin_immediate"  # an engine execution option: its transactions BEGIN IMMEDIATE
-
-
-@sqlalchemy.event.listens_for(sqlalchemy.engine.Engine, "begin")
 def begin_immediate(connection) -> None:
-    """SQLite storages only, once open_study has set them up. pysqlite begins a transaction at the first write, not
-    the first read, so Optuna's claim of a queued trial (read WAITING, then write RUNNING; SQLite ignores SELECT ...
-    FOR UPDATE) let two processes both read WAITING and both run the same trial: the later result then failed with
-    "Cannot tell a COMPLETE trial" (seen in CI). BEGIN IMMEDIATE takes SQLite's write lock before the read, so one
-    process claims the trial and the other sees it RUNNING (SQLAlchemy's pysqlite recipe)."""
-    if connection.get_execution_options().get(SQLITE_IMMEDIATE):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    """Each transaction of a SQLite study (open_study listens with it once Optuna has set the storage up). pysqlite
+    begins a transaction at the first write, not the first read, so Optuna's claim of a queued trial (read WAITING,
+    then write RUNNING; SQLite ignores SELECT ... FOR UPDATE) let two processes both read WAITING and both run the
+    same trial: the later result then failed with "Cannot tell a COMPLETE trial" (seen in CI). BEGIN IMMEDIATE takes
+    SQLite's write lock before the read, so one process claims the trial and the other sees it RUNNING
+    (SQLAlchemy's pysqlite recipe)."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def open_study(url: str, name: str) -> optuna.Study:
@@ -201,7 +197,7 @@ def open_study(url: str, name: str) -> optuna.Study:
                 url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
             if sqlite:  # after Optuna's schema set-up, which reads on one connection while writing on another
-                storage.engine.update_execution_options(**{SQLITE_IMMEDIATE: True})
+                sqlalchemy.event.listen(storage.engine, "begin", begin_immediate)
             return optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
         except sqlalchemy.exc.SQLAlchemyError:
             # Two processes creating a fresh database at once race in Optuna's schema set-up (both stamp its
