@@ -93,9 +93,7 @@ def test_close_app_stops_the_server_on_its_own_loop_while_a_client_is_connected(
 
     import app
 
-    demo = app.create_app(evaluated_run)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo, url = serve(evaluated_run)
     setters = []
 
     class RecordedEvent(asyncio.Event):
@@ -104,8 +102,8 @@ def test_close_app_stops_the_server_on_its_own_loop_while_a_client_is_connected(
             super().set()
 
     demo.app.stop_event = RecordedEvent()
-    url = f"http://127.0.0.1:{port}/gradio_api/heartbeat/a-test-session"
-    heartbeat = threading.Thread(target=lambda: urllib.request.urlopen(url, timeout=60).read(), daemon=True)
+    heartbeat = threading.Thread(daemon=True, target=lambda: urllib.request.urlopen(
+        f"{url}gradio_api/heartbeat/a-test-session", timeout=60).read())
     heartbeat.start()
     deadline = time.monotonic() + 30
     while not demo.app.stop_event._waiters and time.monotonic() < deadline:
@@ -117,7 +115,7 @@ def test_close_app_stops_the_server_on_its_own_loop_while_a_client_is_connected(
     assert setters and setters[0] is not threading.current_thread(), "the stop event was set from the test's thread"
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds; the closed stream's TIME_WAIT
-        s.bind(("127.0.0.1", port))  # nothing listens on the port any more
+        s.bind(("127.0.0.1", demo.server_port))  # nothing listens on the port any more
 
 
 def test_summarize_endpoint_with_only_the_text(client):
