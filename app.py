@@ -17,27 +17,34 @@ Importing this module starts nothing.
 import argparse
 import asyncio
 import atexit
+import math
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
-if os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true"):  # ZeroGPU: `spaces` before torch touches CUDA
+from contract.protocol import on_zero_gpu
+
+if on_zero_gpu():  # ZeroGPU: `spaces` before torch touches CUDA
     import spaces  # noqa: F401
 
-from contract.files import EVAL_METRICS, ArtifactError
+from contract.files import EVAL_METRICS, RUN_JSON, VOTES_FILE, ArtifactError, without_paths
 from contract.hub import RUN_REPO_VARIABLE, is_hub_run, resolve_run
+from dashboard.batcher import MAX_ROWS, MAX_WAIT_SECONDS
 from dashboard.handlers import FORWARDED_ALLOW_IPS, AppState, trust_forwarded_from
-from dashboard.page import build_demo
 from dashboard.inputs import InputError
+from dashboard.page import build_demo
 from dashboard.run_data import complete_runs, is_complete, load_run, newest_complete_run
 from dashboard.runs import ModelSet, ServedRun, run_names
 from dashboard.serving import BACKENDS, load_models
 from dashboard.vote_mirror import PUSH_MINUTES, VoteMirror, read_back
-from dashboard.votes import JOURNALS, VOTE_LIMIT_PER_HOUR, VoteStore
+from dashboard.votes import JOURNALS, VOTE_LIMIT_PER_HOUR, VotesPathError, VoteStore, check_votes_path
 
 ROOT = Path(__file__).resolve().parent
+MAX_BATCH_ROWS, MAX_WAIT_MS = MAX_ROWS, MAX_WAIT_SECONDS * 1000   # the batcher's defaults, as the options say them
+MAX_ROWS_LIMIT, MAX_WAIT_LIMIT_MS = 4096, 10_000                   # beyond these a setting is a typo, not a choice
 DEMO_NOTICE = ("This page shows the **tiny offline demo model** (a 0.9 M-parameter T5 trained in minutes on a "
                "bundled synthetic sample), not FLAN-T5. **Real FLAN-T5 in about 12 minutes on a 2-core laptop: "
                "`python app.py --preset quick`** (flan-t5-small on a DialogSum subset; internet once); the lab's "
@@ -50,8 +57,21 @@ QUICK_NOTICE = ("This page shows the **quick preset**: FLAN-T5-small fine-tuned 
 NOTICES = {"tiny": DEMO_NOTICE, "quick": QUICK_NOTICE}
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's refusals (an unknown choice, a missing value) as one line and exit 2, like every other refusal."""
+
+    def error(self, message):
+        refuse(f"{message} (python app.py --help lists every option)")
+
+
+def refuse(message: str) -> NoReturn:
+    """An input the app cannot work with: one line naming the option or variable, exit 2, before any model loads."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", action="append", default=None,
                         help="run folder (artifacts/<run>) or a published run, hf://<user>/<name>[@<revision>]; "
                              "give it again for more runs (the first one's Metrics, Examples and Vote are shown; "
@@ -63,41 +83,126 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--preset", choices=["tiny", "quick"], default=None,
                         help="serve artifacts/<preset>, training it first if it is not there (tiny: the offline "
                              "demo, minutes; quick: real flan-t5-small on a DialogSum subset, needs the Hub once)")
-    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--host", help="address to listen on; default: $GRADIO_SERVER_NAME, else 127.0.0.1")
+    parser.add_argument("--port", help="port to listen on (1-65535); default: $GRADIO_SERVER_PORT, else 7860")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (its visitors "
                         "arrive through a local tunnel: one voter identity for all of them unless "
                         "--forwarded_allow_ips 127.0.0.1 trusts the share server's forwarded address)")
-    parser.add_argument("--forwarded_allow_ips", default=os.environ.get(FORWARDED_ALLOW_IPS),
+    parser.add_argument("--forwarded_allow_ips",
                         help="proxies whose X-Forwarded-For names the visitor (addresses or networks, comma "
                              "separated), e.g. 127.0.0.1 behind your own nginx; default: "
                              f"${FORWARDED_ALLOW_IPS}, else none (the connecting address is the visitor). On a "
                              "Hugging Face Space the Space's proxy is trusted as it must be.")
-    parser.add_argument("--backend", choices=BACKENDS, default=os.environ.get("SERVING_BACKEND", "exact"),
-                        help="exact: PyTorch, the models as trained (the default); int8: the base, full fine-tunes "
-                             "and every adapter peft can merge served in int8 through CTranslate2 on the CPU "
-                             "(converted once, cached in <run>/.int8), prompt/prefix tuning exact; each summary "
-                             "says which wrote it. Default: $SERVING_BACKEND, else exact")
-    parser.add_argument("--max_batch_rows", type=int, default=48,
-                        help="rows (request x model) one generate call may batch across waiting requests")
-    parser.add_argument("--max_wait_ms", type=float, default=50,
-                        help="longest a request waits for others to share its generate calls")
-    parser.add_argument("--votes_db", default=os.environ.get("VOTES_DB"),
-                        help="SQLite file of the blind votes; default: $VOTES_DB, else <run>/votes.sqlite (on a "
-                             "Hugging Face Space: a path on a mounted Storage Bucket, with --votes_journal delete, "
-                             "and/or --votes_dataset)")
-    parser.add_argument("--votes_journal", choices=JOURNALS, default=os.environ.get("VOTES_JOURNAL", "wal"),
-                        help="wal (a local disk, the default) or delete (the votes DB on a Storage Bucket mounted as "
-                             "a volume: no WAL there, one writer connection); default: $VOTES_JOURNAL, else wal")
-    parser.add_argument("--votes_dataset", default=os.environ.get("VOTES_DATASET"),
+    parser.add_argument("--backend",
+                        help=f"{' or '.join(BACKENDS)}. exact: PyTorch, the models as trained (the default); int8: "
+                             "the base, full fine-tunes and every adapter peft can merge served in int8 through "
+                             "CTranslate2 on the CPU (converted once, cached in <run>/.int8), prompt/prefix tuning "
+                             "exact; each summary says which wrote it. Default: $SERVING_BACKEND, else exact")
+    parser.add_argument("--max_batch_rows", default=str(MAX_BATCH_ROWS),
+                        help="rows (request x model) one generate call may batch across waiting requests "
+                             f"(1-{MAX_ROWS_LIMIT}; default {MAX_BATCH_ROWS})")
+    parser.add_argument("--max_wait_ms", default=str(MAX_WAIT_MS),
+                        help="longest a request waits for others to share its generate calls "
+                             f"(0-{MAX_WAIT_LIMIT_MS:g} ms; default {MAX_WAIT_MS:g})")
+    parser.add_argument("--votes_db",
+                        help="SQLite file of the blind votes (its folder must exist); default: $VOTES_DB, else "
+                             f"<run>/{VOTES_FILE} (on a Hugging Face Space: a path on a mounted Storage Bucket, with "
+                             "--votes_journal delete, and/or --votes_dataset)")
+    parser.add_argument("--votes_journal",
+                        help=f"{' or '.join(JOURNALS)}. wal: a local disk (the default); delete: the votes DB on a "
+                             "Storage Bucket mounted as a volume (no WAL there, one writer connection); default: "
+                             "$VOTES_JOURNAL, else wal")
+    parser.add_argument("--votes_dataset",
                         help="a private Hub dataset <user>/<name> that mirrors every vote (committed every "
                              f"{PUSH_MINUTES:g} min and on SIGTERM) and is read back at start-up: votes outlive a "
                              "Space's restart; default: $VOTES_DATASET")
-    parser.add_argument("--vote_limit_per_hour", type=int,
-                        default=int(os.environ.get("VOTE_LIMIT_PER_HOUR", VOTE_LIMIT_PER_HOUR)),
+    parser.add_argument("--vote_limit_per_hour",
                         help="votes counted per client per hour; more are kept, flagged, and left out of the "
                              f"ratings; 0 = no limit (default: $VOTE_LIMIT_PER_HOUR, else {VOTE_LIMIT_PER_HOUR})")
-    return parser.parse_known_args(argv)
+    args, training_args = parser.parse_known_args(argv)
+    return checked_options(args, training_args), training_args
+
+
+def whole_number(low: int, high: int):
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"give a whole number from {low} to {high}") from None
+        if not low <= value <= high:
+            raise ValueError(f"give a whole number from {low} to {high}")
+        return value
+    return convert
+
+
+def number(low: float, high: float):
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:  # NaN fails too
+            raise ValueError(f"give a number from {low:g} to {high:g}")
+        return value
+    return convert
+
+
+def one_of(choices: tuple):
+    def convert(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"use one of {', '.join(choices)}")
+        return text
+    return convert
+
+
+def hub_id(text: str) -> str:
+    if text.count("/") != 1 or not all(text.split("/")):
+        raise ValueError("give a Hub dataset as <user>/<name>")
+    return text
+
+
+# option -> (environment variable it defaults to, converter, value when neither is given)
+OPTIONS = {
+    "host": ("GRADIO_SERVER_NAME", str, "127.0.0.1"),
+    "port": ("GRADIO_SERVER_PORT", whole_number(1, 65535), 7860),
+    "forwarded_allow_ips": (FORWARDED_ALLOW_IPS, str, None),
+    "backend": ("SERVING_BACKEND", one_of(BACKENDS), "exact"),
+    "max_batch_rows": (None, whole_number(1, MAX_ROWS_LIMIT), MAX_BATCH_ROWS),
+    "max_wait_ms": (None, number(0, MAX_WAIT_LIMIT_MS), MAX_WAIT_MS),
+    "votes_db": ("VOTES_DB", str, None),
+    "votes_journal": ("VOTES_JOURNAL", one_of(JOURNALS), "wal"),
+    "votes_dataset": ("VOTES_DATASET", hub_id, None),
+    "vote_limit_per_hour": ("VOTE_LIMIT_PER_HOUR", whole_number(0, 10**6), VOTE_LIMIT_PER_HOUR),
+}
+
+
+def checked_options(args: argparse.Namespace, training_args: list[str]) -> argparse.Namespace:
+    """Every option (else its environment variable) converted and range-checked, and the combinations that cannot
+    work refused, before anything is loaded or trained; each refusal names the option or variable."""
+    sources = {}
+    for name, (variable, convert, fallback) in OPTIONS.items():
+        given, source = getattr(args, name), f"--{name}"
+        if given is None and variable and os.environ.get(variable):
+            given, source = os.environ[variable], f"${variable}"
+        sources[name] = source
+        try:
+            setattr(args, name, fallback if given is None else convert(given))
+        except ValueError as e:
+            refuse(f"{source} {str(given)[:60]!r}: {e}.")
+    if training_args and not args.preset:
+        refuse(f"unknown option(s) {' '.join(training_args)[:200]} (options for training go with --preset; "
+               "python app.py --help lists the app's own).")
+    if args.preset and (args.run or args.runs):
+        refuse("--preset serves artifacts/<preset> (training it first); --run/--runs name runs: give one of them.")
+    if args.backend == "int8" and on_zero_gpu():
+        refuse("--backend int8 runs on the CPU (CTranslate2); a ZeroGPU Space serves on its GPU: use --backend "
+               "exact there, or int8 on a CPU Space.")
+    if args.votes_db:
+        try:
+            check_votes_path(Path(args.votes_db), sources["votes_db"])
+        except VotesPathError as e:
+            refuse(str(e))
+    return args
 
 
 def build_run(preset: str, training_args: list[str]) -> Path:
@@ -109,7 +214,7 @@ def build_run(preset: str, training_args: list[str]) -> Path:
     result = subprocess.run([sys.executable, "-m", "training", "--preset", preset, "--output_dir", str(run_dir),
                              *resume, *training_args], cwd=ROOT)
     if result.returncode != 0:
-        sys.exit(f"error: training {run_dir} failed (above); fix what it says and start the app again.")
+        refuse(f"training {run_dir} failed (above); fix what it says and start the app again.")
     return run_dir
 
 
@@ -121,25 +226,35 @@ def runs_asked(runs: list[str] | None, runs_dirs: list[str] | None) -> list[str]
         try:
             folder = resolve_run(location)
         except ArtifactError as e:
-            sys.exit(f"error: {e}")
+            refuse(str(e))
         found = complete_runs(folder)
         if not found:
-            sys.exit(f"error: --runs {location}: no complete run (run.json and a trained method) in it or its "
-                     "subfolders; train one with `python -m training`.")
+            refuse(f"--runs {location}: no complete run (run.json and a trained method) in it or its subfolders; "
+                   "train one with `python -m training`.")
         named += [str(f) for f in found]
-    return list(dict.fromkeys(named))
+    return unique_runs(named)
+
+
+def unique_runs(named: list[str]) -> list[str]:
+    """Each run once, however it was spelled (artifacts/x, ./artifacts/x/, an absolute path): local folders are
+    compared by where they really are; hf:// runs by their text."""
+    seen, kept = set(), []
+    for location in named:
+        key = location if is_hub_run(location) else str(Path(location).resolve())
+        if key not in seen:
+            seen.add(key)
+            kept.append(location)
+    return kept
 
 
 def choose_run(run: str | None, preset: str | None = None, training_args: list[str] = ()) -> Path:
-    if training_args and not preset:
-        sys.exit(f"error: unknown option(s) {' '.join(training_args)} (options for training go with --preset).")
     if run:
         try:
             folder = resolve_run(run)
         except ArtifactError as e:
-            sys.exit(f"error: {e}")
-        if not (folder / "run.json").exists():
-            sys.exit(f"error: {run} is not a run folder (no run.json). Train one with `python -m training`.")
+            refuse(str(e))
+        if not (folder / RUN_JSON).exists():
+            refuse(f"{run} is not a run folder (no {RUN_JSON}). Train one with `python -m training`.")
         return folder
     if preset:
         folder = ROOT / "artifacts" / preset
@@ -152,22 +267,33 @@ def votes_file(run: str | None, run_dir: Path, votes_db: str | None) -> Path:
     if votes_db:
         return Path(votes_db)
     if run and is_hub_run(run):
-        return ROOT / "artifacts" / "votes" / f"{run.removeprefix('hf://').replace('/', '--')}.sqlite"
-    return run_dir / "votes.sqlite"
+        folder = ROOT / "artifacts" / "votes"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{run.removeprefix('hf://').replace('/', '--')}.sqlite"
+    return run_dir / VOTES_FILE
 
 
 def open_votes(path: Path, limit_per_hour: int, journal: str = "wal", dataset: str | None = None) -> VoteStore:
-    """The vote store; with a dataset, its mirror read back first, then every new record mirrored."""
+    """The vote store; with a dataset, its mirror read back first (bad lines and records skipped, counted and said),
+    then every new record mirrored."""
     votes = VoteStore(path, limit_per_hour, journal)
     if dataset:
         try:
-            added = votes.merge(read_back(dataset))
+            records, bad_lines = read_back(dataset)
+            added, refused = votes.merge(records)
             votes.mirror = VoteMirror(dataset, path.parent / "vote-mirror")
         except Exception as e:  # the Hub unreachable or refusing: votes stay local, and the page says so
             votes.notice = f"The vote mirror {dataset} cannot be used ({' '.join(str(e).split())[:200]}): votes are " \
                            "kept on this machine only."
         else:
             print(f"votes: {added} records read back from the dataset {dataset}", flush=True)
+            if bad_lines + refused:
+                votes.notice = (
+                    f"The vote mirror {dataset} held {bad_lines + refused} unusable record(s) ({bad_lines} "
+                    f"not JSON, {refused} not a record this version stores): skipped; every other record "
+                    "was restored and new votes are mirrored."
+                )
+                print(f"votes: {votes.notice}", flush=True)
             votes.durability = (f"Votes are mirrored to the private dataset {dataset} every {PUSH_MINUTES * 60:.0f} s "
                                 "and when the app restarts: a restart loses none, a crash at most the last "
                                 f"{PUSH_MINUTES * 60:.0f} s.")
@@ -178,24 +304,39 @@ def open_votes(path: Path, limit_per_hour: int, journal: str = "wal", dataset: s
     return votes
 
 
-def create_app(run_dir: Path | list[Path], votes_db: Path | None = None, max_rows: int = 48, max_wait_ms: float = 50,
-               vote_limit_per_hour: int = VOTE_LIMIT_PER_HOUR, votes_journal: str = "wal",
-               votes_dataset: str | None = None, backend: str = "exact"):
-    """The page for one run, or several (a list: the first one's Metrics, Examples and Vote)."""
+def create_app(run_dir: Path | list[Path], votes_db: Path | None = None, max_rows: int = MAX_BATCH_ROWS,
+               max_wait_ms: float = MAX_WAIT_MS, vote_limit_per_hour: int = VOTE_LIMIT_PER_HOUR,
+               votes_journal: str = "wal", votes_dataset: str | None = None, backend: str = "exact"):
+    """The page for one run, or several (a list: the first one's Metrics, Examples and Vote). With several, a run
+    that cannot be read is left out and named on the page; when none can, or the only one cannot, the app refuses."""
     folders = [Path(f) for f in (run_dir if isinstance(run_dir, (list, tuple)) else [run_dir])]
     try:
         names = run_names(folders)
     except InputError as e:
-        sys.exit(f"error: {e}")
+        refuse(str(e))
+    runs, left_out = [], {}
     bases = {}  # runs on the same base share it in memory
-    runs = [ServedRun(name, load_run(f), load_models(f, max_rows=max_rows, max_wait=max_wait_ms / 1000,
-                                                     shared_bases=bases, backend=backend))
-            for name, f in zip(names, folders)]
+    for name, folder in zip(names, folders):
+        try:
+            data = load_run(folder)
+        except ArtifactError as e:
+            left_out[name] = without_paths(str(e), folder)
+            print(f"warning: run {name} is left out: {e}", file=sys.stderr, flush=True)
+            continue
+        models = load_models(folder, max_rows=max_rows, max_wait=max_wait_ms / 1000, shared_bases=bases,
+                             backend=backend)
+        runs.append(ServedRun(name, data, models))
+    if not runs:
+        refuse(f"no run could be read: {'; '.join(f'{n}: {why}' for n, why in left_out.items())[:400]}")
     first = runs[0]
     notice = NOTICES.get(first.data.run["preset"])
-    votes = open_votes(Path(votes_db) if votes_db else folders[0] / "votes.sqlite", vote_limit_per_hour,
-                       votes_journal, votes_dataset)
-    state = AppState(data=first.data, models=first.models, demo_notice=notice, votes=votes, runs=ModelSet(runs))
+    try:
+        votes = open_votes(Path(votes_db) if votes_db else first.data.folder / VOTES_FILE, vote_limit_per_hour,
+                           votes_journal, votes_dataset)
+    except VotesPathError as e:
+        refuse(str(e))
+    state = AppState(data=first.data, models=first.models, demo_notice=notice, votes=votes, runs=ModelSet(runs),
+                     left_out=left_out)
     demo = build_demo(state)
     demo.app_state = state
     demo.vote_store = votes
@@ -233,15 +374,12 @@ def push_votes_on_exit(votes: VoteStore) -> None:
 
 def main(argv=None) -> None:
     args, training_args = parse_args(argv)
-    if args.vote_limit_per_hour < 0:
-        sys.exit(f"error: --vote_limit_per_hour must be 0 (no limit) or more, not {args.vote_limit_per_hour}.")
-    if args.backend == "int8" and os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true"):
-        sys.exit("error: --backend int8 runs on the CPU (CTranslate2); a ZeroGPU Space serves on its GPU: use "
-                 "--backend exact there, or int8 on a CPU Space.")
     trust_forwarded_from(args.forwarded_allow_ips)
     asked = runs_asked(args.run, args.runs)
-    run_dirs = [choose_run(r) for r in asked] if len(asked) > 1 else [choose_run(next(iter(asked), None),
-                                                                                  args.preset, training_args)]
+    if len(asked) > 1:
+        run_dirs = [choose_run(r) for r in asked]
+    else:
+        run_dirs = [choose_run(next(iter(asked), None), args.preset, training_args)]
     first = asked[0] if asked else None
     demo = create_app(run_dirs, votes_file(first, run_dirs[0], args.votes_db), args.max_batch_rows,
                       args.max_wait_ms, args.vote_limit_per_hour, args.votes_journal, args.votes_dataset,

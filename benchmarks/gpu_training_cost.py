@@ -261,8 +261,13 @@ def main() -> int:
     with torch.device("meta"):  # shapes only
         enc_p, dec_p = part_params(build_model(config, "meta"))
     src, tgt = lengths["dev_prompt"], lengths["dev_summary"]
-    per_example = 3 * forward_flops(enc_p, dec_p, [min(s, 512) for s in src], tgt, config["num_heads"] * config["d_kv"],
-                                    config["num_layers"]) / len(src)
+    per_example = (
+        3
+        * forward_flops(
+            enc_p, dec_p, [min(s, 512) for s in src], tgt, config["num_heads"] * config["d_kv"], config["num_layers"]
+        )
+        / len(src)
+    )
     if peak:
         report["epoch_floor_seconds"] = EPOCH_EXAMPLES * per_example / (peak * 1e12)
         print(f"P5 compute floor for one epoch of full FT at peak: {report['epoch_floor_seconds']:.1f} s")

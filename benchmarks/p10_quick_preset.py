@@ -66,13 +66,19 @@ def main():
         finally:
             proc.terminate()
             proc.wait(timeout=60)
-    record("P10", seconds, 20 * 60.0, "seconds from `python app.py --preset quick` (fresh copy) to a serving page; "
-           "baseline = the 20-minute goal", "<= 1200 s on 2 CPU cores", args.results,
-           app_command="python app.py --preset quick --base_model <random flan-t5-small> --tokenizer "
-                       "../shared/models/flan-t5-tokenizer --data ../shared/data/dialogsum" + " ".join(["", *training[6:]]),
-           setup="google/flan-t5-small stood in for by its architecture with random weights (../shared config; "
-                 "its download not timed), the real FLAN-T5 tokenizer, ../shared DialogSum (its dev split as train "
-                 "and validation); random weights generate to the 200-token cap: an upper bound of the real time")
+    record(
+        "P10",
+        seconds,
+        20 * 60.0,
+        "seconds from `python app.py --preset quick` (fresh copy) to a serving page; baseline = the 20-minute goal",
+        "<= 1200 s on 2 CPU cores",
+        args.results,
+        app_command="python app.py --preset quick --base_model <random flan-t5-small> --tokenizer "
+        "../shared/models/flan-t5-tokenizer --data ../shared/data/dialogsum" + " ".join(["", *training[6:]]),
+        setup="google/flan-t5-small stood in for by its architecture with random weights (../shared config; "
+        "its download not timed), the real FLAN-T5 tokenizer, ../shared DialogSum (its dev split as train "
+        "and validation); random weights generate to the 200-token cap: an upper bound of the real time",
+    )
 
 
 if __name__ == "__main__":

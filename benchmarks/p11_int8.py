@@ -42,8 +42,12 @@ def setup_for(arch: str, n: int, smoke: bool):
              if 250 <= len(setup.tokenizer(DEFAULT_PROMPT.format(dialogue=d))["input_ids"]) <= 350] or setup.dialogues
     if smoke or not (SHARED / "models" / ARCHS[arch]).is_dir():
         return dataclasses.replace(setup, dialogues=sized[:n])
-    return dataclasses.replace(setup, dialogues=sized[:n], config=AutoConfig.from_pretrained(SHARED / "models" / ARCHS[arch]),
-                               source=setup.source.replace("flan-t5-small", f"flan-t5-{arch}"))
+    return dataclasses.replace(
+        setup,
+        dialogues=sized[:n],
+        config=AutoConfig.from_pretrained(SHARED / "models" / ARCHS[arch]),
+        source=setup.source.replace("flan-t5-small", f"flan-t5-{arch}"),
+    )
 
 
 def timed_requests(served, dialogues, models, settings) -> tuple[float, int, dict]:

@@ -7,8 +7,8 @@ dialogue, generate, decode, repeat), on the same dialogues, greedy. Reports exam
 import time
 
 import torch
-
 from common import base_arguments, load_setup, random_model, record
+
 from training.data import format_prompt
 from training.generation import generate
 

@@ -15,9 +15,9 @@ import sys
 import time
 
 import datasets
+from common import base_arguments, load_setup, peak_rss_bytes, random_model, record, rss_bytes
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
-from common import base_arguments, load_setup, peak_rss_bytes, random_model, record, rss_bytes
 from training.config import TrainConfig
 from training.data import format_prompt
 from training.trainer import tokenize
@@ -31,7 +31,9 @@ def dataset(side: str, setup, n: int):
         return tokenize(frame, setup.tokenizer, TrainConfig(preset="tiny")).dataset
     tok = setup.tokenizer
     enc = tok([format_prompt(d) for d in frame["dialogue"]], padding="max_length", truncation=True, max_length=512)
-    labels = tok(text_target=list(frame["summary"]), padding="max_length", truncation=True, max_length=512)["input_ids"]
+    labels = tok(text_target=list(frame["summary"]), padding="max_length", truncation=True, max_length=512)[
+        "input_ids"
+    ]
     labels = [[t if t != tok.pad_token_id else -100 for t in row] for row in labels]
     return datasets.Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
                                        "labels": labels})

@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from common import base_arguments, load_setup, record, rss_bytes
 from serving_fixture import load_separate, make_run
 
@@ -62,7 +61,9 @@ def run_side(side: str, folder: Path, smoke: bool) -> dict:
         served = load_models(folder, device="cpu")  # loads its tokenizer too
         served.submit(setup.dialogues[0], Settings(max_new_tokens=8), models=served.loaded.models).result()
         loaded = served.loaded
-        weights = tensor_bytes([m for m in (loaded.base, *loaded.mixed.values(), *loaded.own.values()) if m is not None])
+        weights = tensor_bytes(
+            [m for m in (loaded.base, *loaded.mixed.values(), *loaded.own.values()) if m is not None]
+        )
     else:
         models = load_separate(folder)
         tokenizer = AutoTokenizer.from_pretrained(folder / "base" / "model")  # as the dashboard side loads one
@@ -87,7 +88,9 @@ def main():
         folder = make_run(Path(tmp) / "run", load_setup(1, args.smoke))
         sides = {}
         for side in ("ours", "separate"):
-            cmd = [sys.executable, __file__, "--side", side, "--folder", str(folder)] + (["--smoke"] if args.smoke else [])
+            cmd = [sys.executable, __file__, "--side", side, "--folder", str(folder)] + (
+                ["--smoke"] if args.smoke else []
+            )
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)
             sides[side] = json.loads(out.stdout.strip().splitlines()[-1])
             print(side, sides[side], flush=True)

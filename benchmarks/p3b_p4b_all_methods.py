@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import base_arguments, load_setup, record
 from p3_serving_memory import tensor_bytes
 from serving_fixture import load_separate_all, make_all_methods_run
@@ -48,7 +47,9 @@ def main():
         served = load_models(folder, device="cpu")
         separate = load_separate_all(folder)
     loaded = served.loaded
-    ours_bytes = tensor_bytes([m for m in (loaded.base, *loaded.mixed.values(), *loaded.own.values()) if m is not None])
+    ours_bytes = tensor_bytes(
+        [m for m in (loaded.base, *loaded.mixed.values(), *loaded.own.values()) if m is not None]
+    )
     record("P3b", ours_bytes / 2**20, tensor_bytes(separate.values()) / 2**20,
            f"MiB (weights and buffers held, shared storage counted once; {len(separate)} models)", "<= 0.30x",
            args.results, setup=setup.source, models=list(separate))

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import base_arguments, load_setup, record
 from serving_fixture import load_separate, make_run
 

@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
-
 from common import base_arguments, load_setup, record
 from serving_fixture import make_run
 
@@ -96,7 +95,9 @@ def p8(url: str, dialogue: str, smoke: bool):
         page.goto(url)
         page.locator("#dialogue textarea").fill(dialogue)
         page.wait_for_timeout(500)
-        first_js = "() => ['base','full','lora'].some(m => document.querySelector(`#out-${m} textarea`).value.length > 0)"
+        first_js = (
+            "() => ['base','full','lora'].some(m => document.querySelector(`#out-${m} textarea`).value.length > 0)"
+        )
         done_js = "() => (document.body.innerText.match(/ tokens/g) || []).length >= 3"
         start = time.perf_counter()
         page.locator("#summarize").click()

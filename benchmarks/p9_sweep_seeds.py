@@ -74,7 +74,9 @@ def preset_vs_swept(preset_run: Path, swept_run: Path) -> dict:
     preset, ids, weights = per_seed_rouge1(preset_run)
     swept, swept_ids, _ = per_seed_rouge1(swept_run)
     if ids != swept_ids:
-        raise SystemExit(f"--preset_run {preset_run} was evaluated on other dialogues than {swept_run}: not comparable.")
+        raise SystemExit(
+            f"--preset_run {preset_run} was evaluated on other dialogues than {swept_run}: not comparable."
+        )
     table = {}
     for m in [m for m in swept if m in preset]:
         rates = [read_run_file(run, f"{m}/metrics.json")["hyperparameters"]["learning_rate"]
@@ -87,16 +89,21 @@ def preset_vs_swept(preset_run: Path, swept_run: Path) -> dict:
 
 
 def markdown(table: dict, swept_run: Path) -> str:
-    lines = ["| method | preset rate → swept rate (trials: complete / stopped) | ROUGE-1 at the preset rate | ROUGE-1 at "
-             "the swept rate | swept − preset [95% CI] |", "|---|---|---|---|---|"]
+    lines = [
+        "| method | preset rate → swept rate (trials: complete / stopped) | ROUGE-1 at the preset rate | ROUGE-1 at "
+        "the swept rate | swept − preset [95% CI] |",
+        "|---|---|---|---|---|",
+    ]
     for m, row in table.items():
         sweep = json.loads((swept_run / m / SWEEP_JSON).read_text())
         served = "the preset rate (none beat the untrained model)" if sweep["below_untrained"] else \
             f"{row['swept_rate']:.2g}"
         trials = [sum(t["status"] == s for t in sweep["trials"]) for s in ("complete", "stopped")]
         cell = [f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for v in (row["preset"], row["swept"], row["difference"])]
-        lines.append(f"| `{m}` | {row['preset_rate']:.2g} → {served} ({trials[0]} / {trials[1]}) | {cell[0]} | {cell[1]} "
-                     f"| {cell[2]}{' **worse**' if row['worse_beyond_ci'] else ''} |")
+        lines.append(
+            f"| `{m}` | {row['preset_rate']:.2g} → {served} ({trials[0]} / {trials[1]}) | {cell[0]} | {cell[1]} "
+            f"| {cell[2]}{' **worse**' if row['worse_beyond_ci'] else ''} |"
+        )
     return "\n".join(lines)
 
 
@@ -151,7 +158,9 @@ def main():
             if args.smoke:  # the table's and the floor's mechanics: the same smoke command at the preset rates
                 preset_seconds, preset_run = timed_in_fresh_copy(untuned(command), tmp, "artifacts/preset")
         ratios, over_untuned = overheads(run_dir)
-        chosen = {p.parent.name: json.loads(p.read_text())["chosen_learning_rate"] for p in run_dir.glob("*/sweep.json")}
+        chosen = {
+            p.parent.name: json.loads(p.read_text())["chosen_learning_rate"] for p in run_dir.glob("*/sweep.json")
+        }
         table = preset_vs_swept(preset_run, run_dir) if preset_run else None
         if table:
             print(markdown(table, run_dir))

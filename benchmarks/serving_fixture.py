@@ -1,13 +1,12 @@
-"""A run folder on disk with random flan-t5-small-shaped weights (lm_head tied, see random_model) (base, full, LoRA r=32 on q,v), laid out as the
-artifacts contract says, so P3/P4 load models exactly as the dashboard does."""
+"""A run folder on disk with random flan-t5-small-shaped weights (lm_head tied, see random_model) (base, full,
+LoRA r=32 on q,v), laid out as the artifacts contract says, so P3/P4 load models exactly as the dashboard does."""
 
 import json
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, TaskType, get_peft_model
-
 from common import random_model as untied_model
+from peft import LoraConfig, TaskType, get_peft_model
 
 
 def random_model(config, seed):
@@ -85,7 +84,12 @@ def make_all_methods_run(folder: Path, setup, names=None) -> Path:
 
     make_run(folder, setup)
     for name, method in BUILTIN.items():
-        if (names is not None and name not in names) or method.peft is None or method.needs_cuda or (folder / name).exists():
+        if (
+            (names is not None and name not in names)
+            or method.peft is None
+            or method.needs_cuda
+            or (folder / name).exists()
+        ):
             continue
         config = method.peft_config(setup.config)
         if config.peft_type == "LORA":

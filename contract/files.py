@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+from fnmatch import fnmatch
 from functools import cache
 from pathlib import Path
 from typing import Optional
@@ -28,7 +29,13 @@ EVAL_PREDICTIONS = f"{EVAL}/predictions.jsonl"
 EVAL_INT8 = f"{EVAL}/int8.json"   # int8 (CTranslate2) vs exact on the evaluation's dialogues: training/int8_quality.py
 CARD = "README.md"                # <run>/README.md: the model card (python -m training.publish writes it)
 SEEDS = "seeds"                   # <run>/<method>/seeds/seed-N: a method's extra seeds, laid out as the method
-WEIGHT_FILES = (".json", ".safetensors", ".model", ".txt")  # what a saved checkpoint, adapter or tokenizer holds
+VOTES_FILE = "votes.sqlite"       # <run>/votes.sqlite: the blind votes (unless --votes_db); never part of the run
+# The files save_pretrained writes for a checkpoint, an adapter or a tokenizer (model-00001-of-00002.safetensors and
+# the like match the patterns): the only files of a weights folder that belong to the run
+WEIGHT_FILES = ("config.json", "generation_config.json", "model.safetensors", "model-*-of-*.safetensors",
+                "model.safetensors.index.json", "adapter_config.json", "adapter_model.safetensors", "tokenizer.json",
+                "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "spiece.model")
+MAX_JSON_INT = 2**63 - 1          # no count a run writes comes near this; a bigger one is not a run's value
 PREDICTION_FIELDS = ("id", "dialogue", "references", "outputs", "rouge")
 
 
@@ -77,20 +84,40 @@ def write_json(path: Path, doc: dict, schema: Optional[str]) -> None:
     os.replace(tmp, path)
 
 
+def refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number a run file holds")
+
+
+def bounded_int(text: str) -> int:
+    value = int(text)
+    if abs(value) > MAX_JSON_INT:
+        raise ValueError(f"the integer {text[:30]} is beyond 64 bits")
+    return value
+
+
+def parse_run_json(text: str):
+    """json.loads without what JSON itself does not allow but Python's parser accepts (NaN, Infinity) and without
+    integers past 64 bits: values no run writes, which would break every reader after this one (charts, tables,
+    the API's JSON)."""
+    return json.loads(text, parse_constant=refuse_constant, parse_int=bounded_int)
+
+
 def read_json(path: Path, schema: str) -> dict:
     try:
-        doc = json.loads(Path(path).read_text())
+        doc = parse_run_json(Path(path).read_text())
     except FileNotFoundError as e:
         raise ArtifactError(f"{path}: missing.") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{path}: not valid JSON ({e}); the file is corrupt, re-run the step that writes it.") from e
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError, as are the two refusals above
+        raise ArtifactError(
+            f"{path}: not valid JSON ({e}); the file is corrupt, re-run the step that writes it."
+        ) from e
     if not isinstance(doc, dict):
         raise ArtifactError(f"{path}: expected a JSON object.")
     return validate(doc, schema, str(path))
 
 
 def read_run_file(run_dir: Path, name: str) -> dict:
-    """Read one of the contract's JSON files (RUN_JSON, EVAL_METRICS, method_metrics(name)) of a run folder, validated."""
+    """One of the contract's JSON files (RUN_JSON, EVAL_METRICS, method_metrics(name)) of a run folder, validated."""
     return read_json(Path(run_dir) / name, schema_for(name))
 
 
@@ -130,17 +157,29 @@ def read_evaluation(run_dir: Path) -> tuple[dict, list[dict]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise ArtifactError(f"{path}: line {n} is not valid JSON ({e.msg}): the file was cut short. {again}") from None
+            raise ArtifactError(
+                f"{path}: line {n} is not valid JSON ({e.msg}): the file was cut short. {again}"
+            ) from None
         missing = [f for f in PREDICTION_FIELDS if f not in row] if isinstance(row, dict) else list(PREDICTION_FIELDS)
         models = set(metrics.get("models", row.get("outputs", {}) if isinstance(row, dict) else ()))
         if missing or not models <= set(row["outputs"]):
-            raise ArtifactError(f"{path}: line {n} lacks {', '.join(missing) or 'outputs of ' + ', '.join(sorted(models))}. "
-                                f"{again}")
+            raise ArtifactError(
+                f"{path}: line {n} lacks {', '.join(missing) or 'outputs of ' + ', '.join(sorted(models))}. {again}"
+            )
         rows.append(row)
     if len(rows) != metrics["n_dialogues"]:
         raise ArtifactError(f"{path} holds {len(rows)} dialogues but {EVAL_METRICS} scored {metrics['n_dialogues']}: "
                             f"they are not one evaluation. {again}")
     return metrics, rows
+
+
+def without_paths(text: str, run_dir: Path) -> str:
+    """`text` with the run folder's location (as given and resolved) replaced by its name."""
+    run_dir = Path(run_dir)
+    for location in sorted({str(run_dir.resolve()), str(run_dir.absolute()), str(run_dir)}, key=len, reverse=True):
+        if location not in (".", ""):
+            text = text.replace(location, run_dir.name)
+    return text
 
 
 def method_metrics(name: str) -> str:
@@ -179,18 +218,26 @@ def run_files(run_dir: Path) -> list[str]:
     for name in list_methods(run_dir):
         parts = [run_dir / name] + sorted(p.parent for p in (run_dir / name / SEEDS).glob(f"seed-*/{METHOD_METRICS}"))
         for part in parts:
-            files += [str((part / f).relative_to(run_dir)) for f in (METHOD_METRICS, SWEEP_JSON) if (part / f).is_file()]
+            files += [
+                str((part / f).relative_to(run_dir)) for f in (METHOD_METRICS, SWEEP_JSON) if (part / f).is_file()
+            ]
             files += weight_files(run_dir, part / MODEL) + weight_files(run_dir, part / ADAPTER)
     files += [EVAL_METRICS, EVAL_PREDICTIONS, EVAL_INT8]
-    return [f for f in dict.fromkeys(files) if (run_dir / f).is_file()]
+    return [f for f in dict.fromkeys(files) if is_run_file(run_dir, run_dir / f)]
+
+
+def is_run_file(run_dir: Path, path: Path) -> bool:
+    """A regular file, not a symlink, whose real location is inside the run (a symlinked folder could lead out)."""
+    return path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(Path(run_dir).resolve())
 
 
 def weight_files(run_dir: Path, folder: Path) -> list[str]:
-    """The saved-weight files directly in `folder` (no hidden, temporary or other files)."""
-    if not folder.is_dir():
+    """The saved-weight files directly in `folder`: regular files (no symlinks, which could point anywhere) named
+    as save_pretrained names them (WEIGHT_FILES), in a folder that is itself inside the run."""
+    if folder.is_symlink() or not folder.is_dir() or not folder.resolve().is_relative_to(Path(run_dir).resolve()):
         return []
     return sorted(str(p.relative_to(run_dir)) for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix in WEIGHT_FILES)
+                  if not p.is_symlink() and p.is_file() and any(fnmatch(p.name, w) for w in WEIGHT_FILES))
 
 
 def base_model_location(run_dir: Path, run: dict) -> str:

@@ -9,10 +9,12 @@ converted again; the folder is written beside and renamed into place, so it is w
 cannot merge (prompt, prefix and p-tuning) have no int8 form: they stay on the exact path.
 """
 
+import fcntl
 import hashlib
 import json
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -75,15 +77,43 @@ def merged_model(run_dir: Path, base_path: str, model: str, mergeable: bool):
 def convert(run_dir: Path, base_path: str, model: str, tokenizer, mergeable: bool,
             say: Callable[[str], None] = print) -> Path:
     """<run>/.int8/<model>: converted once, again only when its source files changed."""
-    import ctranslate2.converters
 
     target = Path(run_dir) / CACHE / model
     key = source_key(sources(run_dir, base_path, model))
-    if (target / KEY_FILE).is_file() and json.loads((target / KEY_FILE).read_text()).get("key") == key:
-        return target
+    target.parent.mkdir(exist_ok=True)
+    with one_converter(target):  # a second process waits here, then finds the first one's folder
+        if cached_key(target) == key:
+            return target
+        return write_converted(run_dir, base_path, model, tokenizer, mergeable, key, target, say)
+
+
+def cached_key(target: Path) -> Optional[str]:
+    """The source key the cached conversion was made from; None when there is none or its key file is damaged."""
+    try:
+        return json.loads((target / KEY_FILE).read_text()).get("key")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+@contextmanager
+def one_converter(target: Path):
+    """An exclusive lock on <run>/.int8/<model>.lock for the check-then-convert: two processes serving one run
+    would otherwise both convert and swap folders under each other."""
+    with open(target.with_name(f"{target.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_converted(run_dir: Path, base_path: str, model: str, tokenizer, mergeable: bool, key: str, target: Path,
+                    say: Callable[[str], None]) -> Path:
+    import ctranslate2.converters
+
     say(f"int8: converting {model} with CTranslate2 (once; cached in {target})")
     merged = merged_model(run_dir, base_path, model, mergeable)
-    with tempfile.TemporaryDirectory(dir=Path(run_dir) / CACHE if (Path(run_dir) / CACHE).exists() else None) as tmp:
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
@@ -92,7 +122,6 @@ def convert(run_dir: Path, base_path: str, model: str, tokenizer, mergeable: boo
                                                                       force=True)
             (folder / KEY_FILE).write_text(json.dumps({"key": key, "quantization": QUANTIZATION}))
 
-        (Path(run_dir) / CACHE).mkdir(exist_ok=True)
         save_folder_atomically(target, write)
     return target
 
@@ -138,5 +167,6 @@ def generate(translator, vocab: Vocabulary, input_ids: list[list[int]], max_new_
     return [[t for t in (vocab.ids[tok] for tok in r.hypotheses[0]) if t not in vocab.special] for r in results]
 
 
-def remove_cache(run_dir: Path) -> None:
-    shutil.rmtree(Path(run_dir) / CACHE, ignore_errors=True)
+def remove_cache(run_dir: Path, model: Optional[str] = None) -> None:
+    """The whole cache, or one model's conversion (one that does not load: it is converted again)."""
+    shutil.rmtree(Path(run_dir) / CACHE / (model or ""), ignore_errors=True)

@@ -4,8 +4,9 @@ The base weights are held ONCE. "base" is that model untouched. Adapters of a ty
 batch (contract.protocol.MIXED_BATCH_TYPES: LoRA without DoRA, GLoRA, RoAd) are loaded together, one module tree
 per type, whose parameters are the base's own tensors, so one `generate` can mix them row by row with peft's
 `adapter_names`. Every other adapter (DoRA, IA³, prompt and prefix tuning, ...) gets its own module tree, again on
-the base's tensors: peft silently ignores `adapter_names` for those methods, so each is only ever called alone. Full fine-tunes hold their own weights; a QLoRA adapter gets its own 4-bit base
-(CUDA only). A model that fails to load is reported in `errors` while the others serve.
+the base's tensors: peft silently ignores `adapter_names` for those methods, so each is only ever called alone.
+Full fine-tunes hold their own weights; a QLoRA adapter gets its own 4-bit base (CUDA only).
+A model that fails to load is reported in `errors` while the others serve.
 """
 
 import hashlib
@@ -17,8 +18,17 @@ from typing import Optional
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from contract.files import (ADAPTER, MODEL, RUN_JSON, base_model_location, list_methods, method_metrics,
-                            read_run_file, tokenizer_location)
+from contract.files import (
+    ADAPTER,
+    MODEL,
+    RUN_JSON,
+    base_model_location,
+    list_methods,
+    method_metrics,
+    read_run_file,
+    tokenizer_location,
+    without_paths,
+)
 from contract.protocol import MIXED_BATCH_TYPES
 
 
@@ -150,13 +160,13 @@ def load_run_models(run_dir: Path, device: Optional[str] = None, shared_bases: O
         try:
             infos[name] = read_run_file(run_dir, method_metrics(name)).get("method", {})
         except Exception as e:  # a broken metrics.json: the method is listed, unavailable, with the reason
-            infos[name], loaded.errors[name] = {}, f"{run_dir / method_metrics(name)}: {reason(e)}"
+            infos[name], loaded.errors[name] = {}, without_paths(f"{method_metrics(name)}: {reason(e)}", run_dir)
         loaded.methods.append(name)
         loaded.labels[name] = infos[name].get("label", name)
     try:
         loaded.base = load_base(base_path, device, dtype, shared_bases)
     except Exception as e:  # any load failure: missing files, corrupt safetensors, bad config
-        loaded.errors["base"] = f"base model {base_path}: {reason(e)}"
+        loaded.errors["base"] = without_paths(f"base model {base_path}: {reason(e)}", run_dir)
     for name in loaded.methods:
         if name in loaded.errors:
             continue
@@ -174,7 +184,7 @@ def load_run_models(run_dir: Path, device: Optional[str] = None, shared_bases: O
                 # with peft's own parameter prefixes)
                 loaded.own[name] = load_alone(loaded, folder)
         except Exception as e:
-            loaded.errors[name] = f"{name} ({folder}): {reason(e)}"
+            loaded.errors[name] = without_paths(f"{name} ({folder}): {reason(e)}", run_dir)
             for kind, model in list(loaded.mixed.items()):
                 if name in model.peft_config:
                     if len(model.peft_config) == 1:

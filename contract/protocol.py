@@ -12,5 +12,14 @@ BASE_LABEL = "Base (no fine-tuning)"
 # peft 0.21 serves a mixed batch (adapter_names, one adapter per row) exactly for these types only; DoRA (LoRA
 # with use_dora) and AdaLoRA raise, prompt learning refuses, every other type ignores it SILENTLY.
 MIXED_BATCH_TYPES = ("LORA", "GLORA", "ROAD")
-TRAINING_CURVES = "tensorboard"  # <run>/tensorboard/<method>[/trials/..|/seeds/..]: --report_to tensorboard's event files
+TRAINING_CURVES = (
+    "tensorboard"  # <run>/tensorboard/<method>[/trials/..|/seeds/..]: --report_to tensorboard's event files
+)
 RESERVED_FOLDERS = frozenset({"base", "eval", "checkpoints", TRAINING_CURVES})  # folders of a run that are not methods
+
+
+def on_zero_gpu() -> bool:
+    """A Hugging Face ZeroGPU Space sets SPACES_ZERO_GPU (the `spaces` package reads the same variable)."""
+    import os
+
+    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")

@@ -20,7 +20,6 @@ Calls and events are plain data (token ids, names, numbers): they cross a proces
   ZeroGPU charges that visitor's quota (duration estimated from the batch: DURATION below).
 """
 
-import os
 import queue
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from typing import Iterator, Optional
 import torch
 from transformers.generation.streamers import BaseStreamer
 
+from contract.protocol import on_zero_gpu
 
 EXACT = "exact"  # what wrote a summary: PyTorch, the model as trained (written_by); int8: dashboard/int8_backend.py
 
@@ -91,7 +91,10 @@ def generate(loaded, special_ids: frozenset, index: int, call: Call, settings, e
 def run_calls(loaded, special_ids: frozenset, calls: list[Call], settings, overlap: bool) -> Iterator[tuple]:
     """Every call's events as they happen: greedy calls on two lanes when `overlap`, else one after another."""
     if overlap:
-        lanes = [[i for i, c in enumerate(calls) if c.group is not None], [i for i, c in enumerate(calls) if c.group is None]]
+        lanes = [
+            [i for i, c in enumerate(calls) if c.group is not None],
+            [i for i, c in enumerate(calls) if c.group is None],
+        ]
     else:
         lanes = [list(range(len(calls)))]
     return run_lanes(lanes, lambda i, emit: generate(loaded, special_ids, i, calls[i], settings, emit))
@@ -179,11 +182,6 @@ class ZeroGPUBackend:
             except StopIteration:
                 return
             yield event
-
-
-def on_zero_gpu() -> bool:
-    """A ZeroGPU Space sets SPACES_ZERO_GPU."""
-    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
 
 
 def choose_backend(loaded, special_ids: frozenset):

@@ -37,6 +37,8 @@ from typing import Callable, Optional
 from contract.protocol import MAX_SOURCE_TOKENS
 from dashboard.backends import Call, choose_backend
 
+MAX_ROWS = 48             # rows (request x model) one generate call may batch across waiting requests
+MAX_WAIT_SECONDS = 0.05   # the longest a request waits for others to share its generate calls
 
 @dataclass
 class Summary:
@@ -91,7 +93,14 @@ class Row:
 
 
 class Batcher:
-    def __init__(self, loaded, tokenizer: SerialTokenizer, max_rows: int = 48, max_wait: float = 0.05, backend=None):
+    def __init__(
+        self,
+        loaded,
+        tokenizer: SerialTokenizer,
+        max_rows: int = MAX_ROWS,
+        max_wait: float = MAX_WAIT_SECONDS,
+        backend=None,
+    ):
         """max_rows bounds one call's batch; max_wait is the longest a request waits for company (seconds);
         backend: where calls run (default: chosen for this machine by backends.choose_backend)."""
         self.loaded, self.tokenizer, self.max_rows, self.max_wait = loaded, tokenizer, max_rows, max_wait
@@ -196,5 +205,11 @@ class Batcher:
             self.calls += 1
         shared = len({r.model for r in rows}) > 1 or len({id(r.job) for r in rows}) > 1
         for r, ids in zip(rows, outputs):
-            r.job.results[r.model] = Summary(r.model, self.tokenizer.decode(ids), seconds, len(ids), shared_call=shared,
-                                             backend=self.backend.written_by(r.model, r.job.settings))
+            r.job.results[r.model] = Summary(
+                r.model,
+                self.tokenizer.decode(ids),
+                seconds,
+                len(ids),
+                shared_call=shared,
+                backend=self.backend.written_by(r.model, r.job.settings),
+            )

@@ -7,6 +7,7 @@ from dashboard import handlers
 from dashboard.handlers import CONCURRENCY, AppState
 from dashboard.inputs import CONTROLS
 from dashboard.runs import element_id
+from dashboard.untrusted import plain
 
 
 def control_widget(name: str):
@@ -43,7 +44,7 @@ def build_compare_tab(state: AppState):
             with gr.Column(visible=m in default, min_width=220) as columns[m]:
                 boxes[m] = gr.Textbox(label=served.label(m), lines=6, max_lines=6, interactive=False,
                                       elem_id=f"out-{element_id(m)}")
-                labels[m] = gr.Markdown(f"**{served.label(m)}**")
+                labels[m] = gr.Markdown(f"**{plain(served.label(m))}**")
     rouge_table = gr.Dataframe(label="ROUGE against your reference (fill in the reference box to see it)",
                                interactive=False)
 

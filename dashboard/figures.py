@@ -122,10 +122,16 @@ def tuning_chart(frame: pd.DataFrame, labels: dict) -> go.Figure:
                             hovertemplate=f"{mark} rate %{{x:.3g}}<extra>{name}</extra>")
         lost = rows[rows["status"] != "complete"]
         if not lost.empty:
-            fig.add_scatter(x=lost["learning_rate"], y=[0] * len(lost), mode="markers", legendgroup=method,
-                            showlegend=False, text=[f"{s}: {n}" if n else s for s, n in zip(lost["status"], lost["note"])],
-                            marker={"symbol": "x", "size": 11, "color": color},
-                            hovertemplate="lr %{x:.3g}: %{text}<extra>" + name + "</extra>")
+            fig.add_scatter(
+                x=lost["learning_rate"],
+                y=[0] * len(lost),
+                mode="markers",
+                legendgroup=method,
+                showlegend=False,
+                text=[f"{s}: {n}" if n else s for s, n in zip(lost["status"], lost["note"])],
+                marker={"symbol": "x", "size": 11, "color": color},
+                hovertemplate="lr %{x:.3g}: %{text}<extra>" + name + "</extra>",
+            )
     fig.update_layout(title="Learning-rate sweeps: validation ROUGE-L per trial<br><sub>ring: the method's default "
                             "rate; star: the chosen one (trained on the full budget); ×: pruned, failed or "
                             "interrupted</sub>", xaxis={"type": "log", "title": "learning rate (log)"},
@@ -300,7 +306,9 @@ def slice_multiples(frame: pd.DataFrame, labels: dict) -> go.Figure:
         part = frame[frame["kind"] == kind]
         for model in models:
             rows = part[part["model"] == model]
-            names = [f"{s} (n={n}{', wide CI' if w else ''})" for s, n, w in zip(rows["slice"], rows["n"], rows["wide"])]
+            names = [
+                f"{s} (n={n}{', wide CI' if w else ''})" for s, n, w in zip(rows["slice"], rows["n"], rows["wide"])
+            ]
             fig.add_bar(x=names, y=rows["mean"], name=labels.get(model, model), marker_color=colors[model],
                         legendgroup=model, showlegend=col == 1, offsetgroup=model,
                         error_y={"type": "data", "symmetric": False, "array": rows["ci_high"] - rows["mean"],

@@ -6,7 +6,7 @@ widgets and call these; nothing here knows a widget.
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
 import gradio as gr
@@ -18,7 +18,8 @@ from dashboard.batcher import Summary
 from dashboard.inputs import CONTROLS, InputError, Settings, check_text
 from dashboard.runs import ModelSet, single
 from dashboard.serving import DEFAULT_MODELS, Models
-from dashboard.votes import VoteStore
+from dashboard.untrusted import plain
+from dashboard.votes import VoteError, VoteStore
 from training import lenses  # the evaluation's failure detectors, on live summaries too
 from training.rouge import METRICS, Rouge  # the evaluation's exact ROUGE
 
@@ -35,6 +36,7 @@ class AppState:
     demo_notice: Optional[str] = None
     votes: Optional[VoteStore] = None
     runs: Optional[ModelSet] = None  # every run's models (Compare, the API); the first run's alone when None
+    left_out: dict = field(default_factory=dict)  # run name -> why it could not be loaded (named on the page)
 
     def __post_init__(self):
         self.own = single(self.data, self.models)  # the first run's models under their plain names (votes)
@@ -80,7 +82,10 @@ def named_request(state: AppState, text, request: Optional[gr.Request]) -> None:
     """Someone is about to see summaries of `text` under model names: no vote on that text counts from now on,
     from any address, and it leaves the test battle pool (dashboard/votes.py)."""
     if state.votes is not None and isinstance(text, str) and text.strip():
-        state.votes.record_named_request(client_of(state, request), text)
+        try:
+            state.votes.record_named_request(client_of(state, request), text)
+        except VoteError:  # the store paused voting and said why in the log; the summaries are still served
+            pass
 
 
 def refuse(message: str) -> gr.Error:
@@ -118,9 +123,9 @@ def reference_rouge(reference: str, summaries: dict, labels: dict) -> pd.DataFra
 
 def model_label(summary: Summary, name: str) -> str:
     if summary.error:
-        return f"**{name}**: unavailable"
+        return f"**{plain(name)}**: unavailable"
     how = "one batched call shared with other rows" if summary.shared_call else "its own call"
-    return f"**{name}** · {summary.backend} · {summary.seconds:.2f} s ({how}) · {summary.tokens} tokens"
+    return f"**{plain(name)}** · {summary.backend} · {summary.seconds:.2f} s ({how}) · {summary.tokens} tokens"
 
 
 def output_text(summary: Summary) -> str:

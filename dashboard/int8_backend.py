@@ -83,17 +83,36 @@ class Int8Backend:
         emit(("done", index, outputs, time.perf_counter() - start))
 
 
+def translator_for(run_dir: Path, base_path: str, name: str, tokenizer, mergeable: bool, say):
+    """The cached conversion's translator; a cache that does not load (a truncated file, a crash mid-copy) is
+    converted again once."""
+    folder = int8.convert(run_dir, base_path, name, tokenizer, mergeable, say)
+    try:
+        return int8.load_translator(folder, threads=1)
+    except (RuntimeError, ValueError, OSError) as e:
+        say(f"int8: the cached conversion of {name} does not load ({str(e).splitlines()[0][:120]}); converting again")
+        int8.remove_cache(run_dir, name)
+        return int8.load_translator(int8.convert(run_dir, base_path, name, tokenizer, mergeable, say), threads=1)
+
+
 def int8_backend(loaded, tokenizer, run_dir: Path, mergeable: dict, say=print) -> Int8Backend:
     """Convert (or find cached) every model with an int8 form and load its translator; `mergeable[name]`: can
     peft merge that method (the run's metrics.json says). A model whose conversion fails is served exactly, and
     the reason printed."""
     translators = {}
     for name in loaded.models:
-        if name in loaded.errors or not (name == BASE or (Path(run_dir) / name / MODEL).is_dir() or mergeable.get(name)):
+        if name in loaded.errors or not (
+            name == BASE or (Path(run_dir) / name / MODEL).is_dir() or mergeable.get(name)
+        ):
             continue
         try:
-            folder = int8.convert(run_dir, loaded.base_path, name, tokenizer, bool(mergeable.get(name)), say)
-            translators[name] = int8.load_translator(folder, threads=1)
+            translators[name] = translator_for(
+                run_dir, loaded.base_path, name, tokenizer, bool(mergeable.get(name)), say
+            )
         except Exception as e:  # served exactly instead, and said
-            say(f"int8: {name} stays exact: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+            reason = str(e).splitlines()[0][:200] if str(e) else ""
+            say(
+                f"int8: {name} stays exact: {type(e).__name__}: {reason}. Delete {Path(run_dir) / int8.CACHE / name} "
+                "and start again to retry the conversion, or serve with --backend exact."
+            )
     return Int8Backend(loaded, frozenset(tokenizer.all_special_ids), translators, int8.Vocabulary.of(tokenizer))

@@ -16,6 +16,7 @@ import gradio as gr
 import pandas as pd
 
 from dashboard import leaderboard as lb
+from dashboard.untrusted import csv_safe, plain
 
 TABS = ("compare", "vote", "metrics", "leaderboard", "examples")  # the page's tab ids, as a link names them
 FILTER_KEYS = {"base": "base model", "preset": "preset", "family": "family"}  # query key -> column
@@ -46,8 +47,9 @@ def view_from_query(params: dict, frame: pd.DataFrame, keys: list[str], tabs=TAB
 
     def known(name: str, values: list[str], allowed) -> list[str]:
         bad = [v for v in values if v not in allowed]
-        if bad:
-            view.problems.append(f"{name}={','.join(bad)} is not in this app (it has: {', '.join(map(str, allowed))})")
+        if bad:  # the link's values and the runs' names are outside text: shown as plain, short text
+            view.problems.append(f"{name}={plain(','.join(bad))} is not in this app (it has: "
+                                 f"{plain(', '.join(map(str, allowed)), limit=300)})")
         return [v for v in values if v in allowed]
 
     if "tab" in params:
@@ -80,7 +82,7 @@ def query_of(view: View, all_runs: list[str]) -> str:
 
 def csv_file(shown: pd.DataFrame) -> str:
     """The rows shown, as a CSV file named by its content (written once)."""
-    text = shown.to_csv(index=False)
+    text = csv_safe(shown).to_csv(index=False)
     CSV_DIR.mkdir(parents=True, exist_ok=True)
     path = CSV_DIR / f"leaderboard-{hashlib.sha256(text.encode()).hexdigest()[:12]}.csv"
     if not path.exists():

@@ -8,6 +8,7 @@ import gradio as gr
 from dashboard import figures
 from dashboard import run_data as rd
 from dashboard.handlers import AppState
+from dashboard.untrusted import plain
 from training import lenses
 
 
@@ -61,7 +62,7 @@ def protocol_line(data: rd.RunData) -> Optional[str]:
 def build_metrics_tab(state: AppState):
     data = state.data
     for problem in data.problems:
-        gr.Markdown(f"> ⚠️ {problem}")
+        gr.Markdown(f"> ⚠️ {plain(problem, limit=300)}")
     if text := protocol_line(data):
         gr.Markdown(text)
     gr.Dataframe(rd.summary_table(data), label="Summary (headline protocol; ROUGE mean [95% CI])", interactive=False)

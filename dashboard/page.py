@@ -12,26 +12,42 @@ from dashboard.handlers import CONCURRENCY, AppState
 from dashboard.leaderboard import leaderboard_frame
 from dashboard.leaderboard_tab import TABS, build_leaderboard_tab, view_from_query
 from dashboard.metrics_tab import build_metrics_tab
+from dashboard.untrusted import plain
 from dashboard.vote_tab import build_ratings_section, build_vote_tab
 
 QUEUE_SIZE = 64  # visitors waiting at once; said explicitly: Gradio would cap a ZeroGPU Space's queue at 1
 
 
 def header(state: AppState) -> str:
+    """What is served; every name and value from the runs' files shown as plain text (dashboard/untrusted.py)."""
     run = state.data.run
+    labels = ", ".join(plain(state.data.label(m)) for m in state.data.methods)
     lines = ["# Dialogue summarization: which way of fine-tuning FLAN-T5 is worth it?",
-             f"Run **{state.data.folder.name}** · preset `{run['preset']}` · base model `{run['base_model']}` · "
-             f"data `{run['data_source']}` · {len(state.data.methods)} methods: "
-             f"{', '.join(state.data.label(m) for m in state.data.methods)} · device **{state.models.describe()}**"]
+             f"Run **{plain(state.data.folder.name)}** · preset {plain(run['preset'])} · base model "
+             f"{plain(run['base_model'])} · data {plain(run['data_source'])} · {len(state.data.methods)} methods: "
+             f"{labels} · device **{state.models.describe()}**"]
     if len(state.runs.runs) > 1:
-        lines.append(f"**{len(state.runs.runs)} runs loaded**: {', '.join(r.name for r in state.runs.runs)}. Compare "
-                     "and the Leaderboard use every run (a model is named `<run>/<model>`, labelled `<label> · "
-                     f"<run>`); Vote, Metrics and Examples show **{state.runs.runs[0].name}**.")
+        names = ", ".join(plain(r.name) for r in state.runs.runs)
+        lines.append(f"**{len(state.runs.runs)} runs loaded**: {names}. Compare and the Leaderboard use every run (a "
+                     "model is named `<run>/<model>`, labelled `<label> · <run>`); Vote, Metrics and Examples show "
+                     f"**{plain(state.runs.runs[0].name)}**.")
+    for name, why in state.left_out.items():
+        lines.append(f"> ⚠️ **Run {plain(name)} is left out**: {plain(why, limit=300)}")
     if state.demo_notice:
         lines.append(f"> {state.demo_notice}")
     for key, why in state.runs.errors.items():
-        lines.append(f"> ⚠️ **{state.runs.label(key)} is unavailable**: {why}")
+        lines.append(f"> ⚠️ **{plain(state.runs.label(key))} is unavailable**: {plain(why, limit=300)}")
     return "\n\n".join(lines)
+
+
+def left_out_rows(state: AppState, columns: list[str]) -> list[dict]:
+    """/runs_table's rows for what is not served: a run that could not be loaded, a method whose metrics.json is
+    unreadable; every value empty but the run, the model and `left out` (why)."""
+    empty = dict.fromkeys(columns)
+    runs = [{**empty, "run": name, "left out": why} for name, why in state.left_out.items()]
+    methods = [{**empty, "run": r.name, "model": state.runs.key(r, m), "left out": why}
+               for r in state.runs.runs for m, why in r.data.left_out.items()]
+    return runs + methods
 
 
 def build_demo(state: AppState) -> gr.Blocks:
@@ -72,7 +88,8 @@ def build_demo(state: AppState) -> gr.Blocks:
         def runs_table() -> list[dict]:
             """The Leaderboard's rows, every loaded run x model: quality with intervals, costs, provenance and test
             set (rows of different test sets are ranked only within their own)."""
-            return board.astype(object).where(board.notna(), None).to_dict("records")
+            rows = board.astype(object).where(board.notna(), None).to_dict("records")
+            return [*rows, *left_out_rows(state, list(board.columns))]
 
         gr.api(runs_table, api_name="runs_table")
         # the handlers only queue requests for the batcher and wait: on ZeroGPU the batcher's backend makes the

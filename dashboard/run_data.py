@@ -8,8 +8,19 @@ from typing import Optional
 
 import pandas as pd
 
-from contract.files import (EVAL_INT8, EVAL_METRICS, RUN_JSON, SWEEP_JSON, ArtifactError, list_methods, method_metrics,
-                            method_weights, read_evaluation, read_run_file)
+from contract.files import (
+    EVAL_INT8,
+    EVAL_METRICS,
+    RUN_JSON,
+    SWEEP_JSON,
+    ArtifactError,
+    list_methods,
+    method_metrics,
+    method_weights,
+    read_evaluation,
+    read_run_file,
+    without_paths,
+)
 from contract.protocol import BASE, BASE_LABEL, DEFAULT_PROMPT
 from training import lenses  # the evaluation's detectors: the same words flagged here as counted there
 
@@ -32,6 +43,7 @@ class RunData:
     int8: Optional[dict] = None                        # eval/int8.json: int8 vs exact (training/int8_quality.py)
     predictions: Optional[pd.DataFrame] = None
     problems: list[str] = field(default_factory=list)  # what could not be read, shown in the page
+    left_out: dict = field(default_factory=dict)       # method -> why it is not shown (its metrics.json unreadable)
 
     @property
     def shown_predictions(self) -> Optional[pd.DataFrame]:
@@ -108,7 +120,9 @@ def predictions_frame(rows: list[dict]) -> pd.DataFrame:
     })
     frame["dialogue_chars"] = frame["dialogue"].str.len()
     for m in models:  # the lenses, per example: what each summary invents or repeats
-        frame[f"{m}_unsupported"] = [lenses.unsupported_details(t or "", d) for t, d in zip(frame[m], frame["dialogue"])]
+        frame[f"{m}_unsupported"] = [
+            lenses.unsupported_details(t or "", d) for t, d in zip(frame[m], frame["dialogue"])
+        ]
         frame[f"{m}_repeats"] = [lenses.repetitions(t or "") for t in frame[m]]
     frame["unsupported"] = frame[[f"{m}_unsupported" for m in models]].map(len).sum(axis=1)
     frame["repetition"] = frame[[f"{m}_repeats" for m in models]].map(len).sum(axis=1)
@@ -121,25 +135,37 @@ def load_run(folder: Path) -> RunData:
     """Everything the dashboard shows about a run; a missing or broken optional file becomes a problem line."""
     folder = Path(folder)
     data = RunData(folder=folder, run=read_run_file(folder, RUN_JSON), methods=list_methods(folder))
-    for method in data.methods:
+    for method in list(data.methods):
         try:
             data.train[method] = read_run_file(folder, method_metrics(method))
+        except ArtifactError as e:  # left out, never shown with made-up values (no label, cost or score)
+            data.methods.remove(method)
+            data.left_out[method] = within_run(e, folder)
+            data.problems.append(f"{method} is left out: {data.left_out[method]}")
+            continue
+        try:
             if (folder / method / SWEEP_JSON).exists():
                 data.sweeps[method] = read_run_file(folder, f"{method}/{SWEEP_JSON}")
         except ArtifactError as e:
-            data.problems.append(str(e))
+            data.problems.append(within_run(e, folder))
     if (folder / EVAL_METRICS).exists():
         try:  # a broken evaluation is named on the page; the models still serve
             data.evaluation, rows = read_evaluation(folder)
             data.predictions = predictions_frame(rows)
         except ArtifactError as e:
-            data.problems.append(f"evaluation: {e}")
+            data.problems.append(f"evaluation: {within_run(e, folder)}")
     if (folder / EVAL_INT8).exists():
         try:
             data.int8 = read_run_file(folder, EVAL_INT8)
         except ArtifactError as e:
-            data.problems.append(f"int8 figures: {e}")
+            data.problems.append(f"int8 figures: {within_run(e, folder)}")
     return data
+
+
+def within_run(error: Exception, folder: Path) -> str:
+    """An error's text with the run folder's location on this server replaced by the run's name: visitors see
+    which file of the run is wrong, never the server's paths."""
+    return without_paths(str(error), folder)
 
 
 def rouge_frame(evaluation: Optional[dict], protocol: Optional[str] = None, with_lab: bool = True) -> pd.DataFrame:
@@ -223,8 +249,13 @@ def cost_frame(train: dict, with_sweep: bool = False) -> pd.DataFrame:
 
 def loss_frame(train: dict) -> pd.DataFrame:
     """Long format: method, step, split ('train'/'eval'), loss."""
-    rows = [{"method": k, "step": r["step"], "split": split, "loss": r[f"{split}_loss"]}
-            for k, m in train.items() for r in m["loss_history"] for split in ("train", "eval") if f"{split}_loss" in r]
+    rows = [
+        {"method": k, "step": r["step"], "split": split, "loss": r[f"{split}_loss"]}
+        for k, m in train.items()
+        for r in m["loss_history"]
+        for split in ("train", "eval")
+        if f"{split}_loss" in r
+    ]
     return pd.DataFrame(rows, columns=["method", "step", "split", "loss"]).drop_duplicates()
 
 
@@ -261,7 +292,10 @@ def tuning_frame(data: RunData) -> pd.DataFrame:
 
 def rate_line(metrics: dict) -> str:
     """How a method's learning rate was set, for tables: "0.01 (swept)" / "0.003 (preset)"."""
-    rate = metrics.get("learning_rate") or {"value": metrics["hyperparameters"].get("learning_rate"), "source": "preset"}
+    rate = metrics.get("learning_rate") or {
+        "value": metrics["hyperparameters"].get("learning_rate"),
+        "source": "preset",
+    }
     if rate["value"] is None:  # not recorded (a hand-made or very old metrics.json)
         return "-"
     swept = ("swept: none beat the untrained model, the preset rate" if rate.get("below_untrained") else
@@ -300,8 +334,17 @@ def int8_table(data: RunData) -> pd.DataFrame:
                                       f"{f['delta_rouge1']['ci_high']:+.4f}]",
              "|Δ ROUGE-1|": round(abs(f["delta_rouge1"]["mean"]), 4),
              "identical summaries": f"{f['identical_share']:.0%}"} for m, f in figures_.items()]
-    rows += [{"model": data.label(m), "ROUGE-1 exact": None, "ROUGE-1 int8": None, "int8 − exact [95% CI]": why,
-              "|Δ ROUGE-1|": None, "identical summaries": ""} for m, why in (data.int8 or {}).get("exact_only", {}).items()]
+    rows += [
+        {
+            "model": data.label(m),
+            "ROUGE-1 exact": None,
+            "ROUGE-1 int8": None,
+            "int8 − exact [95% CI]": why,
+            "|Δ ROUGE-1|": None,
+            "identical summaries": "",
+        }
+        for m, why in (data.int8 or {}).get("exact_only", {}).items()
+    ]
     return pd.DataFrame(rows)
 
 

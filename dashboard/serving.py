@@ -12,7 +12,7 @@ from typing import Callable, Optional
 from contract.files import ArtifactError, method_metrics, read_run_file
 from contract.loading import LoadedRun, load_run_models
 from contract.protocol import BASE, DEFAULT_PROMPT, MAX_SOURCE_TOKENS
-from dashboard.batcher import Batcher, SerialTokenizer, Summary
+from dashboard.batcher import MAX_ROWS, MAX_WAIT_SECONDS, Batcher, SerialTokenizer, Summary
 from dashboard.inputs import HEAD_CHARS, InputError, Settings, check_text
 
 DEFAULT_MODELS = (BASE, "full", "lora")  # what the page compares unless a person picks others
@@ -34,7 +34,7 @@ class Request:
 
 
 class Models:
-    def __init__(self, loaded: LoadedRun, max_rows: int = 48, max_wait: float = 0.05, backend=None):
+    def __init__(self, loaded: LoadedRun, max_rows: int = MAX_ROWS, max_wait: float = MAX_WAIT_SECONDS, backend=None):
         """max_rows: rows in one generate call; max_wait: seconds a request waits for others to share its calls;
         backend: where calls run (default: this machine's exact backend, dashboard/backends.py)."""
         self.loaded = loaded
@@ -79,8 +79,14 @@ class Models:
 BACKENDS = ("exact", "int8")  # --backend: PyTorch as trained / merged models in int8 through CTranslate2 (CPU)
 
 
-def load_models(run_dir: Path, device: Optional[str] = None, max_rows: int = 48, max_wait: float = 0.05,
-                shared_bases: Optional[dict] = None, backend: str = "exact") -> Models:
+def load_models(
+    run_dir: Path,
+    device: Optional[str] = None,
+    max_rows: int = MAX_ROWS,
+    max_wait: float = MAX_WAIT_SECONDS,
+    shared_bases: Optional[dict] = None,
+    backend: str = "exact",
+) -> Models:
     """`shared_bases`: one dict passed for several runs lets runs on the same base hold it once; `backend`: one
     of BACKENDS (int8 converts each mergeable model once, cached in the run)."""
     loaded = load_run_models(Path(run_dir), device, shared_bases)

@@ -45,18 +45,27 @@ class VoteMirror:
         self.scheduler.stop()
 
 
-def read_back(repo_id: str) -> list[dict]:
-    """Every record in the dataset (none yet: an empty list)."""
+def read_back(repo_id: str) -> tuple[list, int]:
+    """Every record in the dataset (none yet: an empty list), and how many lines were not JSON (a line torn by a
+    crash mid-write, say): those are skipped, the rest read. Whether a record is usable is VoteStore.merge's call."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import RepositoryNotFoundError
 
     try:
         folder = Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=["*.jsonl"]))
     except RepositoryNotFoundError:
-        return []
-    records = []
-    for path in sorted(folder.glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
+        return [], 0
+    return read_lines(sorted(folder.glob("*.jsonl")))
+
+
+def read_lines(paths: list[Path]) -> tuple[list, int]:
+    records, bad = [], 0
+    for path in paths:
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if not line.strip():
+                continue
+            try:
                 records.append(json.loads(line))
-    return records
+            except ValueError:
+                bad += 1
+    return records, bad

@@ -6,7 +6,6 @@ import gradio as gr
 from dashboard.handlers import CONCURRENCY, AppState, refuse
 from dashboard.vote_handlers import cast_vote, new_battle, pool_line, ratings_view
 
-
 NOT_COUNTED = {
     "non_anonymous": "Your vote is kept but **not counted**: someone had asked for named summaries of this "
                      "dialogue, so the names could be known. ",

@@ -20,7 +20,6 @@ key are created readable by their owner only (600).
 
 import argparse
 import hashlib
-import threading
 import hmac
 import itertools
 import os
@@ -28,6 +27,7 @@ import random
 import re
 import secrets
 import sqlite3
+import threading
 import time
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -36,6 +36,8 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
+
+from contract.files import VOTES_FILE, without_paths
 
 CHOICES = ("a", "b", "tie", "both_bad")
 BATTLE_TTL_SECONDS = 24 * 3600   # a battle left open longer than a day is expired: its vote is refused
@@ -98,57 +100,119 @@ def check_length(name: str, text: str) -> None:
         raise VoteError(f"The {name} has {len(text):,} characters; the limit for a battle is {MAX_TEXT:,}.")
 
 
+# What a mirror record of each kind becomes: its table and the columns this version stores (vote_mirror.py)
+MIRRORED = {
+    "battle": ("battles", ("id", "created_at", "source", "dialogue_id", "dialogue", "model_a", "model_b", "summary_a",
+                           "summary_b", "client")),
+    "vote": ("votes", ("battle_id", "choice", "created_at", "client", "flag")),
+    "named": ("named_requests", ("client", "text_hash", "created_at")),
+}
+
 JOURNALS = ("wal", "delete")  # wal: a local disk; delete: a Storage Bucket mount (no WAL there, one writer)
+
+
+class VotesPathError(ValueError):
+    """--votes_db names something that cannot hold a votes database (a folder, a missing parent, no permission):
+    one line for the person who chose it; nothing is created or moved."""
+
+
+def check_votes_path(path: Path, option: str = "--votes_db") -> None:
+    """Refuses, before any model is loaded, a votes path that SQLite could never open as a file of its own."""
+    path = Path(path)
+    if path.is_dir():
+        raise VotesPathError(f"{option} {path} is a folder: name a file inside it, e.g. {path / VOTES_FILE}.")
+    if path.exists() and not path.is_file():
+        raise VotesPathError(f"{option} {path} is not a regular file: name a file for the votes database.")
+    if not path.parent.is_dir():
+        raise VotesPathError(f"{option} {path}: its folder {path.parent} does not exist; create it or choose another.")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise VotesPathError(f"{option} {path} cannot be read and written by this user; fix its permissions.")
+    if not path.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
+        raise VotesPathError(f"{option} {path}: its folder {path.parent} is not writable by this user.")
+
+
+def is_damaged(path: Path) -> bool:
+    """True for a regular file that SQLite reads but whose content fails its integrity check (or is not a database
+    at all); False for a sound database, a missing file and everything that is not a regular file."""
+    if not path.is_file():
+        return False
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return db.execute("PRAGMA quick_check").fetchone()[0] != "ok"
+    except sqlite3.DatabaseError as e:
+        return "not a database" in str(e) or "malformed" in str(e)
 
 
 class VoteStore:
     def __init__(self, path: Path, limit_per_hour: int = VOTE_LIMIT_PER_HOUR, journal: str = "wal", mirror=None):
-        """A file that is not a votes database is moved aside (kept, with a timestamp) and a new one started;
-        `notice` then says so on the page. journal: 'wal' (a local disk: a connection per call, readers never
-        block the writer) or 'delete' (a Storage Bucket mounted as a volume: SQLite's rollback journal through ONE
-        connection, used under a lock). mirror.record(kind, row) sees every battle, vote and named request as it is
-        stored (dashboard/vote_mirror.py)."""
+        """A regular file that fails SQLite's integrity check is moved aside (kept, with a timestamp) and a new one
+        started; `notice` then says so on the page. Anything else that cannot be opened (a folder, a missing parent,
+        no permission) raises VotesPathError and moves nothing. journal: 'wal' (a local disk: a connection per call,
+        readers never block the writer) or 'delete' (a Storage Bucket mounted as a volume: SQLite's rollback journal
+        through ONE connection, used by any thread under a lock). mirror.record(kind, row) sees every battle, vote and
+        named request as it is stored (dashboard/vote_mirror.py)."""
         if journal not in JOURNALS:
             raise ValueError(f"journal {journal!r}: use one of {', '.join(JOURNALS)}")
         self.path, self.limit_per_hour, self.notice = Path(path), limit_per_hour, None
         self.journal, self.mirror, self.shared, self.lock = journal, mirror, None, threading.Lock()
+        self.failed: Optional[str] = None  # why the database stopped working while serving (voting paused)
         self.durability = f"Votes are stored in {self.path.name} on this machine; a committed vote survives a crash."
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_votes_path(self.path)
+        if is_damaged(self.path):
+            self.move_aside()
         try:
             self.create()
         except sqlite3.DatabaseError as e:
-            if self.shared is not None:
-                self.shared.close()
-                self.shared = None
-            kept = self.path.with_name(f"{self.path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
-            for suffix in ("", "-wal", "-shm"):
-                if Path(f"{self.path}{suffix}").exists():
-                    os.replace(f"{self.path}{suffix}", f"{kept}{suffix}")
-            self.notice = (f"The votes database {self.path} could not be read ({e}); it was kept as {kept.name} and "
-                           "a new one started. Nothing was deleted.")
-            self.create()
+            raise VotesPathError(f"--votes_db {self.path} cannot be used as a votes database ({e}).") from None
         self.secret = self.load_secret()
+
+    def move_aside(self) -> None:
+        kept = self.path.with_name(f"{self.path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            if Path(f"{self.path}{suffix}").is_file():
+                os.replace(f"{self.path}{suffix}", f"{kept}{suffix}")
+        self.notice = (f"The votes database {self.path.name} failed SQLite's integrity check; it was kept as "
+                       f"{kept.name} and a new one started. Nothing was deleted.")
 
     def connect(self) -> sqlite3.Connection:
         if not self.path.exists():  # owner-only from the first byte (SQLite gives -wal/-shm the same mode)
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # autocommit; explicit transactions
+        # autocommit (explicit transactions); any thread: 'delete' shares one connection among Gradio's workers
+        # (under self.lock, so never two at once), which sqlite3 refuses unless check_same_thread is off
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=ON")
         return db
 
     @contextmanager
     def db(self):
-        """A connection for one call: its own (wal), or the one shared connection, held under the lock (delete)."""
-        if self.journal == "wal":
-            with closing(self.connect()) as db:
-                yield db
-            return
-        with self.lock:
-            if self.shared is None:
-                self.shared = self.connect()
-                self.shared.execute("PRAGMA journal_mode=DELETE")
-            yield self.shared
+        """A connection for one call: its own (wal), or the one shared connection, held under the lock (delete).
+        A database that stops working while serving (its folder deleted, its disk gone) pauses voting (`failed`)
+        with a VoteError the page shows; a rule the data breaks (sqlite3.IntegrityError) is the caller's."""
+        try:
+            if self.journal == "wal":
+                with closing(self.connect()) as db:
+                    yield db
+                return
+            with self.lock:
+                if self.shared is None:
+                    self.shared = self.connect()
+                    self.shared.execute("PRAGMA journal_mode=DELETE")
+                yield self.shared
+        except sqlite3.IntegrityError:
+            raise
+        except (sqlite3.Error, OSError) as e:
+            print(f"votes: {self.path} cannot be used ({e}); voting is paused until the app restarts", flush=True)
+            self.failed = f"the votes database cannot be used ({without_paths(str(e), self.path.parent)})"
+            raise VoteError(self.paused()) from None
+
+    def paused(self) -> str:
+        return f"Voting is paused: {self.failed}. The app's operator needs to restart it."
+
+    def check_open(self) -> None:
+        """Once a named request could not be recorded, no vote can be trusted to be blind: none are taken."""
+        if self.failed:
+            raise VoteError(self.paused())
 
     def record(self, kind: str, row: dict) -> None:
         if self.mirror is not None:
@@ -212,6 +276,7 @@ class VoteStore:
 
     def add_battle(self, source: str, dialogue: str, dialogue_id: Optional[str], model_a: str, model_b: str,
                    summary_a: str, summary_b: str, client: Optional[str] = None) -> Battle:
+        self.check_open()
         for name, text in (("dialogue", dialogue), ("summary A", summary_a), ("summary B", summary_b)):
             check_length(name, text)
         battle = Battle(secrets.token_urlsafe(16), dialogue, summary_a, summary_b, model_a, model_b)
@@ -251,7 +316,13 @@ class VoteStore:
             if time.time() - row[2] > BATTLE_TTL_SECONDS:
                 raise VoteError("This battle has expired (older than a day): start a new battle.")
             flag = self.flag_for(db, client, row[3])
-            vote = {"battle_id": battle_id, "choice": choice, "created_at": time.time(), "client": client, "flag": flag}
+            vote = {
+                "battle_id": battle_id,
+                "choice": choice,
+                "created_at": time.time(),
+                "client": client,
+                "flag": flag,
+            }
             try:
                 db.execute("INSERT INTO votes (battle_id, choice, created_at, client, flag) VALUES (:battle_id, "
                            ":choice, :created_at, :client, :flag)", vote)
@@ -260,23 +331,39 @@ class VoteStore:
         self.record("vote", vote)
         return {"model_a": row[0], "model_b": row[1], "choice": choice, "flag": flag}
 
-    def merge(self, records: list[dict]) -> int:
+    def merge(self, records: list) -> tuple[int, int]:
         """Records read back from a mirror (vote_mirror.read_back) into this store; rows it holds already are left
-        as they are. Battles first (votes refer to them). Returns how many rows were added."""
+        as they are. Battles first (votes refer to them). Only the columns this version knows are taken (a newer
+        app may have written more); a record that is not an object, of no known kind, or that the table's rules
+        refuse is skipped and counted. Returns (rows added, records skipped)."""
         order = {"battle": 0, "named": 1, "vote": 2}
-        added = 0
+        usable = [r for r in records if isinstance(r, dict) and r.get("kind") in MIRRORED]
+        added, skipped = 0, len(records) - len(usable)
         with self.db() as db:
-            for r in sorted(records, key=lambda r: order.get(r.get("kind"), 3)):
-                row = {k: v for k, v in r.items() if k != "kind"}
-                if r.get("kind") in ("battle", "vote"):
-                    table = "battles" if r["kind"] == "battle" else "votes"
-                    added += db.execute(f"INSERT OR IGNORE INTO {table} ({', '.join(row)}) VALUES "
-                                        f"({', '.join(':' + k for k in row)})", row).rowcount
-                elif r.get("kind") == "named":
-                    added += db.execute("INSERT INTO named_requests SELECT :client, :text_hash, :created_at WHERE NOT "
-                                        "EXISTS (SELECT 1 FROM named_requests WHERE client = :client AND text_hash = "
-                                        ":text_hash AND created_at = :created_at)", row).rowcount
-        return added
+            db.execute("BEGIN")
+            for record in sorted(usable, key=lambda r: order[r["kind"]]):
+                try:
+                    added += self.insert_record(db, record)
+                except sqlite3.Error:  # a NOT NULL, CHECK or foreign key the record breaks: that statement only
+                    skipped += 1
+            db.execute("COMMIT")
+        return added, skipped
+
+    @staticmethod
+    def insert_record(db: sqlite3.Connection, record: dict) -> int:
+        table, columns = MIRRORED[record["kind"]]
+        row = {c: record.get(c) for c in columns}
+        names = ", ".join(f'"{c}"' for c in columns)
+        values = ", ".join(f":{c}" for c in columns)
+        if table == "named_requests":  # no key of its own: an identical row already there is the same request
+            same = " AND ".join(f'"{c}" IS :{c}' for c in columns)
+            sql = (
+                f"INSERT INTO {table} ({names}) SELECT {values} WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {same})"
+            )
+        else:
+            # a row already there (its key) is left as it is; any other broken rule raises (counted as skipped)
+            sql = f"INSERT INTO {table} ({names}) VALUES ({values}) ON CONFLICT DO NOTHING"
+        return db.execute(sql, row).rowcount
 
     def votes_frame(self) -> pd.DataFrame:
         """Every vote with its battle, flagged ones included (`flag`; None = counted in the ratings)."""
@@ -370,7 +457,9 @@ def rouge_agreement(votes: pd.DataFrame, rouge1, seed: int = 0) -> Optional[dict
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", type=Path, required=True, help="the votes database (e.g. artifacts/<run>/votes.sqlite)")
+    parser.add_argument(
+        "--db", type=Path, required=True, help="the votes database (e.g. artifacts/<run>/votes.sqlite)"
+    )
     parser.add_argument("--csv", type=Path, help="write every vote with its battle to this CSV file")
     args = parser.parse_args(argv)
     if not args.db.exists():

@@ -1,7 +1,8 @@
 """The pictures in README.md and docs/ (compare.png, metrics.png, leaderboard.png), taken from the real app in
 headless Chromium (Debian's /usr/bin/chromium through Playwright):
 
-    python -m training --preset tiny && python -m training --preset tiny --methods lora,dora,ia3 --output_dir artifacts/tiny-peft
+    python -m training --preset tiny
+    python -m training --preset tiny --methods lora,dora,ia3 --output_dir artifacts/tiny-peft
     python docs/screenshots.py --run artifacts/tiny --run artifacts/tiny-peft
 """
 
@@ -28,8 +29,9 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=str(ROOT / "docs"))
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    import app
     from playwright.sync_api import sync_playwright
+
+    import app
 
     demo = app.create_app([Path(r) for r in args.run])
     port = free_port()

@@ -35,8 +35,10 @@ def main(run: str, port: str) -> None:
                     sys.exit(f"the app stopped: {app.stdout.read()[-3000:]}")
                 time.sleep(1)
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        answers = {d: {m: v.get("summary", v.get("error")) for m, v in client.predict(d, api_name="/summarize_all").items()}
-                   for d in DIALOGUES}
+        answers = {
+            d: {m: v.get("summary", v.get("error")) for m, v in client.predict(d, api_name="/summarize_all").items()}
+            for d in DIALOGUES
+        }
         battle = client.predict("", api_name="/vote_battle")
         answers["vote"] = client.predict(battle["battle_id"], "a", api_name="/vote_cast")["choice"]
         print(json.dumps(answers, sort_keys=True))

@@ -61,7 +61,9 @@ def tiny_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     models = {}
     # 40 copy pre-training steps: the base writes text (a random one writes only padding), so outputs compare
-    finetune.run(tiny_config(run_dir, tiny_pretrain_steps=40), BUILTIN["full"], callbacks=[CaptureModel(models, "full")])
+    finetune.run(
+        tiny_config(run_dir, tiny_pretrain_steps=40), BUILTIN["full"], callbacks=[CaptureModel(models, "full")]
+    )
     finetune.run(tiny_config(run_dir), BUILTIN["lora"], callbacks=[CaptureModel(models, "lora")])
     return run_dir, models
 

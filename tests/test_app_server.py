@@ -198,8 +198,10 @@ def test_summarize_all_and_summarize_keep_their_contracts(all_methods_server):
     everything = client.predict(DIALOGUES[2], api_name="/summarize_all")
     assert list(everything) == ["base", "full", "lora", "lora_all", "dora", "ia3", "prompt_tuning", "prefix_tuning",
                                 "lora_r4_qk"]
-    assert all(set(v) == {"summary", "seconds", "tokens", "backend", "unsupported_details", "repetition"} and v["seconds"] > 0
-               for v in everything.values()) and {v["backend"] for v in everything.values()} == {"exact"}
+    assert all(
+        set(v) == {"summary", "seconds", "tokens", "backend", "unsupported_details", "repetition"} and v["seconds"] > 0
+        for v in everything.values()
+    ) and {v["backend"] for v in everything.values()} == {"exact"}
     assert all(isinstance(v["unsupported_details"], list) and isinstance(v["repetition"], list)
                for v in everything.values())
     base, full, lora, *rest = client.predict(DIALOGUES[2], api_name="/summarize")

@@ -6,9 +6,17 @@ import pytest
 
 from dashboard.inputs import Settings
 
-DIALOGUES = [f"#Person1#: I'd like {n} tickets to {city}, please.\n#Person2#: For which day?\n#Person1#: {day}."
-             for n, city, day in [("two", "Boston", "Monday"), ("three", "Paris", "Friday"), ("one", "Oslo", "Sunday"),
-                                  ("four", "Lima", "Tuesday"), ("five", "Rome", "Thursday"), ("six", "Kyiv", "Saturday")]]
+DIALOGUES = [
+    f"#Person1#: I'd like {n} tickets to {city}, please.\n#Person2#: For which day?\n#Person1#: {day}."
+    for n, city, day in [
+        ("two", "Boston", "Monday"),
+        ("three", "Paris", "Friday"),
+        ("one", "Oslo", "Sunday"),
+        ("four", "Lima", "Tuesday"),
+        ("five", "Rome", "Thursday"),
+        ("six", "Kyiv", "Saturday"),
+    ]
+]
 MIXED_REQUESTS = [  # (dialogue, settings, models): greedy of two lengths, seeded sampling, model subsets
     (DIALOGUES[0], Settings(max_new_tokens=16), ["base", "full", "lora"]),
     (DIALOGUES[1], Settings(max_new_tokens=16), ["lora"]),

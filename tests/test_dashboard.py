@@ -98,7 +98,9 @@ def test_long_input_is_truncated_with_a_notice(state):
     assert "truncated to 512 tokens" in notice
 
 
-@pytest.mark.parametrize("text", ["Привет! Как дела? 你好，今天怎么样？", "🙂🙂 ok 🎉", "one line without speaker tags"])
+@pytest.mark.parametrize(
+    "text", ["Привет! Как дела? 你好，今天怎么样？", "🙂🙂 ok 🎉", "one line without speaker tags"]
+)
 def test_any_text_works(state, text):
     results = summarize_all(state, text, Settings(max_new_tokens=8))
     assert set(results) == {"base", "full", "lora"} and not any(r.error for r in results.values())
@@ -176,9 +178,18 @@ def test_a_crowded_frontier_chart_names_only_the_frontier():
     import pandas as pd
 
     n = 30
-    frame = pd.DataFrame({"method": [f"m{i}" for i in range(n)], "rouge1": [0.1 + 0.01 * (i % 7) for i in range(n)],
-                          "ci_low": 0.05, "ci_high": 0.5, "trainable": range(1, n + 1), "train_seconds": range(n, 0, -1),
-                          "peak_memory_bytes": 1e6, "checkpoint_bytes": 1e5})
+    frame = pd.DataFrame(
+        {
+            "method": [f"m{i}" for i in range(n)],
+            "rouge1": [0.1 + 0.01 * (i % 7) for i in range(n)],
+            "ci_low": 0.05,
+            "ci_high": 0.5,
+            "trainable": range(1, n + 1),
+            "train_seconds": range(n, 0, -1),
+            "peak_memory_bytes": 1e6,
+            "checkpoint_bytes": 1e5,
+        }
+    )
     fig = figures.tradeoff_scatter(frame, {})
     points = fig.data[0]
     named = {t for t in points.text if t}

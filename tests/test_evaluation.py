@@ -34,7 +34,9 @@ def test_multi_reference_takes_the_best_reference():
     pred = "Bob buys a lamp. It is red."
     ours = Rouge().score_multi(refs, pred)
     direct = rouge_scorer.RougeScorer(list(METRICS), use_stemmer=True).score_multi(
-        ["Bob buys a red lamp.", "Someone purchases a lamp for ten dollars.\nIt is red."], "Bob buys a lamp.\nIt is red.")
+        ["Bob buys a red lamp.", "Someone purchases a lamp for ten dollars.\nIt is red."],
+        "Bob buys a lamp.\nIt is red.",
+    )
     for k in METRICS:
         assert abs(ours[k] - direct[k].fmeasure) < 1e-9
         assert ours[k] >= max(Rouge().score(r, pred)[k] for r in refs) - 1e-12
@@ -72,8 +74,11 @@ def test_the_evaluate_metric_equals_the_scorer_on_the_labs_predictions():
                             "human_baseline_summaries", split_sentences=False)
         for k, lab in zip(METRICS, published):
             assert figures[k] == pytest.approx(direct[k]["mean"], abs=1e-12) and abs(figures[k] - lab) <= 0.0005
-    per_row = metric.compute(predictions=["Bob buys a lamp. It is red."], references=[["Bob buys a red lamp.", "A lamp."]],
-                             use_aggregator=False)
+    per_row = metric.compute(
+        predictions=["Bob buys a lamp. It is red."],
+        references=[["Bob buys a red lamp.", "A lamp."]],
+        use_aggregator=False,
+    )
     rouge = Rouge()
     assert per_row["rouge1"] == [np.mean([rouge.score(r, "Bob buys a lamp. It is red.")["rouge1"]
                                           for r in ("Bob buys a red lamp.", "A lamp.")])]

@@ -49,7 +49,9 @@ def test_int8_streams_and_sampling_stays_exact(run_copy):
         # the models' CTranslate2 calls run side by side: each still writes what it writes when asked alone
         alone = models.submit(DIALOGUES[6], Settings(max_new_tokens=30), models=[model]).result()[model]
         assert alone.text == result[model].text and alone.backend == "int8"
-    sampled = models.submit(DIALOGUES[6], Settings(max_new_tokens=20, do_sample=True, seed=3), models=["lora"]).result()
+    sampled = models.submit(
+        DIALOGUES[6], Settings(max_new_tokens=20, do_sample=True, seed=3), models=["lora"]
+    ).result()
     assert sampled["lora"].backend == "exact"
 
 

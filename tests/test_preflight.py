@@ -20,13 +20,33 @@ def user_config(tmp_path, name="adapter_config.json", **fields):
 
 CASES = {
     "storage garbage": (["--sweep", "lr", "--sweep_storage", "garbage"], "--sweep_storage 'garbage' cannot be opened"),
-    "storage unwritable": (["--sweep", "lr", "--sweep_storage", "sqlite:////proc/no/such/dir/s.db"], "cannot be opened"),
+    "storage unwritable": (
+        ["--sweep", "lr", "--sweep_storage", "sqlite:////proc/no/such/dir/s.db"],
+        "cannot be opened",
+    ),
     "storage unsupported": (["--sweep", "lr", "--sweep_storage", "nosuchdb://host/db"], "cannot be opened"),
     "sweep rate": (["--sweep", "lr", "--sweep_lr", "x1", "fast"], "--sweep_lr 'fast'"),
     "sweep rate zero": (["--sweep", "lr", "--sweep_lr", "0"], "a rate must be > 0"),
     "sweep floor": (["--sweep", "lr", "--sweep_floor", "high"], "--sweep_floor 'high'"),
     "seed range": (["--seed", "4294967295", "--seeds", "2"], "seeds must lie in 0..4294967295"),
     "negative seed": (["--seed", "-1"], "seeds must lie in"),
+    "rate infinite": (["--learning_rate", "inf"], "--learning_rate must be a finite number"),
+    "rate not a number": (["--learning_rate", "nan"], "--learning_rate must be a finite number"),
+    "batch zero": (["--batch_size", "0"], "--batch_size must be 1 or more"),
+    "eval batch zero": (["--eval_batch_size", "0"], "--eval_batch_size must be 1 or more"),
+    "negative max steps": (["--max_steps", "-5"], "--max_steps must be > 0, or -1"),
+    "accumulation zero": (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be 1 or more"),
+    "logging steps zero": (["--logging_steps", "0"], "--logging_steps must be 1 or more"),
+    "save steps zero": (["--save_steps", "0"], "--save_steps must be 1 or more"),
+    "eval limit zero": (["--eval_limit", "0"], "--eval_limit must be 1 or more"),
+    "train samples zero": (["--max_train_samples", "0"], "--max_train_samples must be 1 or more"),
+    "warm-up infinite": (["--warmup_ratio", "inf"], "--warmup_ratio must be a finite number"),
+    "weight decay negative": (["--weight_decay", "-1"], "--weight_decay must be >= 0"),
+    "epochs infinite": (["--num_train_epochs", "inf"], "--num_train_epochs must be a finite number"),
+    "target length zero": (["--max_target_length", "0"], "--max_target_length must be 1 or more"),
+    "not a whole number": (["--max_steps", "abc"], "invalid int value"),
+    "unknown option": (["--bogus_opt", "1"], "unknown option(s) --bogus_opt 1"),
+    "unknown preset": (["--precision", "fp16"], "invalid choice"),
     "r zero": ({"r": 0}, "peft cannot build it"),
     "r negative": ({"r": -3}, "peft cannot build it"),
     "r text": ({"r": "abc"}, "peft cannot build it"),
@@ -43,7 +63,9 @@ CASES = {
 def test_each_bad_input_is_one_line_exit_2_and_leaves_no_run_folder(case, tmp_path, capsys):
     given, expected = CASES[case]
     run_dir = tmp_path / "run"
-    argv = [*BASE, "--output_dir", str(run_dir)]
+    overridden = set(given) if isinstance(given, list) else set()
+    base = [a for flag, value in zip(BASE[::2], BASE[1::2]) if flag not in overridden for a in (flag, value)]
+    argv = [*base, "--output_dir", str(run_dir)]
     if isinstance(given, dict):  # a user config: full comes first and must not train before the refusal
         argv += ["--methods", "full,mine", "--method_config", f"mine={user_config(tmp_path, **given)}"]
     elif isinstance(given, str):  # a method name
@@ -59,6 +81,18 @@ def test_each_bad_input_is_one_line_exit_2_and_leaves_no_run_folder(case, tmp_pa
     assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
     assert not run_dir.exists()
     assert seconds < 30, f"{case}: refused after {seconds:.0f} s"  # found before any work (generous for CI)
+
+
+@pytest.mark.parametrize("where,expected", [("a-file", "is an existing file"), ("/proc/none/run", "cannot create"),
+                                            ("/sys/run", "cannot create")])
+def test_an_output_dir_that_cannot_be_written_is_refused_before_any_work(where, expected, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("mine")
+    target = where if where.startswith("/") else str(tmp_path / where)
+    with pytest.raises(SystemExit) as exit_:
+        train([*BASE, "--methods", "full", "--output_dir", target])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and "--output_dir" in err[0] and expected in err[0], err
+    assert (tmp_path / "a-file").read_text() == "mine"
 
 
 def test_a_good_user_config_still_passes_the_checks(tmp_path):

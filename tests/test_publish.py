@@ -51,7 +51,9 @@ def test_publish_uploads_the_run_at_the_hub_boundary(evaluated_run, monkeypatch)
     commit = calls["commit"]
     sent = sorted(op.path_in_repo for op in commit["operations"])
     assert commit["repo_id"] == "me/tiny-run" and sent == sorted(run_files(evaluated_run))
-    assert {RUN_JSON, CARD, EVAL_METRICS, "full/model/model.safetensors", "lora/adapter/adapter_config.json"} <= set(sent)
+    assert {RUN_JSON, CARD, EVAL_METRICS, "full/model/model.safetensors", "lora/adapter/adapter_config.json"} <= set(
+        sent
+    )
 
     def no_token(self, *a, **kw):
         raise LocalTokenNotFoundError("no token")
@@ -88,10 +90,12 @@ def test_no_private_or_temporary_file_is_in_the_publish_plan(evaluated_run, tmp_
     assert store.path.exists() and (run / "votes.sqlite.key").exists()
     publish(PublishConfig(run=str(run), dry_run=True))
     printed = capsys.readouterr().out.split()
-    assert printed == run_files(run)
+    assert printed == [RUN_JSON, CARD, *run_files(run)[1:]]  # the card it would write, then the run's files
     assert not {p for p in printed for private in PRIVATE if p == private or p.startswith(private + "/")}
     assert not [p for p in printed if "sqlite" in p or p.endswith((".key", ".bin", ".pt")) or "/." in "/" + p]
-    assert {RUN_JSON, CARD, EVAL_METRICS, "full/metrics.json", "lora/adapter/adapter_model.safetensors"} <= set(printed)
+    assert {RUN_JSON, CARD, EVAL_METRICS, "full/metrics.json", "lora/adapter/adapter_model.safetensors"} <= set(
+        printed
+    )
 
 
 def test_publish_says_in_one_line_when_the_hub_cannot_be_reached(evaluated_run, tmp_path):
@@ -209,7 +213,9 @@ def test_one_command_deploys_the_space_at_the_hub_boundary(monkeypatch):
     assert create["space_hardware"] == "zero-a10g" and create["space_volumes"][0].source == "me/votes"
     (_, _, commit), = [c for c in calls if c[0] == "create_commit"]
     sent = {op.path_in_repo: op for op in commit["operations"]}
-    assert {"app.py", "README.md", "requirements.txt", "dashboard/backends.py", "contract/schema/run.v1.json"} <= set(sent)
+    assert {"app.py", "README.md", "requirements.txt", "dashboard/backends.py", "contract/schema/run.v1.json"} <= set(
+        sent
+    )
     assert all(p == "app.py" or p.split("/")[0] in ("contract", "dashboard", "training", "README.md",
                                                     "requirements.txt") for p in sent)
     assert not [p for p in sent if p.startswith(("tests", "artifacts", "benchmarks")) or "sqlite" in p

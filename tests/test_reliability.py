@@ -43,8 +43,21 @@ def same_base(reference, run_dir):
 
 
 def start(run_dir, resume=False):
-    cmd = [sys.executable, "-m", "training.finetune", "--method", "lora", "--preset", "tiny", "--output_dir", str(run_dir),
-           "--tiny_pretrain_steps", "0", *cli_args(RESUMABLE), *(["--resume"] if resume else [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "training.finetune",
+        "--method",
+        "lora",
+        "--preset",
+        "tiny",
+        "--output_dir",
+        str(run_dir),
+        "--tiny_pretrain_steps",
+        "0",
+        *cli_args(RESUMABLE),
+        *(["--resume"] if resume else []),
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -172,9 +185,26 @@ DATA_CASES = {
 def test_bad_data_is_one_clear_line_and_exit_code_2(tmp_path, case):
     rows, message = DATA_CASES[case]
     path = write_jsonl(tmp_path / "train.jsonl", rows)
-    out = subprocess.run([sys.executable, "-m", "training.finetune", "--method", "full", "--preset", "tiny", "--data", str(path),
-                          "--output_dir", str(tmp_path / "run")], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.finetune",
+            "--method",
+            "full",
+            "--preset",
+            "tiny",
+            "--data",
+            str(path),
+            "--output_dir",
+            str(tmp_path / "run"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert out.returncode == 2 and message in out.stderr and "train.jsonl" in out.stderr
     assert "Traceback" not in out.stderr
 

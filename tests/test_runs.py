@@ -152,7 +152,7 @@ def test_pareto_frontier_follows_each_columns_direction():
     assert set(front.x) == {0.20, 0.30, 0.05}
 
 
-def test_runs_dir_serves_every_complete_run_and_refuses_an_empty_folder(three_runs, tmp_path, monkeypatch):
+def test_runs_dir_serves_every_complete_run_and_refuses_an_empty_folder(three_runs, tmp_path, monkeypatch, capsys):
     import app
 
     root = tmp_path / "runs"
@@ -164,8 +164,9 @@ def test_runs_dir_serves_every_complete_run_and_refuses_an_empty_folder(three_ru
     monkeypatch.setenv("ARTIFACTS_DIR", f"{three_runs[0]}, {three_runs[2]}")
     assert app.runs_asked(None, None) == [str(three_runs[0]), str(three_runs[2])]
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="no complete run"):
+    with pytest.raises(SystemExit) as refused:
         app.runs_asked(None, [str(tmp_path / "empty")])
+    assert refused.value.code == 2 and "no complete run" in capsys.readouterr().err
 
 
 def test_report_to_tensorboard_writes_event_files(tmp_path):

@@ -63,7 +63,9 @@ def test_sweep_records_every_trial_and_trains_at_the_best_rate(swept):
     doc = read_run_file(swept, "lora/sweep.json")
     rates = scored(doc)
     default = next(t for t in doc["trials"] if t["default"])
-    assert default["learning_rate"] == 1e-2 and default["status"] == "complete" and default["steps"] == 6  # full budget
+    assert (
+        default["learning_rate"] == 1e-2 and default["status"] == "complete" and default["steps"] == 6
+    )  # full budget
     assert doc["rungs"] == [2, 3, 6] and all(t["seconds"] > 0 and t["rungs"] for t in doc["trials"])
     chosen = next(t for t in doc["trials"] if t["number"] == doc["chosen_trial"])
     assert chosen["learning_rate"] == doc["chosen_learning_rate"] == max(rates, key=rates.get)
@@ -104,7 +106,10 @@ def test_the_grid_extends_toward_an_edge_at_most_twice():
     assert sweep.is_bracketed(rows({1.0: .1, 3.0: .3, 9.0: .2}), 3.0)
     # only a complete trial above the floor (the untrained base's score) can be chosen
     assert sweep.best_and_next(rows({1.0: .1, 3.0: .0, 9.0: None}), steps, first, floor=0.15) == (None, None)
-    assert sweep.best_and_next(rows({1.0: .2, 3.0: .0, 9.0: None}), steps, first, floor=0.15) == (1.0, pytest.approx(1 / 3))
+    assert sweep.best_and_next(rows({1.0: 0.2, 3.0: 0.0, 9.0: None}), steps, first, floor=0.15) == (
+        1.0,
+        pytest.approx(1 / 3),
+    )
     assert sweep.best_and_next(rows({1.0: .1, 3.0: .3, 9.0: .2}), steps, first) == (3.0, None)
 
 
@@ -121,7 +126,9 @@ def test_a_trial_is_stopped_behind_the_best_other_rate_not_its_own_earlier_run()
     assert sweep.rung_leader(study, 1, 0.03) is None  # nobody reached that rung yet
 
 
-@pytest.mark.parametrize("values, expected", [(["x1/3", "x1", "x3"], [1e-3, 3e-3, 9e-3]), (["1e-4", "x1"], [1e-4, 3e-3])])
+@pytest.mark.parametrize(
+    "values, expected", [(["x1/3", "x1", "x3"], [1e-3, 3e-3, 9e-3]), (["1e-4", "x1"], [1e-4, 3e-3])]
+)
 def test_sweep_rates_are_factors_or_rates(values, expected):
     assert sweep.parse_rates(values, 3e-3) == pytest.approx(expected)
 
@@ -303,7 +310,9 @@ def test_a_sweep_with_no_usable_trial_fails_in_one_line(tmp_path):
                           timeout=600)
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert last.startswith("error: sweep lora: no rate gave a usable model") and "100:" in last and "--sweep_lr" in last
+    assert (
+        last.startswith("error: sweep lora: no rate gave a usable model") and "100:" in last and "--sweep_lr" in last
+    )
     assert "untrained model's" in last
     assert not (run_dir / "lora" / "metrics.json").exists() and not (run_dir / "lora" / "adapter").exists()
 
@@ -317,5 +326,8 @@ def test_when_no_rate_beats_the_untrained_model_the_preset_rate_is_served_and_sa
     metrics = read_run_file(run_dir, "lora/metrics.json")
     assert doc["below_untrained"] and doc["chosen_learning_rate"] == doc["default_learning_rate"]
     assert "the preset rate is served" in doc["note"]
-    assert metrics["learning_rate"]["value"] == doc["default_learning_rate"] and metrics["learning_rate"]["below_untrained"]
+    assert (
+        metrics["learning_rate"]["value"] == doc["default_learning_rate"]
+        and metrics["learning_rate"]["below_untrained"]
+    )
     assert "no rate beat the untrained model" in capsys.readouterr().out

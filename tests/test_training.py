@@ -135,10 +135,33 @@ def test_overwrite_replaces_the_method_folder(tmp_path):
 def test_torchrun_two_processes_write_metrics_once(tmp_path):
     run_dir = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-           "-m", "training.finetune", "--method", "full", "--preset", "tiny", "--output_dir", str(run_dir), "--max_steps", "3",
-           "--max_train_samples", "32", "--max_eval_samples", "8", "--batch_size", "8", "--eval_steps", "3",
-           "--tiny_pretrain_steps", "5"]  # the base is built on rank 0 alone while rank 1 waits: must not hang
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29533",
+        "-m",
+        "training.finetune",
+        "--method",
+        "full",
+        "--preset",
+        "tiny",
+        "--output_dir",
+        str(run_dir),
+        "--max_steps",
+        "3",
+        "--max_train_samples",
+        "32",
+        "--max_eval_samples",
+        "8",
+        "--batch_size",
+        "8",
+        "--eval_steps",
+        "3",
+        "--tiny_pretrain_steps",
+        "5",
+    ]  # the base is built on rank 0 alone while rank 1 waits: must not hang
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("full (seed 42): {") == 1
@@ -155,7 +178,9 @@ def test_parameter_counts_of_the_real_flan_t5_base_architecture():
     from training.modeling import untie_lm_head
 
     with torch.device("meta"):  # shapes only: no memory, no time
-        model = AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(SHARED / "models" / "flan-t5-base-config"))
+        model = AutoModelForSeq2SeqLM.from_config(
+            AutoConfig.from_pretrained(SHARED / "models" / "flan-t5-base-config")
+        )
     assert count_parameters(model)["total"] == 222_903_552  # transformers 5 ties lm_head when built from config
     assert count_parameters(untie_lm_head(model))["total"] == 247_577_856  # as the real checkpoint loads
     lora = get_peft_model(model, LoraConfig(r=32, lora_alpha=32, target_modules=["q", "v"],
@@ -166,12 +191,12 @@ def test_parameter_counts_of_the_real_flan_t5_base_architecture():
 
 
 def test_tiny_base_copy_pretraining_makes_it_write_text():
-    from training.data import load_data
-    from training.modeling import train_sample_tokenizer
-    from training.tiny_pretrain import pretrain_copy
     from transformers import T5Config
 
     from training.config import TINY_T5
+    from training.data import load_data
+    from training.modeling import train_sample_tokenizer
+    from training.tiny_pretrain import pretrain_copy
 
     data = load_data("sample")
     dialogues = list(data.splits["train"]["dialogue"][:64])

@@ -76,6 +76,7 @@ def test_every_acknowledged_vote_is_back_after_a_restart(evaluated_run, tmp_path
     from gradio_client import Client
 
     app_folder, remote = tmp_path / "space", tmp_path / "dataset"
+    app_folder.mkdir()  # the Space's disk (--votes_db's folder must exist)
     votes_db = app_folder / "votes.sqlite"
     port = free_port()
     process = start(evaluated_run, votes_db, remote, port)
@@ -83,12 +84,15 @@ def test_every_acknowledged_vote_is_back_after_a_restart(evaluated_run, tmp_path
     acknowledged = []
     for choice in ["a", "b", "tie", "a", "both_bad", "b"]:
         battle = client.predict("", api_name="/vote_battle")
-        acknowledged.append(client.predict(battle["battle_id"], choice, api_name="/vote_cast") | {"id": battle["battle_id"]})
+        acknowledged.append(
+            client.predict(battle["battle_id"], choice, api_name="/vote_cast") | {"id": battle["battle_id"]}
+        )
     client.predict("#Person1#: a dialogue looked up by name", api_name="/summarize_all")
     stop(process)  # a restart: SIGTERM, then the disk is wiped
     before = vt.VoteStore(votes_db).votes_frame()
     assert len(before) == len(acknowledged) and list(remote.glob("*.jsonl"))
     shutil.rmtree(app_folder)
+    app_folder.mkdir()  # wiped: an empty disk again
 
     process = start(evaluated_run, votes_db, remote, port)
     stop(process)
@@ -96,13 +100,16 @@ def test_every_acknowledged_vote_is_back_after_a_restart(evaluated_run, tmp_path
     pd.testing.assert_frame_equal(before, after)
     assert set(after["battle_id"]) == {a["id"] for a in acknowledged}
     models = sorted(set(after["model_a"]) | set(after["model_b"]))
-    pd.testing.assert_frame_equal(vt.ratings_table(vt.counted(before), models), vt.ratings_table(vt.counted(after), models))
+    pd.testing.assert_frame_equal(
+        vt.ratings_table(vt.counted(before), models), vt.ratings_table(vt.counted(after), models)
+    )
     assert vt.VoteStore(votes_db).named_texts()  # who looked what up survives too: those battles still do not count
 
 
 def test_a_bucket_mount_uses_one_connection_and_no_wal(tmp_path):
     import sqlite3
 
+    (tmp_path / "bucket").mkdir()  # the mount point
     store = vt.VoteStore(tmp_path / "bucket" / "votes.sqlite", journal="delete")
     battle = store.add_battle("test", "#Person1#: hi", "t1", "full", "lora", "one", "two")
     store.cast(battle.id, "a", "c")

@@ -153,7 +153,9 @@ def test_16_concurrent_clients_10_votes_each_give_exactly_160_rows(vote_server):
         for j in range(10):
             b = client.predict("", api_name="/vote_battle")
             assert set(b) == {"battle_id", "dialogue", "summary_a", "summary_b"}  # no model names before the vote
-            revealed = client.predict(b["battle_id"], ["a", "b", "tie", "both_bad"][(i + j) % 4], api_name="/vote_cast")
+            revealed = client.predict(
+                b["battle_id"], ["a", "b", "tie", "both_bad"][(i + j) % 4], api_name="/vote_cast"
+            )
             assert revealed["model_a"] != revealed["model_b"]
             ids.append(b["battle_id"])
         return ids
@@ -340,7 +342,7 @@ def test_an_unreadable_votes_file_is_kept_aside_and_a_new_one_started(tmp_path):
     store = vt.VoteStore(path)
     kept = list(tmp_path.glob("votes.sqlite.unreadable-*"))
     assert len(kept) == 1 and kept[0].read_bytes() == b"this is not a database" * 100
-    assert "could not be read" in store.notice and kept[0].name in store.notice
+    assert "failed SQLite's integrity check" in store.notice and kept[0].name in store.notice
     assert store.cast(battle(store).id, "tie")["choice"] == "tie"
 
 
@@ -369,7 +371,9 @@ def test_a_client_cannot_claim_another_address(monkeypatch):
 
     from dashboard.handlers import client_address
 
-    spoofed = SimpleNamespace(headers={"x-forwarded-for": "1.2.3.4, 10.0.0.9"}, client=SimpleNamespace(host="10.0.0.1"))
+    spoofed = SimpleNamespace(
+        headers={"x-forwarded-for": "1.2.3.4, 10.0.0.9"}, client=SimpleNamespace(host="10.0.0.1")
+    )
     monkeypatch.delenv("SPACE_ID", raising=False)
     assert client_address(spoofed) == "10.0.0.1"  # no known proxy: the header is the client's own words
     monkeypatch.setenv("SPACE_ID", "user/space")
@@ -443,8 +447,9 @@ def pass_through_proxy(target_port: int) -> int:
 
 
 def test_a_forged_forwarded_header_through_a_local_proxy_is_one_identity(evaluated_run, tmp_path, monkeypatch):
-    import app
     from gradio_client import Client
+
+    import app
 
     monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
     monkeypatch.delenv("SPACE_ID", raising=False)

@@ -177,8 +177,11 @@ def test_the_commands_in_each_docstring_parse_and_name_their_methods(module_name
     import importlib
 
     module = importlib.import_module(module_name)
-    commands = [re.sub(r"\S+/adapter_config\.json", str(user_config), line.split("#")[0]).split()
-                for line in module.__doc__.splitlines() if re.match(r"\s+(python|torchrun|accelerate)\b.*-m training", line)]
+    commands = [
+        re.sub(r"\S+/adapter_config\.json", str(user_config), line.split("#")[0]).split()
+        for line in module.__doc__.splitlines()
+        if re.match(r"\s+(python|torchrun|accelerate)\b.*-m training", line)
+    ]
     assert commands
     for words in commands:
         args = words[words.index("-m") + 2:]

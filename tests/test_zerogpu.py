@@ -12,8 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.conftest import ROOT
-from tests.test_app_server import (ALL_DONE, CHROMIUM, DIALOGUES, SEEN_STREAMING, browser_page, free_port,
-                                   screenshots)
+from tests.test_app_server import ALL_DONE, CHROMIUM, DIALOGUES, SEEN_STREAMING, browser_page, free_port, screenshots
 
 STAND_IN = ROOT / "tests" / "stand_ins"
 
@@ -37,9 +36,25 @@ def zero_gpu_app(evaluated_run, tmp_path_factory):
     port = free_port()
     votes = tmp_path_factory.mktemp("zerogpu") / "votes.sqlite"
     # requests wait up to 0.3 s for company: one test sends two that must arrive together, in a known order
-    process = subprocess.Popen([sys.executable, "app.py", "--run", str(evaluated_run), "--port", str(port),
-                                "--votes_db", str(votes), "--max_wait_ms", "300"], cwd=ROOT, env=zero_gpu_env(STANDIN_OUT_OF_QUOTA="broke"),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "app.py",
+            "--run",
+            str(evaluated_run),
+            "--port",
+            str(port),
+            "--votes_db",
+            str(votes),
+            "--max_wait_ms",
+            "300",
+        ],
+        cwd=ROOT,
+        env=zero_gpu_env(STANDIN_OUT_OF_QUOTA="broke"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 240
     while time.time() < deadline:
@@ -62,7 +77,9 @@ def plain_answers(evaluated_run):
     from dashboard.handlers import AppState, make_summarize_all_api
     from dashboard.serving import load_models
 
-    summarize_all = make_summarize_all_api(AppState(data=rd.load_run(evaluated_run), models=load_models(evaluated_run)))
+    summarize_all = make_summarize_all_api(
+        AppState(data=rd.load_run(evaluated_run), models=load_models(evaluated_run))
+    )
     return {d: {m: v["summary"] for m, v in summarize_all(d).items()} for d in DIALOGUES[:5]}
 
 

@@ -21,8 +21,8 @@ from training.cli import run_cli
 from training.config import PRESETS, TrainConfig, parse_config, run_folder_of
 from training.methods import Method, resolve_methods
 from training.preflight import check_run
-from training.sweep import SweepFailed
 from training.run_folder import AlreadyComplete, is_main_process, one_writer
+from training.sweep import SweepFailed
 
 
 def train_all(cfg: TrainConfig, methods: list[Method]) -> list[str]:

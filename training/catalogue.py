@@ -3,12 +3,13 @@ flan-t5-base and on the tiny preset, served in one mixed batch or not, merges in
 the paper. Every figure is measured on a model built here (the tiny T5 for real, flan-t5-base on the meta device:
 shapes only, no memory).
 
-    python -m training.catalogue --base_config ../shared/models/flan-t5-base-config   # docs/catalogue.md's table, offline
+    python -m training.catalogue --base_config ../shared/models/flan-t5-base-config   # docs/catalogue.md's table
     python -m training.catalogue                                                       # flan-t5-base's from the Hub
 """
 
 import argparse
 import warnings
+
 import pandas as pd
 import torch
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, T5Config

@@ -18,3 +18,4 @@ def run_cli(main):
     except EXPECTED as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+

@@ -1,11 +1,15 @@
 """Run configuration: one dataclass whose field docs are the CLI help, presets that fill what is left unset.
 
 A field left at None takes the preset's value for the method being trained (training/methods.py holds each
-method's per-preset settings); anything given on the command line wins. `resolve()` fills and validates once; the resolved config is saved with the run.
+method's per-preset settings); anything given on the command line wins. `resolve()` fills and validates
+once; the resolved config is saved with the run.
 """
 
 import dataclasses
+import math
+import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -76,8 +80,12 @@ class TrainConfig:
         "help": "'hub' (knkarthick/dialogsum), 'sample' (bundled, offline), a DialogSum folder or a .jsonl/.csv "
                 "file. Default: hub for real presets, sample for tiny."})
     output_dir: Optional[str] = field(default=None, metadata={"help": "Run folder. Default: artifacts/<preset>."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace this method's existing output in the run folder."})
-    resume: bool = field(default=False, metadata={"help": "Continue from the last Trainer checkpoint in the run folder."})
+    overwrite: bool = field(
+        default=False, metadata={"help": "Replace this method's existing output in the run folder."}
+    )
+    resume: bool = field(
+        default=False, metadata={"help": "Continue from the last Trainer checkpoint in the run folder."}
+    )
     prompt_template: str = field(default=DEFAULT_PROMPT, metadata={"help": "Prompt with a {dialogue} placeholder."})
     max_source_length: int = field(default=MAX_SOURCE_TOKENS, metadata={"help": "Input tokens kept (FLAN-T5's "
                                                                           f"maximum is {MAX_SOURCE_TOKENS}); "
@@ -89,9 +97,13 @@ class TrainConfig:
     num_train_epochs: Optional[float] = field(default=None, metadata={"help": "Epochs. Default: preset."})
     max_steps: int = field(default=-1, metadata={"help": "Stop after N optimizer steps (overrides epochs); -1 = off."})
     batch_size: Optional[int] = field(default=None, metadata={"help": "Per-device training batch. Default: preset."})
-    eval_batch_size: Optional[int] = field(default=None, metadata={"help": "Per-device eval batch. Default: 2x train."})
+    eval_batch_size: Optional[int] = field(
+        default=None, metadata={"help": "Per-device eval batch. Default: 2x train."}
+    )
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimizer step."})
-    warmup_ratio: Optional[float] = field(default=None, metadata={"help": "Warm-up fraction of steps. Default: preset."})
+    warmup_ratio: Optional[float] = field(
+        default=None, metadata={"help": "Warm-up fraction of steps. Default: preset."}
+    )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     logging_steps: Optional[int] = field(default=None, metadata={"help": "Log the train loss every N steps."})
     eval_steps: Optional[int] = field(default=None, metadata={"help": "Eval loss every N steps (and at the end)."})
@@ -115,12 +127,18 @@ class TrainConfig:
     allow_large_adapter: bool = field(default=False, metadata={
         "help": "Train a peft adapter even when it has more trainable parameters than the whole base model "
                 "(refused otherwise: usually a typo in r or a size field)."})
-    sweep: Optional[str] = field(default=None, metadata={
-        "help": "'lr': train the method at learning rates around its default, each trial at the full budget and "
-                "scored on the validation split (ROUGE-L of greedy summaries) at a quarter, half and the end, a trial "
-                "behind the leader at a rung (the best score any trial reached there) stopped there (the default always runs to the end); the best "
-                "complete trial is the served model. The grid extends when the best sits at its edge. Writes "
-                "<run>/<method>/sweep.json. The test split is never used.", "choices": ["lr"]})
+    sweep: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "'lr': train the method at learning rates around its default, each trial at the full budget and "
+            "scored on the validation split (ROUGE-L of greedy summaries) at a quarter, half and the end, a trial "
+            "behind the leader at a rung (the best score any trial reached there) stopped there (the default "
+            "always runs to the end); the best "
+            "complete trial is the served model. The grid extends when the best sits at its edge. Writes "
+            "<run>/<method>/sweep.json. The test split is never used.",
+            "choices": ["lr"],
+        },
+    )
     sweep_lr: list[str] = field(default_factory=lambda: list(DEFAULT_SWEEP_LR), metadata={
         "help": "The rates a sweep tries: factors of the method's default written xF (x1/3 x1 x3, the default) or "
                 "plain rates (1e-3 3e-3 1e-2), several after one flag."})
@@ -179,12 +197,33 @@ def merge_repeated_flags(argv: list[str], list_fields: set[str]) -> list[str]:
     return [t for item in order for t in ([item, *groups[item]] if item in groups else [item])]
 
 
+class OneLineParser(HfArgumentParser):
+    """argparse's own refusals (a value of the wrong type, a choice it does not know) as a ConfigError: one line."""
+
+    def error(self, message):
+        raise ConfigError(f"{message} (--help lists every option)")
+
+
+def parse_options(config_class, argv: Optional[list[str]], description: str = ""):
+    """The dataclass `config_class` from the command line; an option it does not have is refused, not ignored."""
+    parser = OneLineParser(config_class, description=description)
+    cfg, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if unknown:
+        raise ConfigError(f"unknown option(s) {' '.join(unknown)[:200]}; --help lists every option.")
+    return cfg
+
+
+def check_counts(cfg, names: tuple, optional: tuple = ()) -> None:
+    """Each named field is a whole number >= 1 (the optional ones when given)."""
+    for name in names + tuple(n for n in optional if getattr(cfg, n) is not None):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"--{name} must be 1 or more (got {getattr(cfg, name)})")
+
+
 def parse_config(argv: Optional[list[str]] = None, description: str = "") -> TrainConfig:
-    parser = HfArgumentParser(TrainConfig, description=description)
     list_fields = {f.name for f in dataclasses.fields(TrainConfig) if str(f.type).startswith("list")}
     argv = sys.argv[1:] if argv is None else list(argv)
-    (cfg,) = parser.parse_args_into_dataclasses(args=merge_repeated_flags(argv, list_fields))
-    return cfg
+    return parse_options(TrainConfig, merge_repeated_flags(argv, list_fields), description)
 
 
 def run_folder_of(cfg: TrainConfig) -> Path:
@@ -192,41 +231,67 @@ def run_folder_of(cfg: TrainConfig) -> Path:
     return Path(cfg.output_dir or Path("artifacts") / cfg.preset)
 
 
+def first_set(*values):
+    """The first value that is not None (0 is a value: --batch_size 0 is refused, not taken for "unset")."""
+    return next((v for v in values if v is not None), None)
+
+
+def check_output_dir(cfg: TrainConfig) -> None:
+    """The run folder can be made and written: not an existing file, under a folder this user can write."""
+    folder = run_folder_of(cfg).absolute()
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--output_dir {folder} is an existing file, not a folder; choose another path.")
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    try:  # root passes every os.access check, and some filesystems (/proc, read-only mounts) refuse anyway: try it
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".write-check-"))
+    except OSError as e:
+        raise ConfigError(f"--output_dir {folder}: cannot create folders in {existing} ({e.strerror}); "
+                          "choose another path.") from None
+
+
 def resolve(cfg: TrainConfig, h: Hyper) -> TrainConfig:
     """Fill unset fields from the preset and the method's settings `h` for it, and validate; returns a new config."""
     if cfg.preset not in PRESETS:
         raise ConfigError(f"--preset {cfg.preset!r} is unknown; choose one of {', '.join(PRESETS)}.")
     p = PRESETS[cfg.preset]
+    given_batch = cfg.batch_size is not None
     r = dataclasses.replace(
         cfg,
         base_model=cfg.base_model or p.base_model,
         data=cfg.data or p.data,
         output_dir=str(run_folder_of(cfg)),
-        learning_rate=cfg.learning_rate if cfg.learning_rate is not None else h.learning_rate,
-        num_train_epochs=cfg.num_train_epochs if cfg.num_train_epochs is not None else h.num_train_epochs,
-        batch_size=cfg.batch_size or p.batch_size or h.batch_size,
-        gradient_accumulation_steps=(p.gradient_accumulation if not cfg.batch_size and cfg.gradient_accumulation_steps
+        learning_rate=first_set(cfg.learning_rate, h.learning_rate),
+        num_train_epochs=first_set(cfg.num_train_epochs, h.num_train_epochs),
+        batch_size=first_set(cfg.batch_size, p.batch_size, h.batch_size),
+        gradient_accumulation_steps=(p.gradient_accumulation if not given_batch and cfg.gradient_accumulation_steps
                                      == 1 else cfg.gradient_accumulation_steps),
-        warmup_ratio=cfg.warmup_ratio if cfg.warmup_ratio is not None else h.warmup_ratio,
-        logging_steps=cfg.logging_steps or p.logging_steps,
-        eval_steps=cfg.eval_steps or p.eval_steps,
-        max_train_samples=cfg.max_train_samples or p.max_train_samples,
-        max_eval_samples=cfg.max_eval_samples or p.max_eval_samples,
-        eval_limit=cfg.eval_limit or p.eval_limit,
+        warmup_ratio=first_set(cfg.warmup_ratio, h.warmup_ratio),
+        logging_steps=first_set(cfg.logging_steps, p.logging_steps),
+        eval_steps=first_set(cfg.eval_steps, p.eval_steps),
+        max_train_samples=first_set(cfg.max_train_samples, p.max_train_samples),
+        max_eval_samples=first_set(cfg.max_eval_samples, p.max_eval_samples),
+        eval_limit=first_set(cfg.eval_limit, p.eval_limit),
     )
-    r.eval_batch_size = r.eval_batch_size or 2 * r.batch_size
-    r.save_steps = r.save_steps or r.eval_steps
+    r.eval_batch_size = first_set(r.eval_batch_size, 2 * r.batch_size)
+    r.save_steps = first_set(r.save_steps, r.eval_steps)
+    for name in ("learning_rate", "num_train_epochs", "warmup_ratio", "weight_decay"):
+        if not math.isfinite(getattr(r, name)):
+            raise ConfigError(f"--{name} must be a finite number (got {getattr(r, name)})")
+    counts = ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "logging_steps", "eval_steps",
+              "save_steps", "max_target_length", "seeds", "sweep_eval_dialogues")
+    optional_counts = ("max_train_samples", "max_eval_samples", "eval_limit")  # None = all rows
+    for name in counts + tuple(n for n in optional_counts if getattr(r, n) is not None):
+        if getattr(r, name) < 1:
+            raise ConfigError(f"--{name} must be 1 or more (got {getattr(r, name)})")
     checks = [
         (r.learning_rate > 0, f"--learning_rate must be > 0 (got {r.learning_rate})"),
+        (r.max_steps == -1 or r.max_steps > 0, f"--max_steps must be > 0, or -1 for off (got {r.max_steps})"),
         (r.num_train_epochs > 0 or r.max_steps > 0, "--num_train_epochs or --max_steps must be > 0"),
         (0 <= r.warmup_ratio < 1, f"--warmup_ratio must be in [0, 1) (got {r.warmup_ratio})"),
-        (r.batch_size > 0 and r.eval_batch_size > 0, "--batch_size and --eval_batch_size must be > 0"),
+        (r.weight_decay >= 0, f"--weight_decay must be >= 0 (got {r.weight_decay})"),
         (0 < r.max_source_length <= MAX_SOURCE_TOKENS,
          f"--max_source_length must be in 1..{MAX_SOURCE_TOKENS} for T5 (got {r.max_source_length})"),
-        (r.max_target_length > 0, "--max_target_length must be > 0"),
         (r.tiny_pretrain_steps >= 0, "--tiny_pretrain_steps must be >= 0"),
-        (r.seeds >= 1, f"--seeds must be >= 1 (got {r.seeds})"),
-        (r.sweep_eval_dialogues > 0, f"--sweep_eval_dialogues must be > 0 (got {r.sweep_eval_dialogues})"),
         (not (r.sweep and cfg.learning_rate is not None), f"--learning_rate {cfg.learning_rate} fixes the rate and "
                                                           "--sweep lr searches for it: give one of them"),
         ("{dialogue}" in r.prompt_template, "--prompt_template must contain {dialogue}"),

@@ -20,20 +20,28 @@ from typing import Optional
 import evaluate as hf_evaluate  # Hugging Face evaluate (this module shares its name)
 import numpy as np
 import torch
-from transformers import HfArgumentParser
 
-from contract.files import (EVAL, EVAL_METRICS, EVAL_PREDICTIONS, RUN_JSON, method_metrics, read_run_file,
-                            save_folder_atomically, schema_for, write_json)
+from contract.files import (
+    EVAL,
+    EVAL_METRICS,
+    EVAL_PREDICTIONS,
+    RUN_JSON,
+    method_metrics,
+    read_run_file,
+    save_folder_atomically,
+    schema_for,
+    write_json,
+)
 from contract.loading import load_alone, load_run_models
 from contract.protocol import BASE_LABEL, DEFAULT_PROMPT, MAX_NEW_TOKENS, MAX_SOURCE_TOKENS
-from training.data import format_prompt, group_references, load_data
 from training import lenses
+from training.cli import run_cli
+from training.config import ConfigError, check_counts, parse_options
+from training.data import format_prompt, group_references, load_data
 from training.generation import GREEDY, generate
 from training.provenance import device_name, package_versions, peak_memory, utc_now
-from training.cli import run_cli
-from training.config import ConfigError
-from training.run_folder import one_writer
 from training.rouge import METRICS, Rouge
+from training.run_folder import one_writer
 from training.stats import bootstrap_ci_seeds, holm_adjust, paired_permutation_test, rank_probabilities, weighted_mean
 
 
@@ -180,7 +188,9 @@ def write_predictions(path: Path, dialogues, outputs, scores, extra: dict):
                                           for m in outputs},
             }
             if extra:
-                line["seed_outputs"] = {m: {str(s): texts[i] for s, texts in seeds.items()} for m, seeds in extra.items()}
+                line["seed_outputs"] = {
+                    m: {str(s): texts[i] for s, texts in seeds.items()} for m, seeds in extra.items()
+                }
             f.write(json.dumps(line) + "\n")
 
 
@@ -232,8 +242,10 @@ def evaluate(cfg: EvalConfig) -> dict:
     served_seed, extra = generate_seeds(run_dir, loaded, prompts, cfg)
     rouge = load_rouge_metric()
     seeded = by_seed(dialogues, outputs, served_seed, extra, rouge)
-    scores = {p: {m: {k: v[str(served_seed.get(m, "-"))] for k, v in metrics.items()} for m, metrics in by_model.items()}
-              for p, by_model in seeded.items()}  # the served models' own scores, as predictions.jsonl holds them
+    scores = {
+        p: {m: {k: v[str(served_seed.get(m, "-"))] for k, v in metrics.items()} for m, metrics in by_model.items()}
+        for p, by_model in seeded.items()
+    }  # the served models' own scores, as predictions.jsonl holds them
     weights = [len(r) for r in dialogues["references"]]
     means = seed_mean(seeded)
     table, comparisons = summarise(seeded, means, weights, cfg)
@@ -269,7 +281,12 @@ def evaluate(cfg: EvalConfig) -> dict:
 
 def main(argv=None) -> None:
     def evaluate_run():
-        (cfg,) = HfArgumentParser(EvalConfig, description=__doc__).parse_args_into_dataclasses(args=argv)
+        cfg = parse_options(EvalConfig, argv, __doc__)
+        check_counts(cfg, ("batch_size", "max_new_tokens", "resamples", "permutations"), optional=("limit",))
+        if not 0 < cfg.max_source_length <= MAX_SOURCE_TOKENS:
+            raise ConfigError(f"--max_source_length must be in 1..{MAX_SOURCE_TOKENS} (got {cfg.max_source_length})")
+        if "{dialogue}" not in cfg.prompt_template:
+            raise ConfigError("--prompt_template must contain {dialogue}")
         return run(cfg)
 
     run_cli(evaluate_run)

@@ -25,20 +25,41 @@ from pathlib import Path
 
 from transformers import set_seed
 
-from contract.files import (ADAPTER, METHOD_METRICS, MODEL, SEEDS, method_metrics, read_json, save_folder_atomically,
-                            schema_for)
+from contract.files import (
+    ADAPTER,
+    METHOD_METRICS,
+    MODEL,
+    SEEDS,
+    method_metrics,
+    read_json,
+    save_folder_atomically,
+    schema_for,
+)
 from contract.loading import nf4_quantization
-from training.cli import run_cli
 from training import sweep
+from training.cli import run_cli
 from training.config import ConfigError, TrainConfig, parse_config, resolve
 from training.data import LoadedData
 from training.methods import Method, resolve_methods
-from training.preflight import check_adapter_size, check_run
 from training.modeling import count_parameters, load_base_model, load_tokenizer
-from training.run_folder import (CHECKPOINTS, check_output_folder, finish, newest_complete_checkpoint,
-                                 one_writer, prepare_run)
-from training.trainer import (TokenizedSplit, fit, make_trainer, optimizer_steps, tokenize, trainer_arguments,
-                              training_metrics)
+from training.preflight import check_adapter_size, check_run
+from training.run_folder import (
+    CHECKPOINTS,
+    check_output_folder,
+    finish,
+    newest_complete_checkpoint,
+    one_writer,
+    prepare_run,
+)
+from training.trainer import (
+    TokenizedSplit,
+    fit,
+    make_trainer,
+    optimizer_steps,
+    tokenize,
+    trainer_arguments,
+    training_metrics,
+)
 
 
 def build_model(method: Method, cfg: TrainConfig, run_dir: Path, total_steps: int):
@@ -168,8 +189,10 @@ def serve_trial(method: Method, trial: Path, out: Path, extra: dict, cost: dict)
     metrics.update(extra)
     metrics["cost"].update(cost)
     finish(out, metrics)
-    print(f"{method.name}: served the sweep's best trial (learning rate {metrics['hyperparameters']['learning_rate']:g})"
-          f" -> {target}")
+    print(
+        f"{method.name}: served the sweep's best trial (learning rate {metrics['hyperparameters']['learning_rate']:g})"
+        f" -> {target}"
+    )
 
 
 def train_extra_seed(cfg: TrainConfig, method: Method, out: Path, prepared: Prepared) -> dict:
@@ -180,8 +203,12 @@ def train_extra_seed(cfg: TrainConfig, method: Method, out: Path, prepared: Prep
         resume_from = newest_complete_checkpoint(folder / CHECKPOINTS) if cfg.resume else None
         train(cfg, method, folder, resume_from, prepared, extra={"learning_rate": {"value": cfg.learning_rate}})
     metrics = read_json(folder / METHOD_METRICS, schema_for(method_metrics(method.name)))
-    return {"seed": cfg.seed, "folder": str(folder.relative_to(out)), "train_seconds": metrics["cost"]["train_seconds"],
-            "final": metrics["final"]}
+    return {
+        "seed": cfg.seed,
+        "folder": str(folder.relative_to(out)),
+        "train_seconds": metrics["cost"]["train_seconds"],
+        "final": metrics["final"],
+    }
 
 
 def train(cfg: TrainConfig, method: Method, out: Path, resume_from, prepared: Prepared, callbacks=(),

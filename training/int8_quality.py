@@ -14,13 +14,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from transformers import AutoTokenizer, HfArgumentParser
+from transformers import AutoTokenizer
 
 from contract import int8
-from contract.files import (EVAL_INT8, MODEL, RUN_JSON, base_model_location, method_metrics, read_evaluation, read_run_file,
-                            tokenizer_location, write_run_file)
+from contract.files import (
+    EVAL_INT8,
+    MODEL,
+    RUN_JSON,
+    base_model_location,
+    method_metrics,
+    read_evaluation,
+    read_run_file,
+    tokenizer_location,
+    write_run_file,
+)
 from contract.protocol import BASE
 from training.cli import run_cli
+from training.config import check_counts, parse_options
 from training.data import format_prompt
 from training.evaluate import load_rouge_metric, score_dialogues
 from training.provenance import utc_now
@@ -54,9 +64,12 @@ def compare(dialogues: pd.DataFrame, exact: list[str], quantized: list[str], rou
     weights = [len(r) for r in dialogues["references"]]
     a, b = np.asarray(scores["exact"]["rouge1"]), np.asarray(scores["int8"]["rouge1"])
     mean, low, high = bootstrap_ci(b - a, weights, resamples)
-    return {"exact_rouge1": float(np.average(a, weights=weights)), "int8_rouge1": float(np.average(b, weights=weights)),
-            "delta_rouge1": {"mean": mean, "ci_low": low, "ci_high": high},
-            "identical_share": float(np.mean([x == y for x, y in zip(exact, quantized)]))}
+    return {
+        "exact_rouge1": float(np.average(a, weights=weights)),
+        "int8_rouge1": float(np.average(b, weights=weights)),
+        "delta_rouge1": {"mean": mean, "ci_low": low, "ci_high": high},
+        "identical_share": float(np.mean([x == y for x, y in zip(exact, quantized)])),
+    }
 
 
 def measure(cfg: Int8Config) -> dict:
@@ -64,7 +77,9 @@ def measure(cfg: Int8Config) -> dict:
     run = read_run_file(run_dir, RUN_JSON)
     evaluation, rows = read_evaluation(run_dir)
     decoding = evaluation["decoding"]
-    dialogues = pd.DataFrame({"dialogue": [r["dialogue"] for r in rows], "references": [r["references"] for r in rows]})
+    dialogues = pd.DataFrame(
+        {"dialogue": [r["dialogue"] for r in rows], "references": [r["references"] for r in rows]}
+    )
     prompts = [format_prompt(d, decoding["prompt_template"]) for d in dialogues["dialogue"]]
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_location(run_dir, run))
     base_path, rouge = base_model_location(run_dir, run), load_rouge_metric()
@@ -92,8 +107,12 @@ def measure(cfg: Int8Config) -> dict:
 
 
 def main(argv=None) -> None:
-    (cfg,) = HfArgumentParser(Int8Config).parse_args_into_dataclasses(args=argv)
-    run_cli(lambda: measure(cfg))
+    def measure_run():
+        cfg = parse_options(Int8Config, argv, __doc__)
+        check_counts(cfg, ("batch_size", "resamples"))
+        return measure(cfg)
+
+    run_cli(measure_run)
 
 
 if __name__ == "__main__":

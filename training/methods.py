@@ -286,9 +286,11 @@ def user_method(spec: str) -> Method:
     name = name or (path.parent.name if path.name == "adapter_config.json" else path.stem)
     if not (name.replace("_", "").replace("-", "").isascii() and name.replace("_", "").replace("-", "").isalnum()) \
             or name.lower() in RESERVED_FOLDERS or len(name) > MAX_NAME:
-        raise ConfigError(f"--method_config {spec[:120]!r}: the method name {name[:120]!r} must be 1 to {MAX_NAME} "
-                          f"letters, digits, _ or - and not one of {', '.join(sorted(RESERVED_FOLDERS))} (it becomes a "
-                          "folder of the run).")
+        raise ConfigError(
+            f"--method_config {spec[:120]!r}: the method name {name[:120]!r} must be 1 to {MAX_NAME} "
+            f"letters, digits, _ or - and not one of {', '.join(sorted(RESERVED_FOLDERS))} (it becomes a "
+            "folder of the run)."
+        )
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -42,7 +42,9 @@ def build_tiny_base(cfg: TrainConfig, run_dir: Path, texts: list[str], dialogues
         from training.tiny_pretrain import pretrain_copy
 
         losses = pretrain_copy(model, tokenizer, dialogues, cfg.tiny_pretrain_steps, cfg.seed)
-        print(f"tiny base: {cfg.tiny_pretrain_steps} copy pre-training steps, loss {losses[0]:.2f} -> {losses[-1]:.2f}")
+        print(
+            f"tiny base: {cfg.tiny_pretrain_steps} copy pre-training steps, loss {losses[0]:.2f} -> {losses[-1]:.2f}"
+        )
 
     def save(tmp):
         model.save_pretrained(tmp)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from training import sweep
-from training.config import ConfigError, TINY_T5, TINY_VOCAB_SIZE, TrainConfig, resolve
+from training.config import TINY_T5, TINY_VOCAB_SIZE, ConfigError, TrainConfig, check_output_dir, resolve
 from training.methods import BUILTIN, Method
 
 MAX_SEED = 2**32 - 1  # numpy's and the Trainer's seeds are 32-bit
@@ -25,9 +25,12 @@ MAX_SEED = 2**32 - 1  # numpy's and the Trainer's seeds are 32-bit
 def check_run(cfg: TrainConfig, methods: list[Method]) -> None:
     """Raise ConfigError on the first setting or method that cannot work."""
     resolved = [resolve(cfg, m.settings(cfg.preset)) for m in methods]
+    check_output_dir(cfg)
     if not 0 <= cfg.seed or cfg.seed + cfg.seeds - 1 > MAX_SEED:
-        raise ConfigError(f"--seed {cfg.seed} with --seeds {cfg.seeds} uses seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1}; "
-                          f"seeds must lie in 0..{MAX_SEED}: give a smaller --seed.")
+        raise ConfigError(
+            f"--seed {cfg.seed} with --seeds {cfg.seeds} uses seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1}; "
+            f"seeds must lie in 0..{MAX_SEED}: give a smaller --seed."
+        )
     if cfg.sweep:
         check_sweep(cfg, resolved)
     check_report_to(cfg.report_to)
@@ -72,8 +75,9 @@ def base_config(cfg: TrainConfig):
         return AutoConfig.from_pretrained(cfg.base_model)
     except (OSError, ValueError) as e:
         where = "a local folder" if Path(cfg.base_model).exists() else "the Hub (connect once) or a local folder"
-        raise ConfigError(f"--base_model {cfg.base_model}: its config cannot be read ({str(e).splitlines()[0][:160]}); "
-                          f"give {where}.") from None
+        raise ConfigError(
+            f"--base_model {cfg.base_model}: its config cannot be read ({str(e).splitlines()[0][:160]}); give {where}."
+        ) from None
 
 
 def check_on_meta(method: Method, cfg: TrainConfig, config) -> None:

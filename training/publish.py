@@ -26,13 +26,22 @@ import httpx2
 from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError, OfflineModeIsEnabled
 from huggingface_hub.utils import validate_repo_id
-from transformers import HfArgumentParser
 
-from contract.files import (CARD, EVAL_METRICS, RUN_JSON, ArtifactError, list_methods, method_metrics, read_run_file,
-                            run_files)
+from contract.files import (
+    CARD,
+    EVAL_METRICS,
+    RUN_JSON,
+    ArtifactError,
+    list_methods,
+    method_metrics,
+    read_run_file,
+    run_files,
+)
+from contract.hub import is_hub_run, parse_run_uri
 from contract.protocol import BASE
 from training import space
 from training.cli import run_cli
+from training.config import parse_options
 from training.rouge import METRICS
 
 METRIC_NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
@@ -47,7 +56,9 @@ class PublishConfig:
     card_only: bool = field(default=False, metadata={"help": "Write <run>/README.md and upload nothing."})
     dry_run: bool = field(default=False, metadata={"help": "Print the files that would be uploaded (one path per "
                                                            "line, relative to the run) and upload nothing."})
-    commit_message: str = field(default="Publish a FLAN-T5 DialogSum run", metadata={"help": "The Hub commit's message."})
+    commit_message: str = field(
+        default="Publish a FLAN-T5 DialogSum run", metadata={"help": "The Hub commit's message."}
+    )
     space: Optional[str] = field(default=None, metadata={
         "help": "Deploy the app as the Space <user>/<name> serving --run hf://<user>/<run> (training/space.py): "
                 "created or updated, its URL printed."})
@@ -136,34 +147,77 @@ def model_card(run_dir: Path, repo: Optional[str] = None) -> ModelCard:
     where = repr(repo or str(run_dir))
     base = repr(run["base_model"]) if on_hub else f"{where}, subfolder={run['base_model']!r}"
     adapter = next((m for m in models[1:] if (run_dir / m / "adapter").exists()), None)
-    load = ("Or load one method with peft:\n\n```python\nfrom peft import PeftModel\nfrom transformers import "
+    load = (
+        (
+            "Or load one method with peft:\n\n```python\nfrom peft import PeftModel\nfrom transformers import "
             f"AutoModelForSeq2SeqLM\nbase = AutoModelForSeq2SeqLM.from_pretrained({base})\n"
-            f"model = PeftModel.from_pretrained(base, {where}, subfolder={adapter + '/adapter'!r})\n```") if adapter else ""
-    body = "\n\n".join([
-        f"# {name}: fine-tuning methods for FLAN-T5 on dialogue summaries, compared",
-        f"Base model `{run['base_model']}`, tokenizer `{run['tokenizer']}`, data `{run['data_source']}`, preset "
-        f"`{run['preset']}`; trained {run['created_at'][:10]} (git {run.get('git_commit') or 'unknown'}). Each method's "
-        "folder holds its weights (`model/`: a whole checkpoint; `adapter/`: a peft adapter for the base) and its "
-        "`metrics.json`; `eval/` holds the scores and every test summary.",
-        "## Methods and cost", methods_table(run_dir),
-        "## ROUGE (95% CI)", rouge_table(evaluation, labels) if evaluation else "Not evaluated yet.",
-        "## Protocol", protocol(evaluation) if evaluation else "—",
-        "## Use it", f"Compare the methods side by side in a browser:\n\n```bash\n{serve}\n```\n\n{load}",
-        "## License", "DialogSum is CC BY-NC-SA 4.0: models trained on it inherit its non-commercial terms."
-        if data.datasets else "Trained on this project's synthetic sample (no third-party data).",
-    ])
+            f"model = PeftModel.from_pretrained(base, {where}, subfolder={adapter + '/adapter'!r})\n```"
+        )
+        if adapter
+        else ""
+    )
+    body = "\n\n".join(
+        [
+            f"# {name}: fine-tuning methods for FLAN-T5 on dialogue summaries, compared",
+            f"Base model `{run['base_model']}`, tokenizer `{run['tokenizer']}`, data `{run['data_source']}`, preset "
+            f"`{run['preset']}`; trained {run['created_at'][:10]} (git {run.get('git_commit') or 'unknown'}). "
+            "Each method's "
+            "folder holds its weights (`model/`: a whole checkpoint; `adapter/`: a peft adapter for the base) and its "
+            "`metrics.json`; `eval/` holds the scores and every test summary.",
+            "## Methods and cost",
+            methods_table(run_dir),
+            "## ROUGE (95% CI)",
+            rouge_table(evaluation, labels) if evaluation else "Not evaluated yet.",
+            "## Protocol",
+            protocol(evaluation) if evaluation else "—",
+            "## Use it",
+            f"Compare the methods side by side in a browser:\n\n```bash\n{serve}\n```\n\n{load}",
+            "## License",
+            "DialogSum is CC BY-NC-SA 4.0: models trained on it inherit its non-commercial terms."
+            if data.datasets
+            else "Trained on this project's synthetic sample (no third-party data).",
+        ]
+    )
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n")
 
 
-def check_repo(repo: Optional[str]) -> str:
+def check_repo(repo: Optional[str], option: str = "--repo") -> str:
     if not repo or repo.count("/") != 1:
-        raise ArtifactError(f"--repo {repo!r}: give the Hub repository as <user>/<name> (or --card_only).")
+        raise ArtifactError(f"{option} {repo!r}: give the Hub repository as <user>/<name>"
+                            f"{' (or --card_only)' if option == '--repo' else ''}.")
     try:
         validate_repo_id(repo)
     except HFValidationError as e:
-        raise ArtifactError(f"--repo {repo!r} is not a valid Hub repository id ({str(e).split(':')[0]}): use "
+        raise ArtifactError(f"{option} {repo!r} is not a valid Hub repository id ({str(e).split(':')[0]}): use "
                             "letters, digits, '-', '_' and '.', as <user>/<name>.") from None
     return repo
+
+
+SPACE_ONLY = ("hardware", "votes_dataset", "votes_bucket")   # options of --space alone
+RUN_ONLY = ("repo", "private", "card_only")                  # options of publishing a run folder alone
+
+
+def check_modes(cfg: PublishConfig) -> None:
+    """An option of the other mode is a mistake (it would be ignored): say which."""
+    defaults = PublishConfig(run=cfg.run)
+    foreign = RUN_ONLY if cfg.space else SPACE_ONLY
+    given = [name for name in foreign if getattr(cfg, name) != getattr(defaults, name)]
+    if given:
+        mode = "--space (a Space)" if cfg.space else "publishing a run folder (no --space)"
+        raise ArtifactError(f"--{given[0]} does not apply to {mode}; leave it out.")
+    if cfg.card_only and cfg.dry_run:
+        raise ArtifactError("--card_only writes the card and --dry_run writes nothing: give one of them.")
+
+
+def check_publishable(run_dir: Path, uploading: bool) -> None:
+    """A run with something to publish: at least one complete method, and (to upload or plan it) an evaluation."""
+    read_run_file(run_dir, RUN_JSON)  # not a run folder: say so first
+    if not list_methods(run_dir):
+        raise ArtifactError(f"{run_dir} has no complete method (no <method>/metrics.json): train one with "
+                            f"`python -m training --output_dir {run_dir}` first.")
+    if uploading and not (run_dir / EVAL_METRICS).exists():
+        raise ArtifactError(f"{run_dir} has no evaluation ({EVAL_METRICS}): run `python -m training.evaluate --run "
+                            f"{run_dir}` first, so the card and the page show its scores.")
 
 
 @contextmanager
@@ -186,12 +240,13 @@ def publish_space(cfg: PublishConfig) -> Optional[str]:
     """--space: deploy the app serving the published run --run hf://..."""
     from huggingface_hub import SpaceHardware
 
-    check_repo(cfg.space)
+    check_repo(cfg.space, "--space")
+    parse_run_uri(cfg.run) if is_hub_run(cfg.run) else None  # a local --run gets space.plan's own refusal
     if cfg.hardware not in {h.value for h in SpaceHardware}:
         raise ArtifactError(f"--hardware {cfg.hardware!r}: choose one of {', '.join(h.value for h in SpaceHardware)}.")
     for name, repo in (("--votes_dataset", cfg.votes_dataset), ("--votes_bucket", cfg.votes_bucket)):
         if repo:
-            check_repo(repo)
+            check_repo(repo, name)
     p = space.plan(cfg.run, cfg.space, cfg.hardware, cfg.votes_dataset, cfg.votes_bucket)
     if cfg.dry_run:
         print(space.describe(p))
@@ -206,25 +261,23 @@ def publish_space(cfg: PublishConfig) -> Optional[str]:
 
 
 def publish(cfg: PublishConfig) -> Optional[str]:
+    check_modes(cfg)
     if cfg.space:
         return publish_space(cfg)
     run_dir = Path(cfg.run)
-    read_run_file(run_dir, RUN_JSON)  # not a run folder: say so first
-    uploading = not (cfg.card_only or cfg.dry_run)
-    if uploading:
+    if cfg.repo or not (cfg.card_only or cfg.dry_run):
         check_repo(cfg.repo)
+    check_publishable(run_dir, uploading=not cfg.card_only)
     card = model_card(run_dir, cfg.repo)
-    card.save(run_dir / CARD)
-    print(f"wrote {run_dir / CARD}", file=sys.stderr if cfg.dry_run else sys.stdout)
-    if not (run_dir / EVAL_METRICS).exists():
-        print(f"warning: {run_dir} has no evaluation ({EVAL_METRICS}): the card and the page will show no scores. "
-              f"Run `python -m training.evaluate --run {run_dir}` first to publish them.", file=sys.stderr)
-    files = run_files(run_dir)
-    if cfg.dry_run:
-        print("\n".join(files))
+    if cfg.dry_run:  # writes nothing: the card it would write is listed with the rest
+        files = run_files(run_dir)
+        print("\n".join(files if CARD in files else [files[0], CARD, *files[1:]]))
         return None
+    card.save(run_dir / CARD)
+    print(f"wrote {run_dir / CARD}")
     if cfg.card_only:
         return None
+    files = run_files(run_dir)
     api = HfApi()
     with hub_errors(f"publish {cfg.repo}"):
         url = api.create_repo(cfg.repo, private=cfg.private, exist_ok=True, repo_type="model")
@@ -237,8 +290,7 @@ def publish(cfg: PublishConfig) -> Optional[str]:
 
 def main(argv=None) -> None:
     def publish_run():
-        (cfg,) = HfArgumentParser(PublishConfig, description=__doc__).parse_args_into_dataclasses(args=argv)
-        return publish(cfg)
+        return publish(parse_options(PublishConfig, argv, __doc__))
 
     run_cli(publish_run)
 

@@ -112,8 +112,13 @@ def _lost(r):
 
 def _rent(r):
     n, p, pl = r.choice(NUMBERS), r.randint(5, 20) * 100, r.choice(PLACES)
-    turns = [f"I'm looking for an apartment near {pl}.", "How many bedrooms do you need?", f"{n.capitalize()}, if possible.",
-             f"I have one with {n} bedrooms for {p} dollars a month.", "I'd like to see it."]
+    turns = [
+        f"I'm looking for an apartment near {pl}.",
+        "How many bedrooms do you need?",
+        f"{n.capitalize()}, if possible.",
+        f"I have one with {n} bedrooms for {p} dollars a month.",
+        "I'd like to see it.",
+    ]
     refs = [f"#Person1# wants to rent an apartment with {n} bedrooms near {pl} for {p} dollars a month.",
             f"#Person2# shows #Person1# a {n}-bedroom apartment near {pl} costing {p} dollars a month.",
             f"#Person1# is looking for a {n}-bedroom flat near {pl}."]
@@ -145,7 +150,9 @@ def sample_splits() -> dict[str, pd.DataFrame]:
             d = make_dialogue(r)
             refs = d["references"] if split == "test" else d["references"][:1]
             for ref in refs:
-                rows.append({"id": f"sample_{split}_{k}", "dialogue": d["dialogue"], "summary": ref, "topic": d["topic"]})
+                rows.append(
+                    {"id": f"sample_{split}_{k}", "dialogue": d["dialogue"], "summary": ref, "topic": d["topic"]}
+                )
         frames[split] = pd.DataFrame(rows)
     return frames
 

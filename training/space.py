@@ -9,14 +9,16 @@ With huggingface_hub: `create_repo(repo_type="space", space_sdk="gradio", space_
 (app.py, contract/, dashboard/, training/: code and schemas only), the Space's README (front matter: Gradio
 sdk_version, Python 3.12, app_file) and requirements (space/requirements.txt: ZeroGPU's torch range), the
 variables RUN_REPO, SERVING_BACKEND=int8 on CPU hardware, and the vote store's (VOTES_DATASET, or VOTES_DB +
-VOTES_JOURNAL on a mounted Storage Bucket), and a random VOTE_SECRET secret (stable voter hashes across restarts). Nothing else goes up: no run files (the
-Space downloads the run), votes, keys, checkpoints or tokens. Prints the Space's URL.
+VOTES_JOURNAL on a mounted Storage Bucket), and a random VOTE_SECRET secret (stable voter hashes across restarts).
+Nothing else goes up: no run files (the Space downloads the run), votes, keys, checkpoints or
+tokens. Prints the Space's URL.
 """
 
 import secrets
+import subprocess
 from pathlib import Path
 
-from contract.files import ArtifactError
+from contract.files import VOTES_FILE, ArtifactError
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE = ("contract", "dashboard", "training")        # packages the app imports (training: lenses and ROUGE)
@@ -36,13 +38,18 @@ def space_readme(space: str, run: str, hardware: str) -> str:
 
 
 def code_files() -> list[str]:
-    """The app's code, relative to the project root: app.py and the .py/.json files of its packages."""
-    files = ["app.py"]
-    for package in CODE:
-        files += sorted(str(p.relative_to(ROOT)) for p in (ROOT / package).rglob("*")
-                        if p.is_file() and p.suffix in CODE_SUFFIXES and "__pycache__" not in p.parts
-                        and not any(part.startswith(".") for part in p.relative_to(ROOT).parts))
-    return files
+    """The app's code, relative to the project root: app.py and the .py/.json files of its packages that git
+    tracks. Files git does not know (a scratch script, a token file, a local experiment) never go up: a Space is
+    public by default."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--", "app.py", *CODE], cwd=ROOT, capture_output=True,
+                                text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise ArtifactError(f"the Space takes the files git tracks in {ROOT}, and git cannot list them ({e}): deploy "
+                            "from a git clone of the project.") from None
+    tracked = [f for f in listed.split("\0") if f]
+    return [f for f in tracked if f == "app.py" or (Path(f).suffix in CODE_SUFFIXES and (ROOT / f).is_file()
+                                                    and not (ROOT / f).is_symlink())]
 
 
 def settings(run: str, space: str, votes_dataset: str | None, votes_bucket: str | None, hardware: str) -> dict:
@@ -52,7 +59,7 @@ def settings(run: str, space: str, votes_dataset: str | None, votes_bucket: str 
     volumes = []
     if votes_bucket:
         volumes.append({"type": "bucket", "source": votes_bucket, "mount_path": BUCKET_MOUNT})
-        variables.update(VOTES_DB=f"{BUCKET_MOUNT}/votes.sqlite", VOTES_JOURNAL="delete")
+        variables.update(VOTES_DB=f"{BUCKET_MOUNT}/{VOTES_FILE}", VOTES_JOURNAL="delete")
     if votes_dataset or not votes_bucket:
         variables["VOTES_DATASET"] = votes_dataset or f"{space}-votes"
     return {"variables": variables, "volumes": volumes}

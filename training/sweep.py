@@ -252,8 +252,10 @@ def requeue_abandoned(study: optuna.Study) -> None:
             abandoned = where == host and not process_alive(int(pid))
         if abandoned and "rate" in t.user_attrs:
             study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-            study.enqueue_trial({"learning_rate": t.user_attrs["rate"]},
-                                user_attrs={"rate": t.user_attrs["rate"], "default": t.user_attrs.get("default", False)})
+            study.enqueue_trial(
+                {"learning_rate": t.user_attrs["rate"]},
+                user_attrs={"rate": t.user_attrs["rate"], "default": t.user_attrs.get("default", False)},
+            )
 
 
 def process_alive(pid: int) -> bool:
@@ -374,10 +376,13 @@ def failure(method: str, rows: list[dict], floor: float) -> SweepFailed:
         if r["status"] == "complete":
             return f"{r['learning_rate']:g}: ROUGE-L {r['validation']['rougeL']:.3f}"
         return f"{r['learning_rate']:g}: {r['status']}"
-    return SweepFailed(f"sweep {method}: no rate gave a usable model (validation ROUGE-L above the floor, "
-                       f"{floor:.3f}, the untrained model's unless --sweep_floor): {'; '.join(said(r) for r in rows) or 'no trial finished'}. Try lower rates "
-                       "(--sweep_lr x1/30 x1/10 x1/3), a longer budget (--max_steps, --num_train_epochs), or --learning_rate "
-                       "without --sweep.")
+    return SweepFailed(
+        f"sweep {method}: no rate gave a usable model (validation ROUGE-L above the floor, "
+        f"{floor:.3f}, the untrained model's unless --sweep_floor): "
+        f"{'; '.join(said(r) for r in rows) or 'no trial finished'}. Try lower rates "
+        "(--sweep_lr x1/30 x1/10 x1/3), a longer budget (--max_steps, --num_train_epochs), or --learning_rate "
+        "without --sweep."
+    )
 
 
 def grid_steps(rates: list[float]) -> dict[str, float]:
