@@ -22,8 +22,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, Optional
 
 from contract.protocol import on_zero_gpu
 
@@ -33,6 +34,7 @@ if on_zero_gpu():  # ZeroGPU: `spaces` before torch touches CUDA
 from contract.files import EVAL_METRICS, RUN_JSON, VOTES_FILE, ArtifactError, without_paths
 from contract.hub import RUN_REPO_VARIABLE, is_hub_run, resolve_run
 from dashboard.batcher import MAX_ROWS, MAX_WAIT_SECONDS
+from dashboard.building import BuildProgress, build_page
 from dashboard.handlers import FORWARDED_ALLOW_IPS, AppState, trust_forwarded_from
 from dashboard.inputs import InputError
 from dashboard.page import build_demo
@@ -45,6 +47,7 @@ from dashboard.votes import JOURNALS, VOTE_LIMIT_PER_HOUR, VotesPathError, VoteS
 ROOT = Path(__file__).resolve().parent
 MAX_BATCH_ROWS, MAX_WAIT_MS = MAX_ROWS, MAX_WAIT_SECONDS * 1000   # the batcher's defaults, as the options say them
 MAX_ROWS_LIMIT, MAX_WAIT_LIMIT_MS = 4096, 10_000                   # beyond these a setting is a typo, not a choice
+FAILED_BUILD_SHOWN_SECONDS = 60                                    # a failed build's page stays up this long
 DEMO_NOTICE = ("This page shows the **tiny offline demo model** (a 0.9 M-parameter T5 trained in minutes on a "
                "bundled synthetic sample), not FLAN-T5. **Real FLAN-T5 in about 12 minutes on a 2-core laptop: "
                "`python app.py --preset quick`** (flan-t5-small on a DialogSum subset; internet once); the lab's "
@@ -205,17 +208,73 @@ def checked_options(args: argparse.Namespace, training_args: list[str]) -> argpa
     return args
 
 
-def build_run(preset: str, training_args: list[str]) -> Path:
-    """Train artifacts/<preset> through the real pipeline, progress on the console (tiny: a few minutes offline;
-    quick: flan-t5-small, about 12 minutes on 2 CPU cores)."""
+def start_build(preset: str, training_args: list[str]) -> subprocess.Popen:
+    """`python -m training --preset <preset>` into artifacts/<preset> as a child process whose output (stdout and
+    stderr, tqdm's carriage returns included) the app reads; --resume when an earlier build was interrupted. On
+    Linux the child is told to stop when the app's process ends, however it ends (SIGKILL included): a build never
+    outlives the app that started it."""
     run_dir = ROOT / "artifacts" / preset
-    print(f"Training {run_dir} first (python -m training --preset {preset}); this happens once.", flush=True)
-    resume = ["--resume"] if run_dir.exists() else []  # an interrupted build continues where it stopped
-    result = subprocess.run([sys.executable, "-m", "training", "--preset", preset, "--output_dir", str(run_dir),
-                             *resume, *training_args], cwd=ROOT)
-    if result.returncode != 0:
-        refuse(f"training {run_dir} failed (above); fix what it says and start the app again.")
-    return run_dir
+    resume = ["--resume"] if run_dir.exists() else []
+    command = [sys.executable, "-u", "-m", "training", "--preset", preset, "--output_dir", str(run_dir), *resume,
+               *training_args]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=stop_with_parent if sys.platform == "linux" else None)
+
+
+def stop_with_parent() -> None:
+    """In the child, before it runs: SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG = 1)."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def follow_build(child: subprocess.Popen, progress: BuildProgress) -> Optional[str]:
+    """Echo the build's output to the terminal and to the page until it ends; None when it succeeded, else the
+    one line that says why (its last `error:` line, else its last line)."""
+    last, error = "", None
+    while chunk := os.read(child.stdout.fileno(), 65536):
+        text = chunk.decode("utf-8", errors="replace")
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        progress.feed(text)
+        lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
+        last = lines[-1] if lines else last
+        error = next((line for line in reversed(lines) if line.startswith("error:")), error)
+    if child.wait() == 0:
+        return None
+    return (error or last or f"the training exited with code {child.returncode}").removeprefix("error:").strip()
+
+
+def serve_while_building(preset: str, training_args: list[str], args: argparse.Namespace) -> None:
+    """No run to serve yet: the build page at once on the app's address, the build in a child process, then the
+    app on the same address (the page reloads itself into it). Ctrl-C or SIGTERM stops the build too."""
+    command = f"python -m training --preset {preset}"
+    progress = BuildProgress(command=command)
+    page = build_page(progress)
+    page.queue().launch(server_name=args.host, server_port=args.port, prevent_thread_lock=True, quiet=True)
+    print(f"No trained run yet: building artifacts/{preset} ({command}), once. Its progress: "
+          f"http://{args.host}:{args.port}/", flush=True)
+    child = start_build(preset, training_args)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through the finally below
+    try:
+        failed = follow_build(child, progress)
+    finally:
+        if child.poll() is None:  # Ctrl-C, SIGTERM or an error here: the build stops with the app
+            child.terminate()
+            child.wait(timeout=60)
+    if failed:
+        progress.set("The build failed", failed=failed)
+        print(f"error: building artifacts/{preset} failed: {failed}", file=sys.stderr, flush=True)
+        time.sleep(FAILED_BUILD_SHOWN_SECONDS)  # long enough for the page to show why
+        close_app(page)
+        sys.exit(2)
+    progress.set("Loading the models into the app")
+    demo = create_app([ROOT / "artifacts" / preset], votes_file(None, ROOT / "artifacts" / preset, args.votes_db),
+                      args.max_batch_rows, args.max_wait_ms, args.vote_limit_per_hour, args.votes_journal,
+                      args.votes_dataset, args.backend)
+    progress.set("Ready", done=True)
+    close_app(page)
+    launch(demo, args)
 
 
 def runs_asked(runs: list[str] | None, runs_dirs: list[str] | None) -> list[str]:
@@ -247,7 +306,9 @@ def unique_runs(named: list[str]) -> list[str]:
     return kept
 
 
-def choose_run(run: str | None, preset: str | None = None, training_args: list[str] = ()) -> Path:
+def choose_run(run: str | None, preset: str | None = None) -> Optional[Path]:
+    """The run folder to serve: --run's, artifacts/<preset> when it is built, else the newest complete run under
+    artifacts/. None: nothing to serve yet (the preset, or the tiny demo, is built first)."""
     if run:
         try:
             folder = resolve_run(run)
@@ -258,8 +319,8 @@ def choose_run(run: str | None, preset: str | None = None, training_args: list[s
         return folder
     if preset:
         folder = ROOT / "artifacts" / preset
-        return folder if is_complete(folder) and (folder / EVAL_METRICS).exists() else build_run(preset, training_args)
-    return newest_complete_run(ROOT / "artifacts") or build_run("tiny", [])
+        return folder if is_complete(folder) and (folder / EVAL_METRICS).exists() else None
+    return newest_complete_run(ROOT / "artifacts")
 
 
 def votes_file(run: str | None, run_dir: Path, votes_db: str | None) -> Path:
@@ -372,6 +433,12 @@ def push_votes_on_exit(votes: VoteStore) -> None:
     atexit.register(votes.mirror.push_now)
 
 
+def launch(demo, args: argparse.Namespace) -> None:
+    """Serve `demo` until the process ends (the vote mirror's last commit on SIGTERM)."""
+    push_votes_on_exit(demo.vote_store)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
+
+
 def main(argv=None) -> None:
     args, training_args = parse_args(argv)
     trust_forwarded_from(args.forwarded_allow_ips)
@@ -379,13 +446,15 @@ def main(argv=None) -> None:
     if len(asked) > 1:
         run_dirs = [choose_run(r) for r in asked]
     else:
-        run_dirs = [choose_run(next(iter(asked), None), args.preset, training_args)]
+        folder = choose_run(next(iter(asked), None), args.preset)
+        if folder is None:
+            return serve_while_building(args.preset or "tiny", training_args, args)
+        run_dirs = [folder]
     first = asked[0] if asked else None
     demo = create_app(run_dirs, votes_file(first, run_dirs[0], args.votes_db), args.max_batch_rows,
                       args.max_wait_ms, args.vote_limit_per_hour, args.votes_journal, args.votes_dataset,
                       args.backend)
-    push_votes_on_exit(demo.vote_store)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
+    launch(demo, args)
 
 
 if __name__ == "__main__":

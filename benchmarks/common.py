@@ -11,6 +11,7 @@ import platform
 import resource
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,31 @@ def base_arguments(description: str):
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the benchmark runs (no timing value)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="JSONL file the figures are appended to")
     return parser
+
+
+def wait_for_app(proc, port: int, timeout: float, start: float) -> dict:
+    """Poll http://127.0.0.1:<port>/config until the app itself answers (not the page a first start shows while
+    it builds the demo): {"page": seconds until anything answered, "app": seconds until the app did}, from
+    `start` (time.perf_counter())."""
+    import urllib.request
+
+    from dashboard.page import TITLE
+
+    seen = {}
+    while time.perf_counter() - start < timeout:
+        if proc.poll() is not None:
+            raise SystemExit(f"app.py stopped (exit {proc.returncode}) before serving")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=2) as r:
+                title = json.loads(r.read()).get("title")
+            seen.setdefault("page", time.perf_counter() - start)
+            if title == TITLE:
+                seen["app"] = time.perf_counter() - start
+                return seen
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.25)
+    raise SystemExit(f"app.py did not serve within {timeout:.0f} s")
 
 
 def fresh_copy(target: Path) -> Path:

@@ -16,10 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from common import SHARED, base_arguments, fresh_copy, record
+from common import SHARED, base_arguments, fresh_copy, record, wait_for_app
 
 PORT = 7871
 
@@ -30,21 +29,6 @@ def random_flan_t5_small(folder: Path) -> Path:
     AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(SHARED / "models" / "flan-t5-small-config")) \
         .save_pretrained(folder)
     return folder
-
-
-def wait_until_serving(proc, port: int, timeout: float) -> float:
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if proc.poll() is not None:
-            raise SystemExit(f"app.py stopped (exit {proc.returncode}) before serving")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
-                if r.status == 200:
-                    return time.perf_counter()
-        except OSError:
-            pass
-        time.sleep(1)
-    raise SystemExit(f"app.py did not serve within {timeout:.0f} s")
 
 
 def main():
@@ -62,7 +46,7 @@ def main():
         start = time.perf_counter()
         proc = subprocess.Popen(command, cwd=project, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
-            seconds = wait_until_serving(proc, PORT, 3600) - start
+            seconds = wait_for_app(proc, PORT, 3600, start)["app"]  # the app itself, not the build page
         finally:
             proc.terminate()
             proc.wait(timeout=60)

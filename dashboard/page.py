@@ -15,6 +15,7 @@ from dashboard.metrics_tab import build_metrics_tab
 from dashboard.untrusted import plain
 from dashboard.vote_tab import build_ratings_section, build_vote_tab
 
+TITLE = "FLAN-T5 dialogue summarization: fine-tuning methods compared"  # the browser tab's (and /config's) title
 QUEUE_SIZE = 64  # visitors waiting at once; said explicitly: Gradio would cap a ZeroGPU Space's queue at 1
 
 
@@ -55,7 +56,7 @@ def build_demo(state: AppState) -> gr.Blocks:
     handlers.trust_forwarded_from(os.environ.get(handlers.FORWARDED_ALLOW_IPS))
     board = leaderboard_frame([(r.name, partial(state.runs.key, r), r.data) for r in state.runs.runs])
     tab_ids = [t for t in TABS if t != "vote" or state.votes is not None]
-    with gr.Blocks(title="FLAN-T5 dialogue summarization: fine-tuning methods compared") as demo:
+    with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(header(state))
         with gr.Tabs() as tabs:
             with gr.Tab("Compare", id="compare"):

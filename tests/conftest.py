@@ -1,55 +1,11 @@
-"""Shared fixtures: one tiny full + LoRA run (a few steps on one repeated batch) reused by many tests."""
+"""Shared fixtures: one tiny full + LoRA run (a few steps on one repeated batch) reused by many tests. Helpers that
+are not fixtures live in tests/helpers.py."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
-from transformers import TrainerCallback
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-sys.path.insert(0, str(ROOT))
-
-from contract.files import ADAPTER, MODEL, method_metrics  # noqa: E402  (after the path is set)
-
-FULL_MODEL, FULL_METRICS = f"full/{MODEL}", method_metrics("full")
-LORA_ADAPTER, LORA_METRICS = f"lora/{ADAPTER}", method_metrics("lora")
-
-needs_shared = pytest.mark.skipif(
-    not (SHARED / "data" / "dialogsum").is_dir(),
-    reason="../shared (DialogSum dev/test, the FLAN-T5 tokenizer, the lab's predictions) is not beside this "
-           "checkout; it exists in the project's CI, not in a user's clone")
-
-
-class CaptureModel(TrainerCallback):
-    """Keeps the trained model object so tests can compare it with what was saved."""
-
-    def __init__(self, store: dict, key: str):
-        self.store, self.key = store, key
-
-    def on_train_end(self, args, state, control, model=None, **kwargs):
-        self.store[self.key] = model
-
-
-class StopAt(TrainerCallback):
-    """Interrupts training right after optimizer step `step`, as a Ctrl-C would."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise KeyboardInterrupt("simulated interruption")
-
-
-def tiny_config(run_dir, **overrides):
-    from training.config import TrainConfig
-
-    settings = dict(preset="tiny", output_dir=str(run_dir), max_train_samples=16, max_eval_samples=8, batch_size=16,
-                    max_steps=10, logging_steps=1, eval_steps=5, tiny_pretrain_steps=0)
-    settings.update(overrides)
-    return TrainConfig(**settings)
+from tests.helpers import CaptureModel, tiny_config
 
 
 @pytest.fixture(scope="session")

@@ -2,60 +2,11 @@
 
 import os
 import socket
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-
-CHROMIUM = Path("/usr/bin/chromium")
-DIALOGUES = [f"#Person1#: I need a ticket to {city}.\n#Person2#: When would you like to leave?\n"
-             f"#Person1#: On {day}. I'd prefer the train." for city, day in
-             [("Boston", "Monday"), ("Paris", "Friday"), ("Tokyo", "Sunday"), ("Denver", "Tuesday"),
-              ("Madrid", "Thursday"), ("Seattle", "Saturday"), ("Sydney", "Wednesday"), ("Chicago", "Monday")]]
-
-
-SEEN_STREAMING = """() => new Promise(resolve => {
-  const start = performance.now();
-  const tick = () => {
-    const boxes = ['base', 'full', 'lora'].map(m => document.querySelector(`#out-${m} textarea`).value);
-    const generating = document.body.innerText.includes('generating…');
-    if (generating && boxes.some(v => v.length > 0)) return resolve(true);
-    if ((!generating && boxes.every(v => v.length > 0)) || performance.now() - start > 60000) return resolve(false);
-    setTimeout(tick, 5);
-  };
-  tick();
-})"""
-
-
-ALL_DONE = "n => (document.body.innerText.match(/ tokens/g) || []).length >= n"
-
-
-def screenshots() -> Path:
-    shots = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "out" / "screenshots"))
-    shots.mkdir(parents=True, exist_ok=True)
-    return shots
-
-
-@contextmanager
-def browser_page(url: str):
-    """Debian's Chromium, headless, on `url`."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox",
-                                                                                         "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url)
-        yield page
-        browser.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers import ALL_DONE, CHROMIUM, DIALOGUES, ROOT, SEEN_STREAMING, browser_page, free_port, screenshots
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +92,8 @@ def test_concurrent_requests_equal_sequential_ones(client):
     assert len({s[2] for s in sequential}) > 1  # different requests, different summaries: a real comparison
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="no Chromium at /usr/bin/chromium (apt-get install chromium)")
 def test_browser_compares_three_models_and_shows_the_charts(server):
     from playwright.sync_api import sync_playwright
@@ -191,6 +144,7 @@ def all_methods_server(methods_run):
     app.close_app(demo)
 
 
+@pytest.mark.slow
 def test_summarize_all_and_summarize_keep_their_contracts(all_methods_server):
     from gradio_client import Client
 
@@ -209,6 +163,8 @@ def test_summarize_all_and_summarize_keep_their_contracts(all_methods_server):
     assert "tokens" in rest[1]  # full's label: the original positions hold
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="no Chromium at /usr/bin/chromium (apt-get install chromium)")
 def test_browser_picks_a_non_default_set_of_models(all_methods_server):
     shots = screenshots()

@@ -99,6 +99,7 @@ def test_a_100000_character_chat_is_accepted_and_truncated(served):
     assert truncated and len(long) == 100_000 and not results["full"].error
 
 
+@pytest.mark.slow
 def test_sixteen_concurrent_requests_equal_sequential(served):
     requests = [(DIALOGUES[i % 6], Settings(max_new_tokens=12, do_sample=i % 3 == 0, seed=i)) for i in range(16)]
     sequential = [texts(summarize(served, d, s)) for d, s in requests]

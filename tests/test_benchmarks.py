@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, needs_shared
-from tests.test_app_server import CHROMIUM
+from tests.helpers import CHROMIUM, ROOT, needs_shared
+
+pytestmark = pytest.mark.slow  # each smoke runs a benchmark script in its own process
 
 FIELDS = {"benchmark", "ours", "baseline", "ratio", "unit", "device", "date", "command"}
 

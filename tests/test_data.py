@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tests.conftest import SHARED, needs_shared
+from tests.helpers import SHARED, needs_shared
 from training.data import DataError, group_references, load_data, load_local
 from training.sample_data import SPLIT_SIZES
 

@@ -9,7 +9,7 @@ from rouge_score import rouge_scorer
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from contract.files import EVAL_METRICS, EVAL_PREDICTIONS, ArtifactError, read_run_file
-from tests.conftest import FULL_MODEL, ROOT, SHARED, needs_shared
+from tests.helpers import FULL_MODEL, ROOT, SHARED, needs_shared
 from training.generation import generate
 from training.rouge import METRICS, Rouge
 from training.score import score_file

@@ -18,7 +18,7 @@ import pytest
 from contract.files import RUN_JSON, ArtifactError, method_metrics, read_json, read_run_file, run_files
 from dashboard import votes as vt
 from dashboard.untrusted import csv_cell, csv_safe, plain
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 # --- votes -----------------------------------------------------------------------------------------------------
 
@@ -45,7 +45,7 @@ def test_the_vote_store_serves_any_thread_in_both_journal_modes(tmp_path, journa
 def bucket_server(evaluated_run, tmp_path_factory):
     """The app as a Space with --votes_bucket runs it: VOTES_JOURNAL=delete."""
     import app
-    from tests.test_app_server import free_port
+    from tests.helpers import free_port
 
     db = tmp_path_factory.mktemp("bucket") / "votes.sqlite"
     demo = app.create_app(evaluated_run, db, votes_journal="delete")
@@ -55,6 +55,7 @@ def bucket_server(evaluated_run, tmp_path_factory):
     app.close_app(demo)
 
 
+@pytest.mark.slow
 def test_a_bucket_backed_app_serves_compare_the_api_and_votes_to_concurrent_clients(bucket_server):
     from gradio_client import Client
 
@@ -285,9 +286,11 @@ def test_plain_text_renders_as_itself_in_markdown():
     assert len(plain("x" * 10_000)) < 120
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 def test_a_hostile_deep_link_and_run_name_show_as_text_on_the_real_page(evaluated_run, tmp_path):
     """Through the real page in Chromium: a run folder named like a Markdown link and a link whose values are."""
-    from tests.test_app_server import CHROMIUM, free_port
+    from tests.helpers import CHROMIUM, free_port
 
     if not CHROMIUM:
         pytest.skip("Chromium is not installed")
@@ -375,6 +378,7 @@ print("loaded")
 """
 
 
+@pytest.mark.slow
 def test_two_processes_converting_one_run_both_get_a_whole_cache(evaluated_run, tmp_path):
     run = copy_run(evaluated_run, tmp_path / "run")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

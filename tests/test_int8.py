@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.test_app_server import DIALOGUES
+from tests.helpers import DIALOGUES
 
 
 @pytest.fixture(scope="module")

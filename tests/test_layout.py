@@ -5,7 +5,7 @@ only for scoring (ROUGE and the failure detectors); nothing imports the dashboar
 import ast
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 PACKAGES = ("contract", "training", "dashboard")
 

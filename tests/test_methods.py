@@ -145,6 +145,7 @@ def test_prefix_tuning_fits_t5_attention_width_where_it_differs_from_d_model():
     assert model.eval().generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=3).shape[0] == 1
 
 
+@pytest.mark.slow
 def test_the_catalogue_trains_evaluates_and_serves_every_other_built_in(catalogue_run):
     """Every method beyond the core ones trains, is scored, and is served exactly as when loaded alone; those
     peft mixes exactly (GLoRA, RoAd) ride in a mixed batch, every other one gets its own call."""
@@ -189,7 +190,7 @@ def test_a_mixed_batch_would_silently_mis_serve_what_we_call_alone(catalogue_run
 
 
 def test_the_catalogue_page_table_is_the_generated_one():
-    from tests.conftest import ROOT, SHARED
+    from tests.helpers import ROOT, SHARED
 
     if not (SHARED / "models" / "flan-t5-base-config").is_dir():
         pytest.skip("../shared/models/flan-t5-base-config is absent (it is in CI)")

@@ -14,7 +14,7 @@ from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import LocalTokenNotFoundError
 
 from contract.files import CARD, EVAL_METRICS, RUN_JSON, ArtifactError, read_run_file, run_files
-from tests.conftest import ROOT, SHARED, needs_shared
+from tests.helpers import ROOT, SHARED, needs_shared
 from training.publish import PublishConfig, publish
 from training.rouge import METRICS
 
@@ -135,6 +135,7 @@ print(json.dumps({"run": run, "folder": str(folder), "votes": str(app.votes_file
 """
 
 
+@pytest.mark.slow
 def test_a_published_run_is_served_from_the_hub_cache_offline(evaluated_run, tmp_path):
     snapshot = hub_cache_with(evaluated_run, tmp_path / "hub")
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "RUN_REPO": "hf://me/tiny-run",
@@ -150,6 +151,7 @@ def test_a_published_run_is_served_from_the_hub_cache_offline(evaluated_run, tmp
     assert missing.returncode != 0 and "not downloaded yet" in missing.stderr
 
 
+@pytest.mark.slow
 @needs_shared
 def test_quick_preset_runs_on_the_flan_t5_small_architecture(tmp_path):
     """Mechanics only: flan-t5-small's architecture with random weights stands in for the Hub checkpoint."""

@@ -12,7 +12,7 @@ import pytest
 from safetensors.torch import load_file
 
 from contract.files import read_run_file, save_folder_atomically
-from tests.conftest import LORA_METRICS, ROOT, StopAt, tiny_config
+from tests.helpers import LORA_METRICS, ROOT, StopAt, tiny_config
 from training import finetune
 from training.methods import BUILTIN
 from training.run_folder import CHECKPOINT_DONE, CHECKPOINTS, AlreadyComplete, RunFolderError
@@ -80,6 +80,7 @@ def checkpoints(run_dir):
     return list(folder.glob("checkpoint-*")) if folder.exists() else []
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_moment_then_resume_gives_the_uninterrupted_result(reference_run, tmp_path):
     run_dir = tmp_path / "killed"
     same_base(reference_run, run_dir)

@@ -8,8 +8,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from tests.conftest import tiny_config
-from tests.test_app_server import CHROMIUM, DIALOGUES, browser_page, free_port
+from tests.helpers import CHROMIUM, DIALOGUES, browser_page, free_port, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +88,12 @@ def test_summarize_all_answers_for_models_of_every_run(many, evaluated_run):
     assert answers["tiny-copy/lora"]["summary"] == alone["lora"]["summary"]
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 def test_a_link_reopens_the_leaderboard_with_a_run_filtered_out_and_the_csv_is_the_table(many, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip("no Chromium at /usr/bin/chromium (apt-get install chromium)")
-    from tests.test_app_server import screenshots
+    from tests.helpers import screenshots
 
     _, url = many
     with browser_page(f"{url}?runs=tiny,all&tab=leaderboard&models=tiny/lora,all/ia3&family=nonsense") as page:

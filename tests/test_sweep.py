@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from contract.files import EVAL_METRICS, read_evaluation, read_run_file
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from training import evaluate, finetune, sweep
 from training.config import ConfigError
 from training.stats import bootstrap_ci, bootstrap_ci_seeds, bootstrap_difference_seeds
@@ -59,6 +59,7 @@ def scored(doc) -> dict:
     return {t["learning_rate"]: t["validation"]["rougeL"] for t in doc["trials"] if t["status"] == "complete"}
 
 
+@pytest.mark.slow
 def test_sweep_records_every_trial_and_trains_at_the_best_rate(swept):
     doc = read_run_file(swept, "lora/sweep.json")
     rates = scored(doc)
@@ -144,6 +145,7 @@ def test_a_fixed_rate_and_a_sweep_contradict(tmp_path):
         finetune.main([*SWEEP, "--output_dir", str(tmp_path / "r"), "--learning_rate", "1e-3"])
 
 
+@pytest.mark.slow
 def test_sigkill_mid_sweep_then_resume_keeps_finished_trials_and_chooses_the_same_rate(swept, tmp_path):
     run_dir = tmp_path / "killed"
     same_base(swept, run_dir)
@@ -175,6 +177,7 @@ def test_sigkill_mid_sweep_then_resume_keeps_finished_trials_and_chooses_the_sam
     assert all((served[k] - uninterrupted[k]).abs().max() == 0 for k in served)  # the same served weights
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_sweep_through_its_storage(swept, tmp_path):
     storage = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
     folders = [tmp_path / "a", tmp_path / "b"]
@@ -254,6 +257,7 @@ def test_difference_of_two_trainings_holds_both_seed_sets():
     assert diff == pytest.approx(-0.1) and high < 0  # worse beyond the interval
 
 
+@pytest.mark.slow
 def test_evaluation_reports_each_seed_and_tests_on_the_mean_over_seeds(swept):
     evaluate.run(evaluate.EvalConfig(run=str(swept), limit=6, batch_size=6, max_new_tokens=16))
     metrics, rows = read_evaluation(swept)
@@ -272,6 +276,7 @@ def test_evaluation_reports_each_seed_and_tests_on_the_mean_over_seeds(swept):
     assert json.loads((swept / EVAL_METRICS).read_text())["bootstrap"]["unit"] == "seed, then dialogue"
 
 
+@pytest.mark.slow
 def test_dashboard_shows_the_sweep_the_seeds_and_both_costs(swept):
     from dashboard import figures, metrics_tab
     from dashboard import run_data as rd
@@ -300,6 +305,7 @@ def test_dashboard_shows_the_sweep_the_seeds_and_both_costs(swept):
     assert "swept on the validation split" in text and "Seeds: 2 per method" in text
 
 
+@pytest.mark.slow
 def test_a_sweep_with_no_usable_trial_fails_in_one_line(tmp_path):
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "training.finetune", "--method", "lora", "--preset", "tiny", "--sweep", "lr",
@@ -317,6 +323,7 @@ def test_a_sweep_with_no_usable_trial_fails_in_one_line(tmp_path):
     assert not (run_dir / "lora" / "metrics.json").exists() and not (run_dir / "lora" / "adapter").exists()
 
 
+@pytest.mark.slow
 def test_when_no_rate_beats_the_untrained_model_the_preset_rate_is_served_and_said(tmp_path, capsys):
     run_dir = tmp_path / "run"
     seeds, floor = SWEEP.index("--seeds"), SWEEP.index("--sweep_floor")

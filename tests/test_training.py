@@ -10,7 +10,7 @@ from peft import PeftModel
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from contract.files import RUN_JSON, ArtifactError, read_run_file
-from tests.conftest import FULL_METRICS, FULL_MODEL, LORA_ADAPTER, LORA_METRICS, ROOT, SHARED, StopAt, tiny_config
+from tests.helpers import FULL_METRICS, FULL_MODEL, LORA_ADAPTER, LORA_METRICS, ROOT, SHARED, StopAt, tiny_config
 from training import finetune
 from training.config import ConfigError, TrainConfig, resolve
 from training.methods import BUILTIN
@@ -132,6 +132,7 @@ def test_overwrite_replaces_the_method_folder(tmp_path):
     assert read_run_file(run_dir, FULL_METRICS)["final"]["steps"] == 3
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_write_metrics_once(tmp_path):
     run_dir = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}

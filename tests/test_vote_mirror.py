@@ -10,10 +10,10 @@ import time
 import urllib.request
 
 import pandas as pd
+import pytest
 
 from dashboard import votes as vt
-from tests.conftest import ROOT
-from tests.test_app_server import free_port
+from tests.helpers import ROOT, free_port
 
 # STAND-INS for huggingface_hub's CommitScheduler and snapshot_download (no Hub here): the dataset is the folder
 # $REMOTE; a commit copies the mirror's files there, a download returns it. Everything else is the real app.
@@ -72,6 +72,7 @@ def stop(process):
     assert process.wait(timeout=60) == 0
 
 
+@pytest.mark.slow
 def test_every_acknowledged_vote_is_back_after_a_restart(evaluated_run, tmp_path):
     from gradio_client import Client
 

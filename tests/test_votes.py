@@ -15,8 +15,7 @@ import pandas as pd
 import pytest
 
 from dashboard import votes as vt
-from tests.conftest import ROOT
-from tests.test_app_server import CHROMIUM, free_port
+from tests.helpers import CHROMIUM, ROOT, free_port
 
 
 @pytest.fixture
@@ -141,6 +140,7 @@ def vote_server(evaluated_run, tmp_path_factory):
     app.close_app(demo)
 
 
+@pytest.mark.slow
 def test_16_concurrent_clients_10_votes_each_give_exactly_160_rows(vote_server):
     from gradio_client import Client
 
@@ -193,6 +193,7 @@ def wait_up(url, proc, timeout=240):
     raise TimeoutError(url)
 
 
+@pytest.mark.slow
 def test_sigkilled_server_restarts_with_every_committed_vote(evaluated_run, tmp_path):
     from gradio_client import Client
 
@@ -249,11 +250,13 @@ def test_export_cli_writes_csv_and_prints_ratings(store, tmp_path):
     assert out.stdout.splitlines()[3].split()[0] == "full"  # full won every one of its games: strongest
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="no Chromium at /usr/bin/chromium (apt-get install chromium)")
 def test_browser_votes_and_sees_the_names_revealed(vote_server):
     from playwright.sync_api import sync_playwright
 
-    from tests.test_app_server import ROOT as root
+    from tests.helpers import ROOT as root
 
     shots = root / "out" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from contract.files import EVAL, EVAL_PREDICTIONS, read_evaluation
-from tests.conftest import ROOT, tiny_config
+from tests.helpers import ROOT, tiny_config
 from training import evaluate, finetune
 from training.config import ConfigError, parse_config
 from training.methods import resolve_methods, user_method
@@ -33,6 +33,7 @@ def holder(run_dir):
     return proc
 
 
+@pytest.mark.slow
 def test_a_second_command_on_a_held_run_folder_stops_and_names_the_holder(tmp_path):
     run_dir = tmp_path / "run"
     proc = holder(run_dir)
@@ -51,6 +52,7 @@ def test_a_second_command_on_a_held_run_folder_stops_and_names_the_holder(tmp_pa
         pass
 
 
+@pytest.mark.slow
 def test_two_trainings_on_one_run_folder_one_wins_the_other_is_refused(tmp_path):
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "training.finetune", "--method", "lora", "--output_dir", str(run_dir), *SMALL]

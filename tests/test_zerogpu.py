@@ -11,8 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.test_app_server import ALL_DONE, CHROMIUM, DIALOGUES, SEEN_STREAMING, browser_page, free_port, screenshots
+from tests.helpers import ALL_DONE, CHROMIUM, DIALOGUES, ROOT, SEEN_STREAMING, browser_page, free_port, screenshots
 
 STAND_IN = ROOT / "tests" / "stand_ins"
 
@@ -87,6 +86,7 @@ def texts(answer: dict) -> dict:
     return {m: v.get("summary", v.get("error")) for m, v in answer.items()}
 
 
+@pytest.mark.slow
 def test_one_then_four_concurrent_requests_equal_the_plain_app(zero_gpu_app, plain_answers):
     from gradio_client import Client
 
@@ -101,6 +101,7 @@ def test_one_then_four_concurrent_requests_equal_the_plain_app(zero_gpu_app, pla
     assert (base, full, lora) == tuple(plain_answers[DIALOGUES[2]][m] for m in ("base", "full", "lora"))
 
 
+@pytest.mark.slow
 def test_votes_work_on_zero_gpu(zero_gpu_app):
     from gradio_client import Client
 
@@ -112,6 +113,7 @@ def test_votes_work_on_zero_gpu(zero_gpu_app):
     assert client.predict(stored["battle_id"], "tie", api_name="/vote_cast")["choice"] == "tie"
 
 
+@pytest.mark.slow
 def test_a_visitor_out_of_quota_gets_one_line_and_others_are_served(zero_gpu_app, plain_answers):
     from gradio_client import Client
 
@@ -130,6 +132,8 @@ def test_a_visitor_out_of_quota_gets_one_line_and_others_are_served(zero_gpu_app
     assert all("ZeroGPU quota" in v["error"] for v in first.result(timeout=120).values())
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="no Chromium at /usr/bin/chromium (apt-get install chromium)")
 def test_the_compare_button_streams_on_zero_gpu(zero_gpu_app):
     with browser_page(zero_gpu_app) as page:

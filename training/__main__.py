@@ -31,6 +31,7 @@ def train_all(cfg: TrainConfig, methods: list[Method]) -> list[str]:
     print(f"methods: {', '.join(m.name for m in methods)}", flush=True)
     failed = []
     for method in methods:
+        print(f"training {method.name}", flush=True)  # the stage a person (and the app's build page) sees
         try:
             finetune.run(cfg, method)
         except AlreadyComplete:
@@ -66,6 +67,7 @@ def main(argv=None) -> None:
             if cfg.resume and evaluation_is_current(run_dir):
                 print(f"--resume: {run_dir / EVAL_METRICS} already scores every method; skipping the evaluation.")
             else:
+                print("evaluating base and every method on the test dialogues", flush=True)
                 evaluate.run(evaluate.EvalConfig(run=str(run_dir), prompt_template=cfg.prompt_template,
                                                  max_source_length=cfg.max_source_length,
                                                  limit=cfg.eval_limit or PRESETS[cfg.preset].eval_limit))

@@ -41,6 +41,7 @@ def build_tiny_base(cfg: TrainConfig, run_dir: Path, texts: list[str], dialogues
     if cfg.tiny_pretrain_steps:
         from training.tiny_pretrain import pretrain_copy
 
+        print(f"tiny base: copy pre-training, {cfg.tiny_pretrain_steps} steps", flush=True)
         losses = pretrain_copy(model, tokenizer, dialogues, cfg.tiny_pretrain_steps, cfg.seed)
         print(
             f"tiny base: {cfg.tiny_pretrain_steps} copy pre-training steps, loss {losses[0]:.2f} -> {losses[-1]:.2f}"

@@ -12,6 +12,7 @@ and a Trainer there would join the distributed process group under torchrun and 
 import random
 
 import torch
+from tqdm.auto import tqdm
 from transformers import DataCollatorForSeq2Seq
 
 from contract.protocol import MAX_SOURCE_TOKENS
@@ -32,7 +33,7 @@ def pretrain_copy(model, tokenizer, dialogues: list[str], steps: int, seed: int,
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     model.train()
     losses = []
-    for _ in range(steps):
+    for _ in tqdm(range(steps), desc="tiny base", unit="step", mininterval=1.0):
         batch = collator(rng.sample(examples, min(batch_size, len(examples))))
         loss = model(**batch).loss
         loss.backward()
