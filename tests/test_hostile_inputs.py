@@ -99,18 +99,6 @@ def test_only_a_file_that_fails_the_integrity_check_is_moved_aside(tmp_path):
     assert "integrity check" in moved.notice and len(list(tmp_path.glob("other.sqlite.unreadable-*"))) == 1
 
 
-def app_refusal(argv, env=None):
-    result = subprocess.run([sys.executable, "app.py", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
-    return result.returncode, result.stderr.strip().splitlines()
-
-
-def test_the_app_refuses_a_votes_folder_before_loading_anything(evaluated_run, tmp_path):
-    code, err = app_refusal(["--run", str(evaluated_run), "--votes_db", str(tmp_path)])
-    assert code == 2 and len(err) == 1 and "--votes_db" in err[0] and "is a folder" in err[0], err
-    assert list(tmp_path.iterdir()) == []
-
-
 APP_CASES = {  # argv, environment, what the one line must say
     "port too big": (["--port", "99999"], {}, "--port '99999': give a whole number from 1 to 65535"),
     "port garbage in its variable": ([], {"GRADIO_SERVER_PORT": "http"}, "$GRADIO_SERVER_PORT 'http'"),

@@ -18,6 +18,7 @@ def run_copy(evaluated_run, tmp_path_factory):
     return copy
 
 
+@pytest.mark.slow
 def test_every_core_method_is_served_int8_or_exact_and_labelled(methods_run):
     from dashboard.handlers import AppState, make_summarize_all_api
     from dashboard.run_data import load_run

@@ -189,6 +189,7 @@ def test_a_mixed_batch_would_silently_mis_serve_what_we_call_alone(catalogue_run
     assert len(silent) >= 3, silent
 
 
+@pytest.mark.slow
 def test_the_catalogue_page_table_is_the_generated_one():
     from tests.helpers import ROOT, SHARED
 

@@ -82,6 +82,7 @@ def test_no_private_or_temporary_file_is_in_the_publish_plan(evaluated_run, tmp_
 
     run = tmp_path / "run"
     shutil.copytree(evaluated_run, run)
+    (run / CARD).unlink(missing_ok=True)  # another test may have written the shared run's card
     store = VoteStore(run / "my-votes.db")  # a custom-named vote DB (and key) inside the run, open while served
     app.create_app(run, run / "votes.sqlite")  # the app has served it: votes.sqlite and its key exist
     for name in PRIVATE:

@@ -183,31 +183,17 @@ DATA_CASES = {
 
 
 @pytest.mark.parametrize("case", list(DATA_CASES))
-def test_bad_data_is_one_clear_line_and_exit_code_2(tmp_path, case):
+def test_bad_data_is_one_clear_line_and_exit_code_2(tmp_path, case, capsys):
+    from training.finetune import main as finetune_main
+
     rows, message = DATA_CASES[case]
     path = write_jsonl(tmp_path / "train.jsonl", rows)
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training.finetune",
-            "--method",
-            "full",
-            "--preset",
-            "tiny",
-            "--data",
-            str(path),
-            "--output_dir",
-            str(tmp_path / "run"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert out.returncode == 2 and message in out.stderr and "train.jsonl" in out.stderr
-    assert "Traceback" not in out.stderr
+    with pytest.raises(SystemExit) as exit_:  # the CLI in-process: run_cli's exit code and stderr are the same
+        finetune_main(["--method", "full", "--preset", "tiny", "--data", str(path), "--output_dir",
+                       str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and "train.jsonl" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])

@@ -38,7 +38,7 @@ def test_metrics_record_counts_cost_and_config(tiny_run):
     assert full["data"]["train"] == 16 and full["data"]["eval"] == 8
     assert full["parameters"]["trainable"] == full["parameters"]["total"]
     assert 0 < lora["parameters"]["trainable"] < lora["parameters"]["total"]
-    assert full["hyperparameters"]["learning_rate"] == 3e-3 and lora["hyperparameters"]["learning_rate"] == 1e-2
+    assert full["hyperparameters"]["learning_rate"] == 1e-3 and lora["hyperparameters"]["learning_rate"] == 3.3e-3
     for m in (full, lora):
         assert m["cost"]["train_seconds"] > 0 and m["cost"]["peak_memory_bytes"] > 0
         assert m["final"]["steps"] == 10 and m["final"]["eval_loss"] is not None
