@@ -20,8 +20,8 @@ from dashboard.runs import ModelSet, single
 from dashboard.serving import DEFAULT_MODELS, Models
 from dashboard.untrusted import plain
 from dashboard.votes import VoteError, VoteStore
-from training import lenses  # the evaluation's failure detectors, on live summaries too
-from training.rouge import METRICS, Rouge  # the evaluation's exact ROUGE
+from scoring import lenses  # the evaluation's failure detectors, on live summaries too
+from scoring.rouge import METRICS, Rouge  # the evaluation's exact ROUGE
 
 CONCURRENCY = 16  # requests in flight per endpoint: they wait together for the worker, which batches them
 STREAM_EVERY = 0.2  # seconds between two partial updates sent to the page

@@ -9,7 +9,7 @@ from dashboard import figures
 from dashboard import run_data as rd
 from dashboard.handlers import AppState
 from dashboard.untrusted import plain
-from training import lenses
+from scoring import lenses
 
 
 def protocol_text(evaluation: Optional[dict]) -> str:

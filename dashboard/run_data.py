@@ -22,7 +22,7 @@ from contract.files import (
     without_paths,
 )
 from contract.protocol import BASE, BASE_LABEL, DEFAULT_PROMPT
-from training import lenses  # the evaluation's detectors: the same words flagged here as counted there
+from scoring import lenses  # the evaluation's detectors: the same words flagged here as counted there
 
 METRIC_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 # The original lab's published figures on the full DialogSum test set (1,500 rows, rouge_score with stemmer,

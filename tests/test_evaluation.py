@@ -9,11 +9,11 @@ from rouge_score import rouge_scorer
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from contract.files import EVAL_METRICS, EVAL_PREDICTIONS, ArtifactError, read_run_file
+from scoring.rouge import METRICS, Rouge
+from scoring.stats import bootstrap_ci, paired_permutation_test
 from tests.helpers import FULL_MODEL, ROOT, SHARED, needs_shared
 from training.generation import generate
-from training.rouge import METRICS, Rouge
 from training.score import score_file
-from training.stats import bootstrap_ci, paired_permutation_test
 
 REF = "The cat sat on the mat. It was happy!\nThen it slept."
 PRED = "A cat was sitting on a mat. Later the cats were sleeping."
@@ -59,7 +59,7 @@ def test_reproduces_the_labs_published_rouge(column):
 
 @needs_shared
 def test_the_evaluate_metric_equals_the_scorer_on_the_labs_predictions():
-    """The evaluation scores through training/dialogsum_rouge (an `evaluate` module loaded offline): on the lab's
+    """The evaluation scores through scoring/dialogsum_rouge (an `evaluate` module loaded offline): on the lab's
     1,500 rows it gives exactly the figures of the scorer behind training.score, and the lab's within 0.0005."""
     from training.data import read_records
     from training.evaluate import load_rouge_metric
@@ -184,7 +184,7 @@ def test_score_cli_prints_json_and_reports_errors(tmp_path):
 
 
 def test_holm_adjustment_matches_a_worked_example():
-    from training.stats import holm_adjust
+    from scoring.stats import holm_adjust
 
     # p = (0.01, 0.04, 0.03): sorted 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> running max 0.06
     assert holm_adjust([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
@@ -194,7 +194,7 @@ def test_holm_adjustment_matches_a_worked_example():
 def test_rank_probabilities_from_the_two_level_bootstrap():
     import numpy as np
 
-    from training.stats import rank_probabilities
+    from scoring.stats import rank_probabilities
 
     rng = np.random.default_rng(0)
     clear = rng.normal(0.6, 0.05, (3, 200))           # 3 seeds, clearly ahead

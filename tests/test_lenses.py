@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from training import lenses
+from scoring import lenses
 
 DIALOGUE = ("#Person1#: Hi Tom, do you have two tickets for the 7:30 show?\n"
             "#Person2#: Yes, I have 2 left. They cost 15 dollars each.")

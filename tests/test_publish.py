@@ -14,9 +14,9 @@ from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import LocalTokenNotFoundError
 
 from contract.files import CARD, EVAL_METRICS, RUN_JSON, ArtifactError, read_run_file, run_files
+from scoring.rouge import METRICS
 from tests.helpers import ROOT, SHARED, needs_shared
 from training.publish import PublishConfig, publish
-from training.rouge import METRICS
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -219,7 +219,7 @@ def test_one_command_deploys_the_space_at_the_hub_boundary(monkeypatch):
     assert {"app.py", "README.md", "requirements.txt", "dashboard/backends.py", "contract/schema/run.v1.json"} <= set(
         sent
     )
-    assert all(p == "app.py" or p.split("/")[0] in ("contract", "dashboard", "training", "README.md",
+    assert all(p == "app.py" or p.split("/")[0] in ("contract", "dashboard", "scoring", "README.md",
                                                     "requirements.txt") for p in sent)
     assert not [p for p in sent if p.startswith(("tests", "artifacts", "benchmarks")) or "sqlite" in p
                 or p.endswith((".key", ".safetensors"))]

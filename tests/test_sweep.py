@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from contract.files import EVAL_METRICS, read_evaluation, read_run_file
+from scoring.stats import bootstrap_ci, bootstrap_ci_seeds, bootstrap_difference_seeds
 from tests.helpers import ROOT
 from training import evaluate, finetune, sweep
 from training.config import ConfigError
-from training.stats import bootstrap_ci, bootstrap_ci_seeds, bootstrap_difference_seeds
 
 SWEEP = ["--method", "lora", "--preset", "tiny", "--sweep", "lr", "--sweep_eval_dialogues", "6",
          "--max_train_samples", "32", "--max_eval_samples", "8", "--batch_size", "8", "--max_steps", "6",

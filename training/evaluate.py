@@ -34,15 +34,15 @@ from contract.files import (
 )
 from contract.loading import load_alone, load_run_models
 from contract.protocol import BASE_LABEL, DEFAULT_PROMPT, MAX_NEW_TOKENS, MAX_SOURCE_TOKENS
-from training import lenses
+from scoring import lenses
+from scoring.rouge import METRICS, Rouge
+from scoring.stats import bootstrap_ci_seeds, holm_adjust, paired_permutation_test, rank_probabilities, weighted_mean
 from training.cli import run_cli
 from training.config import ConfigError, check_counts, parse_options
 from training.data import format_prompt, group_references, load_data
 from training.generation import GREEDY, generate
 from training.provenance import device_name, package_versions, peak_memory, utc_now
-from training.rouge import METRICS, Rouge
 from training.run_folder import one_writer
-from training.stats import bootstrap_ci_seeds, holm_adjust, paired_permutation_test, rank_probabilities, weighted_mean
 
 
 @dataclass
@@ -122,7 +122,7 @@ def seed_mean(scores: dict) -> dict:
                 for m, metrics in by_model.items()} for p, by_model in scores.items()}
 
 
-ROUGE_METRIC = Path(__file__).parent / "dialogsum_rouge"  # the protocol as an `evaluate` module (offline)
+ROUGE_METRIC = Path(__file__).parents[1] / "scoring" / "dialogsum_rouge"  # the protocol as an `evaluate` module
 
 
 def load_rouge_metric():

@@ -39,10 +39,10 @@ from contract.files import (
 )
 from contract.hub import is_hub_run, parse_run_uri
 from contract.protocol import BASE
+from scoring.rouge import METRICS
 from training import space
 from training.cli import run_cli
 from training.config import parse_options
-from training.rouge import METRICS
 
 METRIC_NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 DIALOGSUM = "knkarthick/dialogsum"

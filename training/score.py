@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from scoring.rouge import METRICS, Rouge
+from scoring.stats import bootstrap_ci
 from training.data import DataError, read_records
-from training.rouge import METRICS, Rouge
-from training.stats import bootstrap_ci
 
 
 def score_file(path: Path, prediction_column: str, reference_column: str, split_sentences: bool = True) -> dict:

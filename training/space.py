@@ -6,7 +6,7 @@
 
 With huggingface_hub: `create_repo(repo_type="space", space_sdk="gradio", space_hardware=...)` (ZeroGPU,
 `zero-a10g`, by default: the hardware a free account may host Gradio Spaces on), one commit of the app's code
-(app.py, contract/, dashboard/, training/: code and schemas only), the Space's README (front matter: Gradio
+(app.py, contract/, dashboard/, scoring/: code and schemas only), the Space's README (front matter: Gradio
 sdk_version, Python 3.12, app_file) and requirements (space/requirements.txt: ZeroGPU's torch range), the
 variables RUN_REPO, SERVING_BACKEND=int8 on CPU hardware, and the vote store's (VOTES_DATASET, or VOTES_DB +
 VOTES_JOURNAL on a mounted Storage Bucket), and a random VOTE_SECRET secret (stable voter hashes across restarts).
@@ -21,7 +21,7 @@ from pathlib import Path
 from contract.files import VOTES_FILE, ArtifactError
 
 ROOT = Path(__file__).resolve().parents[1]
-CODE = ("contract", "dashboard", "training")        # packages the app imports (training: lenses and ROUGE)
+CODE = ("contract", "dashboard", "scoring")         # the packages the app imports (never training/)
 CODE_SUFFIXES = (".py", ".json")                   # code, and the contract's JSON Schemas
 SPACE_REQUIREMENTS = ROOT / "space" / "requirements.txt"
 GRADIO_VERSION = "6.31.0"                          # the sdk_version Spaces installs (as in requirements.txt)

@@ -1,7 +1,7 @@
-"""This project's ROUGE protocol as a Hugging Face `evaluate` metric (the protocol itself lives in training/rouge.py).
+"""This project's ROUGE protocol as a Hugging Face `evaluate` metric (the protocol itself lives in scoring/rouge.py).
 
     import evaluate
-    rouge = evaluate.load("training/dialogsum_rouge")          # offline: a local module, named after its folder
+    rouge = evaluate.load("scoring/dialogsum_rouge")          # offline: a local module, named after its folder
     rouge.compute(predictions=["..."], references=[["ref 1", "ref 2"]])
     rouge.compute(predictions=..., references=..., protocol="multi_reference", use_aggregator=False)
 
@@ -15,7 +15,7 @@ import datasets
 import evaluate
 import numpy as np
 
-from training.rouge import METRICS, Rouge
+from scoring.rouge import METRICS, Rouge
 
 _DESCRIPTION = __doc__
 _CITATION = """@inproceedings{lin-2004-rouge, title = "{ROUGE}: A Package for Automatic Evaluation of Summaries",

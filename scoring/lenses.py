@@ -24,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 from nltk.stem.porter import PorterStemmer
 
-from training.stats import bootstrap_ci
+from scoring.stats import bootstrap_ci
 
 MIN_TOPIC = 20          # a topic with fewer test dialogues is pooled into "other" (10% of a test set under 200)
 WIDE_CI = 0.10          # a slice whose ROUGE-1 interval is wider than this says so...
