@@ -5,8 +5,9 @@ from typing import Optional
 
 import gradio as gr
 
-from dashboard import figures
+from dashboard import figures, verdict
 from dashboard import run_data as rd
+from dashboard import votes as vt
 from dashboard.handlers import AppState
 from dashboard.untrusted import plain
 from scoring import lenses
@@ -59,49 +60,96 @@ def protocol_line(data: rd.RunData) -> Optional[str]:
     return protocol_text(data.evaluation) + ("\n\n" + tuning_text(data) if data.train else "")
 
 
-def build_metrics_tab(state: AppState):
+def build_verdict(demo: gr.Blocks, state: AppState):
+    """The answer and its chart, first; the people's verdict joins the sentences once there are enough votes."""
+    data = state.data
+    choice = verdict.choice_of(data)
+    card = gr.Markdown(verdict.text(data, choice), elem_id="verdict")
+    if choice is None:
+        return
+    cost = gr.Radio(list(verdict.COSTS), value=next(iter(verdict.COSTS)), label="Cost on the chart's x axis",
+                    elem_id="verdict-cost")
+    plot = gr.Plot(verdict.chart(data, choice), elem_id="plot-verdict")
+    cost.change(lambda c: verdict.chart(data, choice, c), cost, plot, api_visibility="private")
+    if state.votes is not None:
+        demo.load(lambda: with_votes(state, choice), None, card, api_visibility="private")
+
+
+def with_votes(state: AppState, choice) -> str:
+    """The verdict, with the people's once there are enough counted votes."""
+    votes = vt.counted(state.votes.votes_frame())
+    if len(votes) < vt.MIN_VOTES:
+        return verdict.text(state.data, choice)
+    models = sorted(set(votes["model_a"]) | set(votes["model_b"]))
+    return verdict.text(state.data, choice, vt.ratings_table(votes, models), len(votes))
+
+
+def plot_or_line(figure, message: str, elem_id: str):
+    """A chart, or one line saying why there is none: no empty plot box."""
+    if figure is None:
+        return gr.Markdown(f"*{message}*", elem_id=elem_id)
+    return gr.Plot(figure, elem_id=elem_id)
+
+
+def build_metrics_tab(demo: gr.Blocks, state: AppState):
     data = state.data
     for problem in data.problems:
         gr.Markdown(f"> ⚠️ {plain(problem, limit=300)}")
-    if text := protocol_line(data):
-        gr.Markdown(text)
-    gr.Dataframe(rd.summary_table(data), label="Summary (headline protocol; ROUGE mean [95% CI])", interactive=False)
-    view = gr.Radio(list(rd.CAPABILITY_VIEWS), value=next(iter(rd.CAPABILITY_VIEWS)), label="Methods at a glance")
-    capabilities = gr.Dataframe(rd.capability_frame(data), interactive=False, elem_id="capabilities",
-                                label="What each method trains, how it is served, whether it merges into the base")
-    view.change(lambda v: rd.capability_frame(data, v), view, capabilities, api_visibility="private")
-    protocol = gr.Radio(["per_row", "multi_reference"], value=(data.evaluation or {}).get("headline_protocol",
-                        "per_row"), label="ROUGE protocol")
+    build_verdict(demo, state)
     labels = data.labels
-    basis = gr.Radio(list(rd.COST_BASES), value=next(iter(rd.COST_BASES)), label="Training cost counts",
-                     elem_id="cost-basis")
-    tradeoff = gr.Plot(figures.tradeoff_scatter(rd.tradeoff_frame(data), labels, basis.value), elem_id="plot-tradeoff")
-    gr.Plot(figures.tuning_chart(rd.tuning_frame(data), labels), elem_id="plot-tuning")
-    rouge_plot = gr.Plot(figures.rouge_bars(rd.rouge_frame(data.evaluation), labels), elem_id="plot-rouge")
-    protocol.change(lambda p: figures.rouge_bars(rd.rouge_frame(data.evaluation, p), labels), protocol, rouge_plot,
-                    api_visibility="private")
-    if sentence := rd.ranking_sentence(data):
-        gr.Markdown(sentence, elem_id="ranking-sentence")
-        gr.Dataframe(rd.ranking_table(data), label="How sure the ranking is: each model's probability of each rank",
-                     interactive=False, elem_id="ranking")
-    gr.Dataframe(rd.comparisons_table(data.evaluation), label="Paired tests over dialogues, every pair of models",
-                 interactive=False)
-    gr.Markdown(rd.int8_line(data), elem_id="int8-line")
-    if data.int8 is not None:
-        gr.Dataframe(rd.int8_table(data), label="int8 (CTranslate2) vs exact (PyTorch): what int8 costs in quality",
-                     interactive=False, elem_id="int8")
-    gr.Plot(figures.parameter_bars(rd.parameters_frame(data.train), labels), elem_id="plot-params")
-    cost = gr.Plot(figures.cost_bars(rd.cost_frame(data.train), labels), elem_id="plot-cost")
-    basis.change(lambda b: (figures.tradeoff_scatter(rd.tradeoff_frame(data, rd.COST_BASES[b]), labels, b),
-                            figures.cost_bars(rd.cost_frame(data.train, rd.COST_BASES[b]), labels)),
-                 basis, [tradeoff, cost], api_visibility="private")
-    gr.Plot(figures.loss_curves(rd.loss_frame(data.train), labels), elem_id="plot-loss")
-    build_failures_section(data)
+    with gr.Accordion("Protocol and tuning: how these numbers were made", open=False):
+        if text := protocol_line(data):
+            gr.Markdown(text)
+    with gr.Accordion("Summary table and methods at a glance", open=False):
+        gr.Dataframe(rd.summary_table(data), label="Summary (headline protocol; ROUGE mean [95% CI])",
+                     interactive=False)
+        view = gr.Radio(list(rd.CAPABILITY_VIEWS), value=next(iter(rd.CAPABILITY_VIEWS)), label="Methods at a glance")
+        capabilities = gr.Dataframe(rd.capability_frame(data), interactive=False, elem_id="capabilities",
+                                    label="What each method trains, how it is served, whether it merges into the base")
+        view.change(lambda v: rd.capability_frame(data, v), view, capabilities, api_visibility="private")
+    if data.evaluation:
+        with gr.Accordion("Cost vs quality on every cost, and ROUGE per metric", open=False):
+            basis = gr.Radio(list(rd.COST_BASES), value=next(iter(rd.COST_BASES)), label="Training cost counts",
+                             elem_id="cost-basis")
+            tradeoff = gr.Plot(figures.tradeoff_scatter(rd.tradeoff_frame(data), labels, basis.value),
+                               elem_id="plot-tradeoff")
+            basis.change(lambda b: figures.tradeoff_scatter(rd.tradeoff_frame(data, rd.COST_BASES[b]), labels, b),
+                         basis, tradeoff, api_visibility="private")
+            protocol = gr.Radio(["per_row", "multi_reference"], value=data.evaluation["headline_protocol"],
+                                label="ROUGE protocol")
+            rouge_plot = gr.Plot(figures.rouge_bars(rd.rouge_frame(data.evaluation), labels), elem_id="plot-rouge")
+            protocol.change(lambda p: figures.rouge_bars(rd.rouge_frame(data.evaluation, p), labels), protocol,
+                            rouge_plot, api_visibility="private")
+        with gr.Accordion("How sure the ranking is, and every paired test", open=False):
+            if sentence := rd.ranking_sentence(data):
+                gr.Markdown(sentence, elem_id="ranking-sentence")
+                gr.Dataframe(rd.ranking_table(data), label="Each model's probability of each rank",
+                             interactive=False, elem_id="ranking")
+            gr.Dataframe(rd.comparisons_table(data.evaluation), label="Paired tests over dialogues, every pair of "
+                         "models", interactive=False)
+    if data.sweeps:
+        with gr.Accordion("Learning-rate sweeps", open=False):
+            gr.Plot(figures.tuning_chart(rd.tuning_frame(data), labels), elem_id="plot-tuning")
+    with gr.Accordion("int8 (CTranslate2) vs exact", open=False):
+        gr.Markdown(rd.int8_line(data), elem_id="int8-line")
+        if data.int8 is not None:
+            gr.Dataframe(rd.int8_table(data), label="int8 (CTranslate2) vs exact: what int8 costs in quality",
+                         interactive=False, elem_id="int8")
+    with gr.Accordion("Parameters, training cost and loss curves", open=False):
+        gr.Plot(figures.parameter_bars(rd.parameters_frame(data.train), labels), elem_id="plot-params")
+        cost_basis = gr.Radio(list(rd.COST_BASES), value=next(iter(rd.COST_BASES)), label="Training cost counts")
+        cost = gr.Plot(figures.cost_bars(rd.cost_frame(data.train), labels), elem_id="plot-cost")
+        cost_basis.change(lambda b: figures.cost_bars(rd.cost_frame(data.train, rd.COST_BASES[b]), labels),
+                          cost_basis, cost, api_visibility="private")
+        gr.Plot(figures.loss_curves(rd.loss_frame(data.train), labels), elem_id="plot-loss")
+    if data.evaluation:
+        with gr.Accordion("Where methods fail", open=False):
+            build_failures_section(data)
 
 
 def build_failures_section(data: rd.RunData):
     """Where methods fail: ROUGE by slice, invented details and degenerate outputs, with intervals."""
-    gr.Markdown("## Where methods fail\nROUGE-1 on slices of the test set (a slice marked *wide CI* is too small to "
+    gr.Markdown("ROUGE-1 on slices of the test set (a slice marked *wide CI* is too small to "
                 "tell methods apart), and how often each model's summaries invent a detail (a number, name or "
                 f"speaker tag absent from the dialogue), repeat themselves, or are empty. {lenses.LIMITS}")
     labels = data.labels

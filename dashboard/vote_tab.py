@@ -3,6 +3,7 @@ Layout only: dashboard/vote_handlers.py answers, dashboard/votes.py stores."""
 
 import gradio as gr
 
+from dashboard import votes as vt
 from dashboard.handlers import CONCURRENCY, AppState, refuse
 from dashboard.vote_handlers import cast_vote, new_battle, pool_line, ratings_view
 
@@ -75,11 +76,16 @@ def build_vote_tab(state: AppState):
 
 
 def build_ratings_section(demo: gr.Blocks, state: AppState):
-    gr.Markdown("## People's verdict (blind votes)")
     text = gr.Markdown(elem_id="ratings-text")
     refresh = gr.Button("Refresh the ratings", size="sm")
     with gr.Row():
-        strengths = gr.Plot(elem_id="plot-strengths")
-        wins = gr.Plot(elem_id="plot-winrates")
-    refresh.click(lambda: ratings_view(state), None, [text, strengths, wins], api_visibility="private")
-    demo.load(lambda: ratings_view(state), None, [text, strengths, wins], api_visibility="private")
+        strengths = gr.Plot(elem_id="plot-strengths", visible=False)
+        wins = gr.Plot(elem_id="plot-winrates", visible=False)
+
+    def shown():  # the charts only once there are enough votes: no empty plot boxes
+        said, strength_fig, win_fig = ratings_view(state)
+        enough = len(vt.counted(state.votes.votes_frame())) >= vt.MIN_VOTES
+        return said, gr.update(value=strength_fig, visible=enough), gr.update(value=win_fig, visible=enough)
+
+    refresh.click(shown, None, [text, strengths, wins], api_visibility="private")
+    demo.load(shown, None, [text, strengths, wins], api_visibility="private")

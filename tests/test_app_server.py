@@ -116,8 +116,12 @@ def test_browser_compares_three_models_and_shows_the_charts(server):
         page.wait_for_function(ALL_DONE, arg=3, timeout=60_000)  # the per-model latency/token labels, when done
         page.screenshot(path=str(shots / "compare.png"), full_page=True)
         page.get_by_role("tab", name="Metrics").click()
-        page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
-        assert page.locator(".js-plotly-plot").count() >= 5
+        page.locator("#plot-verdict .js-plotly-plot").wait_for(timeout=30_000)  # the answer and its chart first
+        assert "writes the best summaries" in page.inner_text("#verdict")
+        assert page.locator(".js-plotly-plot").count() == 1  # the details wait, closed, one click away
+        for details in ("Cost vs quality on every cost", "Parameters, training cost", "Where methods fail"):
+            page.get_by_text(details).click()
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 5", timeout=30_000)
         assert page.get_by_text("ROUGE F1 by model").count() >= 1
         page.screenshot(path=str(shots / "metrics.png"), full_page=True)
         page.get_by_role("tab", name="Examples").click()

@@ -39,6 +39,7 @@ from contract.files import (
 )
 from contract.hub import is_hub_run, parse_run_uri
 from contract.protocol import BASE
+from scoring import verdict
 from scoring.rouge import METRICS
 from training import space
 from training.cli import run_cli
@@ -129,6 +130,12 @@ def protocol(evaluation: dict) -> str:
             f"({b['unit']}), {b['resamples']} resamples; paired tests: {b['paired_test']}.")
 
 
+def verdict_text(run_dir: Path, evaluation: dict, labels: dict) -> str:
+    """The same verdict the app's Metrics tab opens with (scoring/verdict.py)."""
+    train = {name: read_run_file(run_dir, method_metrics(name)) for name in list_methods(run_dir)}
+    return verdict.sentences(evaluation, verdict.choose(evaluation, train), labels.get)
+
+
 def model_card(run_dir: Path, repo: Optional[str] = None) -> ModelCard:
     """The run's card: content from the artifacts contract only, metadata built with huggingface_hub."""
     run = read_run_file(run_dir, RUN_JSON)
@@ -164,7 +171,8 @@ def model_card(run_dir: Path, repo: Optional[str] = None) -> ModelCard:
             "Each method's "
             "folder holds its weights (`model/`: a whole checkpoint; `adapter/`: a peft adapter for the base) and its "
             "`metrics.json`; `eval/` holds the scores and every test summary.",
-            "## Methods and cost",
+            verdict_text(run_dir, evaluation, labels) if evaluation else "",
+        "## Methods and cost",
             methods_table(run_dir),
             "## ROUGE (95% CI)",
             rouge_table(evaluation, labels) if evaluation else "Not evaluated yet.",

@@ -1,0 +1,102 @@
+"""The answer first: which method is worth it, in two or three sentences generated from a run's own numbers (its
+eval/metrics.json and each method's metrics.json). The Metrics tab shows them with their chart
+(dashboard/verdict.py); the model card that `python -m training.publish` writes carries the same sentences.
+
+The sentences claim only what the intervals support: "the best" is the highest mean, with its probability of rank
+1 when the evaluation has it; a cheaper method is offered only when the paired test (Holm-adjusted over all pairs,
+else the 95% intervals) cannot tell it from the best.
+"""
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import pandas as pd
+
+ALPHA = 0.05  # a paired difference with (Holm-adjusted) p at or above this is "not worse beyond noise"
+
+
+@dataclass
+class Choice:
+    """The verdict's numbers: the best method, the cheapest one not worse than it beyond noise, and how sure."""
+    best: str
+    cheapest: str
+    p_best: Optional[float]
+    tied: list
+    frame: pd.DataFrame  # per method (index): rouge1, ci_low, ci_high, trainable, train_seconds, peak_memory_mib
+
+
+def method_frame(evaluation: dict, train: dict) -> pd.DataFrame:
+    """Per evaluated method: its headline ROUGE-1 with interval and its costs."""
+    scores = evaluation["scores"][evaluation["headline_protocol"]]
+    rows = [{"method": name, "rouge1": scores[name]["rouge1"]["mean"], "ci_low": scores[name]["rouge1"]["ci_low"],
+             "ci_high": scores[name]["rouge1"]["ci_high"], "trainable": m["parameters"]["trainable"],
+             "train_seconds": m["cost"]["train_seconds"], "peak_memory_mib": m["cost"]["peak_memory_bytes"] / 2**20}
+            for name, m in train.items() if name in scores]
+    return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()
+
+
+def not_worse(evaluation: dict, best: str, model: str, frame: pd.DataFrame) -> bool:
+    """`model` cannot be told from `best` on ROUGE-1: the paired test's Holm-adjusted p >= ALPHA, or, without a
+    paired test for the pair, its 95% interval reaches the best's."""
+    for c in evaluation.get("comparisons", {}).get(evaluation["headline_protocol"], []):
+        if c["metric"] == "rouge1" and {c["a"], c["b"]} == {best, model}:
+            return c.get("p_holm", c["p_value"]) >= ALPHA
+    return frame.loc[model, "ci_high"] >= frame.loc[best, "ci_low"]
+
+
+def choose(evaluation: Optional[dict], train: dict) -> Optional[Choice]:
+    """None when there is nothing to judge (no evaluation, or no evaluated method)."""
+    frame = method_frame(evaluation, train) if evaluation else pd.DataFrame()
+    if frame.empty:
+        return None
+    best = str(frame["rouge1"].idxmax())
+    candidates = [m for m in frame.index if m == best or not_worse(evaluation, best, m, frame)]
+    cheapest = min(candidates, key=lambda m: (frame.loc[m, "trainable"], frame.loc[m, "train_seconds"]))
+    ranking = evaluation.get("ranking") or {}
+    tied = [m for m in ranking.get("tied_at_top", []) if m != best and m in frame.index]
+    return Choice(best, cheapest, ranking.get("p_best", {}).get(best), tied, frame)
+
+
+def times(a: float, b: float) -> str:
+    return f"{a / b:,.1f}×" if b else "—"
+
+
+def sentences(evaluation: Optional[dict], choice: Optional[Choice], label: Callable[[str], str],
+              people: str = "") -> str:
+    """The verdict's text (Markdown); `label(model)` names a model as the page or card shows it."""
+    if choice is None:
+        return ("**No verdict yet**: this run has no evaluation. `python -m training.evaluate --run <run folder>` "
+                "scores every method; the training figures are already real.")
+    f, bold = choice.frame, (lambda m: f"**{label(m)}**")
+    best = f.loc[choice.best]
+    base = evaluation["scores"][evaluation["headline_protocol"]].get("base", {}).get("rouge1")
+    sure = f", the best with probability {choice.p_best:.2f}" if choice.p_best is not None else ""
+    tied = f" (tied within the intervals with {', '.join(label(m) for m in choice.tied)})" if choice.tied else ""
+    first = (f"{bold(choice.best)} writes the best summaries: ROUGE-1 {best['rouge1']:.3f} "
+             f"[{best['ci_low']:.3f}, {best['ci_high']:.3f}]{sure}{tied}"
+             + (f"; the base without fine-tuning scores {base['mean']:.3f}." if base else "."))
+    if choice.cheapest == choice.best:
+        second = "No cheaper method comes within the paired test's noise of it: it is also the one to pick."
+    else:
+        cheap = f.loc[choice.cheapest]
+        second = (f"{bold(choice.cheapest)} is not worse beyond the paired test's noise (ROUGE-1 "
+                  f"{cheap['rouge1']:.3f}) at {cheap['trainable']:,.0f} trainable parameters; the step up to "
+                  f"{bold(choice.best)} costs {times(best['trainable'], cheap['trainable'])} the parameters, "
+                  f"{times(best['train_seconds'], cheap['train_seconds'])} the training time and "
+                  f"{times(best['peak_memory_mib'], cheap['peak_memory_mib'])} the peak memory.")
+    return "### The verdict\n\n" + " ".join(s for s in (first, second, people) if s)
+
+
+def people_sentence(ratings: Optional[pd.DataFrame], n_votes: int, choice: Optional[Choice],
+                    label: Callable[[str], str]) -> str:
+    """What the blind votes say next to ROUGE (ratings: model, strength, ci_low, ci_high, strongest first);
+    '' without them."""
+    if choice is None or ratings is None or ratings.empty:
+        return ""
+    top = ratings.iloc[0]
+    if top["model"] == choice.best:
+        return f"The people's verdict ({n_votes} blind votes) agrees: {label(top['model'])} leads it."
+    overlap = len(ratings) > 1 and ratings.iloc[1]["ci_high"] >= top["ci_low"]
+    return (f"The people's verdict ({n_votes} blind votes) puts {label(top['model'])} first"
+            + (", though its interval overlaps the next one's." if overlap else ", beyond its interval:")
+            + " ROUGE and readers disagree here.")

@@ -1,0 +1,81 @@
+"""The verdict: generated from the run's numbers, and never claiming what the intervals do not support."""
+
+import copy
+
+import pandas as pd
+
+from dashboard import run_data as rd
+from dashboard import verdict
+from scoring.verdict import people_sentence
+
+
+def metrics(label: str, trainable: int, seconds: float, memory: int) -> dict:
+    return {"method": {"label": label, "peft_type": "LORA"}, "parameters": {"trainable": trainable, "total": 10**6},
+            "cost": {"train_seconds": seconds, "wall_seconds": seconds, "peak_memory_bytes": memory,
+                     "checkpoint_bytes": 1, "examples_per_second": 1.0, "tokens_per_second": 1.0,
+                     "peak_memory_measure": "rss", "device": "cpu"}}
+
+
+def score(mean: float, half: float) -> dict:
+    return {k: {"mean": mean, "ci_low": mean - half, "ci_high": mean + half} for k in ("rouge1", "rouge2", "rougeL")}
+
+
+def run_data(p_holm: float, lora_mean: float = 0.40, p_best: float = 0.8) -> rd.RunData:
+    evaluation = {"headline_protocol": "per_row",
+                  "scores": {"per_row": {"base": score(0.20, 0.02), "full": score(0.45, 0.03),
+                                         "lora": score(lora_mean, 0.03)}},
+                  "comparisons": {"per_row": [{"a": "full", "b": "lora", "metric": "rouge1", "mean_difference": 0.05,
+                                               "p_value": p_holm, "p_holm": p_holm}]},
+                  "ranking": {"p_best": {"full": p_best, "lora": 1 - p_best, "base": 0.0}, "tied_at_top": ["full"]}}
+    train = {"full": metrics("Full fine-tune", 900_000, 60.0, 500 * 2**20),
+             "lora": metrics("LoRA", 100_000, 80.0, 400 * 2**20)}
+    return rd.RunData(folder=None, run={"base_model": "google/flan-t5-base"}, methods=["full", "lora"], train=train,
+                      evaluation=evaluation)
+
+
+def test_a_cheaper_method_within_the_noise_is_offered_with_what_the_step_up_costs():
+    data = run_data(p_holm=0.40)
+    choice = verdict.choice_of(data)
+    text = verdict.text(data, choice)
+    assert choice.best == "full" and choice.cheapest == "lora"
+    assert "**Full fine-tune** writes the best summaries: ROUGE-1 0.450 [0.420, 0.480]" in text
+    assert "probability 0.80" in text and "base without fine-tuning scores 0.200" in text
+    assert "**LoRA** is not worse beyond the paired test's noise" in text
+    assert "9.0× the parameters, 0.8× the training time and 1.2× the peak memory" in text
+
+
+def test_a_method_worse_beyond_the_noise_is_never_offered():
+    data = run_data(p_holm=0.001)
+    choice = verdict.choice_of(data)
+    text = verdict.text(data, choice)
+    assert choice.cheapest == "full" and "LoRA" not in text
+    assert "No cheaper method comes within the paired test's noise" in text
+
+
+def test_the_sentences_follow_the_numbers():
+    before = verdict.text(run_data(0.4), verdict.choice_of(run_data(0.4)))
+    better_lora = run_data(0.4, lora_mean=0.50, p_best=0.3)
+    better_lora.evaluation["ranking"]["p_best"] = {"full": 0.3, "lora": 0.7, "base": 0.0}
+    after = verdict.text(better_lora, verdict.choice_of(better_lora))
+    assert before != after and "**LoRA** writes the best summaries: ROUGE-1 0.500" in after
+    assert "probability 0.70" in after
+
+
+def test_no_evaluation_is_one_line_and_no_chart():
+    data = copy.copy(run_data(0.4))
+    data.evaluation = None
+    choice = verdict.choice_of(data)
+    assert choice is None and verdict.chart(data, choice) is None
+    assert "No verdict yet" in verdict.text(data, choice)
+
+
+def test_the_people_disagreeing_is_said_only_with_its_interval():
+    data = run_data(0.4)
+    choice = verdict.choice_of(data)
+    ratings = pd.DataFrame([{"model": "lora", "strength": 0.5, "ci_low": 0.3, "ci_high": 0.7},
+                            {"model": "full", "strength": -0.5, "ci_low": -0.7, "ci_high": -0.3}])
+    assert "beyond its interval" in people_sentence(ratings, 40, choice, data.label)
+    ratings.loc[1, "ci_high"] = 0.4
+    assert "overlaps" in people_sentence(ratings, 40, choice, data.label)
+    agreeing = ratings.iloc[::-1].reset_index(drop=True)
+    assert "agrees" in people_sentence(agreeing, 40, choice, data.label)
