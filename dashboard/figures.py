@@ -3,6 +3,7 @@ Every chart takes any number of methods; colours come from one palette, fixed pe
 
 import itertools
 import math
+from typing import Optional
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -253,8 +254,10 @@ def tradeoff_scatter(frame: pd.DataFrame, labels: dict, cost_basis: str = "") ->
     return fig
 
 
-def strength_chart(ratings: pd.DataFrame, labels: dict, n_votes: int) -> go.Figure:
-    """Bradley-Terry log-strengths with 95% bootstrap intervals, strongest on top."""
+def strength_chart(ratings: pd.DataFrame, labels: dict, n_votes: int,
+                   controlled: Optional[pd.DataFrame] = None) -> go.Figure:
+    """Bradley-Terry log-strengths with 95% bootstrap intervals, strongest on top; with `controlled`, the
+    length-controlled strengths beside them (hollow markers): a lead that shrinks there was partly length."""
     if ratings.empty:
         return empty_figure("No votes yet")
     colors = colors_for(["base", *ratings["model"]])
@@ -264,7 +267,14 @@ def strength_chart(ratings: pd.DataFrame, labels: dict, n_votes: int) -> go.Figu
         marker={"size": 13, "color": [colors[m] for m in rows["model"]]},
         error_x={"type": "data", "symmetric": False, "array": rows["ci_high"] - rows["strength"],
                  "arrayminus": rows["strength"] - rows["ci_low"]},
-        hovertemplate="%{y}: %{x:.2f}<extra></extra>"))
+        hovertemplate="%{y}: %{x:.2f}<extra></extra>", name="raw"))
+    if controlled is not None and not controlled.empty:
+        lc = controlled.set_index("model").loc[rows["model"]]
+        fig.add_scatter(x=lc["strength"], y=[labels.get(m, m) for m in rows["model"]], mode="markers",
+                        name="length-controlled", marker={"size": 13, "symbol": "circle-open", "color": "#202124"},
+                        error_x={"type": "data", "symmetric": False, "array": lc["ci_high"] - lc["strength"],
+                                 "arrayminus": lc["strength"] - lc["ci_low"]},
+                        hovertemplate="%{y}, length-controlled: %{x:.2f}<extra></extra>")
     fig.add_vline(x=0, line_dash="dot", line_color="#9aa0a6")
     fig.update_layout(title=f"Bradley–Terry strength from {n_votes} blind votes<br><sub>log scale, 0 = average; "
                             "95% bootstrap CI; ties as half wins, both-bad left out</sub>",

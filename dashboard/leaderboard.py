@@ -44,6 +44,14 @@ def family_of(model: str, metrics: Optional[dict]) -> str:
     return FAMILIES.get(kind, kind.lower().replace("_", " ") or "unknown")
 
 
+def code_of(source: Optional[dict], run: dict) -> str:
+    """The commit a row was trained with, and "+ changes" when the tree had uncommitted ones."""
+    commit, dirty = (source or {}).get("commit") or run.get("git_commit"), (source or {}).get("dirty")
+    if dirty is None:
+        dirty = run.get("git_dirty")
+    return f"{(commit or 'unknown')[:10]}{' + changes' if dirty else ''}"
+
+
 def interval(score: Optional[dict]) -> dict:
     return {"": None, " low": None, " high": None} if not score else {
         "": round(score["mean"], 4), " low": round(score["ci_low"], 4), " high": round(score["ci_high"], 4)}
@@ -55,6 +63,7 @@ def run_rows(name: str, key, data: RunData) -> list[dict]:
     scores = evaluation.get("scores", {}).get(evaluation.get("headline_protocol"), {})
     test_set, machine = test_set_of(data), next(
         (m["cost"]["device"] for m in data.train.values()), "")
+    lengths = evaluation.get("summary_length", {})
     rows = []
     for model in data.models:
         metrics = data.train.get(model)
@@ -77,6 +86,8 @@ def run_rows(name: str, key, data: RunData) -> list[dict]:
             "merges": "yes" if method.get("merges") else "no" if metrics else "",
             "mixed batch": "yes" if method.get("mixed_batch") or not metrics else "no",
             "date": (metrics or data.run).get("created_at", data.run["created_at"])[:10],
+            "summary tokens": round(lengths[model]["mean_tokens"], 1) if model in lengths else None,
+            "code": code_of((metrics or {}).get("source"), data.run),
             "machine": cost.get("device", machine)})
         rows.append(row)
     return rows

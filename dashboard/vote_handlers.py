@@ -19,6 +19,7 @@ from dashboard import figures
 from dashboard import votes as vt
 from dashboard.handlers import ROUGE, AppState, client_of, refuse, wait
 from dashboard.inputs import InputError, check_text
+from dashboard.untrusted import plain
 
 
 def battle_models(state: AppState, pool: Optional[pd.DataFrame]) -> list[str]:
@@ -101,6 +102,14 @@ def flag_line(votes: pd.DataFrame) -> str:
             "per client.")
 
 
+def length_line(controlled, beta: dict, labels: dict) -> str:
+    """What the length-controlled ratings (hollow markers) mean, in one sentence."""
+    order = " > ".join(plain(labels.get(m, m)) for m in controlled["model"])
+    return (f"**Length-controlled** (each vote's length difference as a covariate): {order}; length coefficient "
+            f"{beta['beta']:.2f} [{beta['ci_low']:.2f}, {beta['ci_high']:.2f}] (above 0: readers prefer the longer "
+            "summary, whoever wrote it). A model whose lead shrinks there wins partly by writing longer.")
+
+
 def ratings_view(state: AppState):
     """(summary text, strengths figure, win-rate figure) from the counted votes so far."""
     if state.votes is None:
@@ -120,8 +129,10 @@ def ratings_view(state: AppState):
              f"**{agreement['share']:.0%}** [{agreement['ci_low']:.0%}, {agreement['ci_high']:.0%}] of "
              f"{agreement['n']} decisive votes on test dialogues went to the summary with the higher ROUGE-1 "
              "(50% = no agreement)")
+    controlled, beta = vt.length_controlled_table(votes, models)
     text = (f"**People's verdict** from {len(votes)} blind votes ({(votes['choice'] == 'tie').sum()} ties, "
             f"{(votes['choice'] == 'both_bad').sum()} both bad). Does ROUGE agree with people? {agree}. "
-            f"{flag_line(everything)}")
-    return (text, figures.strength_chart(vt.ratings_table(votes, models), labels, len(votes)),
+            f"{length_line(controlled, beta, labels)} {flag_line(everything)}")
+    strengths = figures.strength_chart(vt.ratings_table(votes, models), labels, len(votes), controlled)
+    return (text, strengths,
             figures.win_rate_heatmap(vt.win_rates(votes, models), labels))

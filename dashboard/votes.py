@@ -425,6 +425,63 @@ def ratings_table(votes: pd.DataFrame, models: list[str], resamples: int = 200, 
     return pd.DataFrame(rows).sort_values("strength", ascending=False).reset_index(drop=True)
 
 
+def summary_words(text) -> int:
+    return len(str(text or "").split())
+
+
+def length_design(votes: pd.DataFrame, models: list[str]) -> tuple:
+    """The votes as a weighted logistic regression: x = onehot(A) - onehot(B), the length covariate d = (words of A
+    - words of B) / (words of A + words of B) in [-1, 1] (LMArena's normalised difference), y = 1 (A won), 0 (B won)
+    or 0.5 each way for a tie; both-bad votes are left out."""
+    index = {m: i for i, m in enumerate(models)}
+    rows = votes[votes["choice"].isin(["a", "b", "tie"]) & votes["model_a"].isin(index) & votes["model_b"].isin(index)]
+    x = np.zeros((len(rows), len(models)))
+    x[np.arange(len(rows)), rows["model_a"].map(index)] = 1.0
+    x[np.arange(len(rows)), rows["model_b"].map(index)] = -1.0
+    a, b = rows["summary_a"].map(summary_words).to_numpy(float), rows["summary_b"].map(summary_words).to_numpy(float)
+    d = np.where(a + b > 0, (a - b) / np.maximum(a + b, 1.0), 0.0)
+    y = rows["choice"].map({"a": 1.0, "b": 0.0, "tie": 0.5}).to_numpy(float)
+    return x, d, y
+
+
+def fit_length_controlled(x: np.ndarray, d: np.ndarray, y: np.ndarray, alpha: float = 0.01) -> tuple:
+    """Bradley-Terry with the length difference as a covariate: P(A wins) = sigmoid(theta_A - theta_B + beta d),
+    maximum likelihood with a small L2 term (as choix's alpha) keeping a model that never won finite. choix has no
+    covariates, hence scipy's optimiser here. Returns (theta centred to mean 0, beta)."""
+    from scipy.optimize import minimize
+
+    def loss(params):
+        theta, beta = params[:-1], params[-1]
+        z = x @ theta + beta * d
+        log_p, log_q = -np.logaddexp(0, -z), -np.logaddexp(0, z)
+        grad_z = -(y - 1 / (1 + np.exp(-z)))
+        value = -(y * log_p + (1 - y) * log_q).sum() + alpha * (theta @ theta)
+        return value, np.append(x.T @ grad_z + 2 * alpha * theta, grad_z @ d)
+
+    params = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B").x
+    theta = params[:-1]
+    return theta - theta.mean(), float(params[-1])
+
+
+def length_controlled_table(votes: pd.DataFrame, models: list[str], resamples: int = 200,
+                            seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """(model, strength, ci_low, ci_high: log BT strengths with the length difference held fixed, 95% bootstrap over
+    votes; {"beta", "ci_low", "ci_high"}: the length coefficient, > 0 = the longer summary wins more, whoever wrote
+    it). Beside ratings_table's raw strengths: how much of a lead is length."""
+    x, d, y = length_design(votes, models)
+    theta, beta = fit_length_controlled(x, d, y)
+    rng = np.random.default_rng(seed)
+    draws = [fit_length_controlled(x[i], d[i], y[i]) for i in (rng.integers(0, len(y), len(y))
+                                                                for _ in range(resamples if len(y) else 0))]
+    thetas = np.array([t for t, _ in draws]) if draws else np.full((1, len(models)), np.nan)
+    betas = np.array([b for _, b in draws]) if draws else np.array([np.nan])
+    low, high = np.quantile(thetas, [0.025, 0.975], axis=0)
+    table = pd.DataFrame({"model": models, "strength": theta, "ci_low": low, "ci_high": high})
+    beta_low, beta_high = np.quantile(betas, [0.025, 0.975])
+    coefficient = {"beta": beta, "ci_low": float(beta_low), "ci_high": float(beta_high)}
+    return table.sort_values("strength", ascending=False).reset_index(drop=True), coefficient
+
+
 def win_rates(votes: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     """Row beats column: share of their decisive-or-tied games the row model won (ties count half); NaN = unmet."""
     results = outcomes(votes)

@@ -216,3 +216,15 @@ def test_the_evaluation_says_how_sure_its_ranking_is(evaluated_run):
     assert set(ranking["p_best"]) == set(scores) and abs(sum(ranking["p_best"].values()) - 1) < 1e-9
     best = max(scores, key=lambda m: scores[m]["rouge1"]["mean"])
     assert ranking["best"] == best and best in ranking["tied_at_top"]
+
+
+def test_the_evaluation_records_summary_length_and_the_code_it_ran(evaluated_run):
+    from contract.files import EVAL_METRICS, read_run_file
+
+    metrics = read_run_file(evaluated_run, EVAL_METRICS)
+    assert set(metrics["summary_length"]) == set(metrics["models"])
+    assert all(v["mean_tokens"] > 0 for v in metrics["summary_length"].values())
+    assert metrics["source"]["commit"] is None or len(metrics["source"]["commit"]) == 40
+    assert metrics["source"]["dirty"] in (True, False, None)
+    full = read_run_file(evaluated_run, "full/metrics.json")
+    assert set(full["source"]) == {"commit", "dirty"}

@@ -475,3 +475,27 @@ def test_a_forged_forwarded_header_through_a_local_proxy_is_one_identity(evaluat
         assert voter.predict(b["battle_id"], "a", api_name="/vote_cast")["flag"] == "non_anonymous"
     finally:
         app.close_app(demo)
+
+
+def test_length_controlled_ratings_remove_most_of_a_planted_length_advantage():
+    """Three models of equal quality whose summaries differ in length (A longest on average): the longer summary
+    always wins. Raw ratings reward A for writing more; with the length difference as a covariate the spread
+    mostly goes and the length coefficient is clearly positive."""
+    rng = np.random.default_rng(0)
+    mean_words = {"A": 30, "B": 12, "C": 20}
+    rows = []
+    for _ in range(600):
+        a, b = rng.choice(list(mean_words), 2, replace=False)
+        la, lb = (max(1, int(rng.normal(mean_words[m], 8))) for m in (a, b))
+        if la == lb:
+            continue
+        rows.append({"model_a": a, "model_b": b, "summary_a": "w " * la, "summary_b": "w " * lb,
+                     "choice": "a" if la > lb else "b"})
+    votes = pd.DataFrame(rows)
+    models = ["A", "B", "C"]
+    raw = vt.ratings_table(votes, models, resamples=20).set_index("model")["strength"]
+    controlled, beta = vt.length_controlled_table(votes, models, resamples=20)
+    controlled = controlled.set_index("model")["strength"]
+    assert raw["A"] - raw["B"] > 1.0  # length bought a large raw lead
+    assert abs(controlled["A"] - controlled["B"]) < 0.25 * (raw["A"] - raw["B"])
+    assert beta["ci_low"] > 0

@@ -41,7 +41,7 @@ from training.cli import run_cli
 from training.config import ConfigError, check_counts, parse_options
 from training.data import format_prompt, group_references, load_data
 from training.generation import GREEDY, generate
-from training.provenance import device_name, package_versions, peak_memory, utc_now
+from training.provenance import device_name, package_versions, peak_memory, source, utc_now
 from training.run_folder import one_writer
 
 
@@ -227,6 +227,18 @@ def run(cfg: EvalConfig) -> dict:
         return evaluate(cfg)
 
 
+def summary_lengths(outputs: dict, per_row: dict, tokenizer) -> dict:
+    """Per model: its summaries' mean length in tokens and how per-row ROUGE-1 moves with length (the least-squares
+    slope per 10 tokens; None when every summary has one length): does it score by writing more?"""
+    lengths = {}
+    for model, texts in outputs.items():
+        tokens = np.array([len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]], float)
+        rouge1 = np.array(per_row[model]["rouge1"], float)
+        slope = float(np.polyfit(tokens, rouge1, 1)[0] * 10) if len(set(tokens)) > 1 else None
+        lengths[model] = {"mean_tokens": float(tokens.mean()), "rouge1_per_10_tokens": slope}
+    return lengths
+
+
 def evaluate(cfg: EvalConfig) -> dict:
     """Evaluate the run folder of `cfg` (held by this process)."""
     if cfg.resamples < 1000:
@@ -272,6 +284,8 @@ def evaluate(cfg: EvalConfig) -> dict:
         "unsupported_details": lenses.faithfulness(list(dialogues["dialogue"]), outputs, cfg.resamples, cfg.seed),
         "degenerate_outputs": lenses.degeneracy(outputs, list(dialogues["references"]), cfg.resamples, cfg.seed),
         "versions": {**package_versions(), "rouge_score": "0.1.2"},
+        "source": source(),
+        "summary_length": summary_lengths(outputs, scores["per_row"], loaded.tokenizer),
     }
     write_evaluation(run_dir, dialogues, outputs, scores, extra, metrics)
     print_table(table, cfg.headline)

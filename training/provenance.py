@@ -1,4 +1,5 @@
-"""Where and with what a result was made: time, package versions, commit, device and peak memory. Shared by the
+"""Where and with what a result was made: time, package versions, commit (and uncommitted changes), device and
+peak memory. Shared by the
 training recipe and the evaluation, so both record the same facts the same way."""
 
 import datetime as dt
@@ -30,6 +31,21 @@ def git_commit() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def tree_dirty() -> bool | None:
+    """Whether the project's tracked files differ from the commit (None: not a git checkout)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
+def source() -> dict:
+    """The code a result was made with: the commit, and whether tracked files had uncommitted changes."""
+    return {"commit": git_commit(), "dirty": tree_dirty()}
 
 
 def peak_memory() -> tuple[int, str]:

@@ -130,6 +130,12 @@ def protocol(evaluation: dict) -> str:
             f"({b['unit']}), {b['resamples']} resamples; paired tests: {b['paired_test']}.")
 
 
+def code_line(run: dict) -> str:
+    """Which code trained the run: its commit, and whether the tree had uncommitted changes."""
+    changes = {True: ", with uncommitted changes", False: ", a clean tree"}.get(run.get("git_dirty"), "")
+    return f"git {run.get('git_commit') or 'unknown'}{changes}"
+
+
 def verdict_text(run_dir: Path, evaluation: dict, labels: dict) -> str:
     """The same verdict the app's Metrics tab opens with (scoring/verdict.py)."""
     train = {name: read_run_file(run_dir, method_metrics(name)) for name in list_methods(run_dir)}
@@ -167,7 +173,7 @@ def model_card(run_dir: Path, repo: Optional[str] = None) -> ModelCard:
         [
             f"# {name}: fine-tuning methods for FLAN-T5 on dialogue summaries, compared",
             f"Base model `{run['base_model']}`, tokenizer `{run['tokenizer']}`, data `{run['data_source']}`, preset "
-            f"`{run['preset']}`; trained {run['created_at'][:10]} (git {run.get('git_commit') or 'unknown'}). "
+            f"`{run['preset']}`; trained {run['created_at'][:10]} ({code_line(run)}). "
             "Each method's "
             "folder holds its weights (`model/`: a whole checkpoint; `adapter/`: a peft adapter for the base) and its "
             "`metrics.json`; `eval/` holds the scores and every test summary.",

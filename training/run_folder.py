@@ -14,7 +14,7 @@ from contract.files import METHOD_METRICS, RUN_JSON, method_metrics, read_run_fi
 from training.config import TrainConfig
 from training.data import LoadedData, load_data
 from training.modeling import TINY_BASE_DIR, build_tiny_base
-from training.provenance import git_commit, package_versions, utc_now
+from training.provenance import git_commit, package_versions, tree_dirty, utc_now
 
 CHECKPOINTS = "checkpoints"  # Trainer checkpoints for --resume, removed once the method completes
 
@@ -109,7 +109,8 @@ def write_or_check_run_json(cfg: TrainConfig, run_dir: Path) -> None:
     write_run_file(run_dir, RUN_JSON, {
         "schema_version": 1, "preset": cfg.preset, "base_model": base,
         "tokenizer": cfg.tokenizer or base, "data_source": cfg.data, "created_at": utc_now(),
-        "versions": package_versions(), "git_commit": git_commit()})
+        "versions": package_versions(), "git_commit": git_commit(),
+        "git_dirty": tree_dirty()})
 
 
 def finish(out: Path, metrics: dict) -> None:

@@ -23,7 +23,7 @@ from training.catalogue import capabilities
 from training.config import TrainConfig
 from training.data import format_prompt
 from training.modeling import count_parameters
-from training.provenance import device_name, peak_memory, utc_now
+from training.provenance import device_name, peak_memory, source, utc_now
 from training.run_folder import CHECKPOINT_DONE, CHECKPOINTS
 
 
@@ -239,6 +239,7 @@ def training_metrics(method, cfg, data, train, evalset, trainer, keeper: Checkpo
     return {
         "schema_version": 1, "kind": method.name, "method": {**method.describe(), **capabilities(method)},
         "created_at": utc_now(),
+        "source": source(),
         "hyperparameters": {**dataclasses.asdict(cfg), "peft_config": method.peft}, "seed": cfg.seed,
         "data": {"source": data.source, "train": len(train.dataset), "eval": len(evalset.dataset),
                  "skipped": sum(data.skipped.values()), "truncated": train.truncated + evalset.truncated,
