@@ -254,6 +254,27 @@ def tradeoff_scatter(frame: pd.DataFrame, labels: dict, cost_basis: str = "") ->
     return fig
 
 
+def forgetting_chart(frame: pd.DataFrame, labels: dict, task: str) -> go.Figure:
+    """Quality gained (ROUGE-1 over the base) against retention lost (change in loss on the base's earlier task,
+    95% CI), with the frontier: the methods that gain the most for what they forget."""
+    fig = go.Figure()
+    fig.add_scatter(x=frame["change"], y=frame["gain"], mode="markers+text", textposition="top center",
+                    text=[labels.get(m, m) for m in frame["method"]], marker={"size": 12, "color": "#4285f4"},
+                    error_x={"type": "data", "symmetric": False, "array": frame["ci_high"] - frame["change"],
+                             "arrayminus": frame["change"] - frame["ci_low"], "thickness": 1},
+                    hovertemplate="%{text}<br>forgetting %{x:.3f} nats<br>ROUGE-1 gain %{y:.3f}<extra></extra>",
+                    name="methods")
+    front = pareto_front(frame, "change", "gain")
+    fig.add_scatter(x=front["change"], y=front["gain"], mode="lines", name="frontier",
+                    line={"dash": "dash", "color": "#202124", "width": 1})
+    fig.add_vline(x=0, line_dash="dot", line_color="#9aa0a6")
+    fig.update_layout(title=f"Quality gained vs what the base forgot<br><sub>x: change in loss on {task} "
+                            "(nats per token, 95% CI; right = forgot more); y: ROUGE-1 over the base</sub>",
+                      xaxis_title="retention loss (Δ loss vs the base)", yaxis_title="ROUGE-1 gained over the base",
+                      height=420, showlegend=False)
+    return fig
+
+
 def strength_chart(ratings: pd.DataFrame, labels: dict, n_votes: int,
                    controlled: Optional[pd.DataFrame] = None) -> go.Figure:
     """Bradley-Terry log-strengths with 95% bootstrap intervals, strongest on top; with `controlled`, the

@@ -24,7 +24,7 @@ NOT_EVALUATED = "not evaluated"
 # numeric columns a person can put on the Pareto plot's axes, and which way is better
 DIRECTIONS = {"ROUGE-1": "higher", "ROUGE-2": "higher", "ROUGE-L": "higher", "trainable params": "lower",
               "train s": "lower", "train s (with sweep)": "lower", "peak memory MiB": "lower",
-              "checkpoint MiB": "lower"}
+              "checkpoint MiB": "lower", "forgetting (Δ loss)": "lower"}
 FILTERS = ("base model", "preset", "family")  # multi-choice filters; plus merges / mixed batch (yes only)
 
 
@@ -64,6 +64,7 @@ def run_rows(name: str, key, data: RunData) -> list[dict]:
     test_set, machine = test_set_of(data), next(
         (m["cost"]["device"] for m in data.train.values()), "")
     lengths = evaluation.get("summary_length", {})
+    kept = (evaluation.get("retention") or {}).get("models", {})
     rows = []
     for model in data.models:
         metrics = data.train.get(model)
@@ -87,6 +88,7 @@ def run_rows(name: str, key, data: RunData) -> list[dict]:
             "mixed batch": "yes" if method.get("mixed_batch") or not metrics else "no",
             "date": (metrics or data.run).get("created_at", data.run["created_at"])[:10],
             "summary tokens": round(lengths[model]["mean_tokens"], 1) if model in lengths else None,
+            "forgetting (Δ loss)": kept.get(model, {}).get("change"),
             "code": code_of((metrics or {}).get("source"), data.run),
             "machine": cost.get("device", machine)})
         rows.append(row)

@@ -127,6 +127,11 @@ def build_metrics_tab(demo: gr.Blocks, state: AppState):
                              interactive=False, elem_id="ranking")
             gr.Dataframe(rd.comparisons_table(data.evaluation), label="Paired tests over dialogues, every pair of "
                          "models", interactive=False)
+    forgetting = rd.retention_frame(data)
+    if not forgetting.empty:
+        with gr.Accordion("What each method forgets (retention)", open=False):
+            task = data.evaluation["retention"]["task"]
+            gr.Plot(figures.forgetting_chart(forgetting, labels, task), elem_id="plot-forgetting")
     if data.sweeps:
         with gr.Accordion("Learning-rate sweeps", open=False):
             gr.Plot(figures.tuning_chart(rd.tuning_frame(data), labels), elem_id="plot-tuning")

@@ -279,6 +279,20 @@ def tradeoff_frame(data: RunData, with_sweep: bool = False) -> pd.DataFrame:
 TUNING_COLUMNS = ["method", "learning_rate", "rougeL", "loss", "status", "default", "chosen", "note"]
 
 
+def retention_frame(data: RunData) -> pd.DataFrame:
+    """Per method: the ROUGE-1 it gained over the base and the retention loss it took on (change in loss on the
+    base's own earlier task, 95% CI; positive = forgetting). Empty without a retention measurement."""
+    kept = (data.evaluation or {}).get("retention")
+    if not kept:
+        return pd.DataFrame()
+    scores = data.evaluation["scores"][data.evaluation["headline_protocol"]]
+    base = scores["base"]["rouge1"]["mean"]
+    rows = [{"method": m, "gain": scores[m]["rouge1"]["mean"] - base, "change": r["change"], "ci_low": r["ci_low"],
+             "ci_high": r["ci_high"]}
+            for m, r in kept["models"].items() if m != "base" and m in scores and r["change"] is not None]
+    return pd.DataFrame(rows)
+
+
 def tuning_frame(data: RunData) -> pd.DataFrame:
     """One row per sweep trial: its rate, validation ROUGE-L and loss, status, and whether the rate is the
     method's default or the chosen one."""

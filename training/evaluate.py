@@ -37,6 +37,7 @@ from contract.protocol import BASE_LABEL, DEFAULT_PROMPT, MAX_NEW_TOKENS, MAX_SO
 from scoring import lenses
 from scoring.rouge import METRICS, Rouge
 from scoring.stats import bootstrap_ci_seeds, holm_adjust, paired_permutation_test, rank_probabilities, weighted_mean
+from training import retention
 from training.cli import run_cli
 from training.config import ConfigError, check_counts, parse_options
 from training.data import format_prompt, group_references, load_data
@@ -58,6 +59,10 @@ class EvalConfig:
     resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples over dialogues (>= 1000)."})
     permutations: int = field(default=10000, metadata={"help": "Sign-flip permutations for the paired tests."})
     seed: int = field(default=0, metadata={"help": "Seed of the bootstrap and permutation draws."})
+    retention_data: str = field(default="hub", metadata={
+        "help": "Held-out general text for the retention score of real presets (T5 span corruption): 'hub' "
+                "(allenai/c4 English validation, streamed), 'none' (skip it), or a .txt / .jsonl file. The tiny "
+                "preset measures its own copy pre-training on the test dialogues instead (training/retention.py)."})
     headline: str = field(default="per_row", metadata={"help": "Protocol shown first.",
                                                        "choices": ["per_row", "multi_reference"]})
 
@@ -227,6 +232,31 @@ def run(cfg: EvalConfig) -> dict:
         return evaluate(cfg)
 
 
+def retention_of(run_info: dict, loaded, dialogues: list[str], cfg: EvalConfig) -> Optional[dict]:
+    """The retention score (training/retention.py), or None, said in one line, when its text cannot be had."""
+    if run_info["preset"] == "tiny":
+        sample = dialogues[:retention.RETENTION_TEXTS]
+        pairs, task = retention.copy_pairs(sample, loaded.tokenizer), "copy pre-training (dialogue -> its first " \
+            f"turn) on {len(sample)} test dialogues"
+    elif cfg.retention_data == "none":
+        return None
+    else:
+        try:
+            texts, where = retention.web_texts(cfg.retention_data)
+        except retention.RetentionDataError:
+            raise
+        except Exception as e:  # the Hub unreachable (offline) or refusing: the evaluation goes on without it
+            print(f"evaluation: retention skipped: {where_from(cfg)} cannot be read ({type(e).__name__}: "
+                  f"{str(e).splitlines()[0][:120] if str(e) else ''}); give --retention_data FILE offline.")
+            return None
+        pairs, task = retention.corruption_pairs(texts, loaded.tokenizer), f"T5 span corruption on {where}"
+    return retention.retention(loaded, pairs, task, cfg.resamples, cfg.seed)
+
+
+def where_from(cfg: EvalConfig) -> str:
+    return "allenai/c4" if cfg.retention_data == "hub" else cfg.retention_data
+
+
 def summary_lengths(outputs: dict, per_row: dict, tokenizer) -> dict:
     """Per model: its summaries' mean length in tokens and how per-row ROUGE-1 moves with length (the least-squares
     slope per 10 tokens; None when every summary has one length): does it score by writing more?"""
@@ -264,6 +294,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     lengths = [len(ids) for ids in loaded.tokenizer(list(dialogues["dialogue"]))["input_ids"]]
     features = [lenses.dialogue_features(d, n, t) for d, n, t in zip(dialogues["dialogue"], lengths,
                                                                        dialogues["topic"])]
+    kept = retention_of(run_info, loaded, list(dialogues["dialogue"]), cfg)
     metrics = {
         "schema_version": 1, "created_at": utc_now(), "split": cfg.split, "headline_protocol": cfg.headline,
         "n_dialogues": len(dialogues), "n_references": int(sum(weights)),
@@ -286,6 +317,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         "versions": {**package_versions(), "rouge_score": "0.1.2"},
         "source": source(),
         "summary_length": summary_lengths(outputs, scores["per_row"], loaded.tokenizer),
+        **({"retention": kept} if kept else {}),
     }
     write_evaluation(run_dir, dialogues, outputs, scores, extra, metrics)
     print_table(table, cfg.headline)
@@ -301,6 +333,9 @@ def main(argv=None) -> None:
             raise ConfigError(f"--max_source_length must be in 1..{MAX_SOURCE_TOKENS} (got {cfg.max_source_length})")
         if "{dialogue}" not in cfg.prompt_template:
             raise ConfigError("--prompt_template must contain {dialogue}")
+        if cfg.retention_data not in ("hub", "none") and not Path(cfg.retention_data).is_file():
+            raise ConfigError(f"--retention_data {cfg.retention_data}: no such file; give 'hub', 'none' or a .txt "
+                              "/ .jsonl file of general text.")
         return run(cfg)
 
     run_cli(evaluate_run)
