@@ -96,6 +96,13 @@ def corruption_pairs(texts: list[str], tokenizer, seed: int = 0) -> list[tuple[l
     return pairs
 
 
+def shift_right(labels: torch.Tensor, pad: int) -> torch.Tensor:
+    """T5's decoder inputs for `labels`: the start token (T5's is the pad token), then the labels but the last."""
+    decoder_inputs = torch.full_like(labels, pad)
+    decoder_inputs[:, 1:] = labels[:, :-1].masked_fill(labels[:, :-1] == -100, pad)
+    return decoder_inputs
+
+
 @torch.inference_mode()
 def example_losses(model, pairs: list[tuple[list, list]], pad: int, batch_size: int = 16) -> list[float]:
     """Each example's mean cross-entropy per target token (nats)."""
@@ -106,7 +113,9 @@ def example_losses(model, pairs: list[tuple[list, list]], pad: int, batch_size: 
         width_in, width_out = max(len(s) for s, _ in batch), max(len(t) for _, t in batch)
         inputs = torch.tensor([s + [pad] * (width_in - len(s)) for s, _ in batch], device=device)
         labels = torch.tensor([t + [-100] * (width_out - len(t)) for _, t in batch], device=device)
-        logits = model(input_ids=inputs, attention_mask=(inputs != pad).long(), labels=labels).logits
+        decoder_inputs = shift_right(labels, pad)  # not labels=: AdaLoRA adds its training regulariser then
+        mask = (inputs != pad).long()
+        logits = model(input_ids=inputs, attention_mask=mask, decoder_input_ids=decoder_inputs).logits
         token_loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2).float(), labels, reduction="none",
                                                        ignore_index=-100)
         counted = (labels != -100).sum(dim=1).clamp(min=1)
