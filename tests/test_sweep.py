@@ -17,6 +17,7 @@ from scoring.stats import bootstrap_ci, bootstrap_ci_seeds, bootstrap_difference
 from tests.helpers import ROOT
 from training import evaluate, finetune, sweep
 from training.config import ConfigError
+from training.methods import BUILTIN
 
 SWEEP = ["--method", "lora", "--preset", "tiny", "--sweep", "lr", "--sweep_eval_dialogues", "6",
          "--max_train_samples", "32", "--max_eval_samples", "8", "--batch_size", "8", "--max_steps", "6",
@@ -59,13 +60,16 @@ def scored(doc) -> dict:
     return {t["learning_rate"]: t["validation"]["rougeL"] for t in doc["trials"] if t["status"] == "complete"}
 
 
+LORA_RATE = BUILTIN["lora"].settings("tiny").learning_rate  # the default the sweep's grid is built around
+
+
 @pytest.mark.slow
 def test_sweep_records_every_trial_and_trains_at_the_best_rate(swept):
     doc = read_run_file(swept, "lora/sweep.json")
     rates = scored(doc)
     default = next(t for t in doc["trials"] if t["default"])
     assert (
-        default["learning_rate"] == 1e-2 and default["status"] == "complete" and default["steps"] == 6
+        default["learning_rate"] == LORA_RATE and default["status"] == "complete" and default["steps"] == 6
     )  # full budget
     assert doc["rungs"] == [2, 3, 6] and all(t["seconds"] > 0 and t["rungs"] for t in doc["trials"])
     chosen = next(t for t in doc["trials"] if t["number"] == doc["chosen_trial"])
@@ -78,10 +82,10 @@ def test_sweep_records_every_trial_and_trains_at_the_best_rate(swept):
                          key=lambda o: o["rungs"][rung]["rougeL"])
             assert t["rungs"][rung]["rougeL"] < leader["rungs"][rung]["rougeL"]
             assert f"behind rate {leader['learning_rate']:g}'s" in t["stopped"]
-    assert doc["first_grid"] == pytest.approx([1e-2 / 3, 1e-2, 3e-2], rel=1e-5)
+    assert doc["first_grid"] == pytest.approx([LORA_RATE / 3, LORA_RATE, 3 * LORA_RATE], rel=1e-5)
     assert doc["bracketed"] == sweep.is_bracketed(doc["trials"], doc["chosen_learning_rate"])
     metrics = read_run_file(swept, "lora/metrics.json")
-    assert metrics["learning_rate"] == {"value": doc["chosen_learning_rate"], "source": "sweep", "default": 1e-2,
+    assert metrics["learning_rate"] == {"value": doc["chosen_learning_rate"], "source": "sweep", "default": LORA_RATE,
                                         "bracketed": doc["bracketed"], "below_untrained": False}
     assert metrics["hyperparameters"]["learning_rate"] == doc["chosen_learning_rate"]
     assert metrics["final"]["steps"] == 6  # the served model is the chosen trial, trained on the full budget
