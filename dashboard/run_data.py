@@ -318,10 +318,26 @@ def rate_line(metrics: dict) -> str:
     return f"{rate['value']:.3g} ({mark})"
 
 
+def length_cell(length: Optional[dict]) -> str:
+    """"23.4 (+0.012)": mean summary tokens, and how per-row ROUGE-1 moves per 10 more tokens."""
+    if not length:
+        return "-"
+    slope = length["rouge1_per_10_tokens"]
+    return f"{length['mean_tokens']:.1f}" + (f" ({slope:+.3f})" if slope is not None else "")
+
+
+def forgetting_cell(kept: Optional[dict]) -> str:
+    if not kept or kept["change"] is None:
+        return "-"
+    return f"{kept['change']:+.3f} [{kept['ci_low']:+.3f}, {kept['ci_high']:+.3f}]"
+
+
 def summary_table(data: RunData) -> pd.DataFrame:
     """One row per model: the headline ROUGE with CIs, parameters and cost, for the table under the charts."""
     rows = []
     scores = data.evaluation["scores"][data.evaluation["headline_protocol"]] if data.evaluation else {}
+    lengths = (data.evaluation or {}).get("summary_length", {})
+    kept = ((data.evaluation or {}).get("retention") or {}).get("models", {})
     for model in data.models:
         row = {"model": data.label(model)}
         for metric, label in METRIC_LABELS.items():
@@ -334,6 +350,8 @@ def summary_table(data: RunData) -> pd.DataFrame:
         row["train time (s)"] = f"{train['cost']['train_seconds']:.1f}" if train else "-"
         row["peak memory (MiB)"] = f"{train['cost']['peak_memory_bytes'] / 2**20:,.0f}" if train else "-"
         row["checkpoint (MiB)"] = f"{train['cost']['checkpoint_bytes'] / 2**20:,.2f}" if train else "-"
+        row["summary tokens (ROUGE-1 per 10 more)"] = length_cell(lengths.get(model))
+        row["forgetting: Δ loss [95% CI]"] = forgetting_cell(kept.get(model))
         rows.append(row)
     return pd.DataFrame(rows)
 

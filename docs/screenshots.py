@@ -7,7 +7,6 @@ headless Chromium (Debian's /usr/bin/chromium through Playwright):
 """
 
 import argparse
-import socket
 import sys
 from pathlib import Path
 
@@ -15,12 +14,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DIALOGUE = ("#Person1#: Hello, I'd like to book a table for four on Friday evening.\n"
             "#Person2#: Certainly. What time would you like?\n#Person1#: Around seven, near the window if possible.\n"
             "#Person2#: Seven o'clock for four, by the window. May I have your name?\n#Person1#: It's Smith.")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main(argv=None) -> None:
@@ -32,6 +25,7 @@ def main(argv=None) -> None:
     from playwright.sync_api import sync_playwright
 
     import app
+    from tests.helpers import free_port
 
     demo = app.create_app([Path(r) for r in args.run])
     port = free_port()
@@ -49,8 +43,8 @@ def main(argv=None) -> None:
         page.locator("#dialogue").scroll_into_view_if_needed()
         page.screenshot(path=str(out / "compare.png"), full_page=True)
         page.get_by_role("tab", name="Metrics").click()
-        page.locator("#plot-tradeoff .js-plotly-plot").wait_for(timeout=60_000)
-        page.evaluate("document.querySelector('#cost-basis').scrollIntoView()")  # the charts, below the verdict
+        page.locator("#plot-verdict .js-plotly-plot").wait_for(timeout=60_000)  # the answer and its chart first
+        page.evaluate("document.querySelector('#verdict').scrollIntoView()")
         page.wait_for_timeout(1500)
         page.screenshot(path=str(out / "metrics.png"))
         page.goto(f"http://127.0.0.1:{port}/?tab=leaderboard&x=trainable+params&y=ROUGE-1")

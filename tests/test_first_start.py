@@ -52,8 +52,9 @@ def title_of(port: int):
 
 
 def start_app(project: Path, port: int, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "FAILED_BUILD_SHOWN_SECONDS": "1"}
     return subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--preset", "tiny", *extra], cwd=project,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                            env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 

@@ -55,8 +55,17 @@ def test_a_local_text_file_works_offline_and_a_bad_one_is_refused(tmp_path):
         retention.web_texts(str(tmp_path / "missing.txt"))
 
 
-def test_offline_a_real_presets_evaluation_goes_on_without_retention_and_says_so(evaluated_run, capsys):
+def test_offline_a_real_presets_evaluation_goes_on_without_retention_and_says_so(evaluated_run, capsys,
+                                                                                 monkeypatch):
+    """STAND-IN for datasets.load_dataset offline: it raises as the library does without a connection."""
+    import datasets
+
     from contract.loading import load_run_models
+
+    def offline(*args, **kwargs):  # STAND-IN
+        raise ConnectionError("Couldn't reach 'allenai/c4' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
     from training.evaluate import EvalConfig, retention_of
 
     loaded = load_run_models(evaluated_run, "cpu")
