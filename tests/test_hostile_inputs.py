@@ -45,14 +45,11 @@ def test_the_vote_store_serves_any_thread_in_both_journal_modes(tmp_path, journa
 def bucket_server(evaluated_run, tmp_path_factory):
     """The app as a Space with --votes_bucket runs it: VOTES_JOURNAL=delete."""
     import app
-    from tests.helpers import free_port
+    from tests.helpers import launched
 
     db = tmp_path_factory.mktemp("bucket") / "votes.sqlite"
-    demo = app.create_app(evaluated_run, db, votes_journal="delete")
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True)
-    yield f"http://127.0.0.1:{port}/", db
-    app.close_app(demo)
+    with launched(app.create_app(evaluated_run, db, votes_journal="delete")) as url:
+        yield url, db
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from dashboard import votes as vt
-from tests.helpers import CHROMIUM, ROOT, free_port
+from tests.helpers import CHROMIUM, ROOT, free_port, launched
 
 
 @pytest.fixture
@@ -133,11 +133,8 @@ def vote_server(evaluated_run, tmp_path_factory):
     import app
 
     db = tmp_path_factory.mktemp("votes") / "votes.sqlite"
-    demo = app.create_app(evaluated_run, db)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True)
-    yield f"http://127.0.0.1:{port}/", db
-    app.close_app(demo)
+    with launched(app.create_app(evaluated_run, db)) as url:
+        yield url, db
 
 
 @pytest.mark.slow
