@@ -57,6 +57,13 @@ def choose(evaluation: Optional[dict], train: dict) -> Optional[Choice]:
     return Choice(best, cheapest, ranking.get("p_best", {}).get(best), tied, frame)
 
 
+def with_base(frame: pd.DataFrame, base: dict) -> pd.DataFrame:
+    """The methods' frame with the base's ROUGE-1 interval as one more row (for not_worse's fallback)."""
+    interval = {"rouge1": base["mean"], "ci_low": base["ci_low"], "ci_high": base["ci_high"]}
+    row = pd.DataFrame([interval], index=["base"])
+    return pd.concat([frame, row])
+
+
 def times(a: float, b: float) -> str:
     return f"{a / b:,.1f}×" if b else "—"
 
@@ -70,12 +77,18 @@ def sentences(evaluation: Optional[dict], choice: Optional[Choice], label: Calla
     f, bold = choice.frame, (lambda m: f"**{label(m)}**")
     best = f.loc[choice.best]
     base = evaluation["scores"][evaluation["headline_protocol"]].get("base", {}).get("rouge1")
-    sure = f", the best with probability {choice.p_best:.2f}" if choice.p_best is not None else ""
+    sure = f", the best model with probability {choice.p_best:.2f}" if choice.p_best is not None else ""
     tied = f" (tied within the intervals with {', '.join(label(m) for m in choice.tied)})" if choice.tied else ""
-    first = (f"{bold(choice.best)} writes the best summaries: ROUGE-1 {best['rouge1']:.3f} "
-             f"[{best['ci_low']:.3f}, {best['ci_high']:.3f}]{sure}{tied}"
-             + (f"; the base without fine-tuning scores {base['mean']:.3f}." if base else "."))
-    if choice.cheapest == choice.best:
+    score = f"ROUGE-1 {best['rouge1']:.3f} [{best['ci_low']:.3f}, {best['ci_high']:.3f}]"
+    if base and not_worse(evaluation, choice.best, "base", with_base(f, base)):
+        first = (f"**No method beats the base beyond the paired test's noise here**: the best, {bold(choice.best)}, "
+                 f"scores {score}; the base without fine-tuning {base['mean']:.3f}.")
+    else:
+        first = (f"{bold(choice.best)} writes the best summaries: {score}{sure}{tied}"
+                 + (f"; the base without fine-tuning scores {base['mean']:.3f}." if base else "."))
+    if len(f) == 1:
+        second = "It is the only evaluated method of this run."
+    elif choice.cheapest == choice.best:
         second = "No cheaper method comes within the paired test's noise of it: it is also the one to pick."
     else:
         cheap = f.loc[choice.cheapest]

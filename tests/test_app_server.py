@@ -117,7 +117,8 @@ def test_browser_compares_three_models_and_shows_the_charts(server):
         page.screenshot(path=str(shots / "compare.png"), full_page=True)
         page.get_by_role("tab", name="Metrics").click()
         page.locator("#plot-verdict .js-plotly-plot").wait_for(timeout=30_000)  # the answer and its chart first
-        assert "writes the best summaries" in page.inner_text("#verdict")
+        said = page.inner_text("#verdict")
+        assert "writes the best summaries" in said or "No method beats the base" in said
         assert page.locator(".js-plotly-plot").count() == 1  # the details wait, closed, one click away
         for details in ("Cost vs quality on every cost", "Parameters, training cost", "Where methods fail"):
             page.get_by_text(details).click()

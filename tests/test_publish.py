@@ -37,7 +37,8 @@ def test_model_card_holds_the_run_and_its_scores_parse_back(evaluated_run, tmp_p
         assert heading in text
     assert f"{scores['lora']['rouge1']['mean']:.4f} [{scores['lora']['rouge1']['ci_low']:.4f}" in text
     assert "(`full`)" in text and "(`lora`)" in text and "peft_type=LORA" in text
-    assert "### The verdict" in text and "writes the best summaries" in text  # as the Metrics tab opens
+    # as the Metrics tab opens (on 8 dialogues the fixture's methods may not beat the base beyond noise)
+    assert "### The verdict" in text and ("writes the best summaries" in text or "No method beats the base" in text)
 
 
 def test_publish_uploads_the_run_at_the_hub_boundary(evaluated_run, monkeypatch):

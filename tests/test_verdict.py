@@ -79,3 +79,15 @@ def test_the_people_disagreeing_is_said_only_with_its_interval():
     assert "overlaps" in people_sentence(ratings, 40, choice, data.label)
     agreeing = ratings.iloc[::-1].reset_index(drop=True)
     assert "agrees" in people_sentence(agreeing, 40, choice, data.label)
+
+
+def test_a_best_method_no_better_than_the_base_is_said_to_be_so():
+    data = run_data(p_holm=0.4)
+    data.evaluation["scores"]["per_row"]["base"] = score(0.44, 0.03)
+    data.evaluation["comparisons"]["per_row"].append({"a": "base", "b": "full", "metric": "rouge1",
+                                                      "mean_difference": -0.01, "p_value": 0.5, "p_holm": 0.6})
+    text = verdict.text(data, verdict.choice_of(data))
+    assert "No method beats the base beyond the paired test's noise" in text and "writes the best" not in text
+    only = run_data(p_holm=0.4)
+    only.train.pop("lora")
+    assert "the only evaluated method" in verdict.text(only, verdict.choice_of(only))
