@@ -2,6 +2,7 @@
 
     python p10_quick_preset.py            # the measurement (about a quarter of an hour on 2 CPU cores)
     python p10_quick_preset.py --smoke    # mechanics only: one training step, 2 test dialogues
+    python p10_quick_preset.py --smoke --keep_run /tmp/quick   # ... and a copy of the run it built, to read
 
 No Hub here, so what the preset downloads is stood in for, and said in the row: google/flan-t5-small is its
 architecture (../shared/models/flan-t5-small-config) with random weights, saved once before the clock starts (the
@@ -12,6 +13,7 @@ whose summaries are shorter. The quality of such a run means nothing (and is not
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,7 +34,9 @@ def random_flan_t5_small(folder: Path) -> Path:
 
 
 def main():
-    args = base_arguments(__doc__).parse_args()
+    parser = base_arguments(__doc__)
+    parser.add_argument("--keep_run", type=Path, help="copy the run the app built (artifacts/quick) here")
+    args = parser.parse_args()
     if not (SHARED / "models" / "flan-t5-small-config").is_dir():
         raise SystemExit("P10 needs ../shared (the flan-t5-small config, tokenizer and DialogSum)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,6 +54,8 @@ def main():
         finally:
             proc.terminate()
             proc.wait(timeout=60)
+        if args.keep_run:
+            shutil.copytree(project / "artifacts" / "quick", args.keep_run)
     record(
         "P10",
         seconds,

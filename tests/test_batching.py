@@ -114,10 +114,12 @@ def test_mixed_batches_split_by_max_rows_never_overlap(evaluated_run, served):
     from dashboard.serving import load_models
 
     one_row = load_models(evaluated_run, max_rows=1, max_wait=0)
-    for dialogue in DIALOGUES[:3]:
-        alone = texts(summarize(one_row, dialogue, Settings(max_new_tokens=16)))
-        together = texts(summarize(served, dialogue, Settings(max_new_tokens=16)))
-        assert alone == together and alone["base"] != alone["lora"]
+    alone = [texts(summarize(one_row, dialogue, Settings(max_new_tokens=16))) for dialogue in DIALOGUES]
+    together = [texts(summarize(served, dialogue, Settings(max_new_tokens=16))) for dialogue in DIALOGUES]
+    assert alone == together
+    # the check can fail only where the adapter changes a summary: on some dialogue it must (a tiny LoRA may leave
+    # one dialogue's 16 tokens as the base writes them: seen in CI)
+    assert any(one["base"] != one["lora"] for one in alone)
 
 
 def test_tokenizer_is_safe_under_concurrent_requests_of_different_truncation(served):
