@@ -68,7 +68,7 @@ def schema_for(name: str) -> str:
     if name.endswith(f"/{METHOD_METRICS}"):
         return "train_metrics.v1"
     if name.endswith(f"/{SWEEP_JSON}"):
-        return "sweep.v1"
+        return "sweep.v2"
     raise KeyError(f"{name} is not a JSON file of the artifacts contract")
 
 

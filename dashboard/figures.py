@@ -102,8 +102,9 @@ def add_seed_dots(fig: go.Figure, ours: pd.DataFrame, models: list[str]) -> None
 
 
 def tuning_chart(frame: pd.DataFrame, labels: dict) -> go.Figure:
-    """Validation ROUGE-L against learning rate (log axis), a line per swept method: its default rate ringed, the
-    chosen one starred, pruned or failed trials as crosses at the bottom (they have no score)."""
+    """Validation ROUGE-L against learning rate (log axis): per swept method a line per rung (every rate at the
+    first, fewer at each later one, fainter to stronger), its default rate ringed at the first rung, the chosen one
+    starred at the end, rates that never gave a score as crosses at the bottom."""
     if frame.empty:
         return empty_figure("No learning-rate sweeps in this run: train with --sweep lr "
                             "(python -m training --preset tiny --methods all --sweep lr)")
@@ -111,31 +112,32 @@ def tuning_chart(frame: pd.DataFrame, labels: dict) -> go.Figure:
     fig = go.Figure()
     for method, rows in frame.groupby("method", sort=False):
         name, color = labels.get(method, method), colors[method]
-        scored = rows[rows["status"] == "complete"].sort_values("learning_rate")
-        fig.add_scatter(x=scored["learning_rate"], y=scored["rougeL"], mode="lines+markers", name=name,
-                        legendgroup=method, line={"color": color}, marker={"color": color, "size": 8},
-                        hovertemplate="lr %{x:.3g}: ROUGE-L %{y:.4f}<extra>" + name + "</extra>")
+        scored = rows[rows["rougeL"].notna()].sort_values("learning_rate")
+        steps = sorted(scored["step"].unique())
+        for i, step in enumerate(steps):
+            rung = scored[scored["step"] == step]
+            fig.add_scatter(x=rung["learning_rate"], y=rung["rougeL"], mode="lines+markers", name=name,
+                            legendgroup=method, showlegend=i == 0, opacity=0.45 + 0.55 * (i + 1) / len(steps),
+                            line={"color": color, "dash": "solid" if step == steps[-1] else "dot"},
+                            marker={"color": color, "size": 8},
+                            hovertemplate=f"step {int(step)}, lr %{{x:.3g}}: ROUGE-L %{{y:.4f}}<extra>{name}</extra>")
+        ends = {"default": scored[scored["default"] & (scored["step"] == steps[0])] if steps else scored,
+                "chosen": scored[scored["chosen"] & (scored["step"] == steps[-1])] if steps else scored}
         for mark, symbol, size in (("default", "circle-open", 18), ("chosen", "star", 16)):
-            picked = scored[scored[mark]]
-            fig.add_scatter(x=picked["learning_rate"], y=picked["rougeL"], mode="markers", legendgroup=method,
+            fig.add_scatter(x=ends[mark]["learning_rate"], y=ends[mark]["rougeL"], mode="markers", legendgroup=method,
                             showlegend=False, marker={"symbol": symbol, "size": size, "color": color,
                                                       "line": {"width": 2, "color": color}},
                             hovertemplate=f"{mark} rate %{{x:.3g}}<extra>{name}</extra>")
-        lost = rows[rows["status"] != "complete"]
+        lost = rows[rows["rougeL"].isna()]
         if not lost.empty:
-            fig.add_scatter(
-                x=lost["learning_rate"],
-                y=[0] * len(lost),
-                mode="markers",
-                legendgroup=method,
-                showlegend=False,
-                text=[f"{s}: {n}" if n else s for s, n in zip(lost["status"], lost["note"])],
-                marker={"symbol": "x", "size": 11, "color": color},
-                hovertemplate="lr %{x:.3g}: %{text}<extra>" + name + "</extra>",
-            )
-    fig.update_layout(title="Learning-rate sweeps: validation ROUGE-L per trial<br><sub>ring: the method's default "
-                            "rate; star: the chosen one (trained on the full budget); ×: pruned, failed or "
-                            "interrupted</sub>", xaxis={"type": "log", "title": "learning rate (log)"},
+            fig.add_scatter(x=lost["learning_rate"], y=[0] * len(lost), mode="markers", legendgroup=method,
+                            showlegend=False, marker={"symbol": "x", "size": 11, "color": color},
+                            text=[f"{s}: {n}" if n else s for s, n in zip(lost["status"], lost["note"])],
+                            hovertemplate="lr %{x:.3g}: %{text}<extra>" + name + "</extra>")
+    fig.update_layout(title="Learning-rate sweeps: validation ROUGE-L at each rung<br><sub>dotted: early rungs (every "
+                            "rate at the first, the best continue); solid: the end; ring: the default rate; star: the "
+                            "chosen one (served); ×: diverged or failed</sub>",
+                      xaxis={"type": "log", "title": "learning rate (log)"},
                       yaxis_title="validation ROUGE-L F1", height=460, legend={"orientation": "h", "y": -0.2})
     return fig
 

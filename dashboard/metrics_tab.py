@@ -35,14 +35,13 @@ def tuning_text(data: rd.RunData) -> str:
     parts = []
     if swept:
         first = next(iter(data.sweeps.values()))
-        rungs = first.get("rungs") or [first["steps_per_trial"]]
-        parts.append(f"Learning rates of {', '.join(swept)}: swept on the validation split at the full budget "
-                     f"(rates {', '.join(f'{r:.3g}' for r in first['first_grid'])} around each default, "
-                     f"{first['steps_per_trial']} steps a trial, scored by ROUGE-L of greedy summaries of up to "
-                     f"{first['validation_dialogues']} validation dialogues at steps {', '.join(map(str, rungs))}; a "
-                     "trial behind the best score at a step stopped there, the default always ran to the end; the "
-                     "grid extends at most twice when the best rate sits at its edge). The served model is the best "
-                     "complete trial itself, so it is never worse than the default rate on validation.")
+        rates, rungs = ", ".join(f"{r:.3g}" for r in first["first_grid"]), ", ".join(map(str, first["rungs"]))
+        parts.append(f"Learning rates of {', '.join(swept)}: swept on the validation split by successive halving "
+                     f"(rates {rates} around each default, the grid extended at most twice when the best sat at its "
+                     f"edge; scored at steps {rungs} by ROUGE-L of greedy summaries of up to "
+                     f"{first['validation_dialogues']} validation dialogues: every rate to the first, the best "
+                     "continued from their checkpoints). The default rate kept its place unless beaten beyond the "
+                     "dialogues' paired bootstrap noise; the served model is the one that ran to the end.")
     if fixed:
         parts.append(f"{', '.join(fixed)}: at {'their' if len(fixed) > 1 else 'its'} preset rate (not tuned).")
     seeds = {1 + len(data.train[m].get("seeds", [])) for m in data.train}

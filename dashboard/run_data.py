@@ -276,7 +276,7 @@ def tradeoff_frame(data: RunData, with_sweep: bool = False) -> pd.DataFrame:
                          for k, m in data.train.items() if k in scores], columns=TRADEOFF_COLUMNS)
 
 
-TUNING_COLUMNS = ["method", "learning_rate", "rougeL", "loss", "status", "default", "chosen", "note"]
+TUNING_COLUMNS = ["method", "learning_rate", "step", "rougeL", "status", "default", "chosen", "note"]
 
 
 def retention_frame(data: RunData) -> pd.DataFrame:
@@ -294,13 +294,19 @@ def retention_frame(data: RunData) -> pd.DataFrame:
 
 
 def tuning_frame(data: RunData) -> pd.DataFrame:
-    """One row per sweep trial: its rate, validation ROUGE-L and loss, status, and whether the rate is the
-    method's default or the chosen one."""
-    rows = [{"method": m, "learning_rate": t["learning_rate"], "rougeL": t["validation"]["rougeL"],
-             "loss": t["validation"]["loss"], "status": t["status"],
-             "default": math.isclose(t["learning_rate"], s["default_learning_rate"], rel_tol=1e-4),
-             "chosen": t["learning_rate"] == s["chosen_learning_rate"], "note": t.get("pruned") or t.get("error", "")}
-            for m, s in data.sweeps.items() for t in s["trials"]]
+    """One row per scored leg of each sweep (its rate, the step it was scored at, validation ROUGE-L, whether the
+    rate is the method's default or the chosen one), and one per rate that never gave a score (why not)."""
+    rows = []
+    for m, s in data.sweeps.items():
+        for t in s["trials"]:
+            marks = {"method": m, "learning_rate": t["learning_rate"], "status": t["status"],
+                     "default": math.isclose(t["learning_rate"], s["default_learning_rate"], rel_tol=1e-4),
+                     "chosen": t["learning_rate"] == s["chosen_learning_rate"]}
+            scored = [leg for leg in t["legs"] if leg["status"] == "complete"]
+            rows += [{**marks, "step": leg["step"], "rougeL": leg["rougeL"], "note": ""} for leg in scored]
+            if not scored:
+                rows.append({**marks, "step": None, "rougeL": None,
+                             "note": t.get("pruned") or t.get("error") or t.get("stopped", "")})
     return pd.DataFrame(rows, columns=TUNING_COLUMNS)
 
 

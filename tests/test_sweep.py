@@ -15,7 +15,7 @@ import pytest
 from contract.files import EVAL_METRICS, read_evaluation, read_run_file
 from scoring.stats import bootstrap_ci, bootstrap_ci_seeds, bootstrap_difference_seeds
 from tests.helpers import ROOT
-from training import evaluate, finetune, sweep
+from training import evaluate, finetune, halving, sweep
 from training.config import ConfigError
 from training.methods import BUILTIN
 
@@ -57,78 +57,127 @@ def trial_states(db) -> list[str]:
 
 
 def scored(doc) -> dict:
-    return {t["learning_rate"]: t["validation"]["rougeL"] for t in doc["trials"] if t["status"] == "complete"}
+    """(rate, step) -> validation ROUGE-L of every leg that finished."""
+    return {(t["learning_rate"], leg["step"]): leg["rougeL"] for t in doc["trials"] for leg in t["legs"]
+            if leg["status"] == "complete"}
 
 
 LORA_RATE = BUILTIN["lora"].settings("tiny").learning_rate  # the default the sweep's grid is built around
 
 
 @pytest.mark.slow
-def test_sweep_records_every_trial_and_trains_at_the_best_rate(swept):
+def test_sweep_halves_from_checkpoints_and_serves_the_continued_winner(swept):
     doc = read_run_file(swept, "lora/sweep.json")
-    rates = scored(doc)
-    default = next(t for t in doc["trials"] if t["default"])
-    assert (
-        default["learning_rate"] == LORA_RATE and default["status"] == "complete" and default["steps"] == 6
-    )  # full budget
-    assert doc["rungs"] == [2, 3, 6] and all(t["seconds"] > 0 and t["rungs"] for t in doc["trials"])
-    chosen = next(t for t in doc["trials"] if t["number"] == doc["chosen_trial"])
-    assert chosen["learning_rate"] == doc["chosen_learning_rate"] == max(rates, key=rates.get)
-    assert chosen["validation"]["rougeL"] >= default["validation"]["rougeL"]  # tuned is never worse on validation
-    for t in doc["trials"]:
-        if t["status"] == "stopped":  # behind the leader (an earlier trial's best score) at the rung where it stopped
-            rung = len(t["rungs"]) - 1
-            leader = max((o for o in doc["trials"] if o["number"] < t["number"] and len(o["rungs"]) > rung),
-                         key=lambda o: o["rungs"][rung]["rougeL"])
-            assert t["rungs"][rung]["rougeL"] < leader["rungs"][rung]["rougeL"]
-            assert f"behind rate {leader['learning_rate']:g}'s" in t["stopped"]
+    assert doc["rungs"] == [1, 2, 6] == [r["step"] for r in doc["rung_costs"]]  # 1/16, 1/4 (rounded) and the end
     assert doc["first_grid"] == pytest.approx([LORA_RATE / 3, LORA_RATE, 3 * LORA_RATE], rel=1e-5)
-    assert doc["bracketed"] == sweep.is_bracketed(doc["trials"], doc["chosen_learning_rate"])
+    legs = {(t["learning_rate"], leg["rung"]): leg for t in doc["trials"] for leg in t["legs"]}
+    first, second, end = ([rate for rate, rung in legs if rung == i] for i in range(3))
+    assert len(first) == len(doc["trials"]) >= 3 and len(second) == 2 and len(end) == 1  # halving: all, 2, 1
+    assert all(legs[(rate, 0)]["from_step"] == 0 for rate in first)
+    assert all(legs[(rate, 1)]["from_step"] == 1 for rate in second)  # continued from the first rung's checkpoint
+    assert legs[(end[0], 2)]["from_step"] == 2 and end[0] in second
+    trained = sum(leg["step"] - leg["from_step"] for leg in legs.values())
+    assert doc["steps_trained"] == trained == sum(r["steps_trained"] for r in doc["rung_costs"])
+    assert doc["steps_over_one_training"] == trained / 6 <= 1.5
+    chosen = next(t for t in doc["trials"] if t["status"] == "complete")
+    assert chosen["learning_rate"] == doc["chosen_learning_rate"] == end[0] and chosen["steps"] == 6
+    assert all("continued:" in t["stopped"] for t in doc["trials"] if t is not chosen)
+    default = next(t for t in doc["trials"] if t["default"])
+    assert default["learning_rate"] == LORA_RATE
+    for rung, survivors in ((0, second), (1, end)):  # the default kept its place unless beaten beyond noise
+        if LORA_RATE not in survivors:
+            assert all(halving.beats(legs[(rate, rung)]["scores"], legs[(LORA_RATE, rung)]["scores"])
+                       for rate in survivors)
+    assert doc["bracketed"] == halving.is_bracketed(
+        {rate: legs[(rate, 0)]["scores"] for rate in first}, doc["chosen_learning_rate"])
     metrics = read_run_file(swept, "lora/metrics.json")
     assert metrics["learning_rate"] == {"value": doc["chosen_learning_rate"], "source": "sweep", "default": LORA_RATE,
                                         "bracketed": doc["bracketed"], "below_untrained": False}
     assert metrics["hyperparameters"]["learning_rate"] == doc["chosen_learning_rate"]
-    assert metrics["final"]["steps"] == 6  # the served model is the chosen trial, trained on the full budget
-    assert metrics["cost"]["sweep_seconds"] == pytest.approx(doc["seconds"] - chosen["seconds"]) and doc["tokens"] > 0
+    assert metrics["final"]["steps"] == 6 and metrics["cost"]["segments"] == 3  # one training, in three legs
+    assert metrics["cost"]["sweep_seconds"] == pytest.approx(doc["seconds"] - metrics["cost"]["train_seconds"])
     assert [s["seed"] for s in metrics["seeds"]] == [43] and metrics["seed"] == 42
     assert (swept / "lora" / "seeds" / "seed-43" / "adapter" / "adapter_model.safetensors").exists()
     assert (swept / "lora" / "adapter" / "adapter_model.safetensors").exists()
     assert not (swept / "lora" / sweep.TRIALS).exists()
 
 
-def test_the_grid_extends_toward_an_edge_at_most_twice():
-    def rows(scores):
-        return [{"learning_rate": r, "status": "complete" if s is not None else "pruned",
-                 "validation": {"rougeL": s}} for r, s in scores.items()]
-    first = [1.0, 3.0, 9.0]
-    steps = sweep.grid_steps(first)
-    assert sweep.best_and_next(rows({1.0: .1, 3.0: .2, 9.0: .3}), steps, first) == (9.0, 27.0)
-    assert sweep.best_and_next(rows({1.0: .4, 3.0: .2, 9.0: .3}), steps, first) == (1.0, pytest.approx(1 / 3))
-    assert sweep.best_and_next(rows({1.0: .1, 3.0: .2, 9.0: .3, 27.0: .4, 81.0: .5}), steps, first) == (81.0, None)
-    # a rate that diverged (pruned) is worse than any scored one: no step beyond it, but 9 is NOT bracketed by it
-    diverged = rows({1.0: .1, 3.0: .2, 9.0: .3, 27.0: None})
-    assert sweep.best_and_next(diverged, steps, first) == (9.0, None) and not sweep.is_bracketed(diverged, 9.0)
-    assert sweep.is_bracketed(rows({1.0: .1, 3.0: .3, 9.0: .2}), 3.0)
-    # only a complete trial above the floor (the untrained base's score) can be chosen
-    assert sweep.best_and_next(rows({1.0: .1, 3.0: .0, 9.0: None}), steps, first, floor=0.15) == (None, None)
-    assert sweep.best_and_next(rows({1.0: 0.2, 3.0: 0.0, 9.0: None}), steps, first, floor=0.15) == (
-        1.0,
-        pytest.approx(1 / 3),
-    )
-    assert sweep.best_and_next(rows({1.0: .1, 3.0: .3, 9.0: .2}), steps, first) == (3.0, None)
+@pytest.mark.slow
+def test_the_served_winner_is_what_one_uninterrupted_training_at_its_rate_gives(swept, tmp_path):
+    from safetensors.torch import load_file
+
+    rate = read_run_file(swept, "lora/sweep.json")["chosen_learning_rate"]
+    run_dir = tmp_path / "plain"
+    same_base(swept, run_dir)
+    plain = [a for a in SWEEP[:SWEEP.index("--seeds")] if a not in ("--sweep", "lr")]
+    finetune.main([*plain, "--learning_rate", str(rate), "--output_dir", str(run_dir), "--tiny_pretrain_steps", "40"])
+    served, uninterrupted = (load_file(d / "lora" / "adapter" / "adapter_model.safetensors") for d in (swept, run_dir))
+    assert served.keys() == uninterrupted.keys()
+    assert all((served[k] - uninterrupted[k]).abs().max() == 0 for k in served)  # bit-identical
 
 
-def test_a_trial_is_stopped_behind_the_best_other_rate_not_its_own_earlier_run():
-    import optuna
-    study = optuna.create_study(direction="maximize")
-    for rate, score in ((0.01, 0.3), (0.003, 0.4)):  # e.g. the default, then an interrupted (failed) challenger
-        t = study.ask()
-        t.set_user_attr("rate", rate)
-        t.set_user_attr("rung_0", {"step": 2, "rougeL": score})
-        study.tell(t, state=optuna.trial.TrialState.FAIL)
-    assert sweep.rung_leader(study, 0, 0.003) == (0.01, 0.3)  # 0.003 run again is judged against 0.01 only
-    assert sweep.rung_leader(study, 0, 0.03) == (0.003, 0.4)
-    assert sweep.rung_leader(study, 1, 0.03) is None  # nobody reached that rung yet
+def test_halving_runs_every_rate_to_the_first_rung_then_two_then_one():
+    grid, steps = [1.0, 3.0, 9.0], halving.rung_steps(160)
+    assert steps == [10, 40, 160]
+    assert halving.plan({}, grid, 3.0, steps, 0).legs == [(1.0, 0), (3.0, 0), (9.0, 0)]
+    noise = np.linspace(-0.05, 0.05, 20)
+    finished = {(1.0, 0): 0.2 + noise, (3.0, 0): 0.3 + noise, (9.0, 0): 0.25 + noise}
+    result = halving.plan(finished, grid, 3.0, steps, 0)
+    assert result.legs[3:] == [(3.0, 1), (9.0, 1)] and not result.done
+    assert result.stopped[1.0].startswith("at step 10: validation ROUGE-L 0.200; continued: 3 (0.300), 9 (0.250)")
+    finished.update({(3.0, 1): 0.35 + noise, (9.0, 1): 0.34 + noise})
+    result = halving.plan(finished, grid, 3.0, steps, 0)
+    assert result.legs[-1] == (3.0, 2) and not result.done
+    finished[(3.0, 2)] = list(0.4 + noise)
+    result = halving.plan(finished, grid, 3.0, steps, 0)
+    assert result.done and result.winner == 3.0 and not result.below_floor
+    cost = sum(steps[rung] - (steps[rung - 1] if rung else 0) for _, rung in result.legs) / steps[-1]
+    assert cost == pytest.approx(3 / 16 + 2 * 3 / 16 + 12 / 16) and cost <= 1.5
+
+
+def test_the_default_keeps_its_place_unless_beaten_beyond_noise():
+    rng = np.random.default_rng(0)
+    default = rng.uniform(0.2, 0.4, 40)
+    close = default + 0.005 + 0.05 * np.resize([1, -1], 40)  # ahead on average, within the dialogues' noise
+    far = default + 0.05 + rng.normal(0, 0.01, 40)  # ahead on nearly every dialogue
+    assert np.mean(close) > np.mean(default) and not halving.beats(close, default)
+    assert halving.beats(far, default)
+    assert halving.survivors({1.0: close, 3.0: default}, 3.0, 1) == [3.0]
+    assert halving.survivors({1.0: far, 3.0: default}, 3.0, 1) == [1.0]
+    assert halving.survivors({1.0: far, 3.0: default, 9.0: close}, 3.0, 2) == [3.0, 1.0]  # one beater: 2nd place
+    assert halving.survivors({1.0: far, 3.0: default, 9.0: far + 0.01}, 3.0, 2) == [9.0, 1.0]
+    assert halving.survivors({1.0: close, 3.0: None}, 3.0, 1) == [1.0]  # a diverged default has no place
+
+
+def test_the_grid_extends_toward_an_edge_at_most_twice_at_the_first_rung():
+    grid, steps, flat = [1.0, 3.0, 9.0], [10, 40, 160], np.zeros(10)
+    rising = {1.0: flat + .1, 3.0: flat + .2, 9.0: flat + .3}
+    assert halving.extension(rising, grid, 3.0) == 27.0
+    assert halving.extension({**rising, 1.0: flat + .4}, grid, 3.0) == pytest.approx(1 / 3)
+    assert halving.extension({**rising, 27.0: flat + .4, 81.0: flat + .5}, grid, 3.0) is None  # two steps made
+    assert halving.extension({**rising, 27.0: None}, grid, 3.0) is None  # the edge diverged: 9 is the best inside
+    assert not halving.is_bracketed({**rising, 27.0: None}, 9.0) and halving.is_bracketed(rising, 3.0)
+    finished = {(r, 0): s for r, s in rising.items()}
+    result = halving.plan(finished, grid, 3.0, steps, 0)
+    assert result.legs[3:] == [(27.0, 0)] and not result.done  # the extension before anyone continues
+    finished[(27.0, 0)] = flat + .25
+    # 9 and 27 lead the default by 0.1 and 0.05 on every dialogue: both beat it beyond noise, so both continue
+    assert halving.plan(finished, grid, 3.0, steps, 0).legs[4:] == [(9.0, 1), (27.0, 1)]
+
+
+def test_a_winner_under_the_floor_hands_the_end_to_the_default():
+    grid, steps, flat = [1.0, 3.0, 9.0], [10, 40, 160], np.zeros(30)  # the default: 1.0
+    finished = {(1.0, 0): flat + .1, (3.0, 0): flat + .3, (9.0, 0): flat + .1,
+                (3.0, 1): flat + .4, (1.0, 1): flat + .1, (3.0, 2): flat + .05}
+    result = halving.plan(finished, grid, 1.0, steps, floor=0.08)
+    assert result.legs[-1] == (1.0, 2) and not result.done and "not above the floor" in result.stopped[3.0]
+    finished[(1.0, 2)] = flat + .07
+    result = halving.plan(finished, grid, 1.0, steps, floor=0.08)
+    assert result.done and result.winner == 1.0 and result.below_floor
+    nothing = {(r, 0): None for r in grid}
+    assert halving.plan(nothing, grid, 3.0, steps, 0) == halving.Plan(
+        legs=[(r, 0) for r in grid], done=True, winner=None, stopped={r: "at step 10: no score (diverged or failed)"
+                                                                          for r in grid})
 
 
 @pytest.mark.parametrize(
@@ -155,25 +204,26 @@ def test_sigkill_mid_sweep_then_resume_keeps_finished_trials_and_chooses_the_sam
     same_base(swept, run_dir)
     db = run_dir / sweep.STUDY_FILE
     proc = start(run_dir)
-    while proc.poll() is None:  # kill it while a trial runs, after at least one finished
+    while proc.poll() is None:  # kill it while a leg runs, after at least one finished
         states = trial_states(db)
         if "COMPLETE" in states and "RUNNING" in states:
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.01)
     proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the sweep finished before it could be killed mid-trial"
+    assert proc.returncode == -signal.SIGKILL, "the sweep finished before it could be killed mid-leg"
     done_before = trial_states(db).count("COMPLETE")
     resumed = start(run_dir, "--resume")
     log, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, log[-3000:]
     doc, reference = read_run_file(run_dir, "lora/sweep.json"), read_run_file(swept, "lora/sweep.json")
     killed_pid = f":{proc.pid}"
-    kept = [t for t in doc["trials"] if t["status"] == "complete" and t["worker"].endswith(killed_pid)]
-    assert len(kept) == done_before >= 1  # finished trials were read back, not trained again
-    assert any(t["status"] == "interrupted" for t in doc["trials"])
-    assert len(scored(doc)) == len([t for t in doc["trials"] if t["status"] == "complete"])  # no rate twice
-    assert scored(doc) == pytest.approx(scored(reference))  # each rate's score as in the uninterrupted sweep
+    legs = [leg for t in doc["trials"] for leg in t["legs"]]
+    kept = [leg for leg in legs if leg["status"] == "complete" and leg["worker"].endswith(killed_pid)]
+    assert len(kept) == done_before >= 1  # finished legs were read back, not trained again
+    assert any(leg["status"] == "interrupted" for leg in legs)
+    assert len(scored(doc)) == len([leg for leg in legs if leg["status"] == "complete"])  # no leg twice
+    assert scored(doc) == pytest.approx(scored(reference))  # each leg's score as in the uninterrupted sweep
     assert doc["chosen_learning_rate"] == reference["chosen_learning_rate"]
     from safetensors.torch import load_file
 
@@ -193,13 +243,14 @@ def test_two_processes_share_one_sweep_through_its_storage(swept, tmp_path):
         assert proc.returncode == 0, log[-3000:]
     reference = read_run_file(swept, "lora/sweep.json")
     docs = [read_run_file(folder, "lora/sweep.json") for folder in folders]
-    complete = [t for t in docs[0]["trials"] if t["status"] == "complete"]
-    assert len(complete) == len({t["learning_rate"] for t in complete})  # no trial run twice
-    assert docs[0]["trials"] == docs[1]["trials"]  # one study: both processes read the same trials
+    complete = [(t["learning_rate"], leg["rung"], leg["worker"]) for t in docs[0]["trials"] for leg in t["legs"]
+                if leg["status"] == "complete"]
+    assert len(complete) == len({leg[:2] for leg in complete}) == len(scored(reference))  # no leg run twice
+    assert docs[0]["trials"] == docs[1]["trials"]  # one study: both processes read the same legs
     assert scored(docs[0]) == pytest.approx(scored(reference))
     assert docs[0]["chosen_learning_rate"] == docs[1]["chosen_learning_rate"] == reference["chosen_learning_rate"]
     assert not (folders[0] / sweep.STUDY_FILE).exists()  # the shared storage held it
-    print("workers:", sorted({t["worker"] for t in complete}))
+    print("workers:", sorted({worker for *_, worker in complete}))
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # ask() rather than optimize(): the claim alone
@@ -214,7 +265,7 @@ def test_two_processes_never_claim_the_same_queued_trial_in_sqlite(tmp_path, mon
 
     url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
     studies = [sweep.open_study(url, "claims"), sweep.open_study(url, "claims")]
-    sweep.enqueue(studies[0], 0.01, 0.01)
+    sweep.enqueue(studies[0], 0.01, 0, default=True)
     barrier = threading.Barrier(2, timeout=3)
     read = TrialModel.find_or_raise_by_id.__func__
 
@@ -290,7 +341,8 @@ def test_dashboard_shows_the_sweep_the_seeds_and_both_costs(swept):
     data = rd.load_run(swept)
     doc = data.sweeps["lora"]
     tuning = rd.tuning_frame(data)
-    assert len(tuning) == len(doc["trials"]) and tuning["chosen"].sum() == 1 and tuning["default"].sum() == 1
+    assert len(tuning) == len(scored(doc)) and set(tuning["step"]) == set(doc["rungs"])  # a row per scored leg
+    assert set(tuning[tuning["chosen"]]["learning_rate"]) == {doc["chosen_learning_rate"]}
     fig = figures.tuning_chart(tuning, data.labels)
     star = next(t for t in fig.data if t.marker.symbol == "star")
     assert list(star.x) == [doc["chosen_learning_rate"]] and fig.layout.xaxis.type == "log"
@@ -299,8 +351,8 @@ def test_dashboard_shows_the_sweep_the_seeds_and_both_costs(swept):
     assert len(dots) == 1 and len(dots[0].y) == 2 * 4  # lora's two seeds on each of the four metrics
     once, swept_too = rd.tradeoff_frame(data), rd.tradeoff_frame(data, with_sweep=True)
     lora = lambda f: f.set_index("method").loc["lora", "train_seconds"]  # noqa: E731
-    served = next(t for t in doc["trials"] if t["number"] == doc["chosen_trial"])
-    assert lora(swept_too) - lora(once) == pytest.approx(doc["seconds"] - served["seconds"])  # the other trials
+    served = data.train["lora"]["cost"]["train_seconds"]
+    assert lora(swept_too) - lora(once) == pytest.approx(doc["seconds"] - served)  # the legs beyond one training
     assert rd.cost_frame(data.train, True).set_index("method").loc["lora", "train_seconds"] == pytest.approx(
         lora(swept_too))
     table = rd.summary_table(data).set_index("model")

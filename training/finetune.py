@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from transformers import set_seed
 
 from contract.files import (
@@ -46,12 +47,14 @@ from training.preflight import check_adapter_size, check_run
 from training.run_folder import (
     CHECKPOINTS,
     check_output_folder,
+    checkpoint_step,
     finish,
     newest_complete_checkpoint,
     one_writer,
     prepare_run,
 )
 from training.trainer import (
+    PauseAt,
     TokenizedSplit,
     fit,
     make_trainer,
@@ -122,7 +125,7 @@ def run(cfg: TrainConfig, method: Method, callbacks=()) -> Path:
         out, resume_from = check_output_folder(cfg, method.name)
         prepared = prepare(cfg, out)
         rate = {"value": cfg.learning_rate, "source": rate_source}
-        sweep_cost, best_trial = {}, None
+        sweep_seconds, best_trial = None, None
         if cfg.sweep:
             if int(os.environ.get("WORLD_SIZE", "1")) > 1:
                 raise ConfigError("--sweep trains its trials in one process: instead of torchrun, start one process "
@@ -133,53 +136,53 @@ def run(cfg: TrainConfig, method: Method, callbacks=()) -> Path:
             rate = {"value": cfg.learning_rate, "source": "sweep", "default": doc["default_learning_rate"],
                     "bracketed": doc["bracketed"], "below_untrained": doc.get("below_untrained", False)}
             best_trial = out / sweep.TRIALS / sweep.trial_folder(cfg.learning_rate)
-            chosen = next(t for t in doc["trials"] if t["number"] == doc["chosen_trial"])
-            sweep_cost = {"sweep_seconds": doc["seconds"] - (chosen["seconds"] or 0), "sweep_tokens": doc["tokens"]}
+            sweep_seconds = doc["seconds"]
         seeds = [train_extra_seed(dataclasses.replace(cfg, seed=s), method, out, prepared)
                  for s in range(cfg.seed + 1, cfg.seed + cfg.seeds)]
         extra = {"learning_rate": rate, "seeds": seeds}
         if best_trial is not None and (best_trial / METHOD_METRICS).exists():
-            serve_trial(method, best_trial, out, extra, sweep_cost)
-        else:  # no sweep, or its best trial ran on another machine (a shared --sweep_storage): train at the rate
-            train(cfg, method, out, resume_from, prepared, callbacks, extra=extra, cost=sweep_cost)
+            serve_trial(method, best_trial, out, extra, sweep_seconds)
+        else:  # no sweep, or its winner ran on another machine (a shared --sweep_storage): train at the rate
+            cost = {} if sweep_seconds is None else {"sweep_seconds": sweep_seconds}
+            train(cfg, method, out, resume_from, prepared, callbacks, extra=extra, cost=cost)
         shutil.rmtree(out / sweep.TRIALS, ignore_errors=True)
     return run_dir
 
 
 def tune(cfg: TrainConfig, method: Method, prepared: Prepared, out: Path) -> dict:
-    """The method's learning-rate sweep (training/sweep.py): each trial trained here at the full budget into
-    <method>/trials/lr-<rate>/ (its model, complete or absent), scored at the rungs."""
+    """The method's learning-rate sweep (training/sweep.py): each leg trains a rate here, in
+    <method>/trials/lr-<rate>/, from its newest complete checkpoint to the leg's step, and is scored there."""
     steps = optimizer_steps(cfg, len(prepared.train.dataset), 1)
     validation = prepared.data.splits["validation"]
 
-    def train_trial(rate: float, trial) -> dict:
+    def run_leg(rate: float, step: int, trial) -> dict:
         folder = out / sweep.TRIALS / sweep.trial_folder(rate)
-        shutil.rmtree(folder, ignore_errors=True)  # an interrupted trial starts over: the same seed, the same result
-        trial_cfg = dataclasses.replace(cfg, learning_rate=rate)
-        rungs = sweep.Rungs(trial, sweep.rung_steps(steps),
-                            lambda model: sweep.validation_rouge_l(model, prepared.tokenizer, validation, trial_cfg))
-        try:
-            model = train(trial_cfg, method, folder, None, prepared, [sweep.PruneDiverged(trial), rungs],
-                          checkpoints=False)
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        metrics = read_json(folder / METHOD_METRICS, schema_for(method_metrics(method.name)))
-        return {"rougeL": sweep.validation_rouge_l(model, prepared.tokenizer, validation, trial_cfg),
-                "loss": metrics["final"]["eval_loss"], "steps": metrics["final"]["steps"],
-                "tokens": metrics["cost"]["tokens_per_second"] * metrics["cost"]["train_seconds"]}
+        resume_from = newest_complete_checkpoint(folder / CHECKPOINTS)
+        from_step = checkpoint_step(resume_from)
+        if from_step > step:  # a later leg's checkpoint, yet this leg is not finished: start the rate over
+            shutil.rmtree(folder)
+            resume_from, from_step = None, 0
+        leg_cfg = dataclasses.replace(cfg, learning_rate=rate)
+        callbacks = [sweep.PruneDiverged(trial)]
+        if step == steps:  # the end: the rate's model and metrics.json, as a run without --sweep writes them
+            model = train(leg_cfg, method, folder, resume_from, prepared, callbacks)
+        else:
+            model = train_until(leg_cfg, method, folder, resume_from, prepared, step, callbacks)
+        return {"scores": sweep.validation_scores(model, prepared.tokenizer, validation, leg_cfg),
+                "from_step": from_step, "step": step}
 
     def untrained_rouge_l() -> float:  # the floor a chosen rate must beat: the method's model before training
         set_seed(cfg.seed)
         model = build_model(method, cfg, Path(cfg.output_dir), steps)
-        return sweep.validation_rouge_l(model, prepared.tokenizer, validation, cfg)
+        return float(np.mean(sweep.validation_scores(model, prepared.tokenizer, validation, cfg)))
 
-    return sweep.run_sweep(cfg, method, Path(cfg.output_dir), cfg.learning_rate, steps, train_trial, untrained_rouge_l)
+    return sweep.run_sweep(cfg, method, Path(cfg.output_dir), cfg.learning_rate, steps, run_leg, untrained_rouge_l)
 
 
-def serve_trial(method: Method, trial: Path, out: Path, extra: dict, cost: dict) -> None:
-    """The sweep's best trial becomes the served model: its weights moved into <method>/ (a rename), then its
-    metrics.json, with the rate's story and the sweep's cost, written last (the method is complete)."""
+def serve_trial(method: Method, trial: Path, out: Path, extra: dict, sweep_seconds: float) -> None:
+    """The sweep's winner becomes the served model: its weights moved into <method>/ (a rename), then its
+    metrics.json, with the rate's story and the sweep's cost beyond the winner's own training, written last (the
+    method is complete)."""
     weights = trial / (MODEL if method.kind == "full" else ADAPTER)
     target = out / weights.name
     if weights.exists():  # else a killed process moved them already: they are in place
@@ -187,7 +190,7 @@ def serve_trial(method: Method, trial: Path, out: Path, extra: dict, cost: dict)
         os.replace(weights, target)
     metrics = read_json(trial / METHOD_METRICS, schema_for(method_metrics(method.name)))
     metrics.update(extra)
-    metrics["cost"].update(cost)
+    metrics["cost"]["sweep_seconds"] = max(0.0, sweep_seconds - metrics["cost"]["train_seconds"])
     finish(out, metrics)
     print(
         f"{method.name}: served the sweep's best trial (learning rate {metrics['hyperparameters']['learning_rate']:g})"
@@ -211,17 +214,23 @@ def train_extra_seed(cfg: TrainConfig, method: Method, out: Path, prepared: Prep
     }
 
 
-def train(cfg: TrainConfig, method: Method, out: Path, resume_from, prepared: Prepared, callbacks=(),
-          extra=None, cost=None, checkpoints: bool = True):
-    """Train `method` at the resolved `cfg` into `out` (held by this process): weights, then metrics.json.
-    Returns the trained model. A sweep trial saves no checkpoints (an interrupted one starts over)."""
-    wall_start = time.perf_counter()
-    args = trainer_arguments(cfg, out, checkpoints=checkpoints)
-    run_dir = Path(cfg.output_dir)
-    set_seed(cfg.seed)  # initial weights (an adapter's) do not depend on what ran before in this process
-    model = build_model(method, cfg, run_dir, optimizer_steps(cfg, len(prepared.train.dataset), args.world_size))
+def start_training(cfg: TrainConfig, method: Method, out: Path, resume_from, prepared: Prepared, callbacks=()):
+    """The model (its initial weights from the seed, whatever ran before in this process) and its Trainer."""
+    args = trainer_arguments(cfg, out)
+    set_seed(cfg.seed)
+    model = build_model(method, cfg, Path(cfg.output_dir),
+                        optimizer_steps(cfg, len(prepared.train.dataset), args.world_size))
     trainer, keeper = make_trainer(model, prepared.tokenizer, args, prepared.train, prepared.evalset, resume_from,
                                    callbacks)
+    return model, trainer, keeper
+
+
+def train(cfg: TrainConfig, method: Method, out: Path, resume_from, prepared: Prepared, callbacks=(),
+          extra=None, cost=None):
+    """Train `method` at the resolved `cfg` into `out` (held by this process): weights, then metrics.json.
+    Returns the trained model."""
+    wall_start = time.perf_counter()
+    model, trainer, keeper = start_training(cfg, method, out, resume_from, prepared, callbacks)
     fit(trainer, resume_from)
     if trainer.is_world_process_zero():
         weights = save_weights(method, trainer, model, out)
@@ -231,6 +240,18 @@ def train(cfg: TrainConfig, method: Method, out: Path, resume_from, prepared: Pr
         metrics["cost"].update(cost or {})
         finish(out, metrics)
         print(f"{method.name} (seed {cfg.seed}): {metrics['final']} -> {weights}")
+    return model
+
+
+def train_until(cfg: TrainConfig, method: Method, out: Path, resume_from, prepared: Prepared, step: int,
+                callbacks=()):
+    """A sweep's paused leg: train `method` (the full budget's schedule) to `step`, where a complete checkpoint
+    in `out` is all it writes, and return the model."""
+    model, trainer, _ = start_training(cfg, method, out, resume_from, prepared, [*callbacks, PauseAt(step)])
+    if checkpoint_step(resume_from) == step:  # killed after this checkpoint, before the sweep heard of it
+        trainer._load_from_checkpoint(resume_from)  # the Trainer's own loader (full or adapter weights)
+    else:
+        fit(trainer, resume_from, eval_at_end=False)
     return model
 
 

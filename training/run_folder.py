@@ -62,6 +62,11 @@ def check_output_folder(cfg: TrainConfig, name: str) -> tuple[Path, Optional[str
     return out, None
 
 
+def checkpoint_step(checkpoint: Optional[str]) -> int:
+    """The step a checkpoint-N folder was saved at; 0 for none."""
+    return int(Path(checkpoint).name.split("-")[-1]) if checkpoint else 0
+
+
 def newest_complete_checkpoint(folder: Path) -> Optional[str]:
     """The newest checkpoint-N that holds CHECKPOINT_DONE (written after everything else). Incomplete ones, left
     by a kill in the middle of a save, are named and deleted so the Trainer never sees them."""

@@ -34,10 +34,9 @@ def precision_flags(cfg: TrainConfig) -> dict:
     return {"bf16": cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_ok)}
 
 
-def trainer_arguments(cfg: TrainConfig, out: Path, checkpoints: bool = True) -> Seq2SeqTrainingArguments:
-    """The Trainer's arguments; without `checkpoints` (a sweep trial: a killed one starts over) nothing is saved
-    on the way. With --report_to tensorboard, the event files go to <run>/tensorboard/<out's place in the run>
-    (outside trial and checkpoint folders, which are removed)."""
+def trainer_arguments(cfg: TrainConfig, out: Path) -> Seq2SeqTrainingArguments:
+    """The Trainer's arguments. With --report_to tensorboard, the event files go to <run>/tensorboard/<out's place
+    in the run> (outside trial and checkpoint folders, which are removed)."""
     if cfg.report_to == "tensorboard":  # transformers' TensorBoardCallback reads its folder from this variable
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(cfg.output_dir) / TRAINING_CURVES /
                                                     Path(out).resolve().relative_to(Path(cfg.output_dir).resolve()))
@@ -55,7 +54,7 @@ def trainer_arguments(cfg: TrainConfig, out: Path, checkpoints: bool = True) -> 
         logging_steps=cfg.logging_steps,
         eval_strategy="steps",
         eval_steps=cfg.eval_steps,
-        save_strategy="steps" if checkpoints else "no",
+        save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=None,  # CheckpointKeeper deletes older checkpoints only after the new one is complete
         train_sampling_strategy="group_by_length",  # similar lengths per batch: little padding
@@ -161,6 +160,19 @@ class AdaLoraBudget(TrainerCallback):
         model.base_model.update_and_allocate(state.global_step)
 
 
+class PauseAt(TrainerCallback):
+    """Ends training at `step` of the full schedule with a complete checkpoint there, from which a later run
+    continues exactly as if it had never stopped (a sweep's paused leg)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_save = True
+            control.should_training_stop = True
+
+
 def loop_callbacks(model) -> list:
     """The callbacks a model's peft type needs from the training loop (training/methods.py says which types)."""
     types = {str(getattr(c, "peft_type", "")) for c in getattr(model, "peft_config", {}).values()}
@@ -197,8 +209,8 @@ def make_trainer(model, tokenizer, args, train: TokenizedSplit, evalset: Tokeniz
     return trainer, keeper
 
 
-def fit(trainer, resume_from: Optional[str]) -> None:
-    """Train (from `resume_from` if given), then make sure the last step has an eval loss."""
+def fit(trainer, resume_from: Optional[str], eval_at_end: bool = True) -> None:
+    """Train (from `resume_from` if given), then (`eval_at_end`) make sure the last step has an eval loss."""
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     try:
@@ -207,7 +219,7 @@ def fit(trainer, resume_from: Optional[str]) -> None:
         close_progress_bars(trainer)
         raise
     last_eval = max((r["step"] for r in loss_history(trainer.state) if "eval_loss" in r), default=-1)
-    if last_eval != trainer.state.global_step:
+    if eval_at_end and last_eval != trainer.state.global_step:
         trainer.evaluate()
 
 
