@@ -102,9 +102,9 @@ def add_seed_dots(fig: go.Figure, ours: pd.DataFrame, models: list[str]) -> None
 
 
 def tuning_chart(frame: pd.DataFrame, labels: dict) -> go.Figure:
-    """Validation ROUGE-L against learning rate (log axis): per swept method a line per rung (every rate at the
-    first, fewer at each later one, fainter to stronger), its default rate ringed at the first rung, the chosen one
-    starred at the end, rates that never gave a score as crosses at the bottom."""
+    """Validation loss against learning rate (log axes): per swept method a line per rung (every rate at the first,
+    fewer at each later one; dotted until the end), its default rate ringed at the first rung, the chosen one
+    starred at the end (its validation ROUGE-L on hover), rates that never gave a score as crosses at the bottom."""
     if frame.empty:
         return empty_figure("No learning-rate sweeps in this run: train with --sweep lr "
                             "(python -m training --preset tiny --methods all --sweep lr)")
@@ -112,33 +112,37 @@ def tuning_chart(frame: pd.DataFrame, labels: dict) -> go.Figure:
     fig = go.Figure()
     for method, rows in frame.groupby("method", sort=False):
         name, color = labels.get(method, method), colors[method]
-        scored = rows[rows["rougeL"].notna()].sort_values("learning_rate")
+        scored = rows[rows["loss"].notna()].sort_values("learning_rate")
         steps = sorted(scored["step"].unique())
         for i, step in enumerate(steps):
             rung = scored[scored["step"] == step]
-            fig.add_scatter(x=rung["learning_rate"], y=rung["rougeL"], mode="lines+markers", name=name,
+            fig.add_scatter(x=rung["learning_rate"], y=rung["loss"], mode="lines+markers", name=name,
                             legendgroup=method, showlegend=i == 0, opacity=0.45 + 0.55 * (i + 1) / len(steps),
                             line={"color": color, "dash": "solid" if step == steps[-1] else "dot"},
                             marker={"color": color, "size": 8},
-                            hovertemplate=f"step {int(step)}, lr %{{x:.3g}}: ROUGE-L %{{y:.4f}}<extra>{name}</extra>")
-        ends = {"default": scored[scored["default"] & (scored["step"] == steps[0])] if steps else scored,
-                "chosen": scored[scored["chosen"] & (scored["step"] == steps[-1])] if steps else scored}
+                            hovertemplate=f"step {int(step)}, lr %{{x:.3g}}: loss %{{y:.3f}}<extra>{name}</extra>")
+        marks = {"default": scored[scored["default"]].head(1), "chosen": scored[scored["chosen"]].tail(1)}
         for mark, symbol, size in (("default", "circle-open", 18), ("chosen", "star", 16)):
-            fig.add_scatter(x=ends[mark]["learning_rate"], y=ends[mark]["rougeL"], mode="markers", legendgroup=method,
-                            showlegend=False, marker={"symbol": symbol, "size": size, "color": color,
-                                                      "line": {"width": 2, "color": color}},
-                            hovertemplate=f"{mark} rate %{{x:.3g}}<extra>{name}</extra>")
-        lost = rows[rows["rougeL"].isna()]
+            picked = marks[mark]
+            said = [f"{mark} rate" + (f", ROUGE-L {v:.3f}" if pd.notna(v) else "") for v in picked["rougeL"]]
+            fig.add_scatter(x=picked["learning_rate"], y=picked["loss"], mode="markers", legendgroup=method,
+                            showlegend=False, text=said, marker={"symbol": symbol, "size": size, "color": color,
+                                                                 "line": {"width": 2, "color": color}},
+                            hovertemplate=f"%{{text}}: %{{x:.3g}}<extra>{name}</extra>")
+        lost = rows[rows["loss"].isna()]
         if not lost.empty:
-            fig.add_scatter(x=lost["learning_rate"], y=[0] * len(lost), mode="markers", legendgroup=method,
-                            showlegend=False, marker={"symbol": "x", "size": 11, "color": color},
+            fig.add_scatter(x=lost["learning_rate"], y=[scored["loss"].min() if len(scored) else 1] * len(lost),
+                            mode="markers", legendgroup=method, showlegend=False,
+                            marker={"symbol": "x", "size": 11, "color": color},
                             text=[f"{s}: {n}" if n else s for s, n in zip(lost["status"], lost["note"])],
                             hovertemplate="lr %{x:.3g}: %{text}<extra>" + name + "</extra>")
-    fig.update_layout(title="Learning-rate sweeps: validation ROUGE-L at each rung<br><sub>dotted: early rungs (every "
-                            "rate at the first, the best continue); solid: the end; ring: the default rate; star: the "
-                            "chosen one (served); ×: diverged or failed</sub>",
+    fig.update_layout(title="Learning-rate sweeps: validation loss at each rung (lower is better)<br><sub>dotted: "
+                            "early rungs (every rate at the first, the best continue from their checkpoints); solid: "
+                            "the end; ring: the default rate; star: the chosen one (served); ×: diverged or "
+                            "failed</sub>",
                       xaxis={"type": "log", "title": "learning rate (log)"},
-                      yaxis_title="validation ROUGE-L F1", height=460, legend={"orientation": "h", "y": -0.2})
+                      yaxis={"type": "log", "title": "validation loss (log)"}, height=460,
+                      legend={"orientation": "h", "y": -0.2})
     return fig
 
 

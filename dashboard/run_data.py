@@ -276,7 +276,7 @@ def tradeoff_frame(data: RunData, with_sweep: bool = False) -> pd.DataFrame:
                          for k, m in data.train.items() if k in scores], columns=TRADEOFF_COLUMNS)
 
 
-TUNING_COLUMNS = ["method", "learning_rate", "step", "rougeL", "status", "default", "chosen", "note"]
+TUNING_COLUMNS = ["method", "learning_rate", "step", "loss", "rougeL", "status", "default", "chosen", "note"]
 
 
 def retention_frame(data: RunData) -> pd.DataFrame:
@@ -294,8 +294,9 @@ def retention_frame(data: RunData) -> pd.DataFrame:
 
 
 def tuning_frame(data: RunData) -> pd.DataFrame:
-    """One row per scored leg of each sweep (its rate, the step it was scored at, validation ROUGE-L, whether the
-    rate is the method's default or the chosen one), and one per rate that never gave a score (why not)."""
+    """One row per scored leg of each sweep (its rate, the step it was scored at, validation loss, and ROUGE-L at
+    the end; whether the rate is the method's default or the chosen one), and one per rate that never gave a
+    score (why not)."""
     rows = []
     for m, s in data.sweeps.items():
         for t in s["trials"]:
@@ -303,9 +304,10 @@ def tuning_frame(data: RunData) -> pd.DataFrame:
                      "default": math.isclose(t["learning_rate"], s["default_learning_rate"], rel_tol=1e-4),
                      "chosen": t["learning_rate"] == s["chosen_learning_rate"]}
             scored = [leg for leg in t["legs"] if leg["status"] == "complete"]
-            rows += [{**marks, "step": leg["step"], "rougeL": leg["rougeL"], "note": ""} for leg in scored]
+            rows += [{**marks, "step": leg["step"], "loss": leg["loss"], "rougeL": leg["rougeL"], "note": ""}
+                     for leg in scored]
             if not scored:
-                rows.append({**marks, "step": None, "rougeL": None,
+                rows.append({**marks, "step": None, "loss": None, "rougeL": None,
                              "note": t.get("pruned") or t.get("error") or t.get("stopped", "")})
     return pd.DataFrame(rows, columns=TUNING_COLUMNS)
 

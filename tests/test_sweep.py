@@ -57,8 +57,8 @@ def trial_states(db) -> list[str]:
 
 
 def scored(doc) -> dict:
-    """(rate, step) -> validation ROUGE-L of every leg that finished."""
-    return {(t["learning_rate"], leg["step"]): leg["rougeL"] for t in doc["trials"] for leg in t["legs"]
+    """(rate, step) -> validation loss of every leg that finished."""
+    return {(t["learning_rate"], leg["step"]): leg["loss"] for t in doc["trials"] for leg in t["legs"]
             if leg["status"] == "complete"}
 
 
@@ -124,7 +124,7 @@ def test_halving_runs_every_rate_to_the_first_rung_then_two_then_one():
     finished = {(1.0, 0): 0.2 + noise, (3.0, 0): 0.3 + noise, (9.0, 0): 0.25 + noise}
     result = halving.plan(finished, grid, 3.0, steps, 0)
     assert result.legs[3:] == [(3.0, 1), (9.0, 1)] and not result.done
-    assert result.stopped[1.0].startswith("at step 10: validation ROUGE-L 0.200; continued: 3 (0.300), 9 (0.250)")
+    assert result.stopped[1.0].startswith("at step 10: score 0.200; continued: 3 (score 0.300), 9 (score 0.250)")
     finished.update({(3.0, 1): 0.35 + noise, (9.0, 1): 0.34 + noise})
     result = halving.plan(finished, grid, 3.0, steps, 0)
     assert result.legs[-1] == (3.0, 2) and not result.done
@@ -146,6 +146,7 @@ def test_the_default_keeps_its_place_unless_beaten_beyond_noise():
     assert halving.survivors({1.0: far, 3.0: default}, 3.0, 1) == [1.0]
     assert halving.survivors({1.0: far, 3.0: default, 9.0: close}, 3.0, 2) == [3.0, 1.0]  # one beater: 2nd place
     assert halving.survivors({1.0: far, 3.0: default, 9.0: far + 0.01}, 3.0, 2) == [9.0, 1.0]
+    assert halving.survivors({1.0: far, 3.0: default, 9.0: far + 0.01}, 3.0, 2, first_rung=True) == [3.0, 9.0]
     assert halving.survivors({1.0: close, 3.0: None}, 3.0, 1) == [1.0]  # a diverged default has no place
 
 
@@ -161,8 +162,9 @@ def test_the_grid_extends_toward_an_edge_at_most_twice_at_the_first_rung():
     result = halving.plan(finished, grid, 3.0, steps, 0)
     assert result.legs[3:] == [(27.0, 0)] and not result.done  # the extension before anyone continues
     finished[(27.0, 0)] = flat + .25
-    # 9 and 27 lead the default by 0.1 and 0.05 on every dialogue: both beat it beyond noise, so both continue
-    assert halving.plan(finished, grid, 3.0, steps, 0).legs[4:] == [(9.0, 1), (27.0, 1)]
+    # 9 and 27 lead the default by 0.1 and 0.05 on every dialogue: at the first rung the default continues anyway,
+    # with the best challenger
+    assert halving.plan(finished, grid, 3.0, steps, 0).legs[4:] == [(3.0, 1), (9.0, 1)]
 
 
 def test_a_winner_under_the_floor_hands_the_end_to_the_default():

@@ -168,8 +168,12 @@ def tune(cfg: TrainConfig, method: Method, prepared: Prepared, out: Path) -> dic
             model = train(leg_cfg, method, folder, resume_from, prepared, callbacks)
         else:
             model = train_until(leg_cfg, method, folder, resume_from, prepared, step, callbacks)
-        return {"scores": sweep.validation_scores(model, prepared.tokenizer, validation, leg_cfg),
-                "from_step": from_step, "step": step}
+        losses = sweep.validation_losses(model, prepared.tokenizer, prepared.evalset.dataset, leg_cfg)
+        leg = {"from_step": from_step, "step": step, "loss": float(np.mean(losses))}
+        if step < steps:  # a paused leg is compared on loss (halving.RULE says why), the end on ROUGE-L
+            return {**leg, "metric": "validation loss", "scores": [-loss for loss in losses]}
+        rouge = sweep.validation_scores(model, prepared.tokenizer, validation, leg_cfg)
+        return {**leg, "metric": "validation rougeL", "scores": rouge, "rougeL": float(np.mean(rouge))}
 
     def untrained_rouge_l() -> float:  # the floor a chosen rate must beat: the method's model before training
         set_seed(cfg.seed)

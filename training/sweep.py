@@ -33,8 +33,9 @@ from typing import Callable
 
 import optuna
 import sqlalchemy
+import torch
 from optuna.trial import TrialState
-from transformers import TrainerCallback
+from transformers import DataCollatorForSeq2Seq, TrainerCallback
 
 from contract.files import SWEEP_JSON, write_run_file
 from contract.protocol import MAX_NEW_TOKENS
@@ -67,6 +68,23 @@ def validation_scores(model, tokenizer, frame, cfg: TrainConfig) -> list[float]:
     scores = load_rouge_metric().compute(predictions=outputs, references=[list(r) for r in dialogues["references"]],
                                          protocol="per_row", use_aggregator=False)["rougeL"]
     return [float(s) for s in scores]
+
+
+def validation_losses(model, tokenizer, dataset, cfg: TrainConfig) -> list[float]:
+    """Each validation row's mean token cross-entropy of its reference summary given its dialogue (teacher-forced:
+    the Trainer's eval loss, per row): what the rungs before the end compare (lower is better)."""
+    collate = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
+    model.eval()
+    losses = []
+    with torch.no_grad():
+        for start in range(0, len(dataset), cfg.eval_batch_size):
+            rows = [dataset[i] for i in range(start, min(len(dataset), start + cfg.eval_batch_size))]
+            batch = {k: v.to(model.device) for k, v in collate(rows).items()}
+            logits = model(**batch).logits.float()
+            token_loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch["labels"], ignore_index=-100,
+                                                           reduction="none")
+            losses += (token_loss.sum(1) / (batch["labels"] != -100).sum(1)).tolist()
+    return losses
 
 
 class PruneDiverged(TrainerCallback):
@@ -297,7 +315,7 @@ def leg_rows(study: optuna.Study, steps: list[int]) -> dict[float, list[dict]]:
         rate, rung = leg
         legs.setdefault(rate, []).append({
             "trial": t.number, "rung": rung, "from_step": a.get("from_step"), "step": a.get("step", steps[rung]),
-            "status": leg_status(t), "rougeL": t.value if t.state == TrialState.COMPLETE else None,
+            "status": leg_status(t), "metric": a.get("metric"), "loss": a.get("loss"), "rougeL": a.get("rougeL"),
             "scores": a.get("scores"), "seconds": a.get("seconds"), "worker": a.get("worker"),
             **{k: a[k] for k in ("error", "pruned") if k in a}})
     return legs
@@ -312,8 +330,7 @@ def rate_rows(legs: dict[float, list[dict]], result: halving.Plan, default_rate:
         status = "complete" if rate == result.winner else "stopped" if rate in result.stopped else last["status"]
         rows.append({
             "learning_rate": rate, "default": rate == default_rate, "status": status,
-            "validation": {"rougeL": scored[-1]["rougeL"] if scored else None,
-                           "step": scored[-1]["step"] if scored else None},
+            "validation": {k: scored[-1][k] if scored else None for k in ("step", "loss", "rougeL")},
             "steps": max((leg["step"] for leg in scored), default=0), "legs": its_legs,
             "seconds": sum(leg["seconds"] or 0 for leg in its_legs),
             **({"stopped": result.stopped[rate]} if rate in result.stopped else {}),
@@ -341,8 +358,11 @@ class SweepFailed(ConfigError):
 
 def failure(method: str, rows: list[dict], floor: float) -> SweepFailed:
     def said(r):
-        if r["validation"]["rougeL"] is not None:
-            return f"{r['learning_rate']:g}: ROUGE-L {r['validation']['rougeL']:.3f} at step {r['validation']['step']}"
+        v = r["validation"]
+        if v["rougeL"] is not None:
+            return f"{r['learning_rate']:g}: ROUGE-L {v['rougeL']:.3f} at step {v['step']}"
+        if v["loss"] is not None:
+            return f"{r['learning_rate']:g}: {r['status']} at step {v['step']} (validation loss {v['loss']:.3g})"
         return f"{r['learning_rate']:g}: {r['status']}"
     return SweepFailed(
         f"sweep {method}: no rate gave a usable model (validation ROUGE-L above the floor, "
@@ -379,7 +399,11 @@ def run_sweep(cfg: TrainConfig, method, run_dir: Path, default_rate: float, step
     study = open_study(url, name)
     floor = study_floor(cfg, study, untrained_rouge_l)
     objective = make_objective(lambda rate, rung, trial: run_leg(rate, rungs[rung], trial))
-    while not (result := halving.plan(finished := finished_legs(study), first, default_rate, rungs, floor)).done:
+    def shown(rung: int, score: float) -> str:  # paused legs are scored by negated loss, the end by ROUGE-L
+        return f"validation ROUGE-L {score:.3f}" if rung == len(rungs) - 1 else f"validation loss {-score:.3f}"
+
+    while not (result := halving.plan(finished := finished_legs(study), first, default_rate, rungs, floor,
+                                      shown)).done:
         queue(study, result.legs, default_rate)
         work_through_queue(study, objective)
     legs = leg_rows(study, rungs)
