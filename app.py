@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import NoReturn, Optional
 
-from contract.protocol import on_zero_gpu
+from contract.protocol import QUICK_PRESET_TIME, on_zero_gpu
 
 if on_zero_gpu():  # ZeroGPU: `spaces` before torch touches CUDA
     import spaces  # noqa: F401
@@ -50,7 +50,7 @@ MAX_ROWS_LIMIT, MAX_WAIT_LIMIT_MS = 4096, 10_000                   # beyond thes
 # a failed build's page stays up this long, so a person can read why (tests set it short)
 FAILED_BUILD_SHOWN_SECONDS = float(os.environ.get("FAILED_BUILD_SHOWN_SECONDS", 60))
 DEMO_NOTICE = ("This page shows the **tiny offline demo model** (a 0.9 M-parameter T5 trained in minutes on a "
-               "bundled synthetic sample), not FLAN-T5. **Real FLAN-T5 in about 12 minutes on a 2-core laptop: "
+               f"bundled synthetic sample), not FLAN-T5. **Real FLAN-T5 in {QUICK_PRESET_TIME}: "
                "`python app.py --preset quick`** (flan-t5-small on a DialogSum subset; internet once); the lab's "
                "model: `python -m training --preset flan-t5-base` (GPU), then `python app.py --run "
                "artifacts/flan-t5-base`.")

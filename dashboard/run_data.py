@@ -199,7 +199,7 @@ def comparisons_table(evaluation: Optional[dict]) -> pd.DataFrame:
 def ranking_table(data: "RunData") -> pd.DataFrame:
     """One row per model, most likely best first: P(best) (= P(rank 1)), then P(rank k) for each further rank, and
     whether it is tied at the top (its interval overlaps the best's); two decimals, as the sentence above it.
-    Empty for an evaluation written before rankings existed."""
+    Empty when the evaluation has no ranking."""
     ranking = (data.evaluation or {}).get("ranking")
     if not ranking:
         return pd.DataFrame()

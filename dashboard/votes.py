@@ -46,20 +46,27 @@ MIN_VOTES = 20                   # below this, the ratings say "not enough votes
 VOTE_LIMIT_PER_HOUR = 60         # counted votes per client per hour (0 = no limit): a person reads ~1 battle/min
 FLAGS = ("non_anonymous", "rate_limited")
 
-SCHEMA = """
+SOURCES = ("test", "pasted")     # where a battle's dialogue came from
+
+
+def sql_list(values) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS battles (
     id TEXT PRIMARY KEY,
     created_at REAL NOT NULL,
-    source TEXT NOT NULL CHECK (source IN ('test', 'pasted')),
+    source TEXT NOT NULL CHECK (source IN ({sql_list(SOURCES)})),
     dialogue_id TEXT,
-    dialogue TEXT NOT NULL CHECK (length(dialogue) <= 20000),
+    dialogue TEXT NOT NULL CHECK (length(dialogue) <= {MAX_TEXT}),
     model_a TEXT NOT NULL, model_b TEXT NOT NULL CHECK (model_b <> model_a),
-    summary_a TEXT NOT NULL CHECK (length(summary_a) <= 20000),
-    summary_b TEXT NOT NULL CHECK (length(summary_b) <= 20000)
+    summary_a TEXT NOT NULL CHECK (length(summary_a) <= {MAX_TEXT}),
+    summary_b TEXT NOT NULL CHECK (length(summary_b) <= {MAX_TEXT})
 );
 CREATE TABLE IF NOT EXISTS votes (
     battle_id TEXT PRIMARY KEY REFERENCES battles(id),
-    choice TEXT NOT NULL CHECK (choice IN ('a', 'b', 'tie', 'both_bad')),
+    choice TEXT NOT NULL CHECK (choice IN ({sql_list(CHOICES)})),
     created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS named_requests (   -- who asked for NAMED summaries of which text (its hash only)
@@ -72,7 +79,7 @@ CREATE INDEX IF NOT EXISTS named_by_text ON named_requests (text_hash);
 """
 ADDED_COLUMNS = {  # columns newer than the first schema: added to an older votes.sqlite in place
     "battles": {"client": "TEXT"},
-    "votes": {"client": "TEXT", "flag": "TEXT CHECK (flag IN ('non_anonymous', 'rate_limited'))"},
+    "votes": {"client": "TEXT", "flag": f"TEXT CHECK (flag IN ({sql_list(FLAGS)}))"},
 }
 
 

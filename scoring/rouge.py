@@ -7,6 +7,7 @@ how the lab's published figures were made (hence their rougeLsum ~= rougeL).
 """
 
 import re
+from importlib.metadata import version
 
 from rouge_score import rouge_scorer
 
@@ -37,5 +38,6 @@ class Rouge:
         return {m: scores[m].fmeasure for m in METRICS}
 
     def describe(self) -> dict:
-        return {"package": "rouge_score 0.1.2", "use_stemmer": True, "metrics": list(METRICS), "measure": "fmeasure",
-                "sentence_splitter": SPLITTER_NAME if self.split else "none (texts scored as given)"}
+        splitter = SPLITTER_NAME if self.split else "none (texts scored as given)"
+        return {"package": f"rouge_score {version('rouge-score')}", "use_stemmer": True, "metrics": list(METRICS),
+                "measure": "fmeasure", "sentence_splitter": splitter}

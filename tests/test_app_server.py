@@ -35,7 +35,7 @@ def test_importing_app_starts_nothing():
 
 def test_close_app_stops_the_server_on_its_own_loop_while_a_client_is_connected(evaluated_run):
     """Gradio's close() sets the server's asyncio stop event from the calling thread while the server's loop may be
-    removing a disconnected client's heartbeat waiter ("deque mutated during iteration", seen in CI): close_app
+    removing a disconnected client's heartbeat waiter ("deque mutated during iteration"): close_app
     sets it on the loop's thread, ends the open heartbeat stream and frees the port."""
     import asyncio
     import threading

@@ -1,4 +1,4 @@
-"""Every bad input of the fourth reliability round: one line, exit 2, before any work, no run folder left behind."""
+"""Every bad input to training: one line, exit 2, before any work, no run folder left behind."""
 
 import json
 import time

@@ -260,7 +260,7 @@ def test_two_processes_never_claim_the_same_queued_trial_in_sqlite(tmp_path, mon
     """Optuna claims a queued trial by reading it WAITING, then writing RUNNING. Both claims are made to read before
     either writes (a barrier after the read, given up after 3 s): with SQLite's write lock taken before the read
     (begin_immediate) the second claim waits, sees the trial RUNNING and asks for a new one; without it both
-    processes ran the same trial, and the later result failed ("Cannot tell a COMPLETE trial", seen in CI)."""
+    processes ran the same trial, and the later result failed ("Cannot tell a COMPLETE trial")."""
     import threading
 
     from optuna.storages._rdb.models import TrialModel

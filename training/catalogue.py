@@ -5,15 +5,18 @@ shapes only, no memory).
 
     python -m training.catalogue --base_config ../shared/models/flan-t5-base-config   # docs/catalogue.md's table
     python -m training.catalogue                                                       # flan-t5-base's from the Hub
+    python -m training.catalogue --base_config ... --core_run artifacts/tiny          # the README's methods table
 """
 
 import argparse
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import torch
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, T5Config
 
+from contract.files import EVAL_METRICS, METHOD_METRICS, method_metrics, read_run_file
 from contract.protocol import MIXED_BATCH_TYPES
 from training.config import TINY_T5, TINY_VOCAB_SIZE
 from training.methods import BUILTIN, CANNOT_TRAIN, CORE, LEFT_OUT, Method
@@ -96,12 +99,59 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def peft_summary(method: Method) -> str:
+    """The method's adapter_config.json in one cell: its peft type and the fields that shape it."""
+    if method.peft is None:
+        return "—"
+    shown = {k: v for k, v in method.peft.items() if k not in ("task_type", "peft_type", "bias")}
+    fields = [f"{k}={' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in shown.items()]
+    quantized = ["(4-bit nf4 base)"] if method.quantize_4bit else []
+    return " ".join([f"`{method.peft['peft_type']}`", *fields, *quantized])
+
+
+CORE_COLUMNS = ["method", "what trains", "peft config (adapter_config.json)", "trainable (flan-t5-base)",
+                "tiny run: trainable / train time / ROUGE-1 [95% CI] at the preset rate, one seed"]
+
+
+def measured(method: Method, run_dir: Path, base_rouge: float) -> str:
+    """A core method's figures in a tiny run: trainable parameters, training seconds, per-row ROUGE-1 [95% CI]."""
+    metrics_file = run_dir / method.name / METHOD_METRICS
+    if not metrics_file.exists():
+        return "needs CUDA: skipped on CPU" if method.needs_cuda else "not in this run"
+    metrics = read_run_file(run_dir, method_metrics(method.name))
+    rouge = read_run_file(run_dir, EVAL_METRICS)["scores"]["per_row"][method.name]["rouge1"]
+    below = " (below base)" if rouge["mean"] < base_rouge else ""
+    return (f"{metrics['parameters']['trainable']:,} / {metrics['cost']['train_seconds']:.0f} s / "
+            f"{rouge['mean']:.3f} [{rouge['ci_low']:.3f}, {rouge['ci_high']:.3f}]{below}")
+
+
+def core_table(base_config, run_dir: Path | None = None) -> str:
+    """The README's table of the core methods: the registry's facts, and with `run_dir` (a tiny run, evaluated)
+    what each measured there."""
+    scores = read_run_file(run_dir, EVAL_METRICS)["scores"]["per_row"] if run_dir else {}
+    base_rouge = scores.get("base", {}).get("rouge1", {}).get("mean", 0.0)
+    lines = ["| " + " | ".join(CORE_COLUMNS) + " |", "|" + "---|" * len(CORE_COLUMNS)]
+    for name in CORE:
+        method = BUILTIN[name]
+        cells = [f"`{name}`", method.why, peft_summary(method), f"{trainable_on(method, base_config):,}",
+                 measured(method, run_dir, base_rouge) if run_dir else "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if "base" in scores:
+        rouge = scores["base"]["rouge1"]
+        base = f"— / — / {rouge['mean']:.3f} [{rouge['ci_low']:.3f}, {rouge['ci_high']:.3f}]"
+        lines.append(f"| base (no fine-tuning) | — | — | — | {base} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base_config", default="google/flan-t5-base",
                         help="flan-t5-base's config: a Hub id or a folder (../shared/models/flan-t5-base-config)")
+    parser.add_argument("--core_run", type=Path, help="print the README's core-methods table instead, with the "
+                                                      "figures of this evaluated tiny run (artifacts/tiny)")
     args = parser.parse_args(argv)
-    print(markdown(table(AutoConfig.from_pretrained(args.base_config))))
+    config = AutoConfig.from_pretrained(args.base_config)
+    print(core_table(config, args.core_run) if args.core_run else markdown(table(config)))
 
 
 if __name__ == "__main__":

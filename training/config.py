@@ -16,7 +16,7 @@ from typing import Optional
 
 from transformers import HfArgumentParser
 
-from contract.protocol import DEFAULT_PROMPT, MAX_SOURCE_TOKENS
+from contract.protocol import DEFAULT_PROMPT, MAX_SOURCE_TOKENS, QUICK_PRESET_TIME
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,8 @@ PRESETS = {
     "flan-t5-base": Preset(base_model="google/flan-t5-base", data="hub"),
     "flan-t5-small": Preset(base_model="google/flan-t5-small", data="hub"),
     # Real FLAN-T5 on a laptop: flan-t5-small, one epoch over 256 training dialogues (full fine-tuning costs about
-    # 1.4 s per dialogue on 2 CPU cores), 200 test dialogues (a 95% CI of about +-0.015 ROUGE-1); under 20 minutes
-    # from `python app.py --preset quick` to serving on 2 CPU cores (benchmarks P10). Batches of 8 accumulated 4 times
+    # 1.4 s per dialogue on 2 CPU cores), 200 test dialogues (a 95% CI of about +-0.015 ROUGE-1); QUICK_PRESET_TIME
+    # from `python app.py --preset quick` to serving. Batches of 8 accumulated 4 times
     # (flan-t5-small's batch of 32): a batch of 32 long dialogues peaked at 19 GB of RAM on CPU.
     "quick": Preset(base_model="google/flan-t5-small", data="hub", logging_steps=2, eval_steps=4,
                     settings_of="flan-t5-small", epochs=1, max_train_samples=256, max_eval_samples=100, eval_limit=200,
@@ -69,7 +69,7 @@ DEFAULT_SWEEP_LR = ("x1/3", "x1", "x3")  # a sweep's first rates: the method's d
 class TrainConfig:
     preset: str = field(default="flan-t5-base", metadata={
         "help": "Preset: flan-t5-base (the lab's model), flan-t5-small, quick (flan-t5-small on 256 training and 200 "
-                "test dialogues: real FLAN-T5 in under 20 minutes on a CPU), or tiny (offline, CPU, minutes).",
+                f"test dialogues: real FLAN-T5 in {QUICK_PRESET_TIME}), or tiny (offline, CPU, minutes).",
         "choices": list(PRESETS)})
     base_model: Optional[str] = field(default=None, metadata={
         "help": "Hub id or local folder of the base checkpoint. Default: the preset's (tiny builds one from config)."})

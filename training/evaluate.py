@@ -269,6 +269,20 @@ def summary_lengths(outputs: dict, per_row: dict, tokenizer) -> dict:
     return lengths
 
 
+def protocol(cfg: EvalConfig, several_seeds: bool) -> dict:
+    """How the summaries were generated and scored, and how sure the figures are: decoding, ROUGE, bootstrap."""
+    rouge_module = str(ROUGE_METRIC.relative_to(ROUGE_METRIC.parents[1]))
+    paired_test = (f"sign-flip permutation over dialogues, {cfg.permutations} draws, two-sided; p_holm: Holm-adjusted "
+                   "over all pairs of models, per metric")
+    return {
+        "decoding": {**GREEDY, "max_new_tokens": cfg.max_new_tokens, "max_source_length": cfg.max_source_length,
+                     "batch_size": cfg.batch_size, "prompt_template": cfg.prompt_template},
+        "rouge": {**Rouge(split_sentences=True).describe(), "evaluate_module": rouge_module},
+        "bootstrap": {"resamples": cfg.resamples, "seed": cfg.seed, "confidence": 0.95,
+                      "unit": "seed, then dialogue" if several_seeds else "dialogue", "paired_test": paired_test},
+    }
+
+
 def evaluate(cfg: EvalConfig) -> dict:
     """Evaluate the run folder of `cfg` (held by this process)."""
     if cfg.resamples < 1000:
@@ -294,27 +308,21 @@ def evaluate(cfg: EvalConfig) -> dict:
     lengths = [len(ids) for ids in loaded.tokenizer(list(dialogues["dialogue"]))["input_ids"]]
     features = [lenses.dialogue_features(d, n, t) for d, n, t in zip(dialogues["dialogue"], lengths,
                                                                        dialogues["topic"])]
-    kept = retention_of(run_info, loaded, list(dialogues["dialogue"]), cfg)
+    texts, references = list(dialogues["dialogue"]), list(dialogues["references"])
+    kept = retention_of(run_info, loaded, texts, cfg)
+    rouge1_means = {m: s["rouge1"] for m, s in means["per_row"].items()}
     metrics = {
         "schema_version": 1, "created_at": utc_now(), "split": cfg.split, "headline_protocol": cfg.headline,
         "n_dialogues": len(dialogues), "n_references": int(sum(weights)),
-        "decoding": {**GREEDY, "max_new_tokens": cfg.max_new_tokens, "max_source_length": cfg.max_source_length,
-                     "batch_size": cfg.batch_size, "prompt_template": cfg.prompt_template},
-        "rouge": {**Rouge(split_sentences=True).describe(), "evaluate_module": str(ROUGE_METRIC.relative_to(
-            ROUGE_METRIC.parents[1]))},
+        **protocol(cfg, bool(extra)),
         "models": list(outputs), "labels": {m: loaded.labels.get(m, BASE_LABEL) for m in outputs},
         "seeds": {m: {"served": served_seed[m], "all": [served_seed[m], *extra.get(m, {})]} for m in served_seed},
-        "bootstrap": {"resamples": cfg.resamples, "seed": cfg.seed, "confidence": 0.95,
-                      "unit": "seed, then dialogue" if extra else "dialogue",
-                      "paired_test": f"sign-flip permutation over dialogues, {cfg.permutations} draws, two-sided; "
-                                     "p_holm: Holm-adjusted over all pairs of models, per metric"},
         "scores": table, "comparisons": comparisons, "ranking": ranking(seeded, table, weights, cfg),
         "generation_cost": cost,
-        "slices": lenses.slices(features, {m: s["rouge1"] for m, s in means["per_row"].items()}, weights,
-                                cfg.resamples, cfg.seed),
-        "unsupported_details": lenses.faithfulness(list(dialogues["dialogue"]), outputs, cfg.resamples, cfg.seed),
-        "degenerate_outputs": lenses.degeneracy(outputs, list(dialogues["references"]), cfg.resamples, cfg.seed),
-        "versions": {**package_versions(), "rouge_score": "0.1.2"},
+        "slices": lenses.slices(features, rouge1_means, weights, cfg.resamples, cfg.seed),
+        "unsupported_details": lenses.faithfulness(texts, outputs, cfg.resamples, cfg.seed),
+        "degenerate_outputs": lenses.degeneracy(outputs, references, cfg.resamples, cfg.seed),
+        "versions": package_versions(),
         "source": source(),
         "summary_length": summary_lengths(outputs, scores["per_row"], loaded.tokenizer),
         **({"retention": kept} if kept else {}),

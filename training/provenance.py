@@ -6,6 +6,7 @@ import datetime as dt
 import resource
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
@@ -21,7 +22,7 @@ def package_versions() -> dict:
     import transformers
 
     return {"python": sys.version.split()[0], "torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "datasets": datasets.__version__}
+            "peft": peft.__version__, "datasets": datasets.__version__, "rouge_score": version("rouge-score")}
 
 
 def git_commit() -> str | None:

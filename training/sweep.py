@@ -162,7 +162,7 @@ def begin_immediate(connection) -> None:
     """Each transaction of a SQLite study (open_study listens with it once Optuna has set the storage up). pysqlite
     begins a transaction at the first write, not the first read, so Optuna's claim of a queued trial (read WAITING,
     then write RUNNING; SQLite ignores SELECT ... FOR UPDATE) let two processes both read WAITING and both run the
-    same trial: the later result then failed with "Cannot tell a COMPLETE trial" (seen in CI). BEGIN IMMEDIATE takes
+    same trial, and the later result then failed with "Cannot tell a COMPLETE trial". BEGIN IMMEDIATE takes
     SQLite's write lock before the read, so one process claims the trial and the other sees it RUNNING
     (SQLAlchemy's pysqlite recipe)."""
     connection.exec_driver_sql("BEGIN IMMEDIATE")
