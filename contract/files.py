@@ -161,7 +161,7 @@ def read_evaluation(run_dir: Path) -> tuple[dict, list[dict]]:
                 f"{path}: line {n} is not valid JSON ({e.msg}): the file was cut short. {again}"
             ) from None
         missing = [f for f in PREDICTION_FIELDS if f not in row] if isinstance(row, dict) else list(PREDICTION_FIELDS)
-        models = set(metrics.get("models", row.get("outputs", {}) if isinstance(row, dict) else ()))
+        models = set(metrics["models"])
         if missing or not models <= set(row["outputs"]):
             raise ArtifactError(
                 f"{path}: line {n} lacks {', '.join(missing) or 'outputs of ' + ', '.join(sorted(models))}. {again}"

@@ -158,7 +158,7 @@ def load_run_models(run_dir: Path, device: Optional[str] = None, shared_bases: O
     infos = {}
     for name in list_methods(run_dir):
         try:
-            infos[name] = read_run_file(run_dir, method_metrics(name)).get("method", {})
+            infos[name] = read_run_file(run_dir, method_metrics(name))["method"]
         except Exception as e:  # a broken metrics.json: the method is listed, unavailable, with the reason
             infos[name], loaded.errors[name] = {}, without_paths(f"{method_metrics(name)}: {reason(e)}", run_dir)
         loaded.methods.append(name)

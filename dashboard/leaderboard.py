@@ -40,7 +40,7 @@ def test_set_of(data: RunData) -> str:
 def family_of(model: str, metrics: Optional[dict]) -> str:
     if metrics is None:
         return BASE_FAMILY
-    kind = (metrics.get("method") or {}).get("peft_type") or ("FULL" if model == "full" else "")
+    kind = metrics["method"]["peft_type"]
     return FAMILIES.get(kind, kind.lower().replace("_", " ") or "unknown")
 
 
@@ -70,7 +70,7 @@ def run_rows(name: str, key, data: RunData) -> list[dict]:
         metrics = data.train.get(model)
         cost = (metrics or {}).get("cost", {})
         rate = (metrics or {}).get("learning_rate") or {}
-        method = (metrics or {}).get("method") or {}
+        method = (metrics or {}).get("method", {})  # base has no metrics.json
         row = {"run": name, "model": key(model), "method": data.label(model), "family": family_of(model, metrics),
                "base model": data.run["base_model"], "preset": data.run["preset"], "test set": test_set}
         for metric, label in list(METRIC_LABELS.items())[:3]:

@@ -75,8 +75,7 @@ class RunData:
         """What people read for a model: the label its training wrote (metrics.json), else its name."""
         if model == BASE:
             return BASE_LABEL
-        method = self.train.get(model, {}).get("method")
-        return method["label"] if method else model
+        return self.train[model]["method"]["label"] if model in self.train else model
 
     @property
     def labels(self) -> dict[str, str]:
@@ -192,7 +191,7 @@ def comparisons_table(evaluation: Optional[dict]) -> pd.DataFrame:
     rows = evaluation["comparisons"][evaluation["headline_protocol"]]
     return pd.DataFrame([{"comparison": f"{c['a']} − {c['b']}", "metric": METRIC_LABELS.get(c["metric"]),
                           "mean difference": round(c["mean_difference"], 4), "p-value": round(c["p_value"], 4),
-                          "p (Holm, all pairs)": round(c["p_holm"], 4) if "p_holm" in c else None}
+                          "p (Holm, all pairs)": round(c["p_holm"], 4)}
                          for c in rows])
 
 
@@ -433,10 +432,10 @@ def capability_frame(data: RunData, view: str = "all, fewest trainable parameter
     merges into the base, the paper (from each method's metrics.json: the registry's own words)."""
     rows = []
     for name, metrics in data.train.items():
-        method = metrics.get("method") or {}
+        method = metrics["method"]
         rows.append({"method": data.label(name), "what trains": method.get("what_trains", ""),
                      "trainable": metrics["parameters"]["trainable"],
-                     "mixed batch": method.get("mixed_batch"), "merges": method.get("merges"),
+                     "mixed batch": method["mixed_batch"], "merges": method["merges"],
                      "paper": method.get("paper", "")})
     frame = pd.DataFrame(rows, columns=["method", "what trains", "trainable", "mixed batch", "merges", "paper"])
     key = CAPABILITY_VIEWS[view]

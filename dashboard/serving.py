@@ -103,7 +103,7 @@ def mergeable(run_dir: Path, methods: list[str]) -> dict[str, bool]:
     found = {}
     for name in methods:
         try:
-            found[name] = bool((read_run_file(run_dir, method_metrics(name)).get("method") or {}).get("merges"))
+            found[name] = read_run_file(run_dir, method_metrics(name))["method"]["merges"]
         except ArtifactError:
             found[name] = False
     return found

@@ -102,37 +102,6 @@ def test_unknown_and_malformed_methods_are_clear_errors(tmp_path):
         user_method(f"eval={bad}")
 
 
-def test_a_run_written_before_the_registry_still_loads(tiny_run, tmp_path):
-    """Runs written by the two-method code: full/ and lora/ with metrics.json lacking the `method` field."""
-    import shutil
-
-    from dashboard import run_data as rd
-
-    run_dir, _ = tiny_run
-    old = tmp_path / "old"
-    shutil.copytree(run_dir, old)
-    for name in ("full", "lora"):
-        doc = json.loads((old / name / "metrics.json").read_text())
-        doc.pop("method")
-        doc["hyperparameters"].pop("peft_config", None)
-        doc["cost"].pop("segments")
-        (old / name / "metrics.json").write_text(json.dumps(doc))
-    if (old / EVAL_METRICS).exists():  # nor did its evaluation carry models/labels/p_holm
-        doc = json.loads((old / EVAL_METRICS).read_text())
-        doc.pop("models"), doc.pop("labels")
-        for rows in doc["comparisons"].values():
-            for row in rows:
-                row.pop("p_holm")
-        (old / EVAL_METRICS).write_text(json.dumps(doc))
-    data = rd.load_run(old)
-    assert data.methods == ["full", "lora"] and data.problems == []
-    assert data.label("lora") == "lora" and rd.is_complete(old)  # no label recorded: the method's name
-    from contract.loading import load_run_models
-
-    loaded = load_run_models(old, "cpu")
-    assert loaded.errors == {} and loaded.models == ["base", "full", "lora"]
-
-
 def test_prefix_tuning_fits_t5_attention_width_where_it_differs_from_d_model():
     """flan-t5-small: 6 heads x d_kv 64 = 384 wide keys, d_model 512; peft's default (d_model) breaks generate."""
     from peft import get_peft_model

@@ -19,7 +19,6 @@ from transformers import AutoTokenizer
 from contract import int8
 from contract.files import (
     EVAL_INT8,
-    MODEL,
     RUN_JSON,
     base_model_location,
     method_metrics,
@@ -85,8 +84,7 @@ def measure(cfg: Int8Config) -> dict:
     base_path, rouge = base_model_location(run_dir, run), load_rouge_metric()
     models, exact_only = {}, {}
     for model in evaluation["models"]:
-        merges = model == BASE or bool((read_run_file(run_dir, method_metrics(model)).get("method") or {})
-                                       .get("merges") or (run_dir / model / MODEL).is_dir())
+        merges = model == BASE or read_run_file(run_dir, method_metrics(model))["method"]["merges"]
         if not merges:
             exact_only[model] = "peft cannot merge it into the base: served exactly"
             continue
