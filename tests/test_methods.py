@@ -172,7 +172,6 @@ def test_the_catalogue_page_table_is_the_generated_one():
     assert generated in (ROOT / "docs" / "catalogue.md").read_text()
 
 
-@pytest.mark.slow
 def test_the_readme_methods_table_is_the_generated_one():
     """The README's core-methods table comes from the method folders (training.catalogue.core_table); what a
     tiny run measured (its last column) needs that run, so only the registry's columns are compared here."""

@@ -110,7 +110,7 @@ def peft_summary(method: Method) -> str:
 
 
 CORE_COLUMNS = ["method", "what trains", "peft config (adapter_config.json)", "trainable (flan-t5-base)",
-                "tiny run: trainable / train time / ROUGE-1 [95% CI] at the preset rate, one seed"]
+                "tiny run at the preset rate: trainable / train time / ROUGE-1 [95% CI]"]
 
 
 def measured(method: Method, run_dir: Path, base_rouge: float) -> str:
