@@ -140,10 +140,11 @@ def plan(finished: dict[tuple[float, int], Scores], first: list[float], default:
         if rung + 1 < len(steps):
             result.legs += [(r, rung + 1) for r in going_on]
         alive = going_on
-    return end(result, finished, alive, default, steps, floor)
+    return end(result, finished, alive, default, steps, floor, shown)
 
 
-def end(result: Plan, finished: dict, alive: list[float], default: float, steps: list[int], floor: float) -> Plan:
+def end(result: Plan, finished: dict, alive: list[float], default: float, steps: list[int], floor: float,
+        shown: Callable[[int, float], str]) -> Plan:
     """The winner when it beats the floor at the end; else the default continued to the end from its last rung."""
     last = len(steps) - 1
     winner = alive[0] if alive else None
@@ -159,8 +160,9 @@ def end(result: Plan, finished: dict, alive: list[float], default: float, steps:
         result.done, result.winner = True, None
         return result
     if winner is not None:
-        result.stopped[winner] = (f"at step {steps[last]}: {mean(finished[(winner, last)]):.3f}, not above the floor "
-                                  f"{floor:.3f}: the default rate was continued instead")
+        score = shown(last, mean(finished[(winner, last)]))
+        result.stopped[winner] = (f"at step {steps[last]}: {score}, not above the floor {floor:.3f}: the default rate "
+                                  "was continued instead")
     result.legs.append((default, last))
     if result.waiting_for(finished):
         return result

@@ -209,9 +209,10 @@ def finished_legs(study: optuna.Study) -> dict[tuple[float, int], halving.Scores
 
 def queue(study: optuna.Study, legs: list[tuple[float, int]], default_rate: float) -> None:
     """Queue the legs no trial holds (waiting, running or finished): each is taken by exactly one process."""
-    held = {leg_of(t) for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))}
+    waiting_or_running = (TrialState.WAITING, TrialState.RUNNING)
+    held = {leg_of(t) for t in study.get_trials(deepcopy=False, states=waiting_or_running)} | set(finished_legs(study))
     for leg in legs:
-        if leg not in held and leg not in finished_legs(study):
+        if leg not in held:
             enqueue(study, *leg, default=leg[0] == default_rate)
             held.add(leg)
 
