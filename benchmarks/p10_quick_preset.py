@@ -45,7 +45,7 @@ def main():
         training = ["--base_model", str(base), "--tokenizer", str(SHARED / "models" / "flan-t5-tokenizer"),
                     "--data", str(SHARED / "data" / "dialogsum")]
         if args.smoke:
-            training += ["--max_steps", "1", "--batch_size", "2", "--eval_limit", "2"]
+            training += ["--max_steps", "1", "--batch_size", "2", "--eval_limit", "2", "--retention_data", "none"]
         command = [sys.executable, "app.py", "--preset", "quick", "--port", str(PORT), *training]
         start = time.perf_counter()
         proc = subprocess.Popen(command, cwd=project, env={**os.environ, "PYTHONUNBUFFERED": "1"})

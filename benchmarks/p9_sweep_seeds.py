@@ -8,7 +8,7 @@ bootstrap (each run's seeds, then the shared test dialogues): the README's prese
 
     python p9_sweep_seeds.py --ratio                          # both commands, back to back (about 1.5 h on 2 cores)
     python p9_sweep_seeds.py --ratio --methods full,lora,ia3  # the same on some methods (said in the row)
-    python p9_sweep_seeds.py --smoke                          # mechanics: 2 methods, a few steps, both commands
+    python p9_sweep_seeds.py --smoke                          # mechanics: 2 methods, 2 seeds, a few steps, both
     python p9_sweep_seeds.py                                  # the swept command alone
     python p9_sweep_seeds.py --run_dir /tmp/p9/artifacts/tiny --seconds 1500   # a run of that command timed
                                                               # outside (e.g. under /usr/bin/time): record it
@@ -153,7 +153,8 @@ def main():
                                                         "adds the preset-vs-swept table (--smoke runs one)")
     args = parser.parse_args()
     methods = SMOKE if args.smoke else ["--methods", args.methods]
-    command = [*COMMAND[:4], *methods, *COMMAND[6:]]
+    seeds = ["--seeds", "2"] if args.smoke else COMMAND[-2:]
+    command = [*COMMAND[:4], *methods, *COMMAND[6:-2], *seeds]
     with tempfile.TemporaryDirectory() as tmp:
         run_dir, seconds, preset_run, preset_seconds = args.run_dir, args.seconds, args.preset_run, None
         if args.floor:

@@ -19,6 +19,7 @@ def user_config(tmp_path, name="adapter_config.json", **fields):
 
 
 CASES = {
+    "retention file": (["--retention_data", "/no/texts.txt"], "--retention_data /no/texts.txt: no such file"),
     "storage garbage": (["--sweep", "lr", "--sweep_storage", "garbage"], "--sweep_storage 'garbage' cannot be opened"),
     "storage unwritable": (
         ["--sweep", "lr", "--sweep_storage", "sqlite:////proc/no/such/dir/s.db"],

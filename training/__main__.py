@@ -70,7 +70,8 @@ def main(argv=None) -> None:
                 print("evaluating base and every method on the test dialogues", flush=True)
                 evaluate.run(evaluate.EvalConfig(run=str(run_dir), prompt_template=cfg.prompt_template,
                                                  max_source_length=cfg.max_source_length,
-                                                 limit=cfg.eval_limit or PRESETS[cfg.preset].eval_limit))
+                                                 limit=cfg.eval_limit or PRESETS[cfg.preset].eval_limit,
+                                                 retention_data=cfg.retention_data))
         if failed:
             raise SweepFailed(f"{len(failed)} method(s) left out of {run_dir} (the others are trained and evaluated): "
                               + " | ".join(f.split(':')[0] for f in failed) + " (each said why above).")

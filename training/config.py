@@ -159,6 +159,9 @@ class TrainConfig:
                 "over seeds with an interval that includes seed-to-seed variation; the app serves --seed's model."})
     eval_limit: Optional[int] = field(default=None, metadata={
         "help": "python -m training: evaluate only the first N test dialogues (a quick look); default all."})
+    retention_data: str = field(default="hub", metadata={
+        "help": "python -m training: the evaluation's held-out general text for the retention score of real "
+                "presets: 'hub' (allenai/c4, streamed), 'none' (skip it; offline), or a .txt / .jsonl file."})
     report_to: str = field(default="none", metadata={
         "help": "Where training curves go, besides metrics.json: none, tensorboard (event files in "
                 "<run>/<method>/runs; open with `tensorboard --logdir <run>`), trackio (local unless TRACKIO_SPACE_ID "

@@ -341,9 +341,7 @@ def main(argv=None) -> None:
             raise ConfigError(f"--max_source_length must be in 1..{MAX_SOURCE_TOKENS} (got {cfg.max_source_length})")
         if "{dialogue}" not in cfg.prompt_template:
             raise ConfigError("--prompt_template must contain {dialogue}")
-        if cfg.retention_data not in ("hub", "none") and not Path(cfg.retention_data).is_file():
-            raise ConfigError(f"--retention_data {cfg.retention_data}: no such file; give 'hub', 'none' or a .txt "
-                              "/ .jsonl file of general text.")
+        retention.check_retention_data(cfg.retention_data)
         return run(cfg)
 
     run_cli(evaluate_run)

@@ -18,6 +18,7 @@ import torch
 from training import sweep
 from training.config import TINY_T5, TINY_VOCAB_SIZE, ConfigError, TrainConfig, check_output_dir, resolve
 from training.methods import BUILTIN, Method
+from training.retention import check_retention_data
 
 MAX_SEED = 2**32 - 1  # numpy's and the Trainer's seeds are 32-bit
 
@@ -34,6 +35,7 @@ def check_run(cfg: TrainConfig, methods: list[Method]) -> None:
     if cfg.sweep:
         check_sweep(cfg, resolved)
     check_report_to(cfg.report_to)
+    check_retention_data(cfg.retention_data)
     config = base_config(resolved[0]) if resolved else None
     for method, r in zip(methods, resolved):
         if method.peft is not None and config is not None:

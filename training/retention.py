@@ -47,6 +47,13 @@ def read_texts(path: Path) -> list[str]:
     return lines
 
 
+def check_retention_data(value: str) -> None:
+    """--retention_data: 'hub', 'none', or a file that exists (checked before any work)."""
+    if value not in ("hub", "none") and not Path(value).is_file():
+        raise ConfigError(f"--retention_data {value}: no such file; give 'hub', 'none' or a .txt / .jsonl file of "
+                          "general text.")
+
+
 def web_texts(source: Optional[str], limit: int = RETENTION_TEXTS) -> tuple[list[str], str]:
     """(documents, where they came from): --retention_data's file, else c4's validation split from the Hub."""
     if source and source != "hub":
