@@ -2,8 +2,14 @@
 are not fixtures live in tests/helpers.py."""
 
 import json
+import os
 
 import pytest
+import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each (subprocesses inherit it)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 from tests.helpers import CaptureModel, tiny_config
 
