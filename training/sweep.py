@@ -129,7 +129,7 @@ def study_name(cfg: TrainConfig, method, steps: int) -> str:
         "preset", "base_model", "tokenizer", "data", "prompt_template", "max_source_length", "max_target_length",
         "max_train_samples", "max_eval_samples", "batch_size", "gradient_accumulation_steps", "warmup_ratio",
         "weight_decay", "seed", "tiny_pretrain_steps", "sweep_eval_dialogues", "precision")}
-    identity.update(method=method.peft, steps=steps)
+    identity.update(method=method.peft, steps=steps, schedule=[halving.RUNGS, halving.KEEP, halving.RULE])
     digest = sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{method.name}-{digest}"
 
