@@ -113,13 +113,14 @@ CORE_COLUMNS = ["method", "what trains", "peft config (adapter_config.json)", "t
                 "tiny run at the preset rate: trainable / train time / ROUGE-1 [95% CI]"]
 
 
-def measured(method: Method, run_dir: Path, base_rouge: float) -> str:
-    """A core method's figures in a tiny run: trainable parameters, training seconds, per-row ROUGE-1 [95% CI]."""
+def measured(method: Method, run_dir: Path, scores: dict, base_rouge: float) -> str:
+    """A core method's figures in a tiny run: trainable parameters, training seconds, per-row ROUGE-1 [95% CI]
+    (`scores`: the run's evaluation, per-row scores by model)."""
     metrics_file = run_dir / method.name / METHOD_METRICS
     if not metrics_file.exists():
         return "needs CUDA: skipped on CPU" if method.needs_cuda else "not in this run"
     metrics = read_run_file(run_dir, method_metrics(method.name))
-    rouge = read_run_file(run_dir, EVAL_METRICS)["scores"]["per_row"][method.name]["rouge1"]
+    rouge = scores[method.name]["rouge1"]
     below = " (below base)" if rouge["mean"] < base_rouge else ""
     return (f"{metrics['parameters']['trainable']:,} / {metrics['cost']['train_seconds']:.0f} s / "
             f"{rouge['mean']:.3f} [{rouge['ci_low']:.3f}, {rouge['ci_high']:.3f}]{below}")
@@ -134,7 +135,7 @@ def core_table(base_config, run_dir: Path | None = None) -> str:
     for name in CORE:
         method = BUILTIN[name]
         cells = [f"`{name}`", method.why, peft_summary(method), f"{trainable_on(method, base_config):,}",
-                 measured(method, run_dir, base_rouge) if run_dir else "—"]
+                 measured(method, run_dir, scores, base_rouge) if run_dir else "—"]
         lines.append("| " + " | ".join(cells) + " |")
     if "base" in scores:
         rouge = scores["base"]["rouge1"]

@@ -207,10 +207,11 @@ def finished_legs(study: optuna.Study) -> dict[tuple[float, int], halving.Scores
     return finished
 
 
-def queue(study: optuna.Study, legs: list[tuple[float, int]], default_rate: float) -> None:
-    """Queue the legs no trial holds (waiting, running or finished): each is taken by exactly one process."""
+def queue(study: optuna.Study, legs: list[tuple[float, int]], default_rate: float, finished: dict) -> None:
+    """Queue the legs no trial holds (waiting, running, or among the `finished` ones): each is taken by exactly one
+    process."""
     waiting_or_running = (TrialState.WAITING, TrialState.RUNNING)
-    held = {leg_of(t) for t in study.get_trials(deepcopy=False, states=waiting_or_running)} | set(finished_legs(study))
+    held = {leg_of(t) for t in study.get_trials(deepcopy=False, states=waiting_or_running)} | set(finished)
     for leg in legs:
         if leg not in held:
             enqueue(study, *leg, default=leg[0] == default_rate)
@@ -339,16 +340,20 @@ def rate_rows(legs: dict[float, list[dict]], result: halving.Plan, default_rate:
     return rows
 
 
-def steps_trained(legs: dict[float, list[dict]]) -> int:
-    return sum(leg["step"] - (leg["from_step"] or 0) for its in legs.values() for leg in its
-               if leg["status"] == "complete")
+def every_leg(legs: dict[float, list[dict]]) -> list[dict]:
+    return [leg for its in legs.values() for leg in its]
+
+
+def steps_trained(legs: list[dict]) -> int:
+    """Optimizer steps of the legs that ran to their rung."""
+    return sum(leg["step"] - (leg["from_step"] or 0) for leg in legs if leg["status"] == "complete")
 
 
 def rung_costs(legs: dict[float, list[dict]], steps: list[int]) -> list[dict]:
     rows = []
     for rung, step in enumerate(steps):
-        done = [leg for its in legs.values() for leg in its if leg["rung"] == rung]
-        rows.append({"step": step, "legs": len(done), "steps_trained": steps_trained({0: done}),
+        done = [leg for leg in every_leg(legs) if leg["rung"] == rung]
+        rows.append({"step": step, "legs": len(done), "steps_trained": steps_trained(done),
                      "seconds": sum(leg["seconds"] or 0 for leg in done)})
     return rows
 
@@ -390,9 +395,10 @@ def run_sweep(cfg: TrainConfig, method, run_dir: Path, default_rate: float, step
               run_leg: Callable[[float, int, optuna.Trial], dict], untrained_rouge_l: Callable[[], float]) -> dict:
     """Sweep `method`'s rate (or read back the finished sweep) and write <run>/<method>/sweep.json.
     `run_leg(rate, step, trial)` trains `rate` from its newest checkpoint to `step` (the full `steps`: its model
-    and metrics.json in its trial folder; else a complete checkpoint there) and returns {"scores": per-dialogue
-    validation ROUGE-L, "from_step": where it started}; `untrained_rouge_l()` scores the method's untrained model:
-    the floor the served rate must beat (or --sweep_floor). Raises SweepFailed when no rate gives a model."""
+    and metrics.json in its trial folder; else a complete checkpoint there) and returns {"scores": what the rule
+    compares, higher is better (negated per-row validation losses before the end, per-dialogue ROUGE-L at it),
+    "from_step": where it started, ...}; `untrained_rouge_l()` scores the method's untrained model: the floor the
+    served rate must beat (or --sweep_floor). Raises SweepFailed when no rate gives a model."""
     start = time.perf_counter()
     first = parse_rates(cfg.sweep_lr, default_rate)
     rungs = halving.rung_steps(steps)
@@ -400,12 +406,13 @@ def run_sweep(cfg: TrainConfig, method, run_dir: Path, default_rate: float, step
     study = open_study(url, name)
     floor = study_floor(cfg, study, untrained_rouge_l)
     objective = make_objective(lambda rate, rung, trial: run_leg(rate, rungs[rung], trial))
+
     def shown(rung: int, score: float) -> str:  # paused legs are scored by negated loss, the end by ROUGE-L
         return f"validation ROUGE-L {score:.3f}" if rung == len(rungs) - 1 else f"validation loss {-score:.3f}"
 
     while not (result := halving.plan(finished := finished_legs(study), first, default_rate, rungs, floor,
                                       shown)).done:
-        queue(study, result.legs, default_rate)
+        queue(study, result.legs, default_rate, finished)
         work_through_queue(study, objective)
     legs = leg_rows(study, rungs)
     rows = rate_rows(legs, result, default_rate)
@@ -437,8 +444,9 @@ def sweep_document(cfg: TrainConfig, method, result: halving.Plan, rows: list[di
     if result.below_floor:
         note = (f"no rate beat the untrained model ({floor:.3f}): the preset rate is served, as a run without "
                 "--sweep would serve it")
-    trained = steps_trained(legs)
-    return {"schema_version": 2, "method": method.name, "parameter": "learning_rate", "metric": "validation rougeL",
+    trained = steps_trained(every_leg(legs))
+    return {"schema_version": 2, "method": method.name, "parameter": "learning_rate",
+            "metric": "validation loss at the rungs before the end, validation rougeL at the end",
             "rule": halving.RULE, "default_learning_rate": default_rate, "trials": rows,
             "chosen_learning_rate": result.winner, "bracketed": bracketed, "rungs": rungs,
             "rung_costs": rung_costs(legs, rungs), "untrained_validation_rougeL": floor,
