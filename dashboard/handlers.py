@@ -78,6 +78,14 @@ def client_of(state: AppState, request: Optional[gr.Request]) -> Optional[str]:
     return state.votes.client_key(client_address(request))
 
 
+def session_of(state: AppState, request: Optional[gr.Request]) -> Optional[str]:
+    """A keyed hash of the browser session (or API client) asking: a battle is voted in the session that drew it."""
+    session = getattr(request, "session_hash", None)
+    if not session or state.votes is None:
+        return None
+    return state.votes.client_key(f"session:{session}")
+
+
 def named_request(state: AppState, text, request: Optional[gr.Request]) -> None:
     """Someone is about to see summaries of `text` under model names: no vote on that text counts from now on,
     from any address, and it leaves the test battle pool (dashboard/votes.py)."""

@@ -17,7 +17,7 @@ import pandas as pd
 
 from dashboard import figures
 from dashboard import votes as vt
-from dashboard.handlers import ROUGE, AppState, client_of, refuse, wait
+from dashboard.handlers import ROUGE, AppState, client_of, refuse, session_of, wait
 from dashboard.inputs import InputError, check_text
 from dashboard.untrusted import plain
 
@@ -34,6 +34,12 @@ def unseen_pool(state: AppState) -> Optional[pd.DataFrame]:
         return pool
     named = state.votes.named_texts()
     return pool[[vt.text_hash(d) not in named for d in pool["dialogue"]]].reset_index(drop=True)
+
+
+def unseen_by(pool: pd.DataFrame, models: list[str], seen: set[str]):
+    """(a, b) -> which pool rows show neither model's summary to a client that has seen `seen` under names."""
+    fresh = {m: ~pool[m].map(vt.text_hash).isin(seen) for m in models}
+    return lambda a, b: fresh[a] & fresh[b]
 
 
 def pool_line(state: AppState) -> str:
@@ -58,25 +64,29 @@ def new_battle(state: AppState, text: Optional[str] = None, request: Optional[gr
     if not pasted and pool.empty:
         raise refuse("Every held-back test dialogue has had its named summaries requested, so none can be judged "
                      "blind any more; paste a dialogue of your own.")
-    a, b = state.votes.next_pair(models, rng)
-    client = client_of(state, request)
+    client, session = client_of(state, request), session_of(state, request)
     try:
         if not pasted:
-            row = pool.iloc[rng.randrange(len(pool))]
-            return state.votes.add_battle("test", row["dialogue"], row["id"], a, b, row[a], row[b], client)
+            fresh = unseen_by(pool, models, state.votes.seen_named(client))
+            a, b = state.votes.next_pair(models, rng, usable=lambda pair: fresh(*pair).any())
+            rows = fresh(a, b).to_numpy().nonzero()[0] if fresh(a, b).any() else range(len(pool))
+            row = pool.iloc[rng.choice(list(rows))]
+            return state.votes.add_battle("test", row["dialogue"], row["id"], a, b, row[a], row[b], client, session)
+        a, b = state.votes.next_pair(models, rng)
         dialogue = check_text(text)
         vt.check_length("dialogue", dialogue)  # before any model is called
         summaries = wait(state.own, dialogue, [a, b])
         if any(summaries[m].error for m in (a, b)):
             raise refuse("A model failed to summarize this dialogue; try again.")
-        return state.votes.add_battle("pasted", dialogue, None, a, b, summaries[a].text, summaries[b].text, client)
+        return state.votes.add_battle("pasted", dialogue, None, a, b, summaries[a].text, summaries[b].text, client,
+                                      session)
     except (InputError, vt.VoteError) as e:
         raise refuse(str(e)) from None
 
 
 def cast_vote(state: AppState, battle_id, choice, request: Optional[gr.Request] = None) -> dict:
     try:
-        revealed = state.votes.cast(battle_id, choice, client_of(state, request))
+        revealed = state.votes.cast(battle_id, choice, client_of(state, request), session_of(state, request))
     except vt.VoteError as e:
         raise refuse(str(e)) from None
     return {**revealed, "label_a": state.data.label(revealed["model_a"]),
@@ -98,7 +108,8 @@ def rouge1_against_references(state: AppState):
 def flag_line(votes: pd.DataFrame) -> str:
     flagged = votes["flag"].value_counts()
     return (f"Left out of the ratings: {int(flagged.get('non_anonymous', 0))} votes by a client that had asked "
-            f"for named summaries of that dialogue, {int(flagged.get('rate_limited', 0))} over the hourly limit "
+            f"for named summaries of that dialogue, {int(flagged.get('seen_named', 0))} on a summary an earlier "
+            f"vote had revealed to the same client, {int(flagged.get('rate_limited', 0))} over the hourly limit "
             "per client.")
 
 

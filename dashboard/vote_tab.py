@@ -10,6 +10,8 @@ from dashboard.vote_handlers import cast_vote, new_battle, pool_line, ratings_vi
 NOT_COUNTED = {
     "non_anonymous": "Your vote is kept but **not counted**: someone had asked for named summaries of this "
                      "dialogue, so the names could be known. ",
+    "seen_named": "Your vote is kept but **not counted**: an earlier vote of yours had revealed who wrote one of "
+                  "these summaries. ",
     "rate_limited": "Your vote is kept but **not counted**: this connection has reached the hourly vote limit. ",
 }
 STORED = ("*What is stored:* the dialogue (a pasted one too), the two summaries and your vote, with a keyed hash of "

@@ -44,7 +44,7 @@ BATTLE_TTL_SECONDS = 24 * 3600   # a battle left open longer than a day is expir
 MAX_TEXT = 20_000                # the longest dialogue or summary a battle stores
 MIN_VOTES = 20                   # below this, the ratings say "not enough votes yet"
 VOTE_LIMIT_PER_HOUR = 60         # counted votes per client per hour (0 = no limit): a person reads ~1 battle/min
-FLAGS = ("non_anonymous", "rate_limited")
+FLAGS = ("non_anonymous", "seen_named", "rate_limited")
 
 SOURCES = ("test", "pasted")     # where a battle's dialogue came from
 
@@ -53,6 +53,11 @@ def sql_list(values) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
+VOTES_TABLE = f"""CREATE TABLE IF NOT EXISTS votes (
+    battle_id TEXT PRIMARY KEY REFERENCES battles(id),
+    choice TEXT NOT NULL CHECK (choice IN ({sql_list(CHOICES)})),
+    created_at REAL NOT NULL
+);"""
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS battles (
     id TEXT PRIMARY KEY,
@@ -64,11 +69,7 @@ CREATE TABLE IF NOT EXISTS battles (
     summary_a TEXT NOT NULL CHECK (length(summary_a) <= {MAX_TEXT}),
     summary_b TEXT NOT NULL CHECK (length(summary_b) <= {MAX_TEXT})
 );
-CREATE TABLE IF NOT EXISTS votes (
-    battle_id TEXT PRIMARY KEY REFERENCES battles(id),
-    choice TEXT NOT NULL CHECK (choice IN ({sql_list(CHOICES)})),
-    created_at REAL NOT NULL
-);
+{VOTES_TABLE}
 CREATE TABLE IF NOT EXISTS named_requests (   -- who asked for NAMED summaries of which text (its hash only)
     client TEXT NOT NULL,
     text_hash TEXT NOT NULL,
@@ -78,7 +79,7 @@ CREATE INDEX IF NOT EXISTS named_by_client ON named_requests (client, text_hash)
 CREATE INDEX IF NOT EXISTS named_by_text ON named_requests (text_hash);
 """
 ADDED_COLUMNS = {  # columns newer than the first schema: added to an older votes.sqlite in place
-    "battles": {"client": "TEXT"},
+    "battles": {"client": "TEXT", "session": "TEXT"},
     "votes": {"client": "TEXT", "flag": f"TEXT CHECK (flag IN ({sql_list(FLAGS)}))"},
 }
 
@@ -107,10 +108,17 @@ def check_length(name: str, text: str) -> None:
         raise VoteError(f"The {name} has {len(text):,} characters; the limit for a battle is {MAX_TEXT:,}.")
 
 
+def seen_by(db: sqlite3.Connection, client: str) -> set[str]:
+    """Hashes of the summaries whose names `client`'s votes revealed to it (flagged votes reveal them too)."""
+    rows = db.execute("SELECT b.summary_a, b.summary_b FROM votes v JOIN battles b ON b.id = v.battle_id "
+                      "WHERE v.client = ?", (client,)).fetchall()
+    return {text_hash(text) for row in rows for text in row}
+
+
 # What a mirror record of each kind becomes: its table and the columns this version stores (vote_mirror.py)
 MIRRORED = {
     "battle": ("battles", ("id", "created_at", "source", "dialogue_id", "dialogue", "model_a", "model_b", "summary_a",
-                           "summary_b", "client")),
+                           "summary_b", "client", "session")),
     "vote": ("votes", ("battle_id", "choice", "created_at", "client", "flag")),
     "named": ("named_requests", ("client", "text_hash", "created_at")),
 }
@@ -234,6 +242,25 @@ class VoteStore:
                 for name, kind in columns.items():
                     if name not in have:
                         db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            self.widen_flag_check(db)
+
+    @staticmethod
+    def widen_flag_check(db: sqlite3.Connection) -> None:
+        """A file written before a flag existed checks `flag` against the older list, and SQLite cannot alter a
+        CHECK: the votes table is copied into one with today's list (one transaction, every row kept)."""
+        votes_sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'votes'").fetchone()[0]
+        if all(f"'{flag}'" in votes_sql for flag in FLAGS):
+            return
+        columns = [row[1] for row in db.execute("PRAGMA table_info(votes)")]
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("ALTER TABLE votes RENAME TO votes_before_flags")
+        db.execute(VOTES_TABLE.rstrip(";"))
+        for name, kind in ADDED_COLUMNS["votes"].items():
+            db.execute(f"ALTER TABLE votes ADD COLUMN {name} {kind}")
+        names = ", ".join(columns)
+        db.execute(f"INSERT INTO votes ({names}) SELECT {names} FROM votes_before_flags")
+        db.execute("DROP TABLE votes_before_flags")
+        db.execute("COMMIT")
 
     def load_secret(self) -> bytes:
         if os.environ.get("VOTE_SECRET"):
@@ -273,34 +300,48 @@ class VoteStore:
                     counts[(a, b)] = n
         return counts
 
-    def next_pair(self, models: list[str], rng: random.Random) -> tuple[str, str]:
-        """The least-shown pair (pairs spread evenly), in random order: which model is A is a coin flip."""
+    def next_pair(self, models: list[str], rng: random.Random, usable=None) -> tuple[str, str]:
+        """The least-shown pair (pairs spread evenly), in random order: which model is A is a coin flip. Only pairs
+        `usable(pair)` accepts compete, while there are any."""
         counts = self.pair_counts(models)
+        if usable is not None and any(usable(pair) for pair in counts):
+            counts = {pair: n for pair, n in counts.items() if usable(pair)}
         fewest = min(counts.values())
         pair = list(rng.choice([p for p, n in counts.items() if n == fewest]))
         rng.shuffle(pair)
         return pair[0], pair[1]
 
+    def seen_named(self, client: Optional[str]) -> set[str]:
+        """Hashes of every summary `client` has seen revealed under its model's name (each of its votes reveals
+        both of its battle's): a battle showing one of them again could be voted by recognising the text."""
+        if client is None:
+            return set()
+        with self.db() as db:
+            return seen_by(db, client)
+
     def add_battle(self, source: str, dialogue: str, dialogue_id: Optional[str], model_a: str, model_b: str,
-                   summary_a: str, summary_b: str, client: Optional[str] = None) -> Battle:
+                   summary_a: str, summary_b: str, client: Optional[str] = None,
+                   session: Optional[str] = None) -> Battle:
         self.check_open()
         for name, text in (("dialogue", dialogue), ("summary A", summary_a), ("summary B", summary_b)):
             check_length(name, text)
         battle = Battle(secrets.token_urlsafe(16), dialogue, summary_a, summary_b, model_a, model_b)
         row = {"id": battle.id, "created_at": time.time(), "source": source, "dialogue_id": dialogue_id,
                "dialogue": dialogue, "model_a": model_a, "model_b": model_b, "summary_a": summary_a,
-               "summary_b": summary_b, "client": client}
+               "summary_b": summary_b, "client": client, "session": session}
         with self.db() as db:
             db.execute(f"INSERT INTO battles ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})", row)
         self.record("battle", row)
         return battle
 
-    def flag_for(self, db, client: Optional[str], dialogue: str) -> Optional[str]:
-        """Why a vote by `client` on a battle over `dialogue` would not count (None: it counts)."""
+    def flag_for(self, db, client: Optional[str], dialogue: str, summaries: tuple[str, str]) -> Optional[str]:
+        """Why a vote by `client` on a battle over `dialogue` showing `summaries` would not count (None: it counts)."""
         if db.execute("SELECT 1 FROM named_requests WHERE text_hash = ? LIMIT 1", (text_hash(dialogue),)).fetchone():
             return "non_anonymous"
         if client is None:
             return None
+        if {text_hash(s) for s in summaries} & seen_by(db, client):
+            return "seen_named"
         if self.limit_per_hour:
             recent = db.execute("SELECT count(*) FROM votes WHERE client = ? AND created_at > ? AND flag IS NULL",
                                 (client, time.time() - 3600)).fetchone()[0]
@@ -308,21 +349,23 @@ class VoteStore:
                 return "rate_limited"
         return None
 
-    def cast(self, battle_id, choice, client: Optional[str] = None) -> dict:
+    def cast(self, battle_id, choice, client: Optional[str] = None, session: Optional[str] = None) -> dict:
         """Record one vote: the revealed names and the vote's flag (None = counted). Refuses an unknown or
-        expired id, a bad choice, a second vote."""
+        expired id, a bad choice, a second vote, and a vote from another session than the one that drew it."""
         if not isinstance(choice, str) or choice not in CHOICES:
             raise VoteError(f"The choice must be one of {', '.join(CHOICES)} (got {str(choice)[:40]!r}).")
         if not isinstance(battle_id, str) or not 0 < len(battle_id) <= 64:
             raise VoteError("That is not a battle id this server issued.")
         with self.db() as db:
-            row = db.execute("SELECT model_a, model_b, created_at, dialogue FROM battles WHERE id = ?",
-                             (battle_id,)).fetchone()
+            row = db.execute("SELECT model_a, model_b, created_at, dialogue, summary_a, summary_b, session "
+                             "FROM battles WHERE id = ?", (battle_id,)).fetchone()
             if row is None:
                 raise VoteError("That is not a battle id this server issued: start a new battle.")
             if time.time() - row[2] > BATTLE_TTL_SECONDS:
                 raise VoteError("This battle has expired (older than a day): start a new battle.")
-            flag = self.flag_for(db, client, row[3])
+            if row[6] is not None and row[6] != session:
+                raise VoteError("This battle was drawn in another browser session; start a new battle here.")
+            flag = self.flag_for(db, client, row[3], (row[4], row[5]))
             vote = {
                 "battle_id": battle_id,
                 "choice": choice,

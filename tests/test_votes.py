@@ -276,11 +276,73 @@ def test_browser_votes_and_sees_the_names_revealed(vote_server):
 
 # --- votes that cannot be gamed -------------------------------------------------------------------------------
 
-def fake_request(address: str):
-    """What a Gradio request carries that the handlers read: headers and the client's address."""
+def fake_request(address: str, session: str = "one-session"):
+    """What a Gradio request carries that the handlers read: headers, the client's address and its session."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(headers={}, client=SimpleNamespace(host=address))
+    return SimpleNamespace(headers={}, client=SimpleNamespace(host=address), session_hash=session)
+
+
+def test_a_client_that_learns_texts_by_votes_cannot_steer_the_verdict(state_with_votes):
+    """The replay: learn which model wrote which text by tie votes, then vote for a favourite wherever its text is
+    recognised. None of the recognised votes counts; an honest voter's votes all count."""
+    from dashboard.vote_handlers import cast_vote, new_battle
+
+    state, rng = state_with_votes, random.Random(11)
+    attacker, favourite, learned = fake_request("203.0.113.7"), "full", {}
+    for _ in range(6):  # learning: tie votes reveal the names
+        b = new_battle(state, request=attacker, rng=rng)
+        revealed = cast_vote(state, b.id, "tie", attacker)
+        learned.update({b.summary_a: revealed["model_a"], b.summary_b: revealed["model_b"]})
+    recognised, steered_counted = 0, 0
+    for _ in range(9):
+        b = new_battle(state, request=attacker, rng=rng)
+        known = {learned.get(b.summary_a), learned.get(b.summary_b)}
+        if favourite not in known:
+            cast_vote(state, b.id, "both_bad", attacker)
+            continue
+        recognised += 1
+        choice = "a" if learned.get(b.summary_a) == favourite else "b"
+        steered_counted += cast_vote(state, b.id, choice, attacker)["flag"] is None
+    assert recognised >= 3  # the held-back pool is small: the attacker is bound to meet texts it has seen ...
+    assert steered_counted == 0  # ... and no vote cast on a recognised text counts
+    honest = fake_request("198.51.100.4", "another-session")
+    flags = []
+    for _ in range(4):  # draw, read, vote: as a person does
+        b = new_battle(state, request=honest, rng=rng)
+        flags.append(cast_vote(state, b.id, "a", honest)["flag"])
+    assert flags == [None] * 4
+    votes = state.votes.votes_frame()
+    assert (votes["flag"] == "seen_named").sum() >= recognised
+
+
+def test_a_battle_is_voted_only_in_the_session_that_drew_it(state_with_votes):
+    import gradio as gr
+
+    from dashboard.vote_handlers import cast_vote, new_battle
+
+    drawn_in = fake_request("198.51.100.4", "session-1")
+    b = new_battle(state_with_votes, request=drawn_in, rng=random.Random(2))
+    with pytest.raises(gr.Error, match="drawn in another browser session"):
+        cast_vote(state_with_votes, b.id, "a", fake_request("198.51.100.4", "session-2"))
+    assert cast_vote(state_with_votes, b.id, "a", drawn_in)["flag"] is None
+
+
+def test_an_older_votes_file_takes_the_new_flag(tmp_path):
+    path = tmp_path / "votes.sqlite"
+    with sqlite3.connect(path) as db:  # the file as the previous version wrote it: its CHECK knows two flags
+        db.executescript(vt.SCHEMA)
+        db.execute("ALTER TABLE battles ADD COLUMN client TEXT")
+        db.execute("ALTER TABLE votes ADD COLUMN client TEXT")
+        db.execute("ALTER TABLE votes ADD COLUMN flag TEXT CHECK (flag IN ('non_anonymous', 'rate_limited'))")
+        db.execute("INSERT INTO battles VALUES ('old', 0, 'test', 'd', 'x', 'full', 'lora', 'a', 'b', 'c')")
+        db.execute("INSERT INTO votes VALUES ('old', 'a', 0, 'c', 'rate_limited')")
+    store = vt.VoteStore(path)
+    first = store.add_battle("test", "#Person1#: hi", "t", "full", "lora", "one", "two", "c")
+    store.cast(first.id, "a", "c")
+    again = store.add_battle("test", "#Person1#: hello", "u", "lora", "base", "two", "three", "c")
+    assert store.cast(again.id, "b", "c")["flag"] == "seen_named"
+    assert store.votes_frame()["flag"].fillna("counted").tolist() == ["rate_limited", "counted", "seen_named"]
 
 
 def test_battles_cannot_be_matched_with_what_the_page_shows_under_names(state_with_votes):
