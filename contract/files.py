@@ -5,6 +5,7 @@ Schemas in contract/schema/, so a file that one side would reject never passes t
 """
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -72,15 +73,29 @@ def schema_for(name: str) -> str:
     raise KeyError(f"{name} is not a JSON file of the artifacts contract")
 
 
+def non_finite(value, where: str = "") -> Optional[str]:
+    """The path ('a/b/0') of the first NaN or Infinity in a JSON-shaped value, or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (where or "(top level)")
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if found := non_finite(item, f"{where}/{key}" if where else str(key)):
+            return found
+    return None
+
+
 def write_json(path: Path, doc: dict, schema: Optional[str]) -> None:
     """Validate (unless schema is None: internal bookkeeping files), then write atomically (temp file in the same
     folder + rename): readers never see half a file."""
     if schema:
         validate(doc, schema, str(path))
+    if where := non_finite(doc):
+        raise ArtifactError(f"{path}: field '{where}' is not a finite number; a run file never holds NaN or "
+                            "Infinity (JSON has neither): leave the figure out and say why instead.")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=2)
+        json.dump(doc, f, indent=2, allow_nan=False)
     os.replace(tmp, path)
 
 

@@ -127,10 +127,13 @@ def build_metrics_tab(demo: gr.Blocks, state: AppState):
             gr.Dataframe(rd.comparisons_table(data.evaluation), label="Paired tests over dialogues, every pair of "
                          "models", interactive=False)
     forgetting = rd.retention_frame(data)
-    if not forgetting.empty:
+    kept = (data.evaluation or {}).get("retention") or {}
+    if not forgetting.empty or kept.get("not_measured"):
         with gr.Accordion("What each method forgets (retention)", open=False):
-            task = data.evaluation["retention"]["task"]
-            gr.Plot(figures.forgetting_chart(forgetting, labels, task), elem_id="plot-forgetting")
+            if kept.get("not_measured"):
+                gr.Markdown(f"Not measured for every model: {plain(kept['not_measured'])}.", elem_id="retention-why")
+            if not forgetting.empty:
+                gr.Plot(figures.forgetting_chart(forgetting, labels, kept["task"]), elem_id="plot-forgetting")
     if data.sweeps:
         with gr.Accordion("Learning-rate sweeps", open=False):
             gr.Plot(figures.tuning_chart(rd.tuning_frame(data), labels), elem_id="plot-tuning")

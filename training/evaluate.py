@@ -233,7 +233,8 @@ def run(cfg: EvalConfig) -> dict:
 
 
 def retention_of(run_info: dict, loaded, dialogues: list[str], cfg: EvalConfig) -> Optional[dict]:
-    """The retention score (training/retention.py), or None, said in one line, when its text cannot be had."""
+    """The retention score (training/retention.py); without models and with the reason (`not_measured`, also said
+    in one line) when its text cannot be had; None when --retention_data none."""
     if run_info["preset"] == "tiny":
         sample = dialogues[:retention.RETENTION_TEXTS]
         pairs, task = retention.copy_pairs(sample, loaded.tokenizer), "copy pre-training (dialogue -> its first " \
@@ -246,9 +247,10 @@ def retention_of(run_info: dict, loaded, dialogues: list[str], cfg: EvalConfig) 
         except retention.RetentionDataError:
             raise
         except Exception as e:  # the Hub unreachable (offline) or refusing: the evaluation goes on without it
-            print(f"evaluation: retention skipped: {where_from(cfg)} cannot be read ({type(e).__name__}: "
-                  f"{str(e).splitlines()[0][:120] if str(e) else ''}); give --retention_data FILE offline.")
-            return None
+            why = (f"{where_from(cfg)} cannot be read ({type(e).__name__}); give --retention_data FILE offline, or "
+                   "'none'")
+            print(f"evaluation: retention skipped: {why}.")
+            return {"task": "T5 span corruption", "n_examples": 0, "models": {}, "not_measured": why}
         pairs, task = retention.corruption_pairs(texts, loaded.tokenizer), f"T5 span corruption on {where}"
     return retention.retention(loaded, pairs, task, cfg.resamples, cfg.seed)
 

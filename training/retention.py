@@ -35,23 +35,74 @@ class RetentionDataError(ConfigError):
     """--retention_data that cannot be read; the message names the file and what to give."""
 
 
-def read_texts(path: Path) -> list[str]:
-    """Documents from a local file: .txt (one a line) or .jsonl (a "text" field a line)."""
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if path.suffix == ".jsonl":
-        try:
-            return [str(json.loads(line)["text"]) for line in lines]
-        except (ValueError, KeyError, TypeError) as e:
-            raise RetentionDataError(f"--retention_data {path}: every line must be a JSON object with a 'text' "
-                                     f"field ({e}).") from None
-    return lines
+MIN_TEXTS, MIN_WORDS = 20, 8     # a usable file: 20 documents of 8 words or more (a word is at least one token)
+MAX_LINE_BYTES = 64_000          # a document is cut here (MAX_TOKENS read it anyway); a longer line is read past
+MAX_DOCUMENT_CHARS = 4_000       # far past MAX_TOKENS tokens: what a document keeps after decoding
+
+
+def lines_of(path: Path):
+    """(line number, text) of each line, decoded as UTF-8 and cut to MAX_LINE_BYTES: a 50 MB line costs a read,
+    not memory."""
+    with path.open("rb") as f:
+        for number, raw in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES), b""), 1):
+            cut = not raw.endswith(b"\n") and len(raw) == MAX_LINE_BYTES
+            while cut and (rest := f.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass  # the rest of an over-long line, read past without keeping it
+            try:
+                yield number, raw.decode("utf-8", errors="ignore" if cut else "strict")  # a cut may split a char
+            except UnicodeDecodeError:
+                raise RetentionDataError(f"--retention_data {path} line {number} is not UTF-8 text: save the file "
+                                         "as UTF-8.") from None
+
+
+def document(path: Path, number: int, line: str) -> str:
+    """One line's document: the line, or for .jsonl the string in its "text" field; cut to MAX_DOCUMENT_CHARS."""
+    if path.suffix != ".jsonl" or not line.strip():
+        return line.strip()[:MAX_DOCUMENT_CHARS]
+    try:
+        text = json.loads(line)["text"]
+    except (ValueError, KeyError, TypeError):
+        text = None
+    if not isinstance(text, str):
+        raise RetentionDataError(f"--retention_data {path} line {number}: every line of a .jsonl file must be a "
+                                 "JSON object with a 'text' string field.")
+    return text.strip()[:MAX_DOCUMENT_CHARS]
+
+
+def read_texts(path: Path, limit: int = RETENTION_TEXTS) -> list[str]:
+    """Up to `limit` documents of MIN_WORDS words or more from a local file: .txt (one a line) or .jsonl (a "text"
+    field a line). Refuses, naming the file and line, what cannot be read, and a file with fewer than MIN_TEXTS
+    documents long enough to score."""
+    texts, too_short = [], 0
+    for number, line in lines_of(path):
+        text = document(path, number, line)
+        if len(text.split()) >= MIN_WORDS:
+            texts.append(text)
+        elif text:
+            too_short += 1
+        if len(texts) == limit:
+            break
+    if len(texts) < min(MIN_TEXTS, limit):
+        raise RetentionDataError(
+            f"--retention_data {path}: {len(texts)} documents of {MIN_WORDS} words or more ({too_short} shorter "
+            f"left out); the retention score needs at least {MIN_TEXTS}: give more general text, or 'none'.")
+    return texts
 
 
 def check_retention_data(value: str) -> None:
-    """--retention_data: 'hub', 'none', or a file that exists (checked before any work)."""
-    if value not in ("hub", "none") and not Path(value).is_file():
+    """--retention_data: 'hub', 'none', or a file read and checked whole (before any work): readable, UTF-8, the
+    .jsonl fields, enough documents long enough to score."""
+    if value in ("hub", "none"):
+        return
+    path = Path(value)
+    if not path.is_file():
         raise ConfigError(f"--retention_data {value}: no such file; give 'hub', 'none' or a .txt / .jsonl file of "
                           "general text.")
+    try:
+        read_texts(path)
+    except OSError as e:
+        raise RetentionDataError(f"--retention_data {value} cannot be read ({e.strerror}); fix its permissions or "
+                                 "give another file.") from None
 
 
 def web_texts(source: Optional[str], limit: int = RETENTION_TEXTS) -> tuple[list[str], str]:
@@ -98,7 +149,7 @@ def corruption_pairs(texts: list[str], tokenizer, seed: int = 0) -> list[tuple[l
     rng = random.Random(seed)
     pairs = []
     for ids in tokenizer(texts, add_special_tokens=False, truncation=True, max_length=MAX_TOKENS)["input_ids"]:
-        if len(ids) >= 8:
+        if len(ids) >= MIN_WORDS:
             pairs.append(span_corruption(ids, sentinels, tokenizer.eos_token_id, rng))
     return pairs
 
@@ -131,14 +182,24 @@ def example_losses(model, pairs: list[tuple[list, list]], pad: int, batch_size: 
 
 
 def retention(loaded, pairs: list, task: str, resamples: int, seed: int) -> dict:
-    """eval/metrics.json's `retention`: the task, and per model its mean loss and its change from the base."""
+    """eval/metrics.json's `retention`: the task, and per model its mean loss and its change from the base. With
+    no example to score it says why (`not_measured`) and holds no model."""
+    if not pairs:
+        return {"task": task, "n_examples": 0, "models": {},
+                "not_measured": f"no example of {MIN_WORDS} tokens or more to score"}
     pad = loaded.tokenizer.pad_token_id
     losses = {name: example_losses(loaded.model_for(name), pairs, pad)
               for name in loaded.models if loaded.available(name)}
     base = np.array(losses.get("base", []))
+    unusable = sorted(name for name, values in losses.items() if not np.isfinite(values).all())
     models = {}
     for name, values in losses.items():
-        change = np.array(values) - base if len(base) else None
+        if name in unusable:
+            continue
+        change = np.array(values) - base if len(base) and "base" not in unusable else None
         mean, low, high = bootstrap_ci(change, resamples=resamples, seed=seed) if change is not None else (None,) * 3
         models[name] = {"loss": float(np.mean(values)), "change": mean, "ci_low": low, "ci_high": high}
-    return {"task": task, "n_examples": len(pairs), "models": models}
+    result = {"task": task, "n_examples": len(pairs), "models": models}
+    if unusable:
+        result["not_measured"] = f"a loss that is not a finite number for {', '.join(unusable)}"
+    return result
