@@ -31,14 +31,14 @@ from contract.protocol import QUICK_PRESET_TIME, on_zero_gpu
 if on_zero_gpu():  # ZeroGPU: `spaces` before torch touches CUDA
     import spaces  # noqa: F401
 
-from contract.files import EVAL_METRICS, RUN_JSON, VOTES_FILE, ArtifactError, without_paths
+from contract.files import RUN_JSON, VOTES_FILE, ArtifactError, without_paths
 from contract.hub import RUN_REPO_VARIABLE, is_hub_run, resolve_run
 from dashboard.batcher import MAX_ROWS, MAX_WAIT_SECONDS
 from dashboard.building import BuildProgress, build_page
 from dashboard.handlers import FORWARDED_ALLOW_IPS, AppState, trust_forwarded_from
 from dashboard.inputs import InputError
 from dashboard.page import build_demo
-from dashboard.run_data import complete_runs, is_complete, load_run, newest_complete_run
+from dashboard.run_data import complete_runs, is_finished, load_run, newest_finished_run
 from dashboard.runs import ModelSet, ServedRun, run_names
 from dashboard.serving import BACKENDS, load_models
 from dashboard.vote_mirror import PUSH_MINUTES, VoteMirror, read_back
@@ -59,6 +59,9 @@ DEMO_NOTICE = ("This page shows the **tiny offline demo model** (a 0.9 M-paramet
 QUICK_NOTICE = ("This page shows the **quick preset**: FLAN-T5-small fine-tuned for one epoch on 256 DialogSum "
                 "dialogues and scored on 200 test dialogues; real, but not the lab's flan-t5-base on the full data.")
 NOTICES = {"tiny": DEMO_NOTICE, "quick": QUICK_NOTICE}
+INCOMPLETE_NOTICE = ("**This run is incomplete:** it has no evaluation (the build was interrupted, or is still "
+                     "running), so Metrics, Examples and test battles are empty. Finish it with `python -m training "
+                     "--resume` and the options it was started with.")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -287,9 +290,13 @@ def runs_asked(runs: list[str] | None, runs_dirs: list[str] | None) -> list[str]
             folder = resolve_run(location)
         except ArtifactError as e:
             refuse(str(e))
-        found = complete_runs(folder)
+        found, unevaluated = complete_runs(folder)
+        for run in unevaluated:
+            print(f"warning: {run.name} is left out: its methods are trained but it has no evaluation yet (finish it "
+                  "with `python -m training --resume` and the same options, or `python -m training.evaluate`).",
+                  file=sys.stderr, flush=True)
         if not found:
-            refuse(f"--runs {location}: no complete run (run.json and a trained method) in it or its subfolders; "
+            refuse(f"--runs {location}: no finished run (trained and evaluated) in it or its subfolders; "
                    "train one with `python -m training`.")
         named += [str(f) for f in found]
     return unique_runs(named)
@@ -308,8 +315,9 @@ def unique_runs(named: list[str]) -> list[str]:
 
 
 def choose_run(run: str | None, preset: str | None = None) -> Optional[Path]:
-    """The run folder to serve: --run's, artifacts/<preset> when it is built, else the newest complete run under
-    artifacts/. None: nothing to serve yet (the preset, or the tiny demo, is built first)."""
+    """The run folder to serve: --run's, artifacts/<preset> when it is built and evaluated, else the newest finished
+    run under artifacts/. None: nothing to serve yet (the preset, or the tiny demo, is built first, or its
+    interrupted build resumed)."""
     if run:
         try:
             folder = resolve_run(run)
@@ -320,8 +328,8 @@ def choose_run(run: str | None, preset: str | None = None) -> Optional[Path]:
         return folder
     if preset:
         folder = ROOT / "artifacts" / preset
-        return folder if is_complete(folder) and (folder / EVAL_METRICS).exists() else None
-    return newest_complete_run(ROOT / "artifacts")
+        return folder if is_finished(folder) else None
+    return newest_finished_run(ROOT / "artifacts")
 
 
 def votes_file(run: str | None, run_dir: Path, votes_db: str | None) -> Path:
@@ -392,6 +400,8 @@ def create_app(run_dir: Path | list[Path], votes_db: Path | None = None, max_row
         refuse(f"no run could be read: {'; '.join(f'{n}: {why}' for n, why in left_out.items())[:400]}")
     first = runs[0]
     notice = NOTICES.get(first.data.run["preset"])
+    if first.data.evaluation is None:
+        notice = f"{INCOMPLETE_NOTICE} {notice or ''}"
     try:
         votes = open_votes(Path(votes_db) if votes_db else first.data.folder / VOTES_FILE, vote_limit_per_hour,
                            votes_journal, votes_dataset)

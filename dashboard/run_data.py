@@ -95,14 +95,22 @@ def is_complete(folder: Path) -> bool:
     return (folder / RUN_JSON).exists() and any(method_weights(folder, m).exists() for m in list_methods(folder))
 
 
-def complete_runs(folder: Path) -> list[Path]:
-    """The complete runs in `folder` (itself, or its subfolders at any depth), newest first."""
+def is_finished(folder: Path) -> bool:
+    """Complete and evaluated: a run the app serves without being asked for it by name. A run with trained methods
+    and no evaluation is an interrupted build (or one still running), never the demo."""
+    return is_complete(folder) and (Path(folder) / EVAL_METRICS).exists()
+
+
+def complete_runs(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(the finished runs in `folder`, itself or its subfolders at any depth, newest first; the complete runs there
+    that have no evaluation yet)."""
     runs = [p.parent for p in Path(folder).rglob(RUN_JSON) if is_complete(p.parent)]
-    return sorted(runs, key=lambda p: -(p / RUN_JSON).stat().st_mtime)
+    runs.sort(key=lambda p: -(p / RUN_JSON).stat().st_mtime)
+    return [r for r in runs if is_finished(r)], [r for r in runs if not is_finished(r)]
 
 
-def newest_complete_run(artifacts_dir: Path) -> Optional[Path]:
-    runs = [p for p in Path(artifacts_dir).glob("*") if p.is_dir() and is_complete(p)]
+def newest_finished_run(artifacts_dir: Path) -> Optional[Path]:
+    runs = [p for p in Path(artifacts_dir).glob("*") if p.is_dir() and is_finished(p)]
     return max(runs, key=lambda p: (p / RUN_JSON).stat().st_mtime, default=None)
 
 

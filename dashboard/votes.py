@@ -8,15 +8,15 @@ id. SQLite in WAL mode with synchronous=FULL: a committed vote survives a killed
 so concurrent voters never share a transaction; the one-vote rule is the table's primary key, not a check-then-
 write race.
 
-Who voted is recorded without storing who they are: a client is HMAC-SHA256(server secret, its address), cut to
-16 hex digits; the secret is $VOTE_SECRET or a file beside the database (<db>.key, mode 600), so the database
-alone cannot be turned back into addresses. Votes stay in the table with a `flag` when they are not counted:
+Who voted is recorded without storing who they are: a client is HMAC-SHA256(server secret, its address), cut to 16
+hex digits; the secret is $VOTE_SECRET or a file beside the database (<db>.key, mode 600), so the database alone
+cannot be turned back into addresses. Votes stay in the table with a `flag` when they are not counted:
 `non_anonymous` (ANYONE, from any address, had asked for named summaries of that dialogue before the vote: the
 texts could be looked up under their names), `seen_named` (an earlier vote of the same client revealed who wrote
-one of the battle's summaries: it could vote by recognising the text) or `rate_limited` (more than the hourly limit from one client).
-Ratings use unflagged votes. A test dialogue whose named summaries anyone asked for also leaves the battle pool:
-a second address (a phone, a VPN) can drain the pool, visibly, but cannot steer the verdict. The database and its
-key are created readable by their owner only (600).
+one of the battle's summaries: it could vote by recognising the text) or `rate_limited` (more than the hourly limit
+from one client). Ratings use unflagged votes. A test dialogue whose named summaries anyone asked for also leaves
+the battle pool: a second address (a phone, a VPN) can drain the pool, visibly, but cannot steer the verdict. The
+database and its key are created readable by their owner only (600).
 """
 
 import argparse

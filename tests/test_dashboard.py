@@ -66,12 +66,35 @@ def test_missing_pieces_give_an_empty_state_not_an_exception(evaluated_run, tmp_
     assert any("not valid JSON" in p for p in rd.load_run(run).problems)
 
 
-def test_newest_complete_run_ignores_incomplete_folders(evaluated_run, tmp_path):
+def test_newest_finished_run_ignores_incomplete_and_unevaluated_folders(evaluated_run, tmp_path):
     shutil.copytree(evaluated_run, tmp_path / "a")
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "run.json").write_text("{}")
-    assert rd.newest_complete_run(tmp_path) == tmp_path / "a"
-    assert rd.newest_complete_run(tmp_path / "b") is None
+    assert rd.newest_finished_run(tmp_path) == tmp_path / "a"
+    assert rd.newest_finished_run(tmp_path / "b") is None
+    shutil.rmtree(tmp_path / "a" / "eval")  # trained, not evaluated: an interrupted build
+    assert rd.is_complete(tmp_path / "a") and rd.newest_finished_run(tmp_path) is None
+    assert rd.complete_runs(tmp_path) == ([], [tmp_path / "a"])
+
+
+def test_an_interrupted_demo_is_resumed_by_the_next_start_never_served_half_built(evaluated_run, tmp_path,
+                                                                                   monkeypatch):
+    """The demo killed after `full` trained (no LoRA, no evaluation): the next `python app.py` builds it again with
+    --resume instead of serving base + full."""
+    import app
+
+    demo = tmp_path / "artifacts" / "tiny"
+    shutil.copytree(evaluated_run, demo)
+    shutil.rmtree(demo / "eval")
+    shutil.rmtree(demo / "lora")
+    monkeypatch.setattr(app, "ROOT", tmp_path)
+    assert app.choose_run(None) is None and app.choose_run(None, "tiny") is None
+    started = {}
+    monkeypatch.setattr(app.subprocess, "Popen", lambda command, **kw: started.setdefault("command", command))
+    app.start_build("tiny", [])
+    assert started["command"][-1] == "--resume" and str(demo) in started["command"]
+    served_by_name = app.create_app(demo, tmp_path / "votes.sqlite")  # asked for by name: served, said incomplete
+    assert "This run is incomplete" in served_by_name.app_state.demo_notice
 
 
 def test_summarize_handler_returns_three_labelled_outputs(state):
