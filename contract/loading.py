@@ -11,6 +11,7 @@ A model that fails to load is reported in `errors` while the others serve.
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -30,6 +31,10 @@ from contract.files import (
     without_paths,
 )
 from contract.protocol import MIXED_BATCH_TYPES
+
+# peft 0.21.2 reads transformers' deprecated alias `is_gradient_checkpointing` whenever it wraps a model; the
+# warning names a library file and says nothing a user of this project can act on (it is not our call to change)
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 @dataclass

@@ -45,6 +45,16 @@ async () => {
 """
 
 
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])(?:/[^\s/'\":,]+)+/(?=[^\s/'\":,]+)")  # a path's folders, not its name
+PROCESS_ID = re.compile(r"\b(pid|process)\s*[=:#]?\s*\d+", re.IGNORECASE)
+
+
+def for_visitors(line: str) -> str:
+    """A build line as the page shows it: a file keeps its name but not the server's folders (…/name), a process
+    id is left out. The terminal keeps the whole line."""
+    return PROCESS_ID.sub(r"\1 …", ABSOLUTE_PATH.sub("…/", line))
+
+
 @dataclass
 class BuildProgress:
     """What the build has said so far; written by the reader thread, read by the page's timer."""
@@ -72,7 +82,7 @@ class BuildProgress:
                 self.step = (int(bar["n"]), int(bar["total"]))
                 self.left = bar["left"]
                 return
-            self.lines.append(line[:300])
+            self.lines.append(for_visitors(line)[:300])
             for _, pattern, label in STAGES:
                 match = pattern.search(line.strip())
                 if match:
@@ -87,7 +97,8 @@ class BuildProgress:
         with self.lock:
             elapsed = time.monotonic() - self.started
             if self.failed:
-                return (f"### The build failed\n\n{plain(self.failed, limit=400)}\n\nThe terminal says the same; fix "
+                return (f"### The build failed\n\n{plain(for_visitors(self.failed), limit=400)}\n\nThe terminal says "
+                        "the same (with the full paths); fix "
                         "it and start `python app.py` again.")
             head = f"### {self.stage}{': ' + plain(self.detail) if self.detail else ''}"
             lines = [head, f"`{self.command}` · {elapsed:.0f} s so far"]

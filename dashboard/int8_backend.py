@@ -11,6 +11,7 @@ two threads each (flan-t5-small architecture; flan-t5-base: 7.5 s against 9.8 s)
 one model's decoding, a second model in parallel does. The exact calls run beside them.
 """
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -95,6 +96,17 @@ def translator_for(run_dir: Path, base_path: str, name: str, tokenizer, mergeabl
         return int8.load_translator(int8.convert(run_dir, base_path, name, tokenizer, mergeable, say), threads=1)
 
 
+def retry_advice(run_dir: Path, name: str) -> str:
+    """What to do after a failed conversion, as this run folder allows it."""
+    cache = run_dir / int8.CACHE / name
+    if not os.access(run_dir, os.W_OK):
+        return ("The run folder is read-only here, so the int8 form cannot be written beside it: copy the run to a "
+                "writable folder to serve it in int8, or serve with --backend exact.")
+    if cache.exists():
+        return f"Delete {cache} and start again to retry the conversion, or serve with --backend exact."
+    return "Start again to retry the conversion, or serve with --backend exact."
+
+
 def int8_backend(loaded, tokenizer, run_dir: Path, mergeable: dict, say=print) -> Int8Backend:
     """Convert (or find cached) every model with an int8 form and load its translator; `mergeable[name]`: can
     peft merge that method (the run's metrics.json says). A model whose conversion fails is served exactly, and
@@ -111,8 +123,5 @@ def int8_backend(loaded, tokenizer, run_dir: Path, mergeable: dict, say=print) -
             )
         except Exception as e:  # served exactly instead, and said
             reason = str(e).splitlines()[0][:200] if str(e) else ""
-            say(
-                f"int8: {name} stays exact: {type(e).__name__}: {reason}. Delete {Path(run_dir) / int8.CACHE / name} "
-                "and start again to retry the conversion, or serve with --backend exact."
-            )
+            say(f"int8: {name} stays exact: {type(e).__name__}: {reason}. {retry_advice(Path(run_dir), name)}")
     return Int8Backend(loaded, frozenset(tokenizer.all_special_ids), translators, int8.Vocabulary.of(tokenizer))

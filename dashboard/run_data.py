@@ -22,6 +22,7 @@ from contract.files import (
     without_paths,
 )
 from contract.protocol import BASE, BASE_LABEL, DEFAULT_PROMPT
+from dashboard.untrusted import plain
 from scoring import lenses  # the evaluation's detectors: the same words flagged here as counted there
 
 METRIC_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
@@ -397,15 +398,15 @@ def int8_table(data: RunData) -> pd.DataFrame:
 
 def int8_line(data: RunData) -> str:
     """What the int8 table is, or how to measure it; stale figures are said to be."""
+    measure = f"`python -m training.int8_quality --run` on this run's folder ({plain(data.folder.name)})"
     if data.int8 is None:
-        return (f"**int8 (CTranslate2) vs exact:** not measured for this run: `python -m training.int8_quality --run "
-                f"{data.folder}` writes it (`python app.py --backend int8` serves in int8).")
+        return (f"**int8 (CTranslate2) vs exact:** not measured for this run: {measure} writes it (`python app.py "
+                "--backend int8` serves in int8).")
     stale = data.evaluation is not None and data.int8["evaluation_created_at"] != data.evaluation["created_at"]
     return (f"**int8 (CTranslate2) vs exact** on the same {data.int8['n_dialogues']} test dialogues and decoding "
             f"({data.int8['engine']}, {data.int8['quantization']}; each model merged first; per-row ROUGE-1, the "
             "difference's interval a paired bootstrap over dialogues)."
-            + (" ⚠️ **Stale**: measured against an earlier evaluation; run `python -m training.int8_quality --run "
-               f"{data.folder}` again." if stale else ""))
+            + (f" ⚠️ **Stale**: measured against an earlier evaluation; run {measure} again." if stale else ""))
 
 
 SLICE_KINDS = {"length": "Dialogue length", "speakers": "Speakers", "topic": "Topic"}

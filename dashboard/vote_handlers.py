@@ -43,7 +43,10 @@ def unseen_by(pool: pd.DataFrame, models: list[str], seen: set[str]):
 
 
 def pool_line(state: AppState) -> str:
-    pool, left = state.data.battle_predictions, unseen_pool(state)
+    try:
+        pool, left = state.data.battle_predictions, unseen_pool(state)
+    except vt.VoteError as e:
+        return str(e)
     if pool is None:
         return "No evaluated test dialogues to battle on: paste a dialogue of your own."
     return (f"{len(left)} of {len(pool)} held-back test dialogues are left for battles (a dialogue leaves the pool "
@@ -56,7 +59,11 @@ def new_battle(state: AppState, text: Optional[str] = None, request: Optional[gr
     stored predictions (instant), or the pasted dialogue generated live by the two models."""
     rng = rng or random.SystemRandom()
     pasted = bool((text or "").strip()) if isinstance(text, (str, type(None))) else True
-    pool = None if pasted else unseen_pool(state)
+    try:
+        state.votes.check_open()
+        pool = None if pasted else unseen_pool(state)
+    except vt.VoteError as e:
+        raise refuse(str(e)) from None
     models = battle_models(state, pool)
     if len(models) < 2 or (not pasted and pool is None):
         raise refuse("Voting on test dialogues needs two models and an evaluated run; or paste a dialogue of your "
@@ -125,7 +132,10 @@ def ratings_view(state: AppState):
     """(summary text, strengths figure, win-rate figure) from the counted votes so far."""
     if state.votes is None:
         return "Votes are off for this app.", figures.empty_figure("No votes"), figures.empty_figure("No votes")
-    everything = state.votes.votes_frame()
+    try:
+        everything = state.votes.votes_frame()
+    except vt.VoteError as e:
+        return str(e), figures.empty_figure("Voting is paused"), figures.empty_figure("Voting is paused")
     votes = vt.counted(everything)
     labels = state.data.labels
     if len(votes) < vt.MIN_VOTES:

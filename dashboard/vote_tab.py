@@ -86,7 +86,10 @@ def build_ratings_section(demo: gr.Blocks, state: AppState):
 
     def shown():  # the charts only once there are enough votes: no empty plot boxes
         said, strength_fig, win_fig = ratings_view(state)
-        enough = len(vt.counted(state.votes.votes_frame())) >= vt.MIN_VOTES
+        try:
+            enough = len(vt.counted(state.votes.votes_frame())) >= vt.MIN_VOTES
+        except vt.VoteError:  # paused: the text says so
+            enough = False
         return said, gr.update(value=strength_fig, visible=enough), gr.update(value=win_fig, visible=enough)
 
     refresh.click(shown, None, [text, strengths, wins], api_visibility="private")

@@ -30,7 +30,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -44,6 +44,7 @@ CHOICES = ("a", "b", "tie", "both_bad")
 BATTLE_TTL_SECONDS = 24 * 3600   # a battle left open longer than a day is expired: its vote is refused
 MAX_TEXT = 20_000                # the longest dialogue or summary a battle stores
 MIN_VOTES = 20                   # below this, the ratings say "not enough votes yet"
+RETRY_SECONDS = 5                # while voting is paused, how often the store tries to write again
 VOTE_LIMIT_PER_HOUR = 60         # counted votes per client per hour (0 = no limit): a person reads ~1 battle/min
 FLAGS = ("non_anonymous", "seen_named", "rate_limited")
 
@@ -132,8 +133,10 @@ class VotesPathError(ValueError):
     one line for the person who chose it; nothing is created or moved."""
 
 
-def check_votes_path(path: Path, option: str = "--votes_db") -> None:
-    """Refuses, before any model is loaded, a votes path that SQLite could never open as a file of its own."""
+def check_votes_path(path: Path, option: str = "--votes_db", writable: bool = True) -> None:
+    """Refuses, before any model is loaded, a votes path that SQLite could never open as a file of its own, and
+    (writable) one this user cannot write: a path the person chose. The default path in a run folder on a read-only
+    disk is not refused: voting starts paused there (VoteStore.start)."""
     path = Path(path)
     if path.is_dir():
         raise VotesPathError(f"{option} {path} is a folder: name a file inside it, e.g. {path / VOTES_FILE}.")
@@ -141,6 +144,8 @@ def check_votes_path(path: Path, option: str = "--votes_db") -> None:
         raise VotesPathError(f"{option} {path} is not a regular file: name a file for the votes database.")
     if not path.parent.is_dir():
         raise VotesPathError(f"{option} {path}: its folder {path.parent} does not exist; create it or choose another.")
+    if not writable:
+        return
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         raise VotesPathError(f"{option} {path} cannot be read and written by this user; fix its permissions.")
     if not path.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
@@ -171,16 +176,34 @@ class VoteStore:
             raise ValueError(f"journal {journal!r}: use one of {', '.join(JOURNALS)}")
         self.path, self.limit_per_hour, self.notice = Path(path), limit_per_hour, None
         self.journal, self.mirror, self.shared, self.lock = journal, mirror, None, threading.Lock()
-        self.failed: Optional[str] = None  # why the database stopped working while serving (voting paused)
+        self.failed: Optional[str] = None  # why the database cannot be written (voting paused until it can)
+        self.last_try, self.ready, self.secret = 0.0, False, None
+        self.unrecorded: list[dict] = []  # named requests that came while paused: written before voting resumes
         self.durability = f"Votes are stored in {self.path.name} on this machine; a committed vote survives a crash."
-        check_votes_path(self.path)
+        check_votes_path(self.path, writable=False)
         if is_damaged(self.path):
             self.move_aside()
+        self.start()
+
+    def start(self) -> None:
+        """The tables and the key. On a full or read-only disk voting starts paused (one line in the log) and a
+        file this call created is removed: nothing is left behind; check_open tries again later."""
+        created = not self.path.exists()
         try:
             self.create()
-        except sqlite3.DatabaseError as e:
-            raise VotesPathError(f"--votes_db {self.path} cannot be used as a votes database ({e}).") from None
-        self.secret = self.load_secret()
+            self.secret = self.load_secret()
+        except (VoteError, OSError) as e:
+            if not isinstance(e, VoteError):
+                self.pause(e)
+            if created:
+                self.remove_files()
+            return
+        self.ready = True
+
+    def remove_files(self) -> None:
+        """The database's files, when this store created them and could not make them a database."""
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
 
     def move_aside(self) -> None:
         kept = self.path.with_name(f"{self.path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -191,13 +214,19 @@ class VoteStore:
                        f"{kept.name} and a new one started. Nothing was deleted.")
 
     def connect(self) -> sqlite3.Connection:
-        if not self.path.exists():  # owner-only from the first byte (SQLite gives -wal/-shm the same mode)
+        created = not self.path.exists()
+        if created:  # owner-only from the first byte (SQLite gives -wal/-shm the same mode)
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-        # autocommit (explicit transactions); any thread: 'delete' shares one connection among Gradio's workers
-        # (under self.lock, so never two at once), which sqlite3 refuses unless check_same_thread is off
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA foreign_keys=ON")
+        try:
+            # autocommit (explicit transactions); any thread: 'delete' shares one connection among Gradio's workers
+            # (under self.lock, so never two at once), which sqlite3 refuses unless check_same_thread is off
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error:
+            if created:  # a full disk: no empty file left behind
+                self.remove_files()
+            raise
         return db
 
     @contextmanager
@@ -218,17 +247,42 @@ class VoteStore:
         except sqlite3.IntegrityError:
             raise
         except (sqlite3.Error, OSError) as e:
-            print(f"votes: {self.path} cannot be used ({e}); voting is paused until the app restarts", flush=True)
-            self.failed = f"the votes database cannot be used ({without_paths(str(e), self.path.parent)})"
-            raise VoteError(self.paused()) from None
+            raise self.pause(e) from None
+
+    def pause(self, error: BaseException) -> VoteError:
+        """Voting pauses (a full or read-only disk, a database gone): said once in the log, not once per vote."""
+        if not self.failed:
+            print(f"votes: paused: {self.path} cannot be written ({error}); voting resumes by itself once it can",
+                  flush=True)
+        self.failed = f"the votes database cannot be written ({without_paths(str(error), self.path.parent)})"
+        self.last_try = time.monotonic()
+        return VoteError(self.paused())
 
     def paused(self) -> str:
-        return f"Voting is paused: {self.failed}. The app's operator needs to restart it."
+        return f"Voting is paused: {self.failed}. It resumes by itself once the database can be written again."
 
     def check_open(self) -> None:
-        """Once a named request could not be recorded, no vote can be trusted to be blind: none are taken."""
+        """Votes are taken only while every named request is recorded (else a vote could not be trusted to be
+        blind). Paused: at most every RETRY_SECONDS the store tries again to start and to write what it holds;
+        once that works voting resumes, said once in the log."""
+        if self.failed and time.monotonic() - self.last_try >= RETRY_SECONDS:
+            self.last_try = time.monotonic()
+            with suppress(VoteError):
+                if not self.ready:
+                    self.start()
+                if self.ready:
+                    self.write_unrecorded()
+                    self.failed = None
+                    print(f"votes: resumed: {self.path.name} can be written again", flush=True)
         if self.failed:
             raise VoteError(self.paused())
+
+    def write_unrecorded(self) -> None:
+        with self.db() as db:
+            db.executemany("INSERT INTO named_requests VALUES (:client, :text_hash, :created_at)", self.unrecorded)
+        for row in self.unrecorded:
+            self.record("named", row)
+        self.unrecorded = []
 
     def record(self, kind: str, row: dict) -> None:
         if self.mirror is not None:
@@ -274,8 +328,9 @@ class VoteStore:
         return key.read_text().strip().encode()
 
     def client_key(self, address: Optional[str]) -> Optional[str]:
-        """Who, without who: a keyed hash of the client's address (None when it is unknown)."""
-        if not address:
+        """Who, without who: a keyed hash of the client's address (None when it is unknown, or while the store
+        could not start)."""
+        if not address or self.secret is None:
             return None
         return hmac.new(self.secret, address.encode(), hashlib.sha256).hexdigest()[:16]
 
@@ -283,8 +338,13 @@ class VoteStore:
         """Someone (`client`, None when unknown) saw named summaries of `text`: from now on no vote on a battle over
         that text counts, whoever casts it, and it leaves the test battle pool."""
         row = {"client": client or "", "text_hash": text_hash(text), "created_at": time.time()}
-        with self.db() as db:
-            db.execute("INSERT INTO named_requests VALUES (:client, :text_hash, :created_at)", row)
+        try:
+            self.check_open()
+            with self.db() as db:
+                db.execute("INSERT INTO named_requests VALUES (:client, :text_hash, :created_at)", row)
+        except VoteError:
+            self.unrecorded.append(row)  # written before any vote is taken again
+            raise
         self.record("named", row)
 
     def named_texts(self) -> set[str]:
@@ -341,13 +401,13 @@ class VoteStore:
             return "non_anonymous"
         if client is None:
             return None
-        if {text_hash(s) for s in summaries} & seen_by(db, client):
-            return "seen_named"
         if self.limit_per_hour:
             recent = db.execute("SELECT count(*) FROM votes WHERE client = ? AND created_at > ? AND flag IS NULL",
                                 (client, time.time() - 3600)).fetchone()[0]
             if recent >= self.limit_per_hour:
                 return "rate_limited"
+        if {text_hash(s) for s in summaries} & seen_by(db, client):
+            return "seen_named"
         return None
 
     def cast(self, battle_id, choice, client: Optional[str] = None, session: Optional[str] = None) -> dict:
@@ -357,6 +417,7 @@ class VoteStore:
             raise VoteError(f"The choice must be one of {', '.join(CHOICES)} (got {str(choice)[:40]!r}).")
         if not isinstance(battle_id, str) or not 0 < len(battle_id) <= 64:
             raise VoteError("That is not a battle id this server issued.")
+        self.check_open()
         with self.db() as db:
             row = db.execute("SELECT model_a, model_b, created_at, dialogue, summary_a, summary_b, session "
                              "FROM battles WHERE id = ?", (battle_id,)).fetchone()

@@ -35,6 +35,16 @@ def test_the_progress_follows_the_stages_bars_and_lines_of_the_build():
     assert "The build failed" in progress.markdown() and "](" not in progress.markdown()
 
 
+def test_the_build_page_never_shows_the_servers_paths_or_process_ids():
+    progress = BuildProgress(command="python -m training --preset tiny")
+    progress.feed("/srv/app/.venv/lib/python3.11/site-packages/peft/x.py:184: FutureWarning: deprecated\n"
+                  "worker pid 48213 started\n")
+    progress.set("The build failed", failed="--data /home/someone/project/data.jsonl: no such file")
+    shown = progress.log() + progress.markdown()
+    assert "/srv/app" not in shown and "/home/someone" not in shown and "48213" not in shown
+    assert "x.py:184" in shown and "data.jsonl" in shown  # the file's own name stays: it says what is wrong
+
+
 def fresh_project(tmp_path: Path) -> Path:
     """The project as a fresh clone has it (no artifacts/)."""
     return Path(shutil.copytree(ROOT, tmp_path / "project", ignore=shutil.ignore_patterns(

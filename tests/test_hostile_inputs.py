@@ -2,6 +2,7 @@
 a vote mirror with bad lines, outside text that must stay text (CSV formulas, Markdown links), run files with
 values no run writes, an int8 cache written by two processes or left truncated, and what publishing may take."""
 
+import itertools
 import json
 import os
 import shutil
@@ -22,8 +23,13 @@ from tests.helpers import ROOT
 
 # --- votes -----------------------------------------------------------------------------------------------------
 
+BATTLES = itertools.count()
+
+
 def battle(store, dialogue="#Person1#: hi"):
-    return store.add_battle("test", dialogue, "test_1", "full", "lora", "summary one", "summary two")
+    """A battle with summaries no earlier battle showed (a revealed summary shown again is flagged seen_named)."""
+    n = next(BATTLES)
+    return store.add_battle("test", dialogue, "test_1", "full", "lora", f"summary one {n}", f"summary two {n}")
 
 
 @pytest.mark.parametrize("journal", vt.JOURNALS)
@@ -251,6 +257,72 @@ def test_a_votes_database_that_disappears_pauses_voting_and_compare_goes_on(tmp_
     assert str(tmp_path) not in str(refused.value)
     with pytest.raises(vt.VoteError, match="Voting is paused"):
         store.cast(b.id, "a")
+
+
+def test_a_full_disk_pauses_voting_with_one_line_and_voting_resumes_once_it_can_write(tmp_path, monkeypatch,
+                                                                                       capsys):
+    """ENOSPC injected where SQLite opens the database (as a full disk answers): at start-up nothing is left behind
+    and the store starts paused; it resumes by itself, writing the named request it held first; one log line per
+    change of state, not one per vote."""
+    real_connect, disk = sqlite3.connect, {"full": True}
+
+    def connect(*args, **kwargs):
+        if disk["full"]:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(vt.sqlite3, "connect", connect)
+    monkeypatch.setattr(vt, "RETRY_SECONDS", 0)
+    store = vt.VoteStore(tmp_path / "votes.sqlite")
+    assert store.failed and list(tmp_path.iterdir()) == []  # no 0-byte votes.sqlite, no key
+    for _ in range(3):
+        with pytest.raises(vt.VoteError, match="Voting is paused: .*resumes by itself"):
+            battle(store)
+    with pytest.raises(vt.VoteError):
+        store.record_named_request("someone", "#Person1#: a looked-up dialogue")
+    disk["full"] = False
+    b = battle(store)
+    assert vt.text_hash("#Person1#: a looked-up dialogue") in store.named_texts()  # written before voting resumed
+    disk["full"] = True  # the disk fills while serving
+    for _ in range(3):
+        with pytest.raises(vt.VoteError, match="Voting is paused"):
+            store.cast(b.id, "a")
+    disk["full"] = False
+    assert store.cast(b.id, "a")["flag"] is None
+    log = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[1].strip() for line in log if line.startswith("votes:")] == [
+        "paused", "resumed", "paused", "resumed"]
+
+
+def test_the_app_starts_with_voting_paused_when_its_store_cannot_be_created(evaluated_run, tmp_path, monkeypatch):
+    import app
+    from dashboard.vote_handlers import pool_line, ratings_view
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(vt.sqlite3, "connect", full)
+    demo = app.create_app(evaluated_run, tmp_path / "votes.sqlite")
+    state = demo.app_state
+    assert state.votes.failed and not (tmp_path / "votes.sqlite").exists()
+    assert pool_line(state).startswith("Voting is paused") and ratings_view(state)[0].startswith("Voting is paused")
+
+
+def test_the_int8_line_names_the_run_not_the_servers_folder(evaluated_run):
+    from dashboard import run_data as rd
+
+    line = rd.int8_line(rd.load_run(evaluated_run))
+    assert str(evaluated_run.parent) not in line and evaluated_run.name in line
+
+
+def test_int8_advice_fits_the_run_folder(tmp_path, monkeypatch):
+    from dashboard.int8_backend import retry_advice
+
+    assert "Delete" not in retry_advice(tmp_path, "full")  # no cache folder: nothing to delete
+    (tmp_path / ".int8" / "full").mkdir(parents=True)
+    assert "Delete" in retry_advice(tmp_path, "full")
+    monkeypatch.setattr("os.access", lambda path, mode: False)
+    assert "read-only" in retry_advice(tmp_path, "full") and "Delete" not in retry_advice(tmp_path, "full")
 
 
 # --- outside text stays text -----------------------------------------------------------------------------------

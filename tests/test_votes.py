@@ -1,5 +1,6 @@
 """Blind votes: the database's rules, concurrency and crash safety, the ratings, the API and the page."""
 
+import itertools
 import os
 import random
 import signal
@@ -23,8 +24,13 @@ def store(tmp_path):
     return vt.VoteStore(tmp_path / "votes.sqlite")
 
 
+BATTLES = itertools.count()
+
+
 def battle(store, a="full", b="lora"):
-    return store.add_battle("test", "#Person1#: hi", "test_1", a, b, "summary one", "summary two")
+    """A battle with summaries no earlier battle showed (a revealed summary shown again is flagged seen_named)."""
+    n = next(BATTLES)
+    return store.add_battle("test", "#Person1#: hi", "test_1", a, b, f"summary one {n}", f"summary two {n}")
 
 
 def test_database_rules_refuse_each_bad_vote(store):
