@@ -10,10 +10,16 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from dashboard.run_data import LAB_LABEL, METRIC_LABELS
+from dashboard.untrusted import chart_text
 
 FIXED_COLORS = {"base": "#9aa0a6", "full": "#1a73e8", "lora": "#e8710a"}
 PALETTE = ["#188038", "#a142f4", "#d93025", "#12b5cb", "#f9ab00", "#e52592", "#5f6368", "#3949ab", "#795548",
            *qualitative.Dark24, *qualitative.Light24]  # the whole catalogue (30+ models) stays distinguishable
+
+
+def label_of(labels: dict, model: str) -> str:
+    """A model's label as chart text: a label (or name) from a run file never becomes a link or markup."""
+    return chart_text(labels.get(model, model))
 
 
 def colors_for(models) -> dict[str, str]:
@@ -60,18 +66,18 @@ def rouge_bars(frame: pd.DataFrame, labels: dict) -> go.Figure:
         rows = ours[ours["model"] == model]
         if rows.empty:
             continue
-        fig.add_bar(name=labels.get(model, model), x=[METRIC_LABELS[m] for m in rows["metric"]], y=rows["mean"],
+        fig.add_bar(name=label_of(labels, model), x=[METRIC_LABELS[m] for m in rows["metric"]], y=rows["mean"],
                     marker_color=colors[model], offsetgroup=model,
                     error_y={"type": "data", "symmetric": False, "array": rows["ci_high"] - rows["mean"],
                              "arrayminus": rows["mean"] - rows["ci_low"]},
-                    hovertemplate="%{x}: %{y:.4f}<extra>" + labels.get(model, model) + "</extra>")
+                    hovertemplate="%{x}: %{y:.4f}<extra>" + label_of(labels, model) + "</extra>")
     add_seed_dots(fig, ours, models)
     lab = frame[frame["series"] == LAB_LABEL]
     for model in models:
         rows = lab[lab["model"] == model]
         if rows.empty or (not ours.empty and model not in set(ours["model"])):
             continue
-        fig.add_scatter(name=f"{labels.get(model, model)}: {LAB_LABEL}", x=[METRIC_LABELS[m] for m in rows["metric"]],
+        fig.add_scatter(name=f"{label_of(labels, model)}: {LAB_LABEL}", x=[METRIC_LABELS[m] for m in rows["metric"]],
                         y=rows["mean"], mode="markers", offsetgroup=model,
                         marker={"symbol": "diamond-open", "size": 12, "color": colors[model], "line": {"width": 2}},
                         hovertemplate="%{x}: %{y:.4f}<extra>lab, published</extra>")
@@ -111,7 +117,7 @@ def tuning_chart(frame: pd.DataFrame, labels: dict) -> go.Figure:
     colors = colors_for(["base", *frame["method"].unique()])
     fig = go.Figure()
     for method, rows in frame.groupby("method", sort=False):
-        name, color = labels.get(method, method), colors[method]
+        name, color = label_of(labels, method), colors[method]
         scored = rows[rows["loss"].notna()].sort_values("learning_rate")
         steps = sorted(scored["step"].unique())
         for i, step in enumerate(steps):
@@ -149,7 +155,7 @@ def tuning_chart(frame: pd.DataFrame, labels: dict) -> go.Figure:
 def parameter_bars(frame: pd.DataFrame, labels: dict) -> go.Figure:
     if frame.empty:
         return empty_figure("No training metrics yet")
-    labels = [labels.get(m, m) for m in frame["method"]]
+    labels = [label_of(labels, m) for m in frame["method"]]
     fig = go.Figure()
     fig.add_bar(name="Total parameters", x=labels, y=frame["total"], marker_color="#9aa0a6",
                 text=[f"{v:,}" for v in frame["total"]], textposition="outside")
@@ -179,7 +185,7 @@ def cost_bars(frame: pd.DataFrame, labels: dict) -> go.Figure:
                         shared_yaxes=True, horizontal_spacing=0.03)
     for col, (column, _, scale) in enumerate(COST_PANELS, 1):
         values = frame[column] / scale
-        fig.add_bar(y=[labels.get(m, m) for m in frame["method"]], x=values, orientation="h", showlegend=False,
+        fig.add_bar(y=[label_of(labels, m) for m in frame["method"]], x=values, orientation="h", showlegend=False,
                     marker_color=[colors[m] for m in frame["method"]],
                     text=[f"{v:,.1f}" for v in values], textposition="outside", row=1, col=col)
         fig.update_xaxes(range=[0, values.max() * 1.45 or 1], row=1, col=col)
@@ -200,7 +206,7 @@ def loss_curves(frame: pd.DataFrame, labels: dict) -> go.Figure:
             rows = frame[(frame["method"] == method) & (frame["split"] == split)].sort_values("step")
             if not rows.empty:
                 fig.add_scatter(x=rows["step"], y=rows["loss"], mode="lines+markers" if split == "eval" else "lines",
-                                name=f"{labels.get(method, method)}: {split}",
+                                name=f"{label_of(labels, method)}: {split}",
                                 line={"color": colors[method], "dash": dash})
     fig.update_layout(title="Loss over optimizer steps (solid: train, dashed: eval; log scale)", xaxis_title="step",
                       yaxis={"title": "cross-entropy loss", "type": "log"}, height=420,
@@ -225,7 +231,7 @@ def tradeoff_scatter(frame: pd.DataFrame, labels: dict, cost_basis: str = "") ->
     if frame.empty:
         return empty_figure("Needs evaluation results: run python -m training.evaluate")
     fronts = {cost: pareto_front(frame, cost) for cost, *_ in FRONTIER_PANELS}
-    titles = [f"vs {title}<br><sub>frontier: {', '.join(labels.get(m, m) for m in fronts[cost]['method'])}</sub>"
+    titles = [f"vs {title}<br><sub>frontier: {', '.join(label_of(labels, m) for m in fronts[cost]['method'])}</sub>"
               for cost, title, *_ in FRONTIER_PANELS]
     fig = make_subplots(rows=2, cols=2, subplot_titles=titles, vertical_spacing=0.2, horizontal_spacing=0.08)
     colors = colors_for(["base", *frame["method"]])
@@ -234,8 +240,8 @@ def tradeoff_scatter(frame: pd.DataFrame, labels: dict, cost_basis: str = "") ->
         x = frame[cost].clip(lower=1) / scale if log else frame[cost] / scale
         named = set(fronts[cost]["method"]) if len(frame) > MAX_NAMED_POINTS else set(frame["method"])
         fig.add_scatter(x=x, y=frame["rouge1"], mode="markers+text", showlegend=False,
-                        text=[labels.get(m, m) if m in named else "" for m in frame["method"]],
-                        customdata=[labels.get(m, m) for m in frame["method"]], textposition="top center",
+                        text=[label_of(labels, m) if m in named else "" for m in frame["method"]],
+                        customdata=[label_of(labels, m) for m in frame["method"]], textposition="top center",
                         error_y={"type": "data", "symmetric": False, "array": frame["ci_high"] - frame["rouge1"],
                                  "arrayminus": frame["rouge1"] - frame["ci_low"], "thickness": 1},
                         marker={"size": 12, "color": [colors[m] for m in frame["method"]]},
@@ -265,7 +271,7 @@ def forgetting_chart(frame: pd.DataFrame, labels: dict, task: str) -> go.Figure:
     95% CI), with the frontier: the methods that gain the most for what they forget."""
     fig = go.Figure()
     fig.add_scatter(x=frame["change"], y=frame["gain"], mode="markers+text", textposition="top center",
-                    text=[labels.get(m, m) for m in frame["method"]], marker={"size": 12, "color": "#4285f4"},
+                    text=[label_of(labels, m) for m in frame["method"]], marker={"size": 12, "color": "#4285f4"},
                     error_x={"type": "data", "symmetric": False, "array": frame["ci_high"] - frame["change"],
                              "arrayminus": frame["change"] - frame["ci_low"], "thickness": 1},
                     hovertemplate="%{text}<br>forgetting %{x:.3f} nats<br>ROUGE-1 gain %{y:.3f}<extra></extra>",
@@ -274,7 +280,7 @@ def forgetting_chart(frame: pd.DataFrame, labels: dict, task: str) -> go.Figure:
     fig.add_scatter(x=front["change"], y=front["gain"], mode="lines", name="frontier",
                     line={"dash": "dash", "color": "#202124", "width": 1})
     fig.add_vline(x=0, line_dash="dot", line_color="#9aa0a6")
-    fig.update_layout(title=f"Quality gained vs what the base forgot<br><sub>x: change in loss on {task} "
+    fig.update_layout(title=f"Quality gained vs what the base forgot<br><sub>x: change in loss on {chart_text(task)} "
                             "(nats per token, 95% CI; right = forgot more); y: ROUGE-1 over the base</sub>",
                       xaxis_title="retention loss (Δ loss vs the base)", yaxis_title="ROUGE-1 gained over the base",
                       height=420, showlegend=False)
@@ -290,14 +296,14 @@ def strength_chart(ratings: pd.DataFrame, labels: dict, n_votes: int,
     colors = colors_for(["base", *ratings["model"]])
     rows = ratings.iloc[::-1]
     fig = go.Figure(go.Scatter(
-        x=rows["strength"], y=[labels.get(m, m) for m in rows["model"]], mode="markers",
+        x=rows["strength"], y=[label_of(labels, m) for m in rows["model"]], mode="markers",
         marker={"size": 13, "color": [colors[m] for m in rows["model"]]},
         error_x={"type": "data", "symmetric": False, "array": rows["ci_high"] - rows["strength"],
                  "arrayminus": rows["strength"] - rows["ci_low"]},
         hovertemplate="%{y}: %{x:.2f}<extra></extra>", name="raw"))
     if controlled is not None and not controlled.empty:
         lc = controlled.set_index("model").loc[rows["model"]]
-        fig.add_scatter(x=lc["strength"], y=[labels.get(m, m) for m in rows["model"]], mode="markers",
+        fig.add_scatter(x=lc["strength"], y=[label_of(labels, m) for m in rows["model"]], mode="markers",
                         name="length-controlled", marker={"size": 13, "symbol": "circle-open", "color": "#202124"},
                         error_x={"type": "data", "symmetric": False, "array": lc["ci_high"] - lc["strength"],
                                  "arrayminus": lc["strength"] - lc["ci_low"]},
@@ -314,7 +320,7 @@ def win_rate_heatmap(table: pd.DataFrame, labels: dict) -> go.Figure:
     """Row beats column: the share of their games the row model won (ties half); blank where they never met."""
     if table.empty:
         return empty_figure("No votes yet")
-    names = [labels.get(m, m) for m in table.index]
+    names = [label_of(labels, m) for m in table.index]
     text = [[("" if pd.isna(v) else f"{v:.0%}") for v in row] for row in table.values]
     fig = go.Figure(go.Heatmap(z=table.values, x=names, y=names, zmin=0, zmax=1, colorscale="RdBu", text=text,
                                texttemplate="%{text}", hovertemplate="%{y} beats %{x}: %{z:.0%}<extra></extra>",
@@ -343,10 +349,9 @@ def slice_multiples(frame: pd.DataFrame, labels: dict) -> go.Figure:
         part = frame[frame["kind"] == kind]
         for model in models:
             rows = part[part["model"] == model]
-            names = [
-                f"{s} (n={n}{', wide CI' if w else ''})" for s, n, w in zip(rows["slice"], rows["n"], rows["wide"])
-            ]
-            fig.add_bar(x=names, y=rows["mean"], name=labels.get(model, model), marker_color=colors[model],
+            names = [f"{chart_text(s)} (n={n}{', wide CI' if w else ''})"
+                     for s, n, w in zip(rows["slice"], rows["n"], rows["wide"])]
+            fig.add_bar(x=names, y=rows["mean"], name=label_of(labels, model), marker_color=colors[model],
                         legendgroup=model, showlegend=col == 1, offsetgroup=model,
                         error_y={"type": "data", "symmetric": False, "array": rows["ci_high"] - rows["mean"],
                                  "arrayminus": rows["mean"] - rows["ci_low"]}, row=1, col=col)
@@ -364,10 +369,10 @@ def failure_bars(frame: pd.DataFrame, labels: dict) -> go.Figure:
     fig = go.Figure()
     for model in models:
         rows = frame[frame["model"] == model]
-        fig.add_bar(x=rows["measure"], y=rows["mean"], name=labels.get(model, model), marker_color=colors[model],
+        fig.add_bar(x=rows["measure"], y=rows["mean"], name=label_of(labels, model), marker_color=colors[model],
                     error_y={"type": "data", "symmetric": False, "array": rows["ci_high"] - rows["mean"],
                              "arrayminus": rows["mean"] - rows["ci_low"]},
-                    hovertemplate="%{x}: %{y:.1%}<extra>" + labels.get(model, model) + "</extra>")
+                    hovertemplate="%{x}: %{y:.1%}<extra>" + label_of(labels, model) + "</extra>")
     fig.update_layout(title="Share of test summaries that ... (95% CI)", barmode="group", yaxis_tickformat=".0%",
                       yaxis_range=[0, 1.05], legend={"orientation": "h", "y": -0.2}, height=420)
     return fig

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 
 from dashboard import figures
 from dashboard.run_data import METRIC_LABELS, RunData
+from dashboard.untrusted import chart_text
 
 FAMILIES = {"FULL": "full fine-tuning", "LORA": "LoRA family", "ADALORA": "LoRA family", "LOHA": "LoRA family",
             "LOKR": "LoRA family", "VERA": "LoRA family", "IA3": "scaling vectors",
@@ -155,17 +156,18 @@ def pareto_chart(frame: pd.DataFrame, x: str, y: str) -> go.Figure:
     fig = go.Figure()
     colors = dict(zip(dict.fromkeys(shown["run"]), figures.PALETTE * 4))
     for run, rows in shown.groupby("run", sort=False):
-        fig.add_trace(go.Scatter(x=rows[x], y=rows[y], mode="markers", name=run, marker={"size": 11,
-                                 "color": colors[run]}, text=rows["method"],
-                                 hovertemplate="%{text}<br>" + f"{x}: %{{x}}<br>{y}: %{{y}}<extra>{run}</extra>"))
+        name = chart_text(run)  # run folder names and method labels come from outside: text, never markup
+        fig.add_trace(go.Scatter(x=rows[x], y=rows[y], mode="markers", name=name, marker={"size": 11,
+                                 "color": colors[run]}, text=rows["method"].map(chart_text),
+                                 hovertemplate="%{text}<br>" + f"{x}: %{{x}}<br>{y}: %{{y}}<extra>{name}</extra>"))
         full = rows[rows["family"] == FAMILIES["FULL"]]
         if not full.empty:
             fig.add_hline(y=float(full[y].iloc[0]), line={"dash": "dash", "color": colors[run], "width": 1},
-                          annotation_text=f"full fine-tuning · {run}", annotation_position="top left")
+                          annotation_text=f"full fine-tuning · {name}", annotation_position="top left")
     for test_set, rows in shown.groupby("test set", sort=False):
         front = figures.pareto_front(oriented(rows, x, y), "_x", "_y")
         fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines", line={"color": "#5f6368", "width": 1.5},
-                                 name=f"frontier · {test_set}", hoverinfo="skip"))
+                                 name=f"frontier · {chart_text(test_set)}", hoverinfo="skip"))
     fig.update_layout(title=f"{y} ({DIRECTIONS[y]} is better) vs {x} ({DIRECTIONS[x]} is better)",
                       xaxis_title=x, yaxis_title=y, height=480, legend={"orientation": "h", "y": -0.2})
     if DIRECTIONS[x] == "lower" and (shown[x] > 0).all() and shown[x].max() / max(shown[x].min(), 1e-9) > 100:

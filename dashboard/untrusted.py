@@ -26,6 +26,16 @@ def plain(value, limit: int = SHOWN_CHARS) -> str:
     return AUTOLINKS.sub(WORD_JOINER, escaped)
 
 
+def chart_text(value, limit: int = SHOWN_CHARS) -> str:
+    """`value` as Plotly text (a trace name, a tick, a legend entry, hover text) that shows its own characters:
+    Plotly renders <a href>, <b>, <br> and other tags there and fills %{...} in hover templates, and decodes
+    entities only after both, so escaped characters show as typed (cut to `limit`, marked with …)."""
+    text = " ".join(str(value).split())
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return html.escape(text, quote=False).replace("%", "&#37;")
+
+
 def csv_cell(value):
     """A cell a spreadsheet shows as text: a string starting with = + - @ (or a tab / carriage return) gets a
     leading apostrophe (OWASP's rule); numbers and everything else are left as they are."""

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 
 from dashboard import figures
 from dashboard import run_data as rd
-from dashboard.untrusted import plain
+from dashboard.untrusted import chart_text, plain
 from scoring.verdict import Choice, choose, people_sentence, sentences
 
 COSTS = {"trainable parameters": ("trainable", True), "training seconds": ("train_seconds", False),
@@ -30,7 +30,7 @@ def chart(data: rd.RunData, choice: Optional[Choice], cost: str = next(iter(COST
         return None
     column, log = COSTS[cost]
     f = choice.frame.reset_index()
-    labels = [data.label(m) for m in f["method"]]
+    labels = [chart_text(data.label(m)) for m in f["method"]]
     fig = go.Figure()
     fig.add_scatter(x=f[column], y=f["rouge1"], mode="markers+text", text=labels, textposition="top center",
                     name="methods", marker={"size": 11, "color": "#4285f4"},
@@ -43,7 +43,8 @@ def chart(data: rd.RunData, choice: Optional[Choice], cost: str = next(iter(COST
     marks = ((choice.best, "star", "best"), (choice.cheapest, "circle-open", "cheapest not worse"))
     for method, symbol, name in marks:
         row = f[f["method"] == method].iloc[0]
-        fig.add_scatter(x=[row[column]], y=[row["rouge1"]], mode="markers", name=f"{name}: {data.label(method)}",
+        label = chart_text(data.label(method))
+        fig.add_scatter(x=[row[column]], y=[row["rouge1"]], mode="markers", name=f"{name}: {label}",
                         marker={"symbol": symbol, "size": 22, "color": "#ea4335", "line": {"width": 2}})
     base = data.evaluation["scores"][data.evaluation["headline_protocol"]].get("base", {}).get("rouge1")
     if base:

@@ -377,6 +377,75 @@ def test_a_hostile_deep_link_and_run_name_show_as_text_on_the_real_page(evaluate
     assert "Your session expired" in said and "evil.example" in said  # shown, as text
 
 
+HOSTILE_LABEL = '<a href="https://evil.example">Click</a><b>bold</b> %{y} 100%'
+
+
+def hostile_label_run(evaluated_run: Path, target: Path) -> Path:
+    """A copy of the run whose LoRA label (metrics.json, as a user's config folder can set it) is HTML."""
+    run = shutil.copytree(evaluated_run, target, ignore=shutil.ignore_patterns("votes.sqlite*", ".int8"))
+    doc = json.loads((run / method_metrics("lora")).read_text())
+    doc["method"]["label"] = HOSTILE_LABEL
+    (run / method_metrics("lora")).write_text(json.dumps(doc))
+    return Path(run)
+
+
+def test_every_chart_shows_a_hostile_label_as_text(evaluated_run, tmp_path):
+    from dashboard import figures, verdict
+    from dashboard import run_data as rd
+    from dashboard.leaderboard import leaderboard_frame, pareto_chart
+
+    data = rd.load_run(hostile_label_run(evaluated_run, tmp_path / "run"))
+    labels = data.labels
+    charts = [figures.rouge_bars(rd.rouge_frame(data.evaluation), labels),
+              figures.parameter_bars(rd.parameters_frame(data.train), labels),
+              figures.cost_bars(rd.cost_frame(data.train), labels),
+              figures.loss_curves(rd.loss_frame(data.train), labels),
+              figures.tradeoff_scatter(rd.tradeoff_frame(data), labels),
+              figures.slice_multiples(rd.slices_frame(data.evaluation), labels),
+              figures.failure_bars(rd.failures_frame(data.evaluation), labels),
+              verdict.chart(data, verdict.choice_of(data)),
+              pareto_chart(leaderboard_frame([("<i>run</i>", lambda m: m, data)]), "trainable params", "ROUGE-1")]
+    for fig in charts:
+        text = fig.to_json()
+        assert "<a href" not in text and "<b>bold" not in text and "%{y} 100" not in text and "<i>run" not in text
+    shown_as_text = [fig for fig in charts if "&lt;a href=" in fig.to_json() and "&#37;{y} 100&#37;" in fig.to_json()]
+    assert len(shown_as_text) >= 6  # the label is there, as its own characters
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_a_hostile_label_is_no_link_or_markup_in_the_charts_of_the_real_page(evaluated_run, tmp_path):
+    """Chromium on the Metrics tab of a run whose LoRA label is HTML: the charts show its characters, and no
+    element of any chart is a link or bold text made from it."""
+    from tests.helpers import CHROMIUM, ROOT, launched
+
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    import app
+
+    demo = app.create_app(hostile_label_run(evaluated_run, tmp_path / "run"), tmp_path / "votes.sqlite")
+    with launched(demo) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.get_by_role("tab", name="Metrics").click()
+        page.locator("#plot-verdict .js-plotly-plot").wait_for(timeout=30_000)
+        for details in ("Cost vs quality on every cost", "Parameters, training cost", "Where methods fail"):
+            page.get_by_text(details).click()
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 5", timeout=30_000)
+        links = page.eval_on_selector_all(".js-plotly-plot svg.main-svg a", "els => els.map(e => e.outerHTML)")
+        bold = page.eval_on_selector_all(".js-plotly-plot text tspan[style*='bold']", "els => els.length")
+        chart_text = " ".join(page.eval_on_selector_all(".js-plotly-plot text", "els => els.map(e => e.textContent)"))
+        shots = ROOT / "out" / "screenshots"
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "hostile-label-metrics.png"), full_page=True)
+        browser.close()
+    assert links == [] and bold == 0
+    assert '<a href="https://evil.example">Click</a>' in chart_text  # shown as its own characters
+
+
 # --- one bad run never takes down the others -------------------------------------------------------------------
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", str(2**70)])
