@@ -16,7 +16,7 @@ from typing import Optional
 
 import gradio as gr
 
-from dashboard.untrusted import plain
+from contract.untrusted import plain, without_folders
 
 TITLE = "Building the demo run: FLAN-T5 dialogue summarization"
 LAST_LINES = 12
@@ -45,14 +45,13 @@ async () => {
 """
 
 
-ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])(?:/[^\s/'\":,]+)+/(?=[^\s/'\":,]+)")  # a path's folders, not its name
 PROCESS_ID = re.compile(r"\b(pid|process)\s*[=:#]?\s*\d+", re.IGNORECASE)
 
 
 def for_visitors(line: str) -> str:
     """A build line as the page shows it: a file keeps its name but not the server's folders (…/name), a process
     id is left out. The terminal keeps the whole line."""
-    return PROCESS_ID.sub(r"\1 …", ABSOLUTE_PATH.sub("…/", line))
+    return PROCESS_ID.sub(r"\1 …", without_folders(line))
 
 
 @dataclass

@@ -3,11 +3,11 @@ CONTROLS), one output box per model that fills as its tokens come. Layout only: 
 
 import gradio as gr
 
+from contract.untrusted import plain
 from dashboard import handlers
 from dashboard.handlers import CONCURRENCY, AppState
 from dashboard.inputs import CONTROLS
 from dashboard.runs import element_id
-from dashboard.untrusted import plain
 
 
 def control_widget(name: str):

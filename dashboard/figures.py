@@ -9,8 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from contract.untrusted import chart_text
 from dashboard.run_data import LAB_LABEL, METRIC_LABELS
-from dashboard.untrusted import chart_text
 
 FIXED_COLORS = {"base": "#9aa0a6", "full": "#1a73e8", "lora": "#e8710a"}
 PALETTE = ["#188038", "#a142f4", "#d93025", "#12b5cb", "#f9ab00", "#e52592", "#5f6368", "#3949ab", "#795548",

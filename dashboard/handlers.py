@@ -13,12 +13,12 @@ import gradio as gr
 import pandas as pd
 
 from contract.protocol import MAX_SOURCE_TOKENS
+from contract.untrusted import plain
 from dashboard import run_data as rd
 from dashboard.batcher import Summary
 from dashboard.inputs import CONTROLS, InputError, Settings, check_text
 from dashboard.runs import ModelSet, single
 from dashboard.serving import DEFAULT_MODELS, Models
-from dashboard.untrusted import plain
 from dashboard.votes import VoteError, VoteStore
 from scoring import lenses  # the evaluation's failure detectors, on live summaries too
 from scoring.rouge import METRICS, Rouge  # the evaluation's exact ROUGE

@@ -121,3 +121,24 @@ def check_text(text, name: str = "dialogue", required: bool = True) -> str:
         raise InputError(f"The {name} contains characters that cannot be encoded as UTF-8 (a lone surrogate at "
                          f"position {e.start}); copy the text again from its source.") from None
     return text
+
+
+NAMES_SHOWN = 8  # a refusal names at most this many models (a request can name hundreds)
+
+
+def named(values: list, limit: int = NAMES_SHOWN) -> str:
+    """Up to `limit` names, each cut to 60 characters, then how many more."""
+    shown = ", ".join(str(v)[:60] for v in values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+def chosen_models(asked, known: list[str], default: list[str], owner: str) -> list[str]:
+    """The models asked for (None: `default`), in `known`'s order; an unknown or empty choice is refused in one
+    line of bounded length."""
+    asked = default if asked is None else list(asked)
+    unknown = [m for m in asked if m not in known]
+    if unknown:
+        raise InputError(f"Unknown model(s) {named(unknown)}; {owner} has {len(known)}: {named(known)}.")
+    if not asked:
+        raise InputError("Choose at least one model.")
+    return [m for m in known if m in asked]

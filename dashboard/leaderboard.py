@@ -11,9 +11,9 @@ from typing import Optional
 import pandas as pd
 import plotly.graph_objects as go
 
+from contract.untrusted import chart_text
 from dashboard import figures
 from dashboard.run_data import METRIC_LABELS, RunData
-from dashboard.untrusted import chart_text
 
 FAMILIES = {"FULL": "full fine-tuning", "LORA": "LoRA family", "ADALORA": "LoRA family", "LOHA": "LoRA family",
             "LOKR": "LoRA family", "VERA": "LoRA family", "IA3": "scaling vectors",

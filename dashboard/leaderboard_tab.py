@@ -15,8 +15,8 @@ from urllib.parse import urlencode
 import gradio as gr
 import pandas as pd
 
+from contract.untrusted import csv_safe, plain
 from dashboard import leaderboard as lb
-from dashboard.untrusted import csv_safe, plain
 
 TABS = ("compare", "vote", "metrics", "leaderboard", "examples")  # the page's tab ids, as a link names them
 FILTER_KEYS = {"base": "base model", "preset": "preset", "family": "family"}  # query key -> column

@@ -5,11 +5,11 @@ from typing import Optional
 
 import gradio as gr
 
+from contract.untrusted import plain
 from dashboard import figures, verdict
 from dashboard import run_data as rd
 from dashboard import votes as vt
 from dashboard.handlers import AppState
-from dashboard.untrusted import plain
 from scoring import lenses
 
 

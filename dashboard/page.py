@@ -5,6 +5,7 @@ from functools import partial
 
 import gradio as gr
 
+from contract.untrusted import plain
 from dashboard import handlers
 from dashboard.compare_tab import build_compare_tab
 from dashboard.examples_tab import build_examples_tab
@@ -12,7 +13,6 @@ from dashboard.handlers import CONCURRENCY, AppState
 from dashboard.leaderboard import leaderboard_frame
 from dashboard.leaderboard_tab import TABS, build_leaderboard_tab, view_from_query
 from dashboard.metrics_tab import build_metrics_tab
-from dashboard.untrusted import plain
 from dashboard.vote_tab import build_ratings_section, build_vote_tab
 
 TITLE = "FLAN-T5 dialogue summarization: fine-tuning methods compared"  # the browser tab's (and /config's) title
@@ -30,7 +30,7 @@ def base_name(data) -> str:
 
 
 def header(state: AppState) -> str:
-    """What is served; every name and value from the runs' files shown as plain text (dashboard/untrusted.py)."""
+    """What is served; every name and value from the runs' files shown as plain text (contract/untrusted.py)."""
     run = state.data.run
     labels = ", ".join(plain(state.data.label(m)) for m in state.data.methods)
     lines = ["# Dialogue summarization: which way of fine-tuning FLAN-T5 is worth it?",

@@ -22,7 +22,7 @@ from contract.files import (
     without_paths,
 )
 from contract.protocol import BASE, BASE_LABEL, DEFAULT_PROMPT
-from dashboard.untrusted import plain
+from contract.untrusted import plain
 from scoring import lenses  # the evaluation's detectors: the same words flagged here as counted there
 
 METRIC_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from dashboard.inputs import InputError, Settings
+from dashboard.inputs import InputError, Settings, chosen_models
 from dashboard.run_data import RunData
 from dashboard.serving import DEFAULT_MODELS, Models, Request
 
@@ -76,13 +76,7 @@ class ModelSet:
         return self.runs[0].models.describe()
 
     def check_keys(self, keys) -> list[str]:
-        keys = self.default if keys is None else list(keys)
-        unknown = [k for k in keys if k not in self.where]
-        if unknown:
-            raise InputError(f"Unknown model(s) {', '.join(map(str, unknown))}; the app has {', '.join(self.keys)}.")
-        if not keys:
-            raise InputError("Choose at least one model.")
-        return [k for k in self.keys if k in keys]
+        return chosen_models(keys, self.keys, self.default, "the app")
 
     def submit(self, text: str, settings: Settings = Settings(), keys=None,
                on_tokens: Optional[Callable[[str, list], None]] = None) -> Request:

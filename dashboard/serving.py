@@ -13,7 +13,7 @@ from contract.files import ArtifactError, method_metrics, read_run_file
 from contract.loading import LoadedRun, load_run_models
 from contract.protocol import BASE, DEFAULT_PROMPT, MAX_SOURCE_TOKENS
 from dashboard.batcher import MAX_ROWS, MAX_WAIT_SECONDS, Batcher, SerialTokenizer, Summary
-from dashboard.inputs import HEAD_CHARS, InputError, Settings, check_text
+from dashboard.inputs import HEAD_CHARS, Settings, check_text, chosen_models
 
 DEFAULT_MODELS = (BASE, "full", "lora")  # what the page compares unless a person picks others
 
@@ -51,13 +51,7 @@ class Models:
     def check_models(self, models) -> list[str]:
         """The chosen models in the run's order (default base, full, lora: those the run has)."""
         names = self.loaded.models
-        models = [m for m in DEFAULT_MODELS if m in names] if models is None else list(models)
-        unknown = [m for m in models if m not in names]
-        if unknown:
-            raise InputError(f"Unknown model(s) {', '.join(map(str, unknown))}; this run has {', '.join(names)}.")
-        if not models:
-            raise InputError("Choose at least one model.")
-        return [m for m in names if m in models]
+        return chosen_models(models, names, [m for m in DEFAULT_MODELS if m in names], "this run")
 
     def prepare(self, text: str, prompt_template: str = DEFAULT_PROMPT) -> tuple[str, bool]:
         """(the prompt the models read, truncated?). Only the text's head is tokenized: the rest is never read."""

@@ -5,9 +5,9 @@ from typing import Optional
 
 import plotly.graph_objects as go
 
+from contract.untrusted import chart_text, plain
 from dashboard import figures
 from dashboard import run_data as rd
-from dashboard.untrusted import chart_text, plain
 from scoring.verdict import Choice, choose, people_sentence, sentences
 
 COSTS = {"trainable parameters": ("trainable", True), "training seconds": ("train_seconds", False),

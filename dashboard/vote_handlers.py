@@ -15,11 +15,11 @@ from typing import Optional
 import gradio as gr
 import pandas as pd
 
+from contract.untrusted import plain
 from dashboard import figures
 from dashboard import votes as vt
 from dashboard.handlers import ROUGE, AppState, client_of, refuse, session_of, wait
 from dashboard.inputs import InputError, check_text
-from dashboard.untrusted import plain
 
 
 def battle_models(state: AppState, pool: Optional[pd.DataFrame]) -> list[str]:

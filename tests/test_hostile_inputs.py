@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from contract.files import RUN_JSON, ArtifactError, method_metrics, read_json, read_run_file, run_files
+from contract.untrusted import csv_cell, csv_safe, plain
 from dashboard import votes as vt
-from dashboard.untrusted import csv_cell, csv_safe, plain
 from tests.helpers import ROOT
 
 # --- votes -----------------------------------------------------------------------------------------------------

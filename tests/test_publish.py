@@ -36,9 +36,32 @@ def test_model_card_holds_the_run_and_its_scores_parse_back(evaluated_run, tmp_p
     for heading in ("## Methods and cost", "## ROUGE (95% CI)", "## Protocol", "python app.py --run hf://me/tiny-run"):
         assert heading in text
     assert f"{scores['lora']['rouge1']['mean']:.4f} [{scores['lora']['rouge1']['ci_low']:.4f}" in text
-    assert "(`full`)" in text and "(`lora`)" in text and "peft_type=LORA" in text
+    assert "(`full`)" in text and "(`lora`)" in text and "peft\\_type=LORA" in text  # Markdown-escaped run text
     # as the Metrics tab opens (on 8 dialogues the fixture's methods may not beat the base beyond noise)
     assert "### The verdict" in text and ("writes the best summaries" in text or "No method beats the base" in text)
+
+
+def test_a_card_shows_hostile_run_text_as_text_keeps_its_tables_and_no_local_paths(evaluated_run, tmp_path):
+    from markdown_it import MarkdownIt
+
+    from training.publish import model_card
+
+    run = Path(shutil.copytree(evaluated_run, tmp_path / "run", ignore=shutil.ignore_patterns("votes.sqlite*")))
+    doc = json.loads((run / "lora" / "metrics.json").read_text())
+    doc["method"]["label"] = '<a href="https://evil.example">Click</a> | x'
+    doc["method"]["what_trains"] = "user-defined from /home/someone/private/adapter_config.json"
+    doc["hyperparameters"]["peft_config"]["target_modules"] = ".*\\.(q|v)$"
+    (run / "lora" / "metrics.json").write_text(json.dumps(doc))
+    info = json.loads((run / RUN_JSON).read_text())
+    info["data_source"] = "/home/someone/private/dialogues.jsonl"
+    (run / RUN_JSON).write_text(json.dumps(info))
+    text = model_card(run).text
+    assert "/home/someone" not in text and str(tmp_path) not in text and "dialogues.jsonl" in text
+    html = MarkdownIt("commonmark").enable("table").render(text)
+    assert "<a href" not in html and "&lt;a href" in html  # shown, as its characters
+    for table in html.split("<table>")[1:]:  # every row keeps the header's cells: no | broke out of a cell
+        rows = table.split("</table>")[0].split("<tr>")[1:]
+        assert len({row.count("<td") + row.count("<th") for row in rows}) == 1
 
 
 def test_publish_uploads_the_run_at_the_hub_boundary(evaluated_run, monkeypatch):

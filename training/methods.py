@@ -176,7 +176,7 @@ def user_method(spec: str) -> Method:
     template = next((m for m in BUILTIN.values() if (m.peft or {}).get("peft_type") == doc["peft_type"]
                      and not m.needs_cuda), BUILTIN["lora"])
     method = Method(name, f"{name} (user)", doc, template.hyper,
-                    why=f"user-defined from {path}; optimisation defaults of {template.name}")
+                    why=f"user-defined from {path.name}; optimisation defaults of {template.name}")  # no local path
     try:
         method.peft_config()
     except (TypeError, ValueError) as e:

@@ -16,6 +16,7 @@ Serve it anywhere with `python app.py --run hf://you/flan-t5-dialogsum-methods`.
 (`hf auth login` or HF_TOKEN) with write access.
 """
 
+import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from contract.files import (
 )
 from contract.hub import is_hub_run, parse_run_uri
 from contract.protocol import BASE
+from contract.untrusted import plain, without_folders
 from scoring import verdict
 from scoring.rouge import METRICS
 from training import space
@@ -90,6 +92,13 @@ def eval_results(run: dict, evaluation: dict, labels: dict) -> list[EvalResult]:
             for model, s in scores.items() for k in METRICS]
 
 
+def shown_location(value: str) -> str:
+    """A Hub id as it is; a local path (absolute, relative or nested) as its last part: a card never publishes
+    where files lie on the machine that trained the run."""
+    local = value.startswith(("/", ".", "~")) or value.count("/") > 1 or "\\" in value
+    return plain(Path(value).name if local else value)
+
+
 def rouge_table(evaluation: dict, labels: dict) -> str:
     scores = evaluation["scores"][evaluation["headline_protocol"]]
     lines = ["| model | " + " | ".join(METRIC_NAMES[k] for k in METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
@@ -108,7 +117,10 @@ def methods_table(run_dir: Path) -> str:
         peft = m["hyperparameters"].get("peft_config")
         config = "—" if not peft else ", ".join(f"{k}={v}" for k, v in peft.items() if k != "task_type")
         cost = m["cost"]
-        lines.append(f"| {m['method']['label']} (`{name}`) | {m['method'].get('what_trains', '')} | {config} | "
+        label = plain(m["method"]["label"])
+        what = plain(without_folders(m["method"].get("what_trains", "")), limit=300)
+        folder = f"`{name}`" if re.fullmatch(r"[\w.-]+", name) else plain(name)  # a code span keeps no escape
+        lines.append(f"| {label} ({folder}) | {what} | {plain(config, limit=300)} | "
                      f"{m['parameters']['trainable']:,} | {rate_text(rate)} | "
                      f"{1 + len(m.get('seeds', []))} | {cost['train_seconds']:.0f} | "
                      f"{cost['train_seconds'] + cost.get('sweep_seconds', 0):.0f} | "
@@ -124,9 +136,10 @@ def protocol(evaluation: dict) -> str:
     d, r, b = evaluation["decoding"], evaluation["rouge"], evaluation["bootstrap"]
     return (f"{evaluation['n_dialogues']} dialogues / {evaluation['n_references']} references of the "
             f"`{evaluation['split']}` split; greedy decoding, at most {d['max_new_tokens']} new tokens, inputs cut at "
-            f"{d['max_source_length']} tokens, prompt `{d['prompt_template']!r}`. ROUGE: {r['package']}, Porter "
-            f"stemmer, F-measure, `{evaluation['headline_protocol']}` protocol (each reference on its own, averaged "
-            f"over rows); rougeLsum sentences: {r['sentence_splitter']}. 95% intervals: bootstrap "
+            f"{d['max_source_length']} tokens, prompt {plain(repr(d['prompt_template']), limit=300)}. ROUGE: "
+            f"{r['package']}, Porter stemmer, F-measure, `{evaluation['headline_protocol']}` protocol (each "
+            f"reference on its own, averaged over rows); rougeLsum sentences: {r['sentence_splitter']}. 95% "
+            "intervals: bootstrap "
             f"({b['unit']}), {b['resamples']} resamples; paired tests: {b['paired_test']}.")
 
 
@@ -147,7 +160,8 @@ def model_card(run_dir: Path, repo: Optional[str] = None) -> ModelCard:
     run = read_run_file(run_dir, RUN_JSON)
     evaluation = read_run_file(run_dir, EVAL_METRICS) if (run_dir / EVAL_METRICS).exists() else None
     models = [BASE, *list_methods(run_dir)]
-    labels = {m: label_of(run_dir, m) for m in models}
+    raw_labels = {m: label_of(run_dir, m)[:100] for m in models}  # YAML: huggingface_hub quotes them
+    labels = {m: plain(label) for m, label in raw_labels.items()}  # run files are outside text: shown as typed
     on_hub = "/" in run["base_model"] and not (run_dir / run["base_model"]).exists()
     name = repo.split("/")[-1] if repo else run_dir.name
     data = ModelCardData(
@@ -155,9 +169,9 @@ def model_card(run_dir: Path, repo: Optional[str] = None) -> ModelCard:
         base_model=run["base_model"] if on_hub else None, datasets=[DIALOGSUM] if "dialogsum" in
         run["data_source"].lower() or run["data_source"] == "hub" else None, metrics=["rouge"],
         tags=["summarization", "dialogsum", "flan-t5", "peft", "lora", "method-comparison"],
-        eval_results=eval_results(run, evaluation, labels) if evaluation else None)
-    serve = f"python app.py --run hf://{repo}" if repo else f"python app.py --run {run_dir}"
-    where = repr(repo or str(run_dir))
+        eval_results=eval_results(run, evaluation, raw_labels) if evaluation else None)
+    serve = f"python app.py --run hf://{repo}" if repo else f"python app.py --run path/to/{run_dir.name}"
+    where = repr(repo or f"path/to/{run_dir.name}")
     base = repr(run["base_model"]) if on_hub else f"{where}, subfolder={run['base_model']!r}"
     adapter = next((m for m in models[1:] if (run_dir / m / "adapter").exists()), None)
     load = (
@@ -172,8 +186,9 @@ def model_card(run_dir: Path, repo: Optional[str] = None) -> ModelCard:
     body = "\n\n".join(
         [
             f"# {name}: fine-tuning methods for FLAN-T5 on dialogue summaries, compared",
-            f"Base model `{run['base_model']}`, tokenizer `{run['tokenizer']}`, data `{run['data_source']}`, preset "
-            f"`{run['preset']}`; trained {run['created_at'][:10]} ({code_line(run)}). "
+            f"Base model {shown_location(run['base_model'])}, tokenizer {shown_location(run['tokenizer'])}, data "
+            f"{shown_location(run['data_source'])}, preset {plain(run['preset'])}; trained "
+            f"{run['created_at'][:10]} ({code_line(run)}). "
             "Each method's "
             "folder holds its weights (`model/`: a whole checkpoint; `adapter/`: a peft adapter for the base) and its "
             "`metrics.json`; `eval/` holds the scores and every test summary.",

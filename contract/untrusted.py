@@ -36,6 +36,15 @@ def chart_text(value, limit: int = SHOWN_CHARS) -> str:
     return html.escape(text, quote=False).replace("%", "&#37;")
 
 
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])(?:/[^\s/'\":,]+)+/(?=[^\s/'\":,]+)")  # a path's folders, not its name
+
+
+def without_folders(text: str) -> str:
+    """Every absolute path in `text` cut to its last part (…/name): what is shown or published never says where
+    files lie on the machine (a URL's path is left alone)."""
+    return ABSOLUTE_PATH.sub("…/", text)
+
+
 def csv_cell(value):
     """A cell a spreadsheet shows as text: a string starting with = + - @ (or a tab / carriage return) gets a
     leading apostrophe (OWASP's rule); numbers and everything else are left as they are."""
