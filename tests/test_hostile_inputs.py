@@ -581,3 +581,12 @@ def test_the_space_takes_only_files_git_tracks(tmp_path):
     assert "dashboard/scratch_untracked_test_file.py" not in files
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
     assert set(files) <= set(tracked)
+
+
+def test_an_unknown_model_refusal_names_a_bounded_few():
+    from dashboard.inputs import InputError, chosen_models
+
+    with pytest.raises(InputError) as refused:
+        chosen_models([f"model-{i}" * 20 for i in range(300)], ["base", "full", "lora"], ["base"], "this run")
+    message = str(refused.value)
+    assert "and 292 more" in message and len(message) < 800 and "this run has 3: base, full, lora" in message
