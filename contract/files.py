@@ -246,13 +246,66 @@ def is_run_file(run_dir: Path, path: Path) -> bool:
     return path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(Path(run_dir).resolve())
 
 
+SHARD, SHARD_INDEX = "model-*-of-*.safetensors", "model.safetensors.index.json"
+REQUIRED_WEIGHTS = {MODEL: ("config.json",), ADAPTER: ("adapter_config.json", "adapter_model.safetensors")}
+
+
 def weight_files(run_dir: Path, folder: Path) -> list[str]:
     """The saved-weight files directly in `folder`: regular files (no symlinks, which could point anywhere) named
-    as save_pretrained names them (WEIGHT_FILES), in a folder that is itself inside the run."""
+    as save_pretrained names them (WEIGHT_FILES), in a folder that is itself inside the run; of the shards, only
+    those the folder's index names (a stray shard is not part of the weights)."""
     if folder.is_symlink() or not folder.is_dir() or not folder.resolve().is_relative_to(Path(run_dir).resolve()):
         return []
+    indexed = shards_named(folder)
     return sorted(str(p.relative_to(run_dir)) for p in folder.iterdir()
-                  if not p.is_symlink() and p.is_file() and any(fnmatch(p.name, w) for w in WEIGHT_FILES))
+                  if not p.is_symlink() and p.is_file() and any(fnmatch(p.name, w) for w in WEIGHT_FILES)
+                  and (not fnmatch(p.name, SHARD) or p.name in indexed))
+
+
+def shards_named(folder: Path) -> set[str]:
+    """The shard files a checkpoint's index names (empty without an index, or with one that cannot be read)."""
+    try:
+        return set(json.loads((folder / SHARD_INDEX).read_text())["weight_map"].values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
+
+
+def weights_problem(run_dir: Path, folder: Path) -> Optional[str]:
+    """Why a method's weights folder cannot be published whole (None: it can): a symlinked folder or file, a file
+    its kind needs, or a shard its index names, missing."""
+    where = folder.relative_to(run_dir)
+    if folder.is_symlink():
+        return f"{where} is a symlink"
+    linked = sorted(p.name for p in folder.iterdir()
+                    if p.is_symlink() and any(fnmatch(p.name, w) for w in WEIGHT_FILES))
+    if linked:
+        return f"{where}/{linked[0]} is a symlink"
+    needed = [*REQUIRED_WEIGHTS[folder.name], *sorted(shards_named(folder))]
+    if folder.name == MODEL and not shards_named(folder):
+        needed.append("model.safetensors")
+    missing = [f for f in needed if not (folder / f).is_file()]
+    return f"{where}/{missing[0]} is missing" if missing else None
+
+
+def publishing_problems(run_dir: Path) -> list[str]:
+    """What keeps a run from being published whole: each complete method's (and extra seed's) metrics.json,
+    sweep.json and weights, the base and tokenizer inside the run, and the evaluation, as weights_problem and
+    symlinks say. run_files() leaves such parts out; publishing refuses them instead of sending half a method."""
+    run_dir = Path(run_dir)
+    problems = []
+    for name in list_methods(run_dir):
+        parts = [run_dir / name] + sorted(p.parent for p in (run_dir / name / SEEDS).glob(f"seed-*/{METHOD_METRICS}"))
+        for part in parts:
+            problems += [f"{(part / f).relative_to(run_dir)} is a symlink" for f in (METHOD_METRICS, SWEEP_JSON)
+                         if (part / f).is_symlink()]
+            folder = part / MODEL if (part / MODEL).exists() or (part / MODEL).is_symlink() else part / ADAPTER
+            if not (folder.exists() or folder.is_symlink()):
+                problems.append(f"{folder.relative_to(run_dir)} is missing")
+            elif problem := weights_problem(run_dir, folder):
+                problems.append(problem)
+    evaluation = (EVAL_METRICS, EVAL_PREDICTIONS, EVAL_INT8)
+    problems += [f"{f} is a symlink" for f in evaluation if (run_dir / f).is_symlink()]
+    return problems
 
 
 def base_model_location(run_dir: Path, run: dict) -> str:

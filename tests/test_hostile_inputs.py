@@ -555,7 +555,10 @@ def test_dry_run_writes_nothing_and_an_unfinished_run_is_refused(evaluated_run, 
     (run / "README.md").write_text("my own card")
     publish(["--run", str(run), "--dry_run"])
     assert (run / "README.md").read_text() == "my own card"
-    assert "README.md" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    weights = (run / "lora" / "adapter" / "adapter_model.safetensors").stat().st_size
+    assert f"{weights:,} B  lora/adapter/adapter_model.safetensors" in said and " B  README.md" in said
+    assert "--- the card ---" in said and "## Methods and cost" in said
     empty = tmp_path / "empty"
     empty.mkdir()
     shutil.copy(run / RUN_JSON, empty / RUN_JSON)
@@ -590,3 +593,47 @@ def test_an_unknown_model_refusal_names_a_bounded_few():
         chosen_models([f"model-{i}" * 20 for i in range(300)], ["base", "full", "lora"], ["base"], "this run")
     message = str(refused.value)
     assert "and 292 more" in message and len(message) < 800 and "this run has 3: base, full, lora" in message
+
+
+@pytest.mark.parametrize("break_it, refusal", [
+    (lambda run: replace_by_link(run / "lora" / "adapter" / "adapter_model.safetensors"),
+     "lora/adapter/adapter_model.safetensors is a symlink"),
+    (lambda run: replace_by_link(run / "lora" / "adapter"), "lora/adapter is a symlink"),
+    (lambda run: (run / "lora" / "adapter" / "adapter_config.json").unlink(),
+     "lora/adapter/adapter_config.json is missing"),
+    (lambda run: replace_by_link(run / "full" / "metrics.json"), "full/metrics.json is a symlink"),
+])
+def test_publishing_refuses_a_run_it_cannot_send_whole(evaluated_run, tmp_path, capsys, break_it, refusal):
+    from training.publish import main as publish
+
+    run = copy_run(evaluated_run, tmp_path / "run")
+    break_it(run)
+    with pytest.raises(SystemExit) as exit_:
+        publish(["--run", str(run), "--repo", "me/x", "--dry_run"])
+    said = capsys.readouterr().err
+    assert exit_.value.code == 2 and refusal in said and len(said.strip().splitlines()) == 1
+
+
+def replace_by_link(path: Path) -> None:
+    """The part moved out of the run and a symlink left in its place (a space-saving habit)."""
+    moved = path.parent.parent / f"moved-{path.parent.name}-{path.name}"
+    path.rename(moved)
+    path.symlink_to(moved)
+
+
+def test_only_the_shards_the_index_names_are_weights(evaluated_run, tmp_path):
+    run = copy_run(evaluated_run, tmp_path / "run")
+    model = run / "full" / "model"
+    (model / "model.safetensors").rename(model / "model-00001-of-00001.safetensors")
+    index = {"metadata": {}, "weight_map": {"shared.weight": "model-00001-of-00001.safetensors"}}
+    (model / "model.safetensors.index.json").write_text(json.dumps(index))
+    (model / "model-00002-of-00002.safetensors").write_bytes(b"a stray shard of another save")
+    files = run_files(run)
+    assert "full/model/model-00001-of-00001.safetensors" in files
+    assert "full/model/model-00002-of-00002.safetensors" not in files
+    from contract.files import publishing_problems
+
+    assert publishing_problems(run) == []
+    (model / "model-00001-of-00001.safetensors").unlink()
+    assert publishing_problems(run) == ["full/model/model-00001-of-00001.safetensors is missing"]
+

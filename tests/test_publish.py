@@ -115,8 +115,10 @@ def test_no_private_or_temporary_file_is_in_the_publish_plan(evaluated_run, tmp_
         (run / name).write_bytes(b"private")
     assert store.path.exists() and (run / "votes.sqlite.key").exists()
     publish(PublishConfig(run=str(run), dry_run=True))
-    printed = capsys.readouterr().out.split()
+    listing = capsys.readouterr().out.split("\n\n--- the card ---")[0].splitlines()
+    printed = [line.split(" B  ")[1] for line in listing[:-1]]  # "<size> B  <file>", then the total
     assert printed == [RUN_JSON, CARD, *run_files(run)[1:]]  # the card it would write, then the run's files
+    assert listing[-1].endswith(f"in {len(printed)} files")
     assert not {p for p in printed for private in PRIVATE if p == private or p.startswith(private + "/")}
     assert not [p for p in printed if "sqlite" in p or p.endswith((".key", ".bin", ".pt")) or "/." in "/" + p]
     assert {RUN_JSON, CARD, EVAL_METRICS, "full/metrics.json", "lora/adapter/adapter_model.safetensors"} <= set(

@@ -35,6 +35,7 @@ from contract.files import (
     ArtifactError,
     list_methods,
     method_metrics,
+    publishing_problems,
     read_run_file,
     run_files,
 )
@@ -57,8 +58,9 @@ class PublishConfig:
     repo: Optional[str] = field(default=None, metadata={"help": "Hub model repository, <user>/<name>."})
     private: bool = field(default=False, metadata={"help": "Create the repository private."})
     card_only: bool = field(default=False, metadata={"help": "Write <run>/README.md and upload nothing."})
-    dry_run: bool = field(default=False, metadata={"help": "Print the files that would be uploaded (one path per "
-                                                           "line, relative to the run) and upload nothing."})
+    dry_run: bool = field(default=False, metadata={"help": "Print the files that would be uploaded (one a line, "
+                                                           "relative to the run, with its size), then the card, and "
+                                                           "upload nothing."})
     commit_message: str = field(
         default="Publish a FLAN-T5 DialogSum run", metadata={"help": "The Hub commit's message."}
     )
@@ -247,6 +249,11 @@ def check_publishable(run_dir: Path, uploading: bool) -> None:
     if uploading and not (run_dir / EVAL_METRICS).exists():
         raise ArtifactError(f"{run_dir} has no evaluation ({EVAL_METRICS}): run `python -m training.evaluate --run "
                             f"{run_dir}` first, so the card and the page show its scores.")
+    problems = publishing_problems(run_dir)
+    if uploading and problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ArtifactError(f"{run_dir}: {problems[0]}{more}; a published run holds its own files, whole: put the "
+                            "real file in its place (or train that method again), then publish.")
 
 
 @contextmanager
@@ -289,6 +296,15 @@ def publish_space(cfg: PublishConfig) -> Optional[str]:
     return url
 
 
+def dry_run_listing(run_dir: Path, files: list[str], card: str) -> str:
+    """Each file that would be uploaded with its size (the card at the size it would have), the total, the card."""
+    sizes = {f: (run_dir / f).stat().st_size for f in files if f != CARD}
+    sizes[CARD] = len(card.encode())
+    ordered = [f for f in [RUN_JSON, CARD, *files] if f in sizes]
+    lines = [f"{sizes[f]:>14,} B  {f}" for f in dict.fromkeys(ordered)]
+    return "\n".join([*lines, f"{sum(sizes.values()):>14,} B  in {len(sizes)} files", "", "--- the card ---", card])
+
+
 def publish(cfg: PublishConfig) -> Optional[str]:
     check_modes(cfg)
     if cfg.space:
@@ -298,9 +314,8 @@ def publish(cfg: PublishConfig) -> Optional[str]:
         check_repo(cfg.repo)
     check_publishable(run_dir, uploading=not cfg.card_only)
     card = model_card(run_dir, cfg.repo)
-    if cfg.dry_run:  # writes nothing: the card it would write is listed with the rest
-        files = run_files(run_dir)
-        print("\n".join(files if CARD in files else [files[0], CARD, *files[1:]]))
+    if cfg.dry_run:  # writes nothing: what would go up, with sizes, then the card it would write
+        print(dry_run_listing(run_dir, run_files(run_dir), str(card)))
         return None
     card.save(run_dir / CARD)
     print(f"wrote {run_dir / CARD}")
