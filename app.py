@@ -35,6 +35,7 @@ from contract.files import RUN_JSON, VOTES_FILE, ArtifactError, without_paths
 from contract.hub import RUN_REPO_VARIABLE, is_hub_run, resolve_run
 from dashboard.batcher import MAX_ROWS, MAX_WAIT_SECONDS
 from dashboard.building import BuildProgress, build_page
+from dashboard.fair_queue import DEFAULT_LIMIT as MAX_QUEUED_PER_CLIENT
 from dashboard.handlers import FORWARDED_ALLOW_IPS, AppState, trust_forwarded_from
 from dashboard.inputs import InputError
 from dashboard.page import build_demo
@@ -123,6 +124,10 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
                         help="a private Hub dataset <user>/<name> that mirrors every vote (committed every "
                              f"{PUSH_MINUTES:g} min and on SIGTERM) and is read back at start-up: votes outlive a "
                              "Space's restart; default: $VOTES_DATASET")
+    parser.add_argument("--max_queued_per_client",
+                        help="requests one client (address) may have waiting or running at once; more are refused "
+                             "at once, so one client cannot fill the queue for everyone; 0 = no cap (default: "
+                             f"$MAX_QUEUED_PER_CLIENT, else {MAX_QUEUED_PER_CLIENT})")
     parser.add_argument("--vote_limit_per_hour",
                         help="votes counted per client per hour; more are kept, flagged, and left out of the "
                              f"ratings; 0 = no limit (default: $VOTE_LIMIT_PER_HOUR, else {VOTE_LIMIT_PER_HOUR})")
@@ -180,6 +185,7 @@ OPTIONS = {
     "votes_journal": ("VOTES_JOURNAL", one_of(JOURNALS), "wal"),
     "votes_dataset": ("VOTES_DATASET", hub_id, None),
     "vote_limit_per_hour": ("VOTE_LIMIT_PER_HOUR", whole_number(0, 10**6), VOTE_LIMIT_PER_HOUR),
+    "max_queued_per_client": ("MAX_QUEUED_PER_CLIENT", whole_number(0, 10**4), MAX_QUEUED_PER_CLIENT),
 }
 
 
@@ -275,7 +281,7 @@ def serve_while_building(preset: str, training_args: list[str], args: argparse.N
     progress.set("Loading the models into the app")
     demo = create_app([ROOT / "artifacts" / preset], votes_file(None, ROOT / "artifacts" / preset, args.votes_db),
                       args.max_batch_rows, args.max_wait_ms, args.vote_limit_per_hour, args.votes_journal,
-                      args.votes_dataset, args.backend)
+                      args.votes_dataset, args.backend, args.max_queued_per_client)
     progress.set("Ready", done=True)
     close_app(page)
     launch(demo, args)
@@ -376,7 +382,8 @@ def open_votes(path: Path, limit_per_hour: int, journal: str = "wal", dataset: s
 
 def create_app(run_dir: Path | list[Path], votes_db: Path | None = None, max_rows: int = MAX_BATCH_ROWS,
                max_wait_ms: float = MAX_WAIT_MS, vote_limit_per_hour: int = VOTE_LIMIT_PER_HOUR,
-               votes_journal: str = "wal", votes_dataset: str | None = None, backend: str = "exact"):
+               votes_journal: str = "wal", votes_dataset: str | None = None, backend: str = "exact",
+               max_queued_per_client: int = MAX_QUEUED_PER_CLIENT):
     """The page for one run, or several (a list: the first one's Metrics, Examples and Vote). With several, a run
     that cannot be read is left out and named on the page; when none can, or the only one cannot, the app refuses."""
     folders = [Path(f) for f in (run_dir if isinstance(run_dir, (list, tuple)) else [run_dir])]
@@ -408,7 +415,7 @@ def create_app(run_dir: Path | list[Path], votes_db: Path | None = None, max_row
     except VotesPathError as e:
         refuse(str(e))
     state = AppState(data=first.data, models=first.models, demo_notice=notice, votes=votes, runs=ModelSet(runs),
-                     left_out=left_out)
+                     left_out=left_out, max_queued_per_client=max_queued_per_client)
     demo = build_demo(state)
     demo.app_state = state
     demo.vote_store = votes
@@ -464,7 +471,7 @@ def main(argv=None) -> None:
     first = asked[0] if asked else None
     demo = create_app(run_dirs, votes_file(first, run_dirs[0], args.votes_db), args.max_batch_rows,
                       args.max_wait_ms, args.vote_limit_per_hour, args.votes_journal, args.votes_dataset,
-                      args.backend)
+                      args.backend, args.max_queued_per_client)
     launch(demo, args)
 
 

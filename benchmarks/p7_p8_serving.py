@@ -41,7 +41,8 @@ def launch(folder: Path, tmp: Path, name: str, **batching):
 
     import app
 
-    demo = app.create_app(folder, tmp / f"votes-{name}.sqlite", **batching)
+    # every simulated visitor connects from 127.0.0.1: one client to the fair queue, which would cap them together
+    demo = app.create_app(folder, tmp / f"votes-{name}.sqlite", **batching, max_queued_per_client=0)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -16,6 +16,7 @@ from contract.protocol import MAX_SOURCE_TOKENS
 from contract.untrusted import plain
 from dashboard import run_data as rd
 from dashboard.batcher import Summary
+from dashboard.fair_queue import DEFAULT_LIMIT
 from dashboard.inputs import CONTROLS, InputError, Settings, check_text
 from dashboard.runs import ModelSet, single
 from dashboard.serving import DEFAULT_MODELS, Models
@@ -37,6 +38,7 @@ class AppState:
     votes: Optional[VoteStore] = None
     runs: Optional[ModelSet] = None  # every run's models (Compare, the API); the first run's alone when None
     left_out: dict = field(default_factory=dict)  # run name -> why it could not be loaded (named on the page)
+    max_queued_per_client: int = DEFAULT_LIMIT  # dashboard/fair_queue.py; 0 = no cap
 
     def __post_init__(self):
         self.own = single(self.data, self.models)  # the first run's models under their plain names (votes)

@@ -9,6 +9,7 @@ from contract.untrusted import plain
 from dashboard import handlers
 from dashboard.compare_tab import build_compare_tab
 from dashboard.examples_tab import build_examples_tab
+from dashboard.fair_queue import cap_per_client
 from dashboard.handlers import CONCURRENCY, AppState
 from dashboard.leaderboard import leaderboard_frame
 from dashboard.leaderboard_tab import TABS, build_leaderboard_tab, view_from_query
@@ -108,4 +109,6 @@ def build_demo(state: AppState) -> gr.Blocks:
         # @spaces.GPU call (dashboard/backends.py), never a handler
         gr.api(handlers.make_summarize_api(state), api_name="summarize", concurrency_limit=CONCURRENCY)
         gr.api(handlers.make_summarize_all_api(state), api_name="summarize_all", concurrency_limit=CONCURRENCY)
-    return demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
+    cap_per_client(demo, state.max_queued_per_client, handlers.client_address)
+    return demo

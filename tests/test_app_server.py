@@ -190,3 +190,40 @@ def test_browser_picks_a_non_default_set_of_models(all_methods_server):
         page.get_by_text("Cost vs quality on every cost").click()  # a closed section, one click away
         page.get_by_text("Pareto frontier").first.wait_for(timeout=30_000)
         page.screenshot(path=str(shots / "metrics-methods.png"), full_page=True)
+
+
+@pytest.mark.slow
+def test_a_flood_from_one_client_is_capped_and_another_client_is_served_meanwhile(evaluated_run, monkeypatch):
+    """100 concurrent /summarize_all from one address (more than the queue holds) against a cap of 4: the
+    flood's excess is refused at once, and a second address is served while the flood lasts (behind a trusted
+    proxy: each client's address in X-Forwarded-For, as nginx or a Space's proxy sends it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client
+    from gradio_client.utils import QueueError
+
+    import app
+
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "127.0.0.1")
+    demo = app.create_app(evaluated_run, max_queued_per_client=4)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    url = f"http://127.0.0.1:{port}/"
+    flooder = Client(url, verbose=False, headers={"X-Forwarded-For": "203.0.113.66"})
+    other = Client(url, verbose=False, headers={"X-Forwarded-For": "198.51.100.7"})
+    try:
+        jobs = [flooder.submit(DIALOGUES[i % len(DIALOGUES)] + f" ({i})", api_name="/summarize_all")
+                for i in range(100)]
+        with ThreadPoolExecutor(1) as pool:
+            served = pool.submit(other.predict, DIALOGUES[0], api_name="/summarize_all").result(timeout=120)
+        outcomes = []
+        for job in jobs:
+            try:
+                outcomes.append(bool(job.result(timeout=300)))
+            except QueueError:  # the refusal: for this client the queue is full (HTTP 503, Gradio's own signal)
+                outcomes.append(False)
+    finally:
+        app.close_app(demo)
+    assert set(served) >= {"base", "full", "lora"} and all("summary" in v for v in served.values())
+    assert 4 <= sum(outcomes) < 100  # the cap held: most of the flood was refused, never the other visitor
+
