@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import NoReturn, Optional
 
-from contract.protocol import QUICK_PRESET_TIME, on_zero_gpu
+from contract.protocol import QUICK_PRESET_TIME, on_zero_gpu  # first: contract checks the environment
 
 if on_zero_gpu():  # ZeroGPU: `spaces` before torch touches CUDA
     import spaces  # noqa: F401

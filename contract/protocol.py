@@ -4,7 +4,27 @@ A run records the prompt and input length it was trained and evaluated with (met
 defaults a run falls back on, and the limits of FLAN-T5 itself.
 """
 
+import string
+from typing import Optional
+
 DEFAULT_PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "
+
+
+def prompt_problem(template: str) -> Optional[str]:
+    """Why `template` cannot be a prompt (None: it can): it must hold the field {dialogue} and no other ({{ and }}
+    for literal braces), since it is filled with str.format(dialogue=...)."""
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError as e:
+        return f"it is not a format string ({e}; write {{{{ and }}}} for literal braces)"
+    others = sorted({"{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+                     for name, spec, conversion in fields if name != "dialogue" or spec or conversion})
+    if others:
+        return f"it may hold only the field {{dialogue}}, not {', '.join(others)[:80]} (write {{{{ }}}} for braces)"
+    if not fields:
+        return "it must contain {dialogue}"
+    return None
 MAX_SOURCE_TOKENS = 512          # FLAN-T5's input length: longer inputs are truncated (and counted) everywhere
 MAX_NEW_TOKENS = 200             # the lab's summary length cap: evaluation's and the app's default
 BASE = "base"                    # the untouched base model's name (in eval/metrics.json, the API, the page)

@@ -73,7 +73,7 @@ def run_rows(name: str, key, data: RunData) -> list[dict]:
         rate = (metrics or {}).get("learning_rate") or {}
         method = (metrics or {}).get("method", {})  # base has no metrics.json
         row = {"run": name, "model": key(model), "method": data.label(model), "family": family_of(model, metrics),
-               "base model": data.run["base_model"], "preset": data.run["preset"], "test set": test_set}
+               "base model": data.base_name, "preset": data.run["preset"], "test set": test_set}
         for metric, label in list(METRIC_LABELS.items())[:3]:
             row.update({f"{label}{k}": v for k, v in interval(scores.get(model, {}).get(metric)).items()})
         row.update({

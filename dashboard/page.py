@@ -20,23 +20,13 @@ TITLE = "FLAN-T5 dialogue summarization: fine-tuning methods compared"  # the br
 QUEUE_SIZE = 64  # visitors waiting at once; said explicitly: Gradio would cap a ZeroGPU Space's queue at 1
 
 
-def base_name(data) -> str:
-    """The base as a person knows it: its Hub id, or, for a base the run built itself (tiny), what it is."""
-    if not (data.folder / data.run["base_model"]).exists():
-        return plain(data.run["base_model"])
-    full = [m for m in data.train.values() if m["method"].get("peft_type") == "FULL"]
-    total = full[0]["parameters"]["total"] if full else None
-    size = f", {total / 1e6:.1f} M parameters" if total else ""
-    return f"a tiny T5 built by this run{size}"
-
-
 def header(state: AppState) -> str:
     """What is served; every name and value from the runs' files shown as plain text (contract/untrusted.py)."""
     run = state.data.run
     labels = ", ".join(plain(state.data.label(m)) for m in state.data.methods)
     lines = ["# Dialogue summarization: which way of fine-tuning FLAN-T5 is worth it?",
              f"Run **{plain(state.data.folder.name)}** · preset {plain(run['preset'])} · base model "
-             f"{base_name(state.data)} · data {plain(run['data_source'])} · {len(state.data.methods)} methods: "
+             f"{plain(state.data.base_name)} · data {plain(run['data_source'])} · {len(state.data.methods)} methods: "
              f"{labels} · device **{state.models.describe()}**"]
     if len(state.runs.runs) > 1:
         names = ", ".join(plain(r.name) for r in state.runs.runs)

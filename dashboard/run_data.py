@@ -79,6 +79,15 @@ class RunData:
         return self.train[model]["method"]["label"] if model in self.train else model
 
     @property
+    def base_name(self) -> str:
+        """The base as a person knows it: its Hub id, or, for a base the run built itself (tiny), what it is."""
+        if not (self.folder / self.run["base_model"]).exists():
+            return self.run["base_model"]
+        full = [m for m in self.train.values() if m["method"].get("peft_type") == "FULL"]
+        total = full[0]["parameters"]["total"] if full else None
+        return "a tiny T5 built by this run" + (f", {total / 1e6:.1f} M parameters" if total else "")
+
+    @property
     def labels(self) -> dict[str, str]:
         return {m: self.label(m) for m in self.models}
 

@@ -233,3 +233,11 @@ def test_examples_tab_builds_when_every_evaluated_dialogue_is_held_back(state):
     with gr.Blocks() as demo:
         build_examples_tab(demo, dataclasses.replace(state, data=data))
     assert any("kept for blind battles" in (getattr(b, "value", "") or "") for b in demo.blocks.values())
+
+
+def test_the_leaderboard_names_a_tiny_base_as_a_person_knows_it(evaluated_run):
+    from dashboard.leaderboard import leaderboard_frame
+
+    frame = leaderboard_frame([("tiny", lambda m: m, rd.load_run(evaluated_run))])
+    assert set(frame["base model"]) == {rd.load_run(evaluated_run).base_name}
+    assert frame["base model"].iloc[0].startswith("a tiny T5 built by this run")

@@ -57,6 +57,10 @@ CASES = {
     "long name": ("x" * 256, "must be 1 to 100 letters"),
     "case twin of a built-in": ("Full", "differs from 'full' only in case"),
     "case twin of a built-in 2": ("LORA", "differs from 'lora' only in case"),
+    "regex that does not compile": ({"target_modules": ".*(q|v"}, "target_modules '.*(q|v' is not a valid regular"),
+    "prompt with another field": (["--prompt_template", "{dialogue} by {speaker}"], "not {speaker}"),
+    "prompt with a lone brace": (["--prompt_template", "Summary {dialogue} {"], "not a format string"),
+    "prompt without the dialogue": (["--prompt_template", "Summarize."], "must contain {dialogue}"),
 }
 
 
@@ -104,3 +108,43 @@ def test_a_good_user_config_still_passes_the_checks(tmp_path):
     cfg = TrainConfig(preset="tiny", methods="full,lora,dora,ia3,prompt_tuning,prefix_tuning,loha,vera,mine",
                       method_config=[f"mine={user_config(tmp_path, r=8)}"], sweep="lr", seed=7, seeds=3)
     check_run(cfg, resolve_methods(cfg.methods, cfg.method_config, cuda=False))
+
+
+def test_an_output_dir_inside_a_run_is_refused(evaluated_run, tmp_path, capsys):
+    import shutil
+
+    run = shutil.copytree(evaluated_run, tmp_path / "run", ignore=shutil.ignore_patterns("votes.sqlite*"))
+    before = sorted(p.name for p in (run / "lora").iterdir())
+    with pytest.raises(SystemExit) as exit_:
+        train([*BASE, "--methods", "full", "--output_dir", str(run / "lora" / "again")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and "lies inside the run folder" in err[0], err
+    assert sorted(p.name for p in (run / "lora").iterdir()) == before
+
+
+def test_a_corrupt_sweep_study_on_resume_is_one_line_that_says_what_to_do(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "sweep.sqlite3").write_bytes(b"not a database at all" * 200)
+    with pytest.raises(SystemExit) as exit_:
+        train([*BASE, "--methods", "full", "--output_dir", str(run), "--sweep", "lr", "--resume"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and "move it aside" in err[0], err
+    assert (run / "sweep.sqlite3").read_bytes() == b"not a database at all" * 200  # nothing of the user's moved
+
+
+@pytest.mark.parametrize("variable", ["HF_HUB_ETAG_TIMEOUT=abc", "TRANSFORMERS_VERBOSITY=loud", "OMP_NUM_THREADS=x"])
+def test_a_bad_variable_a_library_reads_at_import_is_one_line_before_it_is_imported(variable):
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    name, value = variable.split("=")
+    for command in (["app.py", "--help"], ["-m", "training", "--help"], ["-m", "training.publish", "--help"]):
+        done = subprocess.run([sys.executable, *command], cwd=ROOT, env={**os.environ, name: value},
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and done.stderr.strip().startswith(f"error: ${name}="), done.stderr[-500:]
+        assert len(done.stderr.strip().splitlines()) == 1
+

@@ -167,7 +167,7 @@ def test_runs_dir_serves_every_complete_run_and_refuses_an_empty_folder(three_ru
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit) as refused:
         app.runs_asked(None, [str(tmp_path / "empty")])
-    assert refused.value.code == 2 and "no complete run" in capsys.readouterr().err
+    assert refused.value.code == 2 and "no finished run (trained and evaluated)" in capsys.readouterr().err
 
 
 def test_report_to_tensorboard_writes_event_files(tmp_path):

@@ -16,7 +16,8 @@ from typing import Optional
 
 from transformers import HfArgumentParser
 
-from contract.protocol import DEFAULT_PROMPT, MAX_SOURCE_TOKENS, QUICK_PRESET_TIME
+from contract.files import RUN_JSON
+from contract.protocol import DEFAULT_PROMPT, MAX_SOURCE_TOKENS, QUICK_PRESET_TIME, prompt_problem
 
 
 @dataclass(frozen=True)
@@ -130,12 +131,14 @@ class TrainConfig:
     sweep: Optional[str] = field(
         default=None,
         metadata={
-            "help": "'lr': train the method at learning rates around its default, each trial at the full budget and "
-            "scored on the validation split (ROUGE-L of greedy summaries) at a quarter, half and the end, a trial "
-            "behind the leader at a rung (the best score any trial reached there) stopped there (the default "
-            "always runs to the end); the best "
-            "complete trial is the served model. The grid extends when the best sits at its edge. Writes "
-            "<run>/<method>/sweep.json. The test split is never used.",
+            "help": "'lr': successive halving over learning rates around the method's default (--sweep_lr), each "
+            "with the full budget's schedule: every rate trains to 1/16 of the steps and is scored on the "
+            "validation split (teacher-forced loss per dialogue); the default and the best challenger continue "
+            "from their checkpoints to 1/4, and one continues to the end (ROUGE-L of greedy summaries) and is the "
+            "served model. A challenger replaces the default only when it leads beyond the paired bootstrap's "
+            "noise, and never when it ends below the untrained model (--sweep_floor). The grid extends once at "
+            "the first rung when the best sits at its edge. Writes <run>/<method>/sweep.json; the test split is "
+            "never used (docs/sweeps.md).",
             "choices": ["lr"],
         },
     )
@@ -244,6 +247,9 @@ def check_output_dir(cfg: TrainConfig) -> None:
     folder = run_folder_of(cfg).absolute()
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--output_dir {folder} is an existing file, not a folder; choose another path.")
+    if enclosing := next((p for p in folder.parents if (p / RUN_JSON).is_file()), None):
+        raise ConfigError(f"--output_dir {folder} lies inside the run folder {enclosing}, whose folders hold its "
+                          "methods and evaluation; choose a folder outside any run.")
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     try:  # root passes every os.access check, and some filesystems (/proc, read-only mounts) refuse anyway: try it
         os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".write-check-"))
@@ -297,7 +303,8 @@ def resolve(cfg: TrainConfig, h: Hyper) -> TrainConfig:
         (r.tiny_pretrain_steps >= 0, "--tiny_pretrain_steps must be >= 0"),
         (not (r.sweep and cfg.learning_rate is not None), f"--learning_rate {cfg.learning_rate} fixes the rate and "
                                                           "--sweep lr searches for it: give one of them"),
-        ("{dialogue}" in r.prompt_template, "--prompt_template must contain {dialogue}"),
+        (prompt_problem(r.prompt_template) is None,
+         f"--prompt_template {r.prompt_template[:60]!r}: {prompt_problem(r.prompt_template)}"),
         (not (r.resume and r.overwrite), "--resume and --overwrite contradict each other; give one"),
         (r.precision in ("auto", "bf16", "fp32"), f"--precision {r.precision!r}: use auto, bf16 or fp32 "
                                                   "(fp16 overflows in T5)"),

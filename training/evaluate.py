@@ -33,7 +33,7 @@ from contract.files import (
     write_json,
 )
 from contract.loading import load_alone, load_run_models
-from contract.protocol import BASE_LABEL, DEFAULT_PROMPT, MAX_NEW_TOKENS, MAX_SOURCE_TOKENS
+from contract.protocol import BASE_LABEL, DEFAULT_PROMPT, MAX_NEW_TOKENS, MAX_SOURCE_TOKENS, prompt_problem
 from scoring import lenses
 from scoring.rouge import METRICS, Rouge
 from scoring.stats import bootstrap_ci_seeds, holm_adjust, paired_permutation_test, rank_probabilities, weighted_mean
@@ -341,8 +341,8 @@ def main(argv=None) -> None:
         check_counts(cfg, ("batch_size", "max_new_tokens", "resamples", "permutations"), optional=("limit",))
         if not 0 < cfg.max_source_length <= MAX_SOURCE_TOKENS:
             raise ConfigError(f"--max_source_length must be in 1..{MAX_SOURCE_TOKENS} (got {cfg.max_source_length})")
-        if "{dialogue}" not in cfg.prompt_template:
-            raise ConfigError("--prompt_template must contain {dialogue}")
+        if problem := prompt_problem(cfg.prompt_template):
+            raise ConfigError(f"--prompt_template {cfg.prompt_template[:60]!r}: {problem}")
         retention.check_retention_data(cfg.retention_data)
         return run(cfg)
 

@@ -143,6 +143,9 @@ def run(cfg: TrainConfig, method: Method, callbacks=()) -> Path:
         if best_trial is not None and (best_trial / METHOD_METRICS).exists():
             serve_trial(method, best_trial, out, extra, sweep_seconds)
         else:  # no sweep, or its winner ran on another machine (a shared --sweep_storage): train at the rate
+            if cfg.resume and resume_from is None and (out / CHECKPOINTS).exists():
+                print(f"--resume: {method.name}: no complete checkpoint of the served model; it trains from step 0 "
+                      "(its finished sweep legs and seeds are kept).", flush=True)
             cost = {} if sweep_seconds is None else {"sweep_seconds": sweep_seconds}
             train(cfg, method, out, resume_from, prepared, callbacks, extra=extra, cost=cost)
         shutil.rmtree(out / sweep.TRIALS, ignore_errors=True)

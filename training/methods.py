@@ -9,6 +9,7 @@ User-defined methods come from such a file: `--method_config NAME=PATH/adapter_c
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -135,7 +136,24 @@ def read_adapter_config(path: Path, where: str) -> dict:
     doc = {k: v for k, v in doc.items() if k not in ("base_model_name_or_path", "revision", "peft_version",
                                                       "inference_mode", "auto_mapping")}
     check_keys(doc, peft_type, where)
+    check_module_patterns(doc, where)
     return {**doc, "task_type": "SEQ_2_SEQ_LM"}
+
+
+PATTERN_FIELDS = ("target_modules", "exclude_modules", "feedforward_modules")  # peft matches a string as a regex
+
+
+def check_module_patterns(doc: dict, where: str) -> None:
+    """A module field given as one string is a regular expression to peft (re.fullmatch on every module name):
+    compiled here, so a broken one is one line before any model is built."""
+    for name in PATTERN_FIELDS:
+        pattern = doc.get(name)
+        if isinstance(pattern, str):
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ConfigError(f"{where}: {name} {pattern[:80]!r} is not a valid regular expression ({e}); "
+                                  "give a list of module names, or a regex that compiles.") from None
 
 
 def builtin_method(folder: Path) -> Method:

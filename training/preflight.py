@@ -16,7 +16,15 @@ from pathlib import Path
 import torch
 
 from training import sweep
-from training.config import TINY_T5, TINY_VOCAB_SIZE, ConfigError, TrainConfig, check_output_dir, resolve
+from training.config import (
+    TINY_T5,
+    TINY_VOCAB_SIZE,
+    ConfigError,
+    TrainConfig,
+    check_output_dir,
+    resolve,
+    run_folder_of,
+)
 from training.methods import BUILTIN, Method
 from training.retention import check_retention_data
 
@@ -65,6 +73,8 @@ def check_sweep(cfg: TrainConfig, resolved: list[TrainConfig]) -> None:
             raise ConfigError(f"--sweep_floor {cfg.sweep_floor!r}: give 'untrained' or a number such as 0.")
     if cfg.sweep_storage:
         sweep.check_storage(cfg.sweep_storage)
+    elif cfg.resume:
+        sweep.check_run_study(run_folder_of(cfg))
 
 
 def base_config(cfg: TrainConfig):

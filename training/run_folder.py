@@ -48,11 +48,7 @@ def check_output_folder(cfg: TrainConfig, name: str) -> tuple[Path, Optional[str
         if (out / METHOD_METRICS).exists():
             raise AlreadyComplete(f"{out} is already complete ({out / METHOD_METRICS} exists): nothing to resume. "
                                   "Pass --overwrite to train it again.")
-        checkpoint = newest_complete_checkpoint(out / CHECKPOINTS)
-        if checkpoint is None and out.exists():  # its finished sweep trials and seeds are kept
-            print(f"--resume: {out} has no complete checkpoint of the served model; it trains from step 0.",
-                  flush=True)
-        return out, checkpoint
+        return out, newest_complete_checkpoint(out / CHECKPOINTS)  # the served model's; its sweep's legs have theirs
     if out.exists():
         if not cfg.overwrite:
             raise RunFolderError(f"{out} already exists. Pass --resume to continue it (from its newest complete "

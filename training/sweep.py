@@ -24,8 +24,10 @@ import json
 import math
 import os
 import socket
+import sqlite3
 import time
 import warnings
+from contextlib import closing
 from fractions import Fraction
 from hashlib import sha256
 from pathlib import Path
@@ -156,6 +158,24 @@ def check_storage(url: str) -> None:
         raise ConfigError(f"--sweep_storage {shown!r} cannot be opened ({' '.join(str(e).split())[:200]}); give a "
                           "database URL Optuna can write, e.g. sqlite:////path/to/sweep.sqlite3 in a writable folder, "
                           "or postgresql://user@host/db with its driver installed.") from None
+
+
+def check_run_study(run_dir: Path) -> None:
+    """The run's own study file (the default storage), when a resumed run has one: a file that is not a sound
+    SQLite database is one line saying what to do, before any work (Optuna would fail with a traceback)."""
+    path = Path(run_dir) / STUDY_FILE
+    if not path.is_file():
+        return
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            sound = db.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    except sqlite3.DatabaseError as e:
+        sound, why = False, str(e)
+    else:
+        why = "it fails SQLite's integrity check"
+    if not sound:
+        raise ConfigError(f"{path} cannot be read as the sweep's study ({why}): move it aside (e.g. mv {path} "
+                          f"{path}.broken) and run again; the sweep then starts its legs over.")
 
 
 def begin_immediate(connection) -> None:
