@@ -7,18 +7,20 @@
     python -m training --preset tiny --methods all --sweep lr --seeds 3   # each method at its best rate, 3 seeds
     python -m training --preset tiny --resume                 # after a kill: finished methods are skipped, the
                                                               # interrupted one continues from its checkpoint
+    python -m training --preset tiny --methods all --workers 2   # a job queue: 2 workers (training/jobs.py)
 
 Takes every option of the recipes (see `python -m training.finetune --help`); the evaluation runs with its
 defaults on the run folder (run `python -m training.evaluate --help` for its options, e.g. a --limit).
 """
 
+import dataclasses
 import sys
 from pathlib import Path
 
 from contract.files import EVAL_METRICS, ArtifactError, list_methods, read_evaluation
-from training import evaluate, finetune
+from training import evaluate, finetune, jobs
 from training.cli import run_cli
-from training.config import PRESETS, TrainConfig, parse_config, run_folder_of
+from training.config import TrainConfig, parse_config, run_folder_of
 from training.methods import Method, resolve_methods
 from training.preflight import check_run
 from training.run_folder import AlreadyComplete, is_main_process, one_writer
@@ -54,11 +56,25 @@ def evaluation_is_current(run_dir: Path) -> bool:
     return all(m in metrics["scores"]["per_row"] for m in list_methods(run_dir))
 
 
+def run_as_jobs(cfg: TrainConfig, methods: list[Method]) -> None:
+    """--workers N (or --jobs_storage): the comparison as a queue of jobs (training/jobs.py)."""
+    cfg = dataclasses.replace(cfg, output_dir=str(run_folder_of(cfg)))
+    comparison = jobs.Comparison(cfg, methods, cfg.workers)
+    with one_writer(comparison.run_dir):
+        comparison.setup()
+        failed = comparison.run()
+    if failed:
+        raise SweepFailed(f"{len(failed)} job(s) failed twice and were left out of {comparison.run_dir} (the others "
+                          f"are trained and evaluated): {' | '.join(f[:200] for f in failed)}")
+
+
 def main(argv=None) -> None:
     def pipeline():
         cfg = parse_config(argv, description=__doc__)
         methods = resolve_methods(cfg.methods, cfg.method_config)
         check_run(cfg, methods)  # every option and method, before the run folder exists
+        if cfg.workers or cfg.jobs_storage:
+            return run_as_jobs(cfg, methods)
         run_dir = run_folder_of(cfg)
         with one_writer(run_dir):
             failed = train_all(cfg, methods)
@@ -68,10 +84,7 @@ def main(argv=None) -> None:
                 print(f"--resume: {run_dir / EVAL_METRICS} already scores every method; skipping the evaluation.")
             else:
                 print("evaluating base and every method on the test dialogues", flush=True)
-                evaluate.run(evaluate.EvalConfig(run=str(run_dir), prompt_template=cfg.prompt_template,
-                                                 max_source_length=cfg.max_source_length,
-                                                 limit=cfg.eval_limit or PRESETS[cfg.preset].eval_limit,
-                                                 retention_data=cfg.retention_data))
+                evaluate.run(jobs.evaluation_config(cfg, run_dir))
         if failed:
             raise SweepFailed(f"{len(failed)} method(s) left out of {run_dir} (the others are trained and evaluated): "
                               + " | ".join(f.split(':')[0] for f in failed) + " (each said why above).")

@@ -165,6 +165,13 @@ class TrainConfig:
     retention_data: str = field(default="hub", metadata={
         "help": "python -m training: the evaluation's held-out general text for the retention score of real "
                 "presets: 'hub' (allenai/c4, streamed), 'none' (skip it; offline), or a .txt / .jsonl file."})
+    workers: int = field(default=0, metadata={
+        "help": "python -m training: run the comparison as a job queue (training/jobs.py) with this many workers on "
+                "this machine (one per GPU where there are GPUs, else the cores split among them); 0 (default): "
+                "every method in this process, in order. Other machines join with `python -m training.worker`."})
+    jobs_storage: Optional[str] = field(default=None, metadata={
+        "help": "python -m training --workers: the queue's database, a SQLAlchemy URL (postgresql+psycopg://... "
+                "for several machines); default <run>/jobs.sqlite3 (this machine)."})
     report_to: str = field(default="none", metadata={
         "help": "Where training curves go, besides metrics.json: none, tensorboard (event files in "
                 "<run>/<method>/runs; open with `tensorboard --logdir <run>`), trackio (local unless TRACKIO_SPACE_ID "

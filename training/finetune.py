@@ -114,6 +114,14 @@ def prepare(cfg: TrainConfig, out: Path) -> Prepared:
                     tokenize(data.splits["validation"], tokenizer, cfg))
 
 
+def prepare_base(cfg: TrainConfig, method: Method) -> None:
+    """The run's base (the tiny one built and copy-pretrained) and run.json, as the first method's training would
+    make them: a comparison's coordinator does it once, before any worker starts."""
+    cfg = resolve(cfg, method.settings(cfg.preset))
+    with one_writer(Path(cfg.output_dir)):
+        prepare_run(cfg, trainer_arguments(cfg, Path(cfg.output_dir) / method.name))
+
+
 def run(cfg: TrainConfig, method: Method, callbacks=()) -> Path:
     """Train `method` into its folder of the run: its sweep first (--sweep lr: the best trial becomes the served
     model), then each extra seed (--seeds), then the served model (--seed), whose metrics.json, written last,

@@ -43,6 +43,7 @@ def check_run(cfg: TrainConfig, methods: list[Method]) -> None:
     if cfg.sweep:
         check_sweep(cfg, resolved)
     check_report_to(cfg.report_to)
+    check_jobs(cfg)
     check_retention_data(cfg.retention_data)
     config = base_config(resolved[0]) if resolved else None
     for method, r in zip(methods, resolved):
@@ -75,6 +76,17 @@ def check_sweep(cfg: TrainConfig, resolved: list[TrainConfig]) -> None:
         sweep.check_storage(cfg.sweep_storage)
     elif cfg.resume:
         sweep.check_run_study(run_folder_of(cfg))
+
+
+def check_jobs(cfg: TrainConfig) -> None:
+    """--workers and --jobs_storage (training/jobs.py)."""
+    if cfg.workers < 0:
+        raise ConfigError(f"--workers {cfg.workers}: give 0 (one process) or more workers.")
+    if (cfg.workers or cfg.jobs_storage) and cfg.overwrite:
+        raise ConfigError("--overwrite with a job queue (--workers, --jobs_storage) would replace work the queue "
+                          "holds: give another --output_dir for a new comparison, or --resume to continue this one.")
+    if cfg.jobs_storage:
+        sweep.check_storage(cfg.jobs_storage, "--jobs_storage")
 
 
 def base_config(cfg: TrainConfig):

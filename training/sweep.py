@@ -31,7 +31,7 @@ from contextlib import closing
 from fractions import Fraction
 from hashlib import sha256
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import optuna
 import sqlalchemy
@@ -140,8 +140,8 @@ def storage_url(cfg: TrainConfig, run_dir: Path) -> str:
     return cfg.sweep_storage or f"sqlite:///{(run_dir / STUDY_FILE).resolve()}"
 
 
-def check_storage(url: str) -> None:
-    """Open --sweep_storage once, before any work: a URL that cannot work is one line, not 20 s of retries."""
+def check_storage(url: str, option: str = "--sweep_storage") -> None:
+    """Open a storage URL once, before any work: a URL that cannot work is one line, not 20 s of retries."""
     try:
         shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
     except sqlalchemy.exc.ArgumentError:
@@ -151,11 +151,11 @@ def check_storage(url: str) -> None:
                                    else None)
     except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:
         if isinstance(e, sqlalchemy.exc.OperationalError) and "already exists" not in str(e):
-            raise ConfigError(f"--sweep_storage {shown!r} cannot be opened ({' '.join(str(e).split())[:200]}); give "
+            raise ConfigError(f"{option} {shown!r} cannot be opened ({' '.join(str(e).split())[:200]}); give "
                               "a database URL in a writable place.") from None
         # else another process is setting up the same fresh storage at this moment: it works (open_study retries)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, OSError) as e:
-        raise ConfigError(f"--sweep_storage {shown!r} cannot be opened ({' '.join(str(e).split())[:200]}); give a "
+        raise ConfigError(f"{option} {shown!r} cannot be opened ({' '.join(str(e).split())[:200]}); give a "
                           "database URL Optuna can write, e.g. sqlite:////path/to/sweep.sqlite3 in a writable folder, "
                           "or postgresql://user@host/db with its driver installed.") from None
 
@@ -188,7 +188,9 @@ def begin_immediate(connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def open_study(url: str, name: str) -> optuna.Study:
+def open_study(url: str, name: str, stale_retries: Optional[int] = 3) -> optuna.Study:
+    """The study `name` on the storage `url` (created if new), with heartbeats; a stale trial (its worker stopped
+    answering) is queued again up to `stale_retries` times by Optuna's callback (None: the caller decides)."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sqlite = url.startswith("sqlite")
@@ -198,7 +200,8 @@ def open_study(url: str, name: str) -> optuna.Study:
         try:
             storage = optuna.storages.RDBStorage(
                 url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+                heartbeat_stale_trial_callback=None if stale_retries is None else
+                optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=stale_retries))
             if sqlite:  # after Optuna's schema set-up, which reads on one connection while writing on another
                 sqlalchemy.event.listen(storage.engine, "begin", begin_immediate)
             return optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)

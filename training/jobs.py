@@ -1,0 +1,265 @@
+"""One queue of jobs per comparison, on a database, taken by any number of workers on any number of machines.
+
+    python -m training --preset tiny --methods all --workers 2            # 2 workers on this machine
+    python -m training --preset flan-t5-base --methods all --workers 8 \\
+        --jobs_storage postgresql+psycopg://user@db-host/comparisons        # 8 GPUs here, others may join:
+    python -m training.worker --run /shared/artifacts/flan-t5-base \\
+        --jobs_storage postgresql+psycopg://user@db-host/comparisons        # on another machine
+    python -m training.status --run artifacts/tiny                        # jobs done / running / waiting / failed
+
+Each method's training (its sweep, its seeds, its served model) is one job, the evaluation of base and every method
+one more, queued once every training has ended. The queue is an Optuna study on the run's storage (SQLite beside
+the run, `<run>/jobs.sqlite3`, by default; any SQLAlchemy URL for many machines): a job is an enqueued trial with
+its key in the trial's attributes, a worker takes one with Optuna's own claim (study.optimize, one trial at a time),
+and Optuna's heartbeat marks a silent worker's job failed (sweep.open_study: the same storage, claim and heartbeat
+the sweeps use). The coordinator (`python -m training --workers N`) is the only process that queues: after a
+failure, the job again, until MAX_ATTEMPTS; a job is a pure function of its trials (job_states), so a coordinator
+killed and started again with --resume continues where the queue stands. A job taken again continues from its
+newest complete checkpoint (every worker trains with --resume). The results are those of one process running the
+methods in order: each method trains from the same seed, on the same splits, from the same base (built once, by
+the coordinator, before any worker starts).
+"""
+
+import dataclasses
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import optuna
+from optuna.trial import TrialState
+
+from training import sweep
+from training.config import PRESETS, ConfigError, TrainConfig, run_folder_of
+from training.methods import Method
+
+JOBS_FILE = "jobs.sqlite3"     # <run>/jobs.sqlite3: the default queue (one machine)
+RUN_TOKEN = ".comparison"      # <run>/.comparison: the queue's token, so a worker knows it sees the same folder
+STUDY = "comparison"
+EVALUATE = "evaluate"
+MAX_ATTEMPTS = 2               # a job that fails this often is failed for good (named; the comparison goes on)
+POLL_SECONDS = 1.0
+
+
+def storage_url(run_dir: Path, url: Optional[str] = None) -> str:
+    return url or f"sqlite:///{(Path(run_dir) / JOBS_FILE).resolve()}"
+
+
+def train_key(method: str) -> str:
+    return f"train:{method}"
+
+
+@dataclass
+class JobState:
+    """What the queue says of one job, from all its trials."""
+    key: str
+    state: str                # waiting, running, done, failed (for good), retry (failed; to be queued again)
+    attempts: int             # trials that ended without completing
+    worker: str = ""          # host:pid of the last worker that took it
+    seconds: Optional[float] = None
+    error: str = ""
+
+
+def job_states(trials) -> dict[str, JobState]:
+    """Each job's state from its trials, in the order the jobs were first queued."""
+    by_key: dict[str, list] = {}
+    for t in trials:
+        if "job" in t.user_attrs:
+            by_key.setdefault(t.user_attrs["job"], []).append(t)
+    states = {}
+    for key, tries in by_key.items():
+        ended = [t for t in tries if t.state in (TrialState.FAIL, TrialState.PRUNED)]
+        last = tries[-1]
+        error = next((t.user_attrs["error"] for t in reversed(ended) if "error" in t.user_attrs),
+                     "its worker stopped answering" if ended else "")
+        if any(t.state == TrialState.COMPLETE for t in tries):
+            done = next(t for t in tries if t.state == TrialState.COMPLETE)
+            state = JobState(key, "done", len(ended), done.user_attrs.get("worker", ""),
+                             done.user_attrs.get("seconds"))
+        elif any(t.state == TrialState.RUNNING for t in tries):
+            state = JobState(key, "running", len(ended), last.user_attrs.get("worker", ""), error=error)
+        elif any(t.state == TrialState.WAITING for t in tries):
+            state = JobState(key, "waiting", len(ended), error=error)
+        else:
+            state = JobState(key, "failed" if len(ended) >= MAX_ATTEMPTS else "retry", len(ended),
+                             last.user_attrs.get("worker", ""), error=error)
+        states[key] = state
+    return states
+
+
+def open_queue(url: str, token: str) -> optuna.Study:
+    """The comparison's queue (one study per comparison: many may share a server); a stale job is failed by
+    Optuna's heartbeat and queued again by the coordinator."""
+    return sweep.open_study(url, f"{STUDY}-{token}", stale_retries=None)
+
+
+def token_of(run_dir: Path) -> Optional[str]:
+    """The comparison's token, from its run folder (None: the folder holds no comparison's queue)."""
+    path = Path(run_dir) / RUN_TOKEN
+    return path.read_text().strip() if path.is_file() else None
+
+
+def enqueue(study: optuna.Study, key: str) -> None:
+    study.enqueue_trial({}, user_attrs={"job": key})
+
+
+def progress_line(states: dict[str, JobState], workers: int) -> str:
+    """jobs done / running / waiting / failed, who runs what, and the time left from the measured job times."""
+    count = {s: sum(j.state == s for j in states.values()) for s in ("done", "running", "waiting", "failed")}
+    waiting = count["waiting"] + sum(j.state == "retry" for j in states.values())
+    running = ", ".join(f"{j.key} on {j.worker or '?'}" for j in states.values() if j.state == "running")
+    times = [j.seconds for j in states.values() if j.state == "done" and j.seconds]
+    left = ""
+    if times and (waiting or count["running"]):
+        minutes = sum(times) / len(times) * (waiting + count["running"]) / max(1, workers) / 60
+        left = f"; about {minutes:.0f} min left" if minutes >= 1 else "; under a minute left"
+    return (f"jobs: {count['done']} done, {count['running']} running{f' ({running})' if running else ''}, "
+            f"{waiting} waiting, {count['failed']} failed{left}")
+
+
+def evaluation_config(cfg: TrainConfig, run_dir: Path):
+    """The evaluation a comparison ends with: the run's prompt and input length, the preset's test set size."""
+    from training import evaluate
+
+    return evaluate.EvalConfig(run=str(run_dir), prompt_template=cfg.prompt_template,
+                               max_source_length=cfg.max_source_length,
+                               limit=cfg.eval_limit or PRESETS[cfg.preset].eval_limit,
+                               retention_data=cfg.retention_data)
+
+
+def worker_environment(index: int, workers: int) -> dict:
+    """One worker's share of this machine: its own GPU where there are GPUs, else an equal part of the cores."""
+    import torch
+
+    env = dict(os.environ)
+    if torch.cuda.is_available():
+        env["CUDA_VISIBLE_DEVICES"] = str(index % torch.cuda.device_count())
+    elif "OMP_NUM_THREADS" not in os.environ:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    return env
+
+
+class Comparison:
+    """The coordinator of one comparison: setup (the base built once, the queue, the training jobs), run (local
+    workers started, the queue kept moving, progress said, the evaluation queued at the end), then the failures."""
+
+    def __init__(self, cfg: TrainConfig, methods: list[Method], workers: int):
+        self.cfg, self.methods, self.workers = cfg, methods, workers
+        self.run_dir = run_folder_of(cfg)
+        self.url = storage_url(self.run_dir, cfg.jobs_storage)
+        self.local: dict[int, subprocess.Popen] = {}   # worker index -> its process
+        self.study: Optional[optuna.Study] = None
+
+    def setup(self) -> None:
+        """The queue first (so workers can start while the base is built), then the base, then the jobs."""
+        token = token_of(self.run_dir)
+        if token and not self.cfg.resume:
+            raise ConfigError(f"{self.run_dir} already has a comparison's queue: pass --resume to continue it, or "
+                              "--output_dir for a new run.")
+        token = token or secrets.token_hex(8)
+        self.study = open_queue(self.url, token)
+        config = dataclasses.asdict(dataclasses.replace(self.cfg, output_dir=None, resume=True, workers=0))
+        self.study.set_user_attr("config", json.loads(json.dumps(config)))
+        self.study.set_user_attr("finished", False)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / RUN_TOKEN).write_text(token)
+
+    def queue_jobs(self) -> None:
+        """The base built once (with a worker's threads: the base one process would build), then a training job
+        for each method the queue does not hold yet."""
+        from training.finetune import prepare_base
+
+        share = worker_environment(0, max(1, self.workers)).get("OMP_NUM_THREADS")
+        if share:
+            import torch
+
+            torch.set_num_threads(int(share))
+        prepare_base(self.cfg, self.methods[0])  # the tiny base and run.json, before any job
+        known = job_states(self.study.get_trials(deepcopy=False))
+        for method in self.methods:
+            if train_key(method.name) not in known:
+                enqueue(self.study, train_key(method.name))
+
+    def run(self) -> list[str]:
+        """Until every job has ended: local workers kept alive, failed jobs queued again, progress said. Returns
+        the jobs failed for good, one line each."""
+        for index in range(self.workers):
+            self.start_worker(index)  # they load their libraries while the base is built
+        self.queue_jobs()
+        said = ""
+        try:
+            while True:
+                states = self.step()
+                line = progress_line(states, max(1, self.workers))
+                if line != said:
+                    print(line, flush=True)
+                    said = line
+                if EVALUATE in states and states[EVALUATE].state in ("done", "failed"):
+                    break
+                time.sleep(POLL_SECONDS)
+        finally:
+            self.study.set_user_attr("finished", True)
+            self.stop_workers()
+        return [f"{j.key}: {j.error}" for j in states.values() if j.state == "failed"]
+
+    def step(self) -> dict[str, JobState]:
+        """One look at the queue: dead local workers' jobs failed (and the workers started again), stale jobs
+        failed, failed jobs queued again, the evaluation queued once every training has ended."""
+        self.fail_dead_workers()
+        optuna.storages.fail_stale_trials(self.study)
+        states = job_states(self.study.get_trials(deepcopy=False))
+        for job in states.values():
+            if job.state == "retry":
+                print(f"jobs: {job.key} failed ({job.error}); queued again", flush=True)
+                enqueue(self.study, job.key)
+                job.state = "waiting"
+        trainings = [j for k, j in states.items() if k != EVALUATE]
+        if EVALUATE not in states and all(j.state in ("done", "failed") for j in trainings):
+            enqueue(self.study, EVALUATE)
+            states[EVALUATE] = JobState(EVALUATE, "waiting", 0)
+        return states
+
+    def start_worker(self, index: int) -> None:
+        command = [sys.executable, "-u", "-m", "training.worker", "--run", str(self.run_dir), "--jobs_storage",
+                   self.url]
+        self.local[index] = subprocess.Popen(command, env=worker_environment(index, self.workers),
+                                             preexec_fn=stop_with_parent if sys.platform == "linux" else None)
+
+    def fail_dead_workers(self) -> None:
+        """A local worker that died (killed, out of memory): its running job is failed at once (no need to wait
+        for the heartbeat's grace period) and a new worker takes its place while jobs remain."""
+        host = socket.gethostname()
+        for index, process in list(self.local.items()):
+            if process.poll() is None:
+                continue
+            mine = f"{host}:{process.pid}"
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if t.user_attrs.get("worker") == mine:
+                    self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            if not self.study.user_attrs.get("finished"):
+                print(f"jobs: worker {mine} ended (exit {process.returncode}); starting another", flush=True)
+                self.start_worker(index)
+
+    def stop_workers(self) -> None:
+        """Workers leave by themselves once the comparison is finished; any still there after a while is told."""
+        deadline = time.monotonic() + 30
+        for process in self.local.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.terminate()
+                process.wait(timeout=30)
+
+
+def stop_with_parent() -> None:
+    """In a local worker, before it runs: SIGTERM when the coordinator dies (prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)

@@ -1,0 +1,111 @@
+"""A worker of a comparison's job queue (training/jobs.py): takes one job at a time until the comparison is done.
+
+    python -m training.worker --run artifacts/tiny                        # the run's own queue (this machine)
+    python -m training.worker --run /shared/artifacts/flan-t5-base \\
+        --jobs_storage postgresql+psycopg://user@db-host/comparisons        # another machine joins
+
+`python -m training --workers N` starts N of these on its machine. Another machine joins with the same command
+line: it needs the run folder on a shared file system (NFS, a cluster's shared disk) at any path, the queue's
+database reachable, and this project with the same packages; every path the comparison's options name (--data, a
+--method_config file) must be readable there too.
+"""
+
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import optuna
+from optuna.trial import TrialState
+
+from training import finetune, jobs
+from training.cli import run_cli
+from training.config import ConfigError, TrainConfig, parse_options
+from training.methods import resolve_methods
+from training.run_folder import AlreadyComplete, trusted_to_the_queue
+
+
+@dataclass
+class WorkerOptions:
+    run: str = field(metadata={"help": "The comparison's run folder (shared by every machine that joins)."})
+    jobs_storage: Optional[str] = field(default=None, metadata={
+        "help": "The queue's database: a SQLAlchemy URL (postgresql+psycopg://... for many machines). Default: the "
+                "run's own <run>/jobs.sqlite3 (this machine only)."})
+
+
+class Worker:
+    """Setup (the queue, the comparison's settings, the run folder checked to be the same), then jobs until done."""
+
+    def __init__(self, options: WorkerOptions):
+        self.run_dir = Path(options.run)
+        self.url = jobs.storage_url(self.run_dir, options.jobs_storage)
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+
+    def setup(self) -> None:
+        token = jobs.token_of(self.run_dir)
+        if token is None:
+            raise ConfigError(f"--run {self.run_dir}: no comparison's queue there ({jobs.RUN_TOKEN} is missing). "
+                              "Start one with `python -m training ... --workers N`; another machine needs the same "
+                              "folder on a shared file system.")
+        self.study = jobs.open_queue(self.url, token)
+        if "config" not in self.study.user_attrs:
+            raise ConfigError(f"--run {self.run_dir}: its comparison is not in {self.url.split('@')[-1]}: give the "
+                              "--jobs_storage its coordinator uses.")
+        settings = self.study.user_attrs["config"]
+        self.cfg = TrainConfig(**{**settings, "output_dir": str(self.run_dir)})
+        self.methods = {m.name: m for m in resolve_methods(self.cfg.methods, self.cfg.method_config)}
+        trusted_to_the_queue(self.run_dir)  # the queue gives each job to one worker: no folder lock among them
+
+    def work(self) -> None:
+        while not self.study.user_attrs.get("finished"):
+            if self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                self.study.optimize(self.objective, n_trials=1, catch=(Exception,))
+            else:
+                time.sleep(jobs.POLL_SECONDS)
+
+    def objective(self, trial: optuna.Trial) -> float:
+        key = trial.user_attrs.get("job")
+        if key is None:  # Optuna drew a trial of its own: the queue emptied between our look and its pop
+            trial.set_user_attr("not_run", "no job was waiting")
+            raise optuna.TrialPruned()
+        trial.set_user_attr("worker", self.name)
+        start = time.perf_counter()
+        try:
+            self.run_job(key)
+        except Exception as e:  # recorded with its reason; the coordinator queues it again or names it failed
+            trial.set_user_attr("error", f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
+            print(f"error: {key} on {self.name}: {trial.user_attrs.get('error', e)}", file=sys.stderr, flush=True)
+            raise
+        finally:
+            trial.set_user_attr("seconds", time.perf_counter() - start)
+        return 0.0
+
+    def run_job(self, key: str) -> None:
+        if key == jobs.EVALUATE:
+            from training import evaluate
+
+            print("evaluating base and every method on the test dialogues", flush=True)
+            evaluate.run(jobs.evaluation_config(self.cfg, self.run_dir))
+            return
+        method = self.methods[key.removeprefix("train:")]
+        print(f"training {method.name}", flush=True)  # the stage a person (and the app's build page) sees
+        try:
+            finetune.run(self.cfg, method)
+        except AlreadyComplete:
+            print(f"{method.name} is already complete.", flush=True)
+
+
+def main(argv=None) -> None:
+    def work():
+        worker = Worker(parse_options(WorkerOptions, argv, __doc__))
+        worker.setup()
+        worker.work()
+
+    run_cli(work)
+
+
+if __name__ == "__main__":
+    main()
