@@ -8,9 +8,8 @@ import gradio as gr
 from contract.untrusted import plain
 from dashboard import figures, verdict
 from dashboard import run_data as rd
-from dashboard import votes as vt
 from dashboard.handlers import AppState
-from scoring import lenses
+from scoring import lenses, preferences
 
 
 def protocol_text(evaluation: Optional[dict]) -> str:
@@ -76,11 +75,11 @@ def build_verdict(demo: gr.Blocks, state: AppState):
 
 def with_votes(state: AppState, choice) -> str:
     """The verdict, with the people's once there are enough counted votes."""
-    votes = vt.counted(state.votes.votes_frame())
-    if len(votes) < vt.MIN_VOTES:
+    votes = preferences.counted(state.votes.votes_frame())
+    if len(votes) < preferences.MIN_VOTES:
         return verdict.text(state.data, choice)
     models = sorted(set(votes["model_a"]) | set(votes["model_b"]))
-    return verdict.text(state.data, choice, vt.ratings_table(votes, models), len(votes))
+    return verdict.text(state.data, choice, preferences.ratings_table(votes, models), len(votes))
 
 
 def plot_or_line(figure, message: str, elem_id: str):

@@ -20,6 +20,7 @@ from dashboard import figures
 from dashboard import votes as vt
 from dashboard.handlers import ROUGE, AppState, client_of, refuse, session_of, wait
 from dashboard.inputs import InputError, check_text
+from scoring import preferences
 
 
 def battle_models(state: AppState, pool: Optional[pd.DataFrame]) -> list[str]:
@@ -136,24 +137,24 @@ def ratings_view(state: AppState):
         everything = state.votes.votes_frame()
     except vt.VoteError as e:
         return str(e), figures.empty_figure("Voting is paused"), figures.empty_figure("Voting is paused")
-    votes = vt.counted(everything)
+    votes = preferences.counted(everything)
     labels = state.data.labels
-    if len(votes) < vt.MIN_VOTES:
-        text = (f"**People's verdict: not enough votes yet** ({len(votes)} of the {vt.MIN_VOTES} needed). Vote in "
-                f"the Vote tab; strengths and win rates appear here. {flag_line(everything)}")
-        message = f"Not enough votes yet: {len(votes)} of {vt.MIN_VOTES}"
+    if len(votes) < preferences.MIN_VOTES:
+        text = (f"**People's verdict: not enough votes yet** ({len(votes)} of the {preferences.MIN_VOTES} needed). "
+                f"Vote in the Vote tab; strengths and win rates appear here. {flag_line(everything)}")
+        message = f"Not enough votes yet: {len(votes)} of {preferences.MIN_VOTES}"
         return text, figures.empty_figure(message), figures.empty_figure(message)
     models = sorted(set(votes["model_a"]) | set(votes["model_b"]), key=lambda m: state.names.index(m)
                     if m in state.names else len(state.names))
-    agreement = vt.rouge_agreement(votes, rouge1_against_references(state))
+    agreement = preferences.rouge_agreement(votes, rouge1_against_references(state))
     agree = ("no decisive votes on test dialogues with a ROUGE-1 difference yet" if agreement is None else
              f"**{agreement['share']:.0%}** [{agreement['ci_low']:.0%}, {agreement['ci_high']:.0%}] of "
              f"{agreement['n']} decisive votes on test dialogues went to the summary with the higher ROUGE-1 "
              "(50% = no agreement)")
-    controlled, beta = vt.length_controlled_table(votes, models)
+    controlled, beta = preferences.length_controlled_table(votes, models)
     text = (f"**People's verdict** from {len(votes)} blind votes ({(votes['choice'] == 'tie').sum()} ties, "
             f"{(votes['choice'] == 'both_bad').sum()} both bad). Does ROUGE agree with people? {agree}. "
             f"{length_line(controlled, beta, labels)} {flag_line(everything)}")
-    strengths = figures.strength_chart(vt.ratings_table(votes, models), labels, len(votes), controlled)
+    strengths = figures.strength_chart(preferences.ratings_table(votes, models), labels, len(votes), controlled)
     return (text, strengths,
-            figures.win_rate_heatmap(vt.win_rates(votes, models), labels))
+            figures.win_rate_heatmap(preferences.win_rates(votes, models), labels))

@@ -6,6 +6,7 @@ import gradio as gr
 from dashboard import votes as vt
 from dashboard.handlers import CONCURRENCY, AppState, refuse
 from dashboard.vote_handlers import cast_vote, new_battle, pool_line, ratings_view
+from scoring import preferences
 
 NOT_COUNTED = {
     "non_anonymous": "Your vote is kept but **not counted**: someone had asked for named summaries of this "
@@ -87,7 +88,7 @@ def build_ratings_section(demo: gr.Blocks, state: AppState):
     def shown():  # the charts only once there are enough votes: no empty plot boxes
         said, strength_fig, win_fig = ratings_view(state)
         try:
-            enough = len(vt.counted(state.votes.votes_frame())) >= vt.MIN_VOTES
+            enough = len(preferences.counted(state.votes.votes_frame())) >= preferences.MIN_VOTES
         except vt.VoteError:  # paused: the text says so
             enough = False
         return said, gr.update(value=strength_fig, visible=enough), gr.update(value=win_fig, visible=enough)

@@ -67,3 +67,11 @@ def test_one_way_flow():
             assert not {t for t in targets if t.startswith("training")}, module
     assert {m for m, t in edges.items() if any(x.startswith("dashboard") for x in t)
             and not m.startswith("dashboard")} == {"app"}
+
+
+def test_the_metrics_tab_and_the_vote_handlers_rate_votes_without_the_store_module():
+    """The ratings are pure functions of a votes frame (scoring/preferences.py); only the Vote tab, the handlers
+    that store battles and app.py know the store."""
+    edges = graph()
+    assert "dashboard.votes" not in edges["dashboard.metrics_tab"]
+    assert not {t for t in edges["scoring.preferences"] if t.startswith(("dashboard", "training"))}

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from dashboard import votes as vt
+from scoring import preferences
 from tests.helpers import ROOT, free_port
 
 # STAND-INS for huggingface_hub's CommitScheduler and snapshot_download (no Hub here): the dataset is the folder
@@ -102,7 +103,8 @@ def test_every_acknowledged_vote_is_back_after_a_restart(evaluated_run, tmp_path
     assert set(after["battle_id"]) == {a["id"] for a in acknowledged}
     models = sorted(set(after["model_a"]) | set(after["model_b"]))
     pd.testing.assert_frame_equal(
-        vt.ratings_table(vt.counted(before), models), vt.ratings_table(vt.counted(after), models)
+        preferences.ratings_table(preferences.counted(before), models),
+        preferences.ratings_table(preferences.counted(after), models),
     )
     assert vt.VoteStore(votes_db).named_texts()  # who looked what up survives too: those battles still do not count
 

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from dashboard import votes as vt
+from scoring import preferences
 from tests.helpers import CHROMIUM, ROOT, free_port, launched
 
 
@@ -84,7 +85,7 @@ def synthetic_votes(true: dict, n: int, seed: int = 0) -> pd.DataFrame:
 
 def test_bradley_terry_recovers_known_strengths():
     true = {"full": 1.2, "lora": 0.4, "ia3": -0.3, "base": -1.3}
-    table = vt.ratings_table(synthetic_votes(true, 800), list(true), resamples=100)
+    table = preferences.ratings_table(synthetic_votes(true, 800), list(true), resamples=100)
     assert table["model"].tolist() == ["full", "lora", "ia3", "base"]
     for row in table.itertuples():
         assert row.ci_low <= row.strength <= row.ci_high and abs(row.strength - true[row.model]) < 0.25
@@ -98,10 +99,10 @@ def test_win_rates_and_rouge_agreement_on_a_small_known_case():
         {"model_a": "full", "model_b": "base", "choice": "both_bad", "source": "test", "dialogue_id": "d4"}])
     votes["summary_a"] = votes["model_a"] + " text"
     votes["summary_b"] = votes["model_b"] + " text"
-    rates = vt.win_rates(votes, ["base", "full"])
+    rates = preferences.win_rates(votes, ["base", "full"])
     assert rates.loc["full", "base"] == pytest.approx(1.5 / 3) and rates.loc["base", "full"] == pytest.approx(1.5 / 3)
     scores = {("d1", "full text"): 0.5, ("d1", "base text"): 0.2, ("d2", "full text"): 0.5, ("d2", "base text"): 0.2}
-    agreement = vt.rouge_agreement(votes, lambda dialogue_id, summary: scores.get((dialogue_id, summary)))
+    agreement = preferences.rouge_agreement(votes, lambda dialogue_id, summary: scores.get((dialogue_id, summary)))
     assert agreement["n"] == 2 and agreement["share"] == 0.5  # d1 agrees, d2 does not; tie/both-bad left out
 
 
@@ -377,7 +378,7 @@ def test_battles_cannot_be_matched_with_what_the_page_shows_under_names(state_wi
     looked_up = {b.dialogue for b in battles[:10]}
     unseen = [b for b in battles[10:] if b.dialogue not in looked_up]
     assert all(cast_vote(state, b.id, "b", honest)["flag"] is None for b in unseen)
-    counted = vt.counted(state.votes.votes_frame())
+    counted = preferences.counted(state.votes.votes_frame())
     assert set(counted["battle_id"]) == {b.id for b in unseen}  # ...and none of its votes count
     stored = state.votes.path.read_bytes() + b"".join(p.read_bytes() for p in state.votes.path.parent.glob("*-wal"))
     assert b"203.0.113.7" not in stored and b"198.51.100.4" not in stored  # who, without who
@@ -390,7 +391,7 @@ def test_votes_over_the_hourly_limit_are_kept_flagged_and_counted_out(tmp_path, 
     flags = [store.cast(battle(store).id, "a", "client-1")["flag"] for _ in range(8)]
     assert flags == [None] * 5 + ["rate_limited"] * 3
     assert store.cast(battle(store).id, "a", "client-2")["flag"] is None  # another client is not limited
-    assert len(store.votes_frame()) == 9 and len(vt.counted(store.votes_frame())) == 6
+    assert len(store.votes_frame()) == 9 and len(preferences.counted(store.votes_frame())) == 6
     assert vt.VoteStore(tmp_path / "unlimited.sqlite", limit_per_hour=0).limit_per_hour == 0
     state_with_votes.votes = store
     text, *_ = ratings_view(state_with_votes)
@@ -464,7 +465,7 @@ def test_battles_matched_from_one_address_and_voted_from_another_never_count(sta
     matched = sum(named[b.model_a].get("summary", "").startswith(b.summary_a) for b in battles)  # fixture: 16 tokens
     assert matched == len(battles)  # the lookup identifies every battle on that dialogue ...
     assert all(cast_vote(state, b.id, "a", voter)["flag"] == "non_anonymous" for b in battles)
-    assert vt.counted(state.votes.votes_frame()).empty  # ... and no such vote counts
+    assert preferences.counted(state.votes.votes_frame()).empty  # ... and no such vote counts
     assert len(unseen_pool(state)) == pool_before - 1  # the dialogue left the pool ...
     if pool_before > 1:
         assert all(new_battle(state, rng=rng).dialogue != first.dialogue for _ in range(20))  # ... for good
@@ -559,8 +560,8 @@ def test_length_controlled_ratings_remove_most_of_a_planted_length_advantage():
                      "choice": "a" if la > lb else "b"})
     votes = pd.DataFrame(rows)
     models = ["A", "B", "C"]
-    raw = vt.ratings_table(votes, models, resamples=20).set_index("model")["strength"]
-    controlled, beta = vt.length_controlled_table(votes, models, resamples=20)
+    raw = preferences.ratings_table(votes, models, resamples=20).set_index("model")["strength"]
+    controlled, beta = preferences.length_controlled_table(votes, models, resamples=20)
     controlled = controlled.set_index("model")["strength"]
     assert raw["A"] - raw["B"] > 1.0  # length bought a large raw lead
     assert abs(controlled["A"] - controlled["B"]) < 0.25 * (raw["A"] - raw["B"])
