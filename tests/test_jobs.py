@@ -134,3 +134,29 @@ def test_two_workers_on_postgresql_survive_a_sigkilled_worker_with_the_same_resu
     assert_same_results(one_process, run)
     states = jobs.job_states(jobs.open_queue(postgres, jobs.token_of(run)).get_trials(deepcopy=False))
     assert states[job].state == "done" and states[job].attempts == 1  # taken again, once
+
+
+def test_a_lost_database_connection_is_tried_again_then_one_line(monkeypatch, capsys):
+    import sqlalchemy
+
+    from training.config import ConfigError
+
+    monkeypatch.setattr(jobs.time, "sleep", lambda seconds: None)
+    answers = iter([sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))] * 2)
+
+    def flaky():
+        error = next(answers, None)
+        if error is not None:
+            raise error
+        return "answered"
+
+    url = "postgresql+psycopg://me:secret@db-host/comparisons"
+    assert jobs.patiently(flaky, url) == "answered"
+    assert capsys.readouterr().out.count("trying again") == 2
+
+    def down():
+        raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("could not connect to server"))
+
+    with pytest.raises(ConfigError, match="cannot be reached") as refused:
+        jobs.patiently(down, url)
+    assert "secret" not in str(refused.value) and "--resume" in str(refused.value)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Optional
 
 import optuna
+import sqlalchemy
 from optuna.trial import TrialState
 
 from training import sweep
@@ -46,6 +47,24 @@ STUDY = "comparison"
 EVALUATE = "evaluate"
 MAX_ATTEMPTS = 2               # a job that fails this often is failed for good (named; the comparison goes on)
 POLL_SECONDS = 1.0
+
+
+RETRIES = 5                    # a lost database connection is tried again this often (1, 2, 4, 8 s apart)
+
+
+def patiently(action, url: str):
+    """`action()`, tried again while the queue's database cannot be reached; then one line that says so."""
+    for attempt in range(RETRIES):
+        try:
+            return action()
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as e:
+            if attempt == RETRIES - 1:
+                shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+                why = " ".join(str(e).split())[:160]
+                raise ConfigError(f"the job queue's database {shown} cannot be reached ({why}); check the server and "
+                                  "the network, then run the same command with --resume.") from None
+            print(f"jobs: the queue's database did not answer ({type(e).__name__}); trying again", flush=True)
+            time.sleep(2 ** attempt)
 
 
 def storage_url(run_dir: Path, url: Optional[str] = None) -> str:
@@ -196,7 +215,7 @@ class Comparison:
         said = ""
         try:
             while True:
-                states = self.step()
+                states = patiently(self.step, self.url)
                 line = progress_line(states, max(1, self.workers))
                 if line != said:
                     print(line, flush=True)

@@ -60,11 +60,15 @@ class Worker:
         trusted_to_the_queue(self.run_dir)  # the queue gives each job to one worker: no folder lock among them
 
     def work(self) -> None:
-        while not self.study.user_attrs.get("finished"):
-            if self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-                self.study.optimize(self.objective, n_trials=1, catch=(Exception,))
-            else:
-                time.sleep(jobs.POLL_SECONDS)
+        while not jobs.patiently(lambda: self.study.user_attrs.get("finished"), self.url):
+            jobs.patiently(self.take_one, self.url)
+
+    def take_one(self) -> None:
+        """The next waiting job, run to its end; or a short wait when none is waiting."""
+        if self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            self.study.optimize(self.objective, n_trials=1, catch=(Exception,))
+        else:
+            time.sleep(jobs.POLL_SECONDS)
 
     def objective(self, trial: optuna.Trial) -> float:
         key = trial.user_attrs.get("job")
