@@ -27,7 +27,9 @@ Batched greedy equals unbatched greedy (tested).
 """
 
 import contextvars
+import ctypes
 import queue
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -143,6 +145,8 @@ class Batcher:
                 groups.setdefault(key, []).append(job)
             for jobs in groups.values():
                 self.serve_or_say_why(jobs)
+            if self.jobs.empty():
+                release_freed_memory()
 
     def serve_or_say_why(self, jobs: list[Job]) -> None:
         """Serve the jobs together; if that fails (a model error, or on ZeroGPU the first visitor's quota or no
@@ -213,3 +217,13 @@ class Batcher:
                 shared_call=shared,
                 backend=self.backend.written_by(r.model, r.job.settings),
             )
+
+
+LIBC = ctypes.CDLL("libc.so.6") if sys.platform == "linux" else None
+
+
+def release_freed_memory() -> None:
+    """When the queue runs dry: glibc keeps in its heap what a burst of requests freed; malloc_trim hands it back
+    to the system (measured: about a third of a 100-request flood's growth; well under a millisecond a call)."""
+    if LIBC is not None:
+        LIBC.malloc_trim(0)
