@@ -4,6 +4,10 @@ Values are per dialogue (a dialogue's mean over its references) with a weight (i
 weighted mean over dialogues equals the mean over rows that the per-row protocol reports.
 """
 
+import math
+from statistics import NormalDist
+from typing import Optional
+
 import numpy as np
 
 
@@ -89,6 +93,24 @@ def paired_permutation_test(a, b, weights=None, permutations: int = 10000, seed:
     null = (signs * d * w).sum(axis=1) / w.sum()
     extreme = np.count_nonzero(np.abs(null) >= abs(observed) - 1e-12)
     return observed, float((extreme + 1) / (permutations + 1))
+
+
+POWER = 0.8  # the chance a test dialogue count is sized for: a real difference of the measured size is found
+
+
+def dialogues_needed(differences, weights=None, power: float = POWER, alpha: float = 0.05) -> Optional[int]:
+    """Test dialogues a two-sided paired test at level `alpha` needs to find a mean per-dialogue difference of the
+    size measured here with probability `power`: n = ((z(1 - alpha/2) + z(power)) * sd / |mean|)^2, the normal
+    approximation to the paired test (mean and sd weighted as the paired test weights dialogues). None when the
+    measured difference is zero: there is no size to look for."""
+    d = np.asarray(differences, dtype=float)
+    w = np.ones_like(d) if weights is None else np.asarray(weights, dtype=float)
+    mean = float((d * w).sum() / w.sum())
+    if len(d) < 2 or abs(mean) < 1e-12:
+        return None
+    sd = math.sqrt(float((w * (d - mean) ** 2).sum() / w.sum()) * len(d) / (len(d) - 1))
+    z = NormalDist().inv_cdf
+    return max(2, math.ceil(((z(1 - alpha / 2) + z(power)) * sd / abs(mean)) ** 2))
 
 
 def holm_adjust(p_values) -> list[float]:

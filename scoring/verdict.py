@@ -12,6 +12,8 @@ from typing import Callable, Optional
 
 import pandas as pd
 
+from scoring.stats import POWER
+
 ALPHA = 0.05  # a paired difference with (Holm-adjusted) p at or above this is "not worse beyond noise"
 
 
@@ -97,7 +99,28 @@ def sentences(evaluation: Optional[dict], choice: Optional[Choice], label: Calla
                   f"{bold(choice.best)} costs {times(best['trainable'], cheap['trainable'])} the parameters, "
                   f"{times(best['train_seconds'], cheap['train_seconds'])} the training time and "
                   f"{times(best['peak_memory_mib'], cheap['peak_memory_mib'])} the peak memory.")
-    return "### The verdict\n\n" + " ".join(s for s in (first, second, people) if s)
+    return "### The verdict\n\n" + " ".join(s for s in (first, second, how_many(evaluation, choice, label), people)
+                                            if s)
+
+
+def how_many(evaluation: dict, choice: Choice, label: Callable[[str], str]) -> str:
+    """When the runner-up cannot be told from the best: how many test dialogues a paired test would need to tell
+    them apart (80% power, a difference of the size measured); '' when they are told apart, or it is unknown."""
+    f = choice.frame
+    others = f.drop(index=choice.best)
+    if others.empty:
+        return ""
+    runner = str(others["rouge1"].idxmax())
+    if not not_worse(evaluation, choice.best, runner, f):
+        return ""
+    row = next((c for c in evaluation.get("comparisons", {}).get(evaluation["headline_protocol"], [])
+                if c["metric"] == "rouge1" and {c["a"], c["b"]} == {choice.best, runner}), None)
+    needed, used = (row or {}).get("dialogues_needed"), evaluation.get("n_dialogues")
+    if not needed or not used:
+        return ""
+    more = "" if needed > used else " (fewer than it used: the pair is within the Holm-adjusted noise of all pairs)"
+    return (f"To tell {label(choice.best)} from {label(runner)} apart, about {needed:,} test dialogues would be "
+            f"needed at {POWER:.0%} power for a difference of the size measured; this run used {used:,}{more}.")
 
 
 def people_sentence(ratings: Optional[pd.DataFrame], n_votes: int, choice: Optional[Choice],

@@ -91,3 +91,43 @@ def test_a_best_method_no_better_than_the_base_is_said_to_be_so():
     only = run_data(p_holm=0.4)
     only.train.pop("lora")
     assert "the only evaluated method" in verdict.text(only, verdict.choice_of(only))
+
+
+def test_the_dialogues_a_paired_test_needs_separate_a_difference_of_that_size_about_80_percent_of_the_time():
+    """Simulation against known distributions: per-dialogue differences N(0.02, 0.1) (a real spread of ROUGE-1
+    differences, a small gap); the estimated count, used for fresh experiments, makes the paired test (the one the
+    evaluation runs) find the difference in about 80% of them."""
+    import numpy as np
+
+    from scoring.stats import dialogues_needed, paired_permutation_test
+
+    rng = np.random.default_rng(0)
+    n = dialogues_needed(rng.normal(0.02, 0.1, 20_000))
+    assert 170 <= n <= 215  # the formula's 196 from an estimated sd
+    found = [paired_permutation_test(rng.normal(0.02, 0.1, n), np.zeros(n), permutations=1000, seed=i)[1] < 0.05
+             for i in range(500)]
+    assert 0.72 <= np.mean(found) <= 0.88
+    assert dialogues_needed([0.1, -0.1, 0.1, -0.1]) is None  # no difference measured: nothing to size for
+    half = dialogues_needed(rng.normal(0.04, 0.1, 20_000))
+    assert 0.2 < half / n < 0.3  # twice the difference needs a quarter of the dialogues
+
+
+def test_when_the_best_two_are_within_noise_the_verdict_says_how_many_dialogues_would_tell_them_apart():
+    data = run_data(p_holm=0.40)
+    data.evaluation["comparisons"]["per_row"][0]["dialogues_needed"] = 1234
+    data.evaluation["n_dialogues"] = 80
+    text = verdict.text(data, verdict.choice_of(data))
+    assert ("To tell Full fine-tune from LoRA apart, about 1,234 test dialogues would be needed at 80% power for a "
+            "difference of the size measured; this run used 80.") in text
+    told_apart = run_data(p_holm=0.001)
+    told_apart.evaluation["comparisons"]["per_row"][0]["dialogues_needed"] = 50
+    told_apart.evaluation["n_dialogues"] = 80
+    assert "would be needed" not in verdict.text(told_apart, verdict.choice_of(told_apart))
+
+
+def test_the_evaluation_records_the_dialogues_each_pair_would_need(evaluated_run):
+    from contract.files import EVAL_METRICS, read_run_file
+
+    rows = read_run_file(evaluated_run, EVAL_METRICS)["comparisons"]["per_row"]
+    assert all("dialogues_needed" in r for r in rows)
+    assert any(isinstance(r["dialogues_needed"], int) and r["dialogues_needed"] >= 2 for r in rows)

@@ -36,7 +36,14 @@ from contract.loading import load_alone, load_run_models
 from contract.protocol import BASE_LABEL, DEFAULT_PROMPT, MAX_NEW_TOKENS, MAX_SOURCE_TOKENS, prompt_problem
 from scoring import lenses
 from scoring.rouge import METRICS, Rouge
-from scoring.stats import bootstrap_ci_seeds, holm_adjust, paired_permutation_test, rank_probabilities, weighted_mean
+from scoring.stats import (
+    bootstrap_ci_seeds,
+    dialogues_needed,
+    holm_adjust,
+    paired_permutation_test,
+    rank_probabilities,
+    weighted_mean,
+)
 from training import retention
 from training.cli import run_cli
 from training.config import ConfigError, check_counts, parse_options
@@ -161,7 +168,8 @@ def summarise(scores, means, weights, cfg: EvalConfig):
                            for m, metrics in scores[protocol].items()}
         rows = [dict(zip(("mean_difference", "p_value"),
                          paired_permutation_test(by_model[a][k], by_model[b][k], weights, cfg.permutations, cfg.seed)),
-                     a=a, b=b, metric=k)
+                     a=a, b=b, metric=k, dialogues_needed=dialogues_needed(
+                         np.asarray(by_model[a][k]) - np.asarray(by_model[b][k]), weights))
                 for a, b in itertools.combinations(by_model, 2) for k in METRICS]
         for k in METRICS:  # Holm over all pairs, per metric: the family is "which methods differ on this metric"
             family = [r for r in rows if r["metric"] == k]
