@@ -29,8 +29,8 @@ from pathlib import Path
 from common import base_arguments, fresh_copy, record
 
 from contract.files import SWEEP_JSON, list_methods, read_evaluation, read_run_file
+from scoring.rouge import load_rouge_metric
 from scoring.stats import bootstrap_ci_seeds, bootstrap_difference_seeds
-from training.evaluate import load_rouge_metric
 
 COMMAND = ["-m", "training", "--preset", "tiny", "--methods", "all", "--sweep", "lr", "--seeds", "3"]
 SMOKE = ["--methods", "full,lora", "--max_train_samples", "32", "--max_eval_samples", "8", "--batch_size", "8",

@@ -42,7 +42,7 @@ def make_run(folder: Path, setup) -> Path:
 
 def described(name: str) -> dict:
     """What training writes about a method into metrics.json (its description and what it can do, e.g. merge)."""
-    from training.catalogue import capabilities
+    from training.capabilities import capabilities
     from training.methods import BUILTIN
 
     return {**BUILTIN[name].describe(), **capabilities(BUILTIN[name])}

@@ -8,12 +8,14 @@ how the lab's published figures were made (hence their rougeLsum ~= rougeL).
 
 import re
 from importlib.metadata import version
+from pathlib import Path
 
 from rouge_score import rouge_scorer
 
 METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?])\s+")
 SPLITTER_NAME = r"regex: split after [.!?] followed by white space, joined by newlines"
+ROUGE_METRIC = Path(__file__).parent / "dialogsum_rouge"  # the same protocol as a Hugging Face `evaluate` module
 
 
 def split_sentences(text: str) -> str:
@@ -41,3 +43,20 @@ class Rouge:
         splitter = SPLITTER_NAME if self.split else "none (texts scored as given)"
         return {"package": f"rouge_score {version('rouge-score')}", "use_stemmer": True, "metrics": list(METRICS),
                 "measure": "fmeasure", "sentence_splitter": splitter}
+
+
+def load_rouge_metric():
+    """This project's ROUGE as Hugging Face `evaluate` loads it: a local module, no download (imported here, when
+    asked: the app never needs it)."""
+    import evaluate
+
+    return evaluate.load(str(ROUGE_METRIC))
+
+
+def score_dialogues(dialogues, outputs, rouge) -> dict:
+    """Per dialogue and model: per_row (mean over its references) and multi_reference scores, through the
+    `evaluate` metric `rouge` (load_rouge_metric())."""
+    references = [list(r) for r in dialogues["references"]]
+    return {protocol: {m: rouge.compute(predictions=preds, references=references, protocol=protocol,
+                                        use_aggregator=False) for m, preds in outputs.items()}
+            for protocol in ("per_row", "multi_reference")}

@@ -61,8 +61,8 @@ def test_reproduces_the_labs_published_rouge(column):
 def test_the_evaluate_metric_equals_the_scorer_on_the_labs_predictions():
     """The evaluation scores through scoring/dialogsum_rouge (an `evaluate` module loaded offline): on the lab's
     1,500 rows it gives exactly the figures of the scorer behind training.score, and the lab's within 0.0005."""
+    from scoring.rouge import load_rouge_metric
     from training.data import read_records
-    from training.evaluate import load_rouge_metric
 
     rows = read_records(SHARED / "data" / "lab-reference" / "dialogue-summary-training-results.csv")
     metric = load_rouge_metric()

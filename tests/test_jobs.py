@@ -82,7 +82,7 @@ def test_two_workers_on_sqlite_give_the_results_of_one_process(one_process, tmp_
     run = same_base(one_process, tmp_path / "run")
     done = train(run, "--workers", "2", max_steps=30)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "jobs: 4 done, 0 running, 0 waiting, 0 failed" in done.stdout
+    assert "jobs: 5 done, 0 running, 0 waiting, 0 failed" in done.stdout
     assert_same_results(one_process, run)
     status = subprocess.run([sys.executable, "-m", "training.status", "--run", str(run)], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
@@ -130,7 +130,7 @@ def test_two_workers_on_postgresql_survive_a_sigkilled_worker_with_the_same_resu
         coordinator.kill()
     assert coordinator.returncode == 0, err[-2000:]
     assert f"worker {os.uname().nodename}:{pid} ended" in out and f"{job} failed" in out, out[-3000:]
-    assert "jobs: 4 done, 0 running, 0 waiting, 0 failed" in out
+    assert "jobs: 5 done, 0 running, 0 waiting, 0 failed" in out
     assert_same_results(one_process, run)
     states = jobs.job_states(jobs.open_queue(postgres, jobs.token_of(run)).get_trials(deepcopy=False))
     assert states[job].state == "done" and states[job].attempts == 1  # taken again, once

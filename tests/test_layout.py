@@ -75,3 +75,22 @@ def test_the_metrics_tab_and_the_vote_handlers_rate_votes_without_the_store_modu
     edges = graph()
     assert "dashboard.votes" not in edges["dashboard.metrics_tab"]
     assert not {t for t in edges["scoring.preferences"] if t.startswith(("dashboard", "training"))}
+
+
+def floors(module: str, edges: dict) -> list[str]:
+    """The longest chain of imports from `module` that stays inside its package."""
+    package = module.split(".")[0]
+    inside = [t for t in edges[module] if t.startswith(package + ".")]
+    return [module, *max((floors(t, edges) for t in inside), key=len, default=[])]
+
+
+def test_training_stands_at_most_six_floors_and_preflight_never_reaches_the_evaluation():
+    edges = graph()
+    tallest = max((floors(m, edges) for m in edges if m.startswith("training.")), key=len)
+    assert len(tallest) <= 6, " -> ".join(tallest)
+    reached, todo = set(), ["training.preflight"]
+    while todo:
+        for target in edges[todo.pop()] - reached:
+            reached.add(target)
+            todo.append(target)
+    assert "training.evaluate" not in reached  # checking options never loads the evaluation

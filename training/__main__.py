@@ -84,7 +84,7 @@ def main(argv=None) -> None:
                 print(f"--resume: {run_dir / EVAL_METRICS} already scores every method; skipping the evaluation.")
             else:
                 print("evaluating base and every method on the test dialogues", flush=True)
-                evaluate.run(jobs.evaluation_config(cfg, run_dir))
+                evaluate.run(evaluate.for_training(cfg, run_dir))
         if failed:
             raise SweepFailed(f"{len(failed)} method(s) left out of {run_dir} (the others are trained and evaluated): "
                               + " | ".join(f.split(':')[0] for f in failed) + " (each said why above).")

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import evaluate as hf_evaluate  # Hugging Face evaluate (this module shares its name)
 import numpy as np
 import torch
 
@@ -35,7 +34,7 @@ from contract.files import (
 from contract.loading import load_alone, load_run_models
 from contract.protocol import BASE_LABEL, DEFAULT_PROMPT, MAX_NEW_TOKENS, MAX_SOURCE_TOKENS, prompt_problem
 from scoring import lenses
-from scoring.rouge import METRICS, Rouge
+from scoring.rouge import METRICS, ROUGE_METRIC, Rouge, load_rouge_metric, score_dialogues
 from scoring.stats import (
     bootstrap_ci_seeds,
     dialogues_needed,
@@ -46,7 +45,7 @@ from scoring.stats import (
 )
 from training import retention
 from training.cli import run_cli
-from training.config import ConfigError, check_counts, parse_options
+from training.config import PRESETS, ConfigError, check_counts, parse_options
 from training.data import format_prompt, group_references, load_data
 from training.generation import GREEDY, generate
 from training.provenance import device_name, package_versions, peak_memory, source, utc_now
@@ -134,23 +133,6 @@ def seed_mean(scores: dict) -> dict:
                 for m, metrics in by_model.items()} for p, by_model in scores.items()}
 
 
-ROUGE_METRIC = Path(__file__).parents[1] / "scoring" / "dialogsum_rouge"  # the protocol as an `evaluate` module
-
-
-def load_rouge_metric():
-    """This project's ROUGE as Hugging Face `evaluate` loads it: a local module, no download."""
-    return hf_evaluate.load(str(ROUGE_METRIC))
-
-
-def score_dialogues(dialogues, outputs, rouge) -> dict:
-    """Per dialogue and model: per_row (mean over its references) and multi_reference scores, through the
-    `evaluate` metric `rouge` (load_rouge_metric())."""
-    references = [list(r) for r in dialogues["references"]]
-    return {protocol: {m: rouge.compute(predictions=preds, references=references, protocol=protocol,
-                                        use_aggregator=False) for m, preds in outputs.items()}
-            for protocol in ("per_row", "multi_reference")}
-
-
 def interval(per_seed: dict, weights, cfg: EvalConfig) -> dict:
     """mean [CI] over seeds and dialogues; with several seeds, each seed's own mean under "seeds"."""
     result = dict(zip(("mean", "ci_low", "ci_high"),
@@ -232,6 +214,13 @@ def ranking(seeded: dict, table: dict, weights, cfg: EvalConfig) -> dict:
     tied = [m for m in scores if scores[m][RANKED_BY]["ci_high"] >= scores[best][RANKED_BY]["ci_low"]]
     return {"metric": RANKED_BY, "protocol": cfg.headline, "resamples": cfg.resamples, "p_rank": p_rank,
             "p_best": {m: p[0] for m, p in p_rank.items()}, "best": best, "tied_at_top": tied}
+
+
+def for_training(cfg, run_dir: Path) -> EvalConfig:
+    """The evaluation a training command ends with (a TrainConfig `cfg`): the run's prompt and input length, the
+    preset's test set size, its retention text."""
+    return EvalConfig(run=str(run_dir), prompt_template=cfg.prompt_template, max_source_length=cfg.max_source_length,
+                      limit=cfg.eval_limit or PRESETS[cfg.preset].eval_limit, retention_data=cfg.retention_data)
 
 
 def run(cfg: EvalConfig) -> dict:

@@ -28,11 +28,11 @@ from contract.files import (
     write_run_file,
 )
 from contract.protocol import BASE
+from scoring.rouge import load_rouge_metric, score_dialogues
 from scoring.stats import bootstrap_ci
 from training.cli import run_cli
 from training.config import check_counts, parse_options
 from training.data import format_prompt
-from training.evaluate import load_rouge_metric, score_dialogues
 from training.provenance import utc_now
 
 

@@ -38,13 +38,13 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from training import sweep
-from training.config import PRESETS, ConfigError, TrainConfig, run_folder_of
+from training.config import ConfigError, TrainConfig, run_folder_of
 from training.methods import Method
 
 JOBS_FILE = "jobs.sqlite3"     # <run>/jobs.sqlite3: the default queue (one machine)
 RUN_TOKEN = ".comparison"      # <run>/.comparison: the queue's token, so a worker knows it sees the same folder
 STUDY = "comparison"
-EVALUATE = "evaluate"
+BASE, EVALUATE = "base", "evaluate"   # the first job (the run's base and run.json) and the last
 MAX_ATTEMPTS = 2               # a job that fails this often is failed for good (named; the comparison goes on)
 POLL_SECONDS = 1.0
 
@@ -143,16 +143,6 @@ def progress_line(states: dict[str, JobState], workers: int) -> str:
             f"{waiting} waiting, {count['failed']} failed{left}")
 
 
-def evaluation_config(cfg: TrainConfig, run_dir: Path):
-    """The evaluation a comparison ends with: the run's prompt and input length, the preset's test set size."""
-    from training import evaluate
-
-    return evaluate.EvalConfig(run=str(run_dir), prompt_template=cfg.prompt_template,
-                               max_source_length=cfg.max_source_length,
-                               limit=cfg.eval_limit or PRESETS[cfg.preset].eval_limit,
-                               retention_data=cfg.retention_data)
-
-
 def worker_environment(index: int, workers: int) -> dict:
     """One worker's share of this machine: its own GPU where there are GPUs, else an equal part of the cores."""
     import torch
@@ -166,8 +156,9 @@ def worker_environment(index: int, workers: int) -> dict:
 
 
 class Comparison:
-    """The coordinator of one comparison: setup (the base built once, the queue, the training jobs), run (local
-    workers started, the queue kept moving, progress said, the evaluation queued at the end), then the failures."""
+    """The coordinator of one comparison: setup (the queue), run (local workers started; the base built once, by a
+    worker, as the first job; a training job per method once it is there; the evaluation once every training has
+    ended; the queue kept moving and its progress said), then the failures."""
 
     def __init__(self, cfg: TrainConfig, methods: list[Method], workers: int):
         self.cfg, self.methods, self.workers = cfg, methods, workers
@@ -177,7 +168,7 @@ class Comparison:
         self.study: Optional[optuna.Study] = None
 
     def setup(self) -> None:
-        """The queue first (so workers can start while the base is built), then the base, then the jobs."""
+        """The queue, its settings and the run folder's token (the jobs are queued by run)."""
         token = token_of(self.run_dir)
         if token and not self.cfg.resume:
             raise ConfigError(f"{self.run_dir} already has a comparison's queue: pass --resume to continue it, or "
@@ -190,28 +181,13 @@ class Comparison:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / RUN_TOKEN).write_text(token)
 
-    def queue_jobs(self) -> None:
-        """The base built once (with a worker's threads: the base one process would build), then a training job
-        for each method the queue does not hold yet."""
-        from training.finetune import prepare_base
-
-        share = worker_environment(0, max(1, self.workers)).get("OMP_NUM_THREADS")
-        if share:
-            import torch
-
-            torch.set_num_threads(int(share))
-        prepare_base(self.cfg, self.methods[0])  # the tiny base and run.json, before any job
-        known = job_states(self.study.get_trials(deepcopy=False))
-        for method in self.methods:
-            if train_key(method.name) not in known:
-                enqueue(self.study, train_key(method.name))
-
     def run(self) -> list[str]:
         """Until every job has ended: local workers kept alive, failed jobs queued again, progress said. Returns
         the jobs failed for good, one line each."""
         for index in range(self.workers):
-            self.start_worker(index)  # they load their libraries while the base is built
-        self.queue_jobs()
+            self.start_worker(index)
+        if BASE not in job_states(self.study.get_trials(deepcopy=False)):
+            enqueue(self.study, BASE)
         said = ""
         try:
             while True:
@@ -239,8 +215,16 @@ class Comparison:
                 print(f"jobs: {job.key} failed ({job.error}); queued again", flush=True)
                 enqueue(self.study, job.key)
                 job.state = "waiting"
-        trainings = [j for k, j in states.items() if k != EVALUATE]
-        if EVALUATE not in states and all(j.state in ("done", "failed") for j in trainings):
+        base = states.get(BASE)
+        if base is not None and base.state == "failed":
+            raise ConfigError(f"the run's base could not be built, twice: {base.error}")
+        if base is not None and base.state == "done":
+            for method in self.methods:  # once the base is there: the same base for every job, as one process
+                if train_key(method.name) not in states:
+                    enqueue(self.study, train_key(method.name))
+                    states[train_key(method.name)] = JobState(train_key(method.name), "waiting", 0)
+        trainings = [j for k, j in states.items() if k.startswith("train:")]
+        if trainings and EVALUATE not in states and all(j.state in ("done", "failed") for j in trainings):
             enqueue(self.study, EVALUATE)
             states[EVALUATE] = JobState(EVALUATE, "waiting", 0)
         return states

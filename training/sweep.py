@@ -41,10 +41,10 @@ from transformers import DataCollatorForSeq2Seq, TrainerCallback
 
 from contract.files import SWEEP_JSON, write_run_file
 from contract.protocol import MAX_NEW_TOKENS
+from scoring.rouge import load_rouge_metric
 from training import halving
 from training.config import ConfigError, TrainConfig
 from training.data import format_prompt, group_references
-from training.evaluate import load_rouge_metric
 from training.generation import generate
 
 HEARTBEAT_SECONDS = 5   # a working leg says it is alive this often ...

@@ -19,7 +19,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from contract.files import write_json
 from contract.protocol import TRAINING_CURVES
-from training.catalogue import capabilities
+from training.capabilities import capabilities
 from training.config import TrainConfig
 from training.data import format_prompt
 from training.modeling import count_parameters

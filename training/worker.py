@@ -88,11 +88,15 @@ class Worker:
         return 0.0
 
     def run_job(self, key: str) -> None:
+        if key == jobs.BASE:  # the tiny base and run.json, as the first method's training would make them
+            first = next(iter(self.methods.values()))
+            finetune.prepare_base(self.cfg, first)
+            return
         if key == jobs.EVALUATE:
             from training import evaluate
 
             print("evaluating base and every method on the test dialogues", flush=True)
-            evaluate.run(jobs.evaluation_config(self.cfg, self.run_dir))
+            evaluate.run(evaluate.for_training(self.cfg, self.run_dir))
             return
         method = self.methods[key.removeprefix("train:")]
         print(f"training {method.name}", flush=True)  # the stage a person (and the app's build page) sees
