@@ -38,6 +38,10 @@ def test_a_jobs_state_follows_its_trials():
         ("train:dora", "failed", 2), ("evaluate", "waiting", 0)]
     assert states["train:ia3"].error == "its worker stopped answering"
     assert states["train:dora"].error == "ValueError: y"
+    from training.methods import BUILTIN
+
+    full, lora = BUILTIN["full"], BUILTIN["lora"]
+    assert jobs.evaluate_key([full, lora]) == jobs.evaluate_key([lora, full]) != jobs.evaluate_key([full])
     line = jobs.progress_line(states, workers=2)
     assert line.startswith("jobs: 1 done, 1 running (train:lora on b:2), 2 waiting, 1 failed")
 

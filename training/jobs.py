@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from hashlib import sha256
 from pathlib import Path
 from typing import Optional
 
@@ -73,6 +74,12 @@ def storage_url(run_dir: Path, url: Optional[str] = None) -> str:
 
 def train_key(method: str) -> str:
     return f"train:{method}"
+
+
+def evaluate_key(methods: list[Method]) -> str:
+    """The evaluation of one set of methods: a resumed comparison with more methods is evaluated again."""
+    names = ",".join(sorted(m.name for m in methods))
+    return f"{EVALUATE}:{sha256(names.encode()).hexdigest()[:8]}"
 
 
 @dataclass
@@ -196,7 +203,8 @@ class Comparison:
                 if line != said:
                     print(line, flush=True)
                     said = line
-                if EVALUATE in states and states[EVALUATE].state in ("done", "failed"):
+                evaluation = states.get(evaluate_key(self.methods))
+                if evaluation is not None and evaluation.state in ("done", "failed"):
                     break
                 time.sleep(POLL_SECONDS)
         finally:
@@ -206,7 +214,8 @@ class Comparison:
 
     def step(self) -> dict[str, JobState]:
         """One look at the queue: dead local workers' jobs failed (and the workers started again), stale jobs
-        failed, failed jobs queued again, the evaluation queued once every training has ended."""
+        failed, failed jobs queued again, the trainings queued once the base is built, the evaluation once every
+        training has ended."""
         self.fail_dead_workers()
         optuna.storages.fail_stale_trials(self.study)
         states = job_states(self.study.get_trials(deepcopy=False))
@@ -223,10 +232,12 @@ class Comparison:
                 if train_key(method.name) not in states:
                     enqueue(self.study, train_key(method.name))
                     states[train_key(method.name)] = JobState(train_key(method.name), "waiting", 0)
-        trainings = [j for k, j in states.items() if k.startswith("train:")]
-        if trainings and EVALUATE not in states and all(j.state in ("done", "failed") for j in trainings):
-            enqueue(self.study, EVALUATE)
-            states[EVALUATE] = JobState(EVALUATE, "waiting", 0)
+        trainings = [states[train_key(m.name)] for m in self.methods if train_key(m.name) in states]
+        evaluation = evaluate_key(self.methods)
+        if len(trainings) == len(self.methods) and evaluation not in states and all(
+                j.state in ("done", "failed") for j in trainings):
+            enqueue(self.study, evaluation)
+            states[evaluation] = JobState(evaluation, "waiting", 0)
         return states
 
     def start_worker(self, index: int) -> None:
@@ -246,6 +257,9 @@ class Comparison:
             for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 if t.user_attrs.get("worker") == mine:
                     self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            if process.returncode == 2:  # it refused to work, in one line above: starting another would too
+                raise ConfigError(f"worker {mine} stopped with the error above: mend it, then run the same command "
+                                  "with --resume.")
             if not self.study.user_attrs.get("finished"):
                 print(f"jobs: worker {mine} ended (exit {process.returncode}); starting another", flush=True)
                 self.start_worker(index)

@@ -92,7 +92,7 @@ class Worker:
             first = next(iter(self.methods.values()))
             finetune.prepare_base(self.cfg, first)
             return
-        if key == jobs.EVALUATE:
+        if key.startswith(jobs.EVALUATE):
             from training import evaluate
 
             print("evaluating base and every method on the test dialogues", flush=True)
