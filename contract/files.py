@@ -217,6 +217,12 @@ def method_weights(run_dir: Path, name: str) -> Path:
     return folder / MODEL if (folder / MODEL).exists() else folder / ADAPTER
 
 
+def method_parts(run_dir: Path, name: str) -> list[Path]:
+    """A complete method's folder and each of its complete extra seeds' folders (laid out as the method)."""
+    seeds = (Path(run_dir) / name / SEEDS).glob(f"seed-*/{METHOD_METRICS}")
+    return [Path(run_dir) / name, *sorted(p.parent for p in seeds)]
+
+
 def run_files(run_dir: Path) -> list[str]:
     """Exactly the files a run consists of, relative to the run folder: run.json, the card, the base and tokenizer
     when they live in the run (tiny), each complete method's metrics.json, sweep.json and weights, its complete
@@ -231,8 +237,7 @@ def run_files(run_dir: Path) -> list[str]:
         if inside.is_dir() and inside.is_relative_to(run_dir.resolve()) and inside != run_dir.resolve():
             files += weight_files(run_dir, run_dir / location)
     for name in list_methods(run_dir):
-        parts = [run_dir / name] + sorted(p.parent for p in (run_dir / name / SEEDS).glob(f"seed-*/{METHOD_METRICS}"))
-        for part in parts:
+        for part in method_parts(run_dir, name):
             files += [
                 str((part / f).relative_to(run_dir)) for f in (METHOD_METRICS, SWEEP_JSON) if (part / f).is_file()
             ]
@@ -294,8 +299,7 @@ def publishing_problems(run_dir: Path) -> list[str]:
     run_dir = Path(run_dir)
     problems = []
     for name in list_methods(run_dir):
-        parts = [run_dir / name] + sorted(p.parent for p in (run_dir / name / SEEDS).glob(f"seed-*/{METHOD_METRICS}"))
-        for part in parts:
+        for part in method_parts(run_dir, name):
             problems += [f"{(part / f).relative_to(run_dir)} is a symlink" for f in (METHOD_METRICS, SWEEP_JSON)
                          if (part / f).is_symlink()]
             folder = part / MODEL if (part / MODEL).exists() or (part / MODEL).is_symlink() else part / ADAPTER

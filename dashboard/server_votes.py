@@ -41,8 +41,7 @@ class ServerVoteStore(VoteStore):
         except (sqlalchemy.exc.ArgumentError, ImportError, ValueError) as e:
             raise VotesPathError(f"--votes_db {str(url)[:80]!r} is not a database URL this app can use ({e}).") \
                 from None
-        self.path, self.limit_per_hour, self.notice, self.mirror = shown, limit_per_hour, None, None
-        self.failed, self.last_try, self.ready, self.secret, self.unrecorded = None, 0.0, False, None, []
+        self.begin(shown, limit_per_hour)
         self.durability = ("Votes are stored in a database server shared by every replica of this app; a committed "
                            "vote survives any replica's crash.")
         self.start()

@@ -77,8 +77,8 @@ def new_battle(state: AppState, text: Optional[str] = None, request: Optional[gr
         if not pasted:
             fresh = unseen_by(pool, models, state.votes.seen_named(client))
             a, b = state.votes.next_pair(models, rng, usable=lambda pair: fresh(*pair).any())
-            rows = fresh(a, b).to_numpy().nonzero()[0] if fresh(a, b).any() else range(len(pool))
-            row = pool.iloc[rng.choice(list(rows))]
+            unseen = fresh(a, b).to_numpy().nonzero()[0]
+            row = pool.iloc[rng.choice(list(unseen) if len(unseen) else range(len(pool)))]
             return state.votes.add_battle("test", row["dialogue"], row["id"], a, b, row[a], row[b], client, session)
         a, b = state.votes.next_pair(models, rng)
         dialogue = check_text(text)

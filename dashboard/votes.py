@@ -181,16 +181,20 @@ class VoteStore:
         named request as it is stored (dashboard/vote_mirror.py)."""
         if journal not in JOURNALS:
             raise ValueError(f"journal {journal!r}: use one of {', '.join(JOURNALS)}")
-        self.path, self.limit_per_hour, self.notice = Path(path), limit_per_hour, None
-        self.journal, self.mirror, self.shared, self.lock = journal, mirror, None, threading.Lock()
-        self.failed: Optional[str] = None  # why the database cannot be written (voting paused until it can)
-        self.last_try, self.ready, self.secret = 0.0, False, None
-        self.unrecorded: list[dict] = []  # named requests that came while paused: written before voting resumes
+        self.path, self.journal, self.shared, self.lock = Path(path), journal, None, threading.Lock()
+        self.begin(str(self.path), limit_per_hour, mirror)
         self.durability = f"Votes are stored in {self.path.name} on this machine; a committed vote survives a crash."
         check_votes_path(self.path, writable=False)
         if is_damaged(self.path):
             self.move_aside()
         self.start()
+
+    def begin(self, name: str, limit_per_hour: int, mirror=None) -> None:
+        """The state every store keeps, whatever holds its tables; `name` says which database in the log."""
+        self.name, self.limit_per_hour, self.mirror, self.notice = name, limit_per_hour, mirror, None
+        self.failed: Optional[str] = None  # why the database cannot be written (voting paused until it can)
+        self.last_try, self.ready, self.secret = 0.0, False, None
+        self.unrecorded: list[dict] = []  # named requests that came while paused: written before voting resumes
 
     def start(self) -> None:
         """The tables and the key. On a full or read-only disk voting starts paused (one line in the log) and a
@@ -259,7 +263,7 @@ class VoteStore:
     def pause(self, error: BaseException) -> VoteError:
         """Voting pauses (a full or read-only disk, a database gone): said once in the log, not once per vote."""
         if not self.failed:
-            print(f"votes: paused: {self.path} cannot be written ({error}); voting resumes by itself once it can",
+            print(f"votes: paused: {self.name} cannot be written ({error}); voting resumes by itself once it can",
                   flush=True)
         self.failed = f"the votes database cannot be written ({self.shown_error(error)})"
         self.last_try = time.monotonic()
@@ -284,7 +288,7 @@ class VoteStore:
                 if self.ready:
                     self.write_unrecorded()
                     self.failed = None
-                    print(f"votes: resumed: {self.path.name} can be written again", flush=True)
+                    print(f"votes: resumed: {self.name} can be written again", flush=True)
         if self.failed:
             raise VoteError(self.paused())
 

