@@ -31,6 +31,7 @@ from contract.protocol import QUICK_PRESET_TIME, on_zero_gpu  # first: contract 
 if on_zero_gpu():  # ZeroGPU: `spaces` before torch touches CUDA
     import spaces  # noqa: F401
 
+from contract.children import tied_to_parent
 from contract.files import RUN_JSON, VOTES_FILE, ArtifactError, without_paths
 from contract.hub import RUN_REPO_VARIABLE, is_hub_run, resolve_run
 from dashboard.batcher import MAX_ROWS, MAX_WAIT_SECONDS
@@ -235,14 +236,7 @@ def start_build(preset: str, training_args: list[str]) -> subprocess.Popen:
     command = [sys.executable, "-u", "-m", "training", "--preset", preset, "--output_dir", str(run_dir), *resume,
                *training_args]
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            preexec_fn=stop_with_parent if sys.platform == "linux" else None)
-
-
-def stop_with_parent() -> None:
-    """In the child, before it runs: SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG = 1)."""
-    import ctypes
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+                            preexec_fn=tied_to_parent())
 
 
 def follow_build(child: subprocess.Popen, progress: BuildProgress) -> Optional[str]:

@@ -24,7 +24,6 @@ import dataclasses
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
+from contract.children import tied_to_parent
 from training import sweep
 from training.config import ConfigError, TrainConfig, run_folder_of
 from training.methods import Method
@@ -244,7 +244,7 @@ class Comparison:
         command = [sys.executable, "-u", "-m", "training.worker", "--run", str(self.run_dir), "--jobs_storage",
                    self.url]
         self.local[index] = subprocess.Popen(command, env=worker_environment(index, self.workers),
-                                             preexec_fn=stop_with_parent if sys.platform == "linux" else None)
+                                             preexec_fn=tied_to_parent())
 
     def fail_dead_workers(self) -> None:
         """A local worker that died (killed, out of memory): its running job is failed at once (no need to wait
@@ -273,10 +273,3 @@ class Comparison:
             except subprocess.TimeoutExpired:
                 process.terminate()
                 process.wait(timeout=30)
-
-
-def stop_with_parent() -> None:
-    """In a local worker, before it runs: SIGTERM when the coordinator dies (prctl PR_SET_PDEATHSIG)."""
-    import ctypes
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
