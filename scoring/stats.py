@@ -68,20 +68,41 @@ def bootstrap_difference_seeds(a, b, weights=None, resamples: int = 1000, seed: 
     return weighted_mean(runs[1].mean(axis=0), w) - weighted_mean(runs[0].mean(axis=0), w), float(low), float(high)
 
 
-def rank_probabilities(per_model: dict, weights=None, resamples: int = 1000, seed: int = 0) -> dict:
-    """{model: [P(rank 1), P(rank 2), ...]} (rank 1 = the highest mean) from the two-level bootstrap of
-    bootstrap_ci_seeds drawn for every model at once: each resample draws each model's seeds from its own, then ONE
-    draw of dialogues shared by all models (they were scored on the same test set), and ranks the models' means.
-    `per_model[m]` is seeds x dialogues. Ties in a resample go to the model listed first."""
-    models = list(per_model)
-    values = [np.atleast_2d(np.asarray(per_model[m], dtype=float)) for m in models]
+def drawn_means(per_model: dict, weights=None, resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """resamples x models: each resample's mean per model (in the order of `per_model`) from the two-level
+    bootstrap of bootstrap_ci_seeds drawn for every model at once: each resample draws each model's seeds from its
+    own, then ONE draw of dialogues shared by all models (they were scored on the same test set).
+    `per_model[m]` is seeds x dialogues."""
+    values = [np.atleast_2d(np.asarray(v, dtype=float)) for v in per_model.values()]
     n = values[0].shape[1]
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
     rng = np.random.default_rng(seed)
     dialogues = rng.integers(0, n, size=(resamples, n))
-    means = np.stack([seed_resampled_means(v, dialogues, w, rng) for v in values], axis=1)
+    return np.stack([seed_resampled_means(v, dialogues, w, rng) for v in values], axis=1)
+
+
+def rank_probabilities(per_model: dict, weights=None, resamples: int = 1000, seed: int = 0) -> dict:
+    """{model: [P(rank 1), P(rank 2), ...]} (rank 1 = the highest mean) over drawn_means' resamples. Ties in a
+    resample go to the model listed first."""
+    means = drawn_means(per_model, weights, resamples, seed)
     ranks = np.argsort(np.argsort(-means, axis=1, kind="stable"), axis=1)  # 0 = best in that resample
-    return {m: [float(np.mean(ranks[:, j] == r)) for r in range(len(models))] for j, m in enumerate(models)}
+    return {m: [float(np.mean(ranks[:, j] == r)) for r in range(len(per_model))] for j, m in enumerate(per_model)}
+
+
+def frontier_probabilities(per_model: dict, costs: dict, weights=None, resamples: int = 1000,
+                           seed: int = 0) -> dict:
+    """{model: P(on the cost-quality frontier)} over drawn_means' resamples: in a resample a model is on the
+    frontier when no other model costs at most as much and scores strictly higher (costs[m] is fixed, e.g. its
+    trainable parameters; quality is the drawn mean). The probabilities do not sum to 1: their sum is the
+    frontier's expected size."""
+    means = drawn_means(per_model, weights, resamples, seed)
+    cost = np.array([costs[m] for m in per_model], dtype=float)
+    no_dearer = cost[None, :] <= cost[:, None]  # [j, k]: model k costs at most what model j costs
+    on = np.ones(means.shape, dtype=bool)
+    for j in range(len(cost)):
+        beaten = (means[:, no_dearer[j]] > means[:, [j]]).any(axis=1)
+        on[:, j] = ~beaten
+    return {m: float(on[:, j].mean()) for j, m in enumerate(per_model)}
 
 
 def paired_permutation_test(a, b, weights=None, permutations: int = 10000, seed: int = 0):

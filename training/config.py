@@ -177,6 +177,10 @@ class TrainConfig:
                 "<run>/<method>/runs; open with `tensorboard --logdir <run>`), trackio (local unless TRACKIO_SPACE_ID "
                 "names a Space; `trackio show`), wandb (needs `wandb login`). trackio and wandb are installed by you.",
         "choices": ["none", "tensorboard", "trackio", "wandb"]})
+    energy: str = field(default="USA", metadata={
+        "help": "Energy and CO2 of every training through codecarbon, offline (metrics.json: each component measured "
+                "or estimated, said which): the ISO 3166 alpha-3 country whose average grid intensity gives the CO2 "
+                "(USA, FRA, DEU, ...), or 'off'."})
     tiny_pretrain_steps: int = field(default=300, metadata={
         "help": "tiny only: steps of copy pre-training (dialogue -> its first turn, no summaries) that make the "
                 "random base write text, as a pretrained base would; 0 keeps it random."})

@@ -38,6 +38,7 @@ from scoring.rouge import METRICS, ROUGE_METRIC, Rouge, load_rouge_metric, score
 from scoring.stats import (
     bootstrap_ci_seeds,
     dialogues_needed,
+    frontier_probabilities,
     holm_adjust,
     paired_permutation_test,
     rank_probabilities,
@@ -97,9 +98,9 @@ def generate_all(run_dir: Path, prompts: list[str], cfg: EvalConfig):
     return outputs, cost, loaded
 
 
-def generate_seeds(run_dir: Path, loaded, prompts: list[str], cfg: EvalConfig) -> tuple[dict, dict]:
+def generate_seeds(run_dir: Path, loaded, prompts: list[str], cfg: EvalConfig, cost: dict) -> tuple[dict, dict]:
     """(served seed of each method, {method: {seed: summaries}} of the seeds beyond it (--seeds)): each seed's
-    model is loaded alone, used, and let go."""
+    model is loaded alone, used, and let go; the seconds their summaries took join the method's `cost` entry."""
     served, extra = {}, {}
     for name in loaded.methods:
         if not loaded.available(name):
@@ -107,12 +108,20 @@ def generate_seeds(run_dir: Path, loaded, prompts: list[str], cfg: EvalConfig) -
         info = read_run_file(run_dir, method_metrics(name))
         served[name] = info["seed"]
         for entry in info.get("seeds", []):
+            start = time.perf_counter()
             model = load_alone(loaded, run_dir / name / entry["folder"], bool(info["method"].get("base_quantization")))
             extra.setdefault(name, {})[entry["seed"]] = generate(
                 model, loaded.tokenizer, prompts, cfg.batch_size, cfg.max_new_tokens, cfg.max_source_length,
                 f"{name} seed {entry['seed']}")
             del model
+            cost[name]["seeds_seconds"] = cost[name].get("seeds_seconds", 0.0) + time.perf_counter() - start
     return served, extra
+
+
+def trainable_parameters(run_dir: Path, models: list[str]) -> dict:
+    """Each model's trainable parameters (the base: 0), the cost axis of the frontier probabilities."""
+    return {m: 0 if m == "base" else read_run_file(run_dir, method_metrics(m))["parameters"]["trainable"]
+            for m in models}
 
 
 def by_seed(dialogues, outputs, served: dict, extra: dict, rouge) -> dict:
@@ -203,17 +212,19 @@ def write_evaluation(run_dir: Path, dialogues, outputs, scores, extra: dict, met
 RANKED_BY = "rouge1"  # the ranking's metric: the headline ROUGE-1 (as the page's bars and the Pareto frontiers)
 
 
-def ranking(seeded: dict, table: dict, weights, cfg: EvalConfig) -> dict:
-    """How sure the ranking is: each model's probability of each rank and of being the best (the two-level
-    bootstrap of the intervals, all models drawn together), and the models tied at the top (their 95% interval
-    overlaps the best mean's interval)."""
+def ranking(seeded: dict, table: dict, weights, trainable: dict, cfg: EvalConfig) -> dict:
+    """How sure the ranking is: each model's probability of each rank, of being the best and of being on the
+    frontier of trainable parameters against ROUGE-1 (the two-level bootstrap of the intervals, all models drawn
+    together), and the models tied at the top (their 95% interval overlaps the best mean's interval)."""
     per_model = {m: list(metrics[RANKED_BY].values()) for m, metrics in seeded[cfg.headline].items()}
     p_rank = rank_probabilities(per_model, weights, cfg.resamples, cfg.seed)
+    p_frontier = frontier_probabilities(per_model, trainable, weights, cfg.resamples, cfg.seed)
     scores = table[cfg.headline]
     best = max(scores, key=lambda m: scores[m][RANKED_BY]["mean"])
     tied = [m for m in scores if scores[m][RANKED_BY]["ci_high"] >= scores[best][RANKED_BY]["ci_low"]]
     return {"metric": RANKED_BY, "protocol": cfg.headline, "resamples": cfg.resamples, "p_rank": p_rank,
-            "p_best": {m: p[0] for m, p in p_rank.items()}, "best": best, "tied_at_top": tied}
+            "p_best": {m: p[0] for m, p in p_rank.items()}, "best": best, "tied_at_top": tied,
+            "p_frontier": p_frontier, "frontier_cost": "trainable parameters"}
 
 
 def for_training(cfg, run_dir: Path) -> EvalConfig:
@@ -294,7 +305,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         dialogues = dialogues.iloc[:cfg.limit].reset_index(drop=True)
     prompts = [format_prompt(d, cfg.prompt_template) for d in dialogues["dialogue"]]
     outputs, cost, loaded = generate_all(run_dir, prompts, cfg)
-    served_seed, extra = generate_seeds(run_dir, loaded, prompts, cfg)
+    served_seed, extra = generate_seeds(run_dir, loaded, prompts, cfg, cost)
     rouge = load_rouge_metric()
     seeded = by_seed(dialogues, outputs, served_seed, extra, rouge)
     scores = {
@@ -310,13 +321,14 @@ def evaluate(cfg: EvalConfig) -> dict:
     texts, references = list(dialogues["dialogue"]), list(dialogues["references"])
     kept = retention_of(run_info, loaded, texts, cfg)
     rouge1_means = {m: s["rouge1"] for m, s in means["per_row"].items()}
+    trainable = trainable_parameters(run_dir, list(outputs))
     metrics = {
         "schema_version": 1, "created_at": utc_now(), "split": cfg.split, "headline_protocol": cfg.headline,
         "n_dialogues": len(dialogues), "n_references": int(sum(weights)),
         **protocol(cfg, bool(extra)),
         "models": list(outputs), "labels": {m: loaded.labels.get(m, BASE_LABEL) for m in outputs},
         "seeds": {m: {"served": served_seed[m], "all": [served_seed[m], *extra.get(m, {})]} for m in served_seed},
-        "scores": table, "comparisons": comparisons, "ranking": ranking(seeded, table, weights, cfg),
+        "scores": table, "comparisons": comparisons, "ranking": ranking(seeded, table, weights, trainable, cfg),
         "generation_cost": cost,
         "slices": lenses.slices(features, rouge1_means, weights, cfg.resamples, cfg.seed),
         "unsupported_details": lenses.faithfulness(texts, outputs, cfg.resamples, cfg.seed),

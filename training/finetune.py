@@ -225,6 +225,7 @@ def train_extra_seed(cfg: TrainConfig, method: Method, out: Path, prepared: Prep
         "seed": cfg.seed,
         "folder": str(folder.relative_to(out)),
         "train_seconds": metrics["cost"]["train_seconds"],
+        **({"energy": metrics["cost"]["energy"]} if "energy" in metrics["cost"] else {}),
         "final": metrics["final"],
     }
 
@@ -236,7 +237,7 @@ def start_training(cfg: TrainConfig, method: Method, out: Path, resume_from, pre
     model = build_model(method, cfg, Path(cfg.output_dir),
                         optimizer_steps(cfg, len(prepared.train.dataset), args.world_size))
     trainer, keeper = make_trainer(model, prepared.tokenizer, args, prepared.train, prepared.evalset, resume_from,
-                                   callbacks)
+                                   callbacks, cfg.energy)
     return model, trainer, keeper
 
 

@@ -25,6 +25,7 @@ from training.config import (
     resolve,
     run_folder_of,
 )
+from training.energy import check_country
 from training.methods import BUILTIN, Method
 from training.retention import check_retention_data
 
@@ -43,6 +44,8 @@ def check_run(cfg: TrainConfig, methods: list[Method]) -> None:
     if cfg.sweep:
         check_sweep(cfg, resolved)
     check_report_to(cfg.report_to)
+    if problem := check_country(cfg.energy):
+        raise ConfigError(problem)
     check_jobs(cfg)
     check_retention_data(cfg.retention_data)
     config = base_config(resolved[0]) if resolved else None

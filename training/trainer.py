@@ -22,6 +22,7 @@ from contract.protocol import TRAINING_CURVES
 from training.capabilities import capabilities
 from training.config import TrainConfig
 from training.data import format_prompt
+from training.energy import OFF, EnergyMeter
 from training.modeling import count_parameters
 from training.provenance import device_name, peak_memory, source, utc_now
 from training.run_folder import CHECKPOINT_DONE, CHECKPOINTS
@@ -123,14 +124,15 @@ class ResumableTrainer(Seq2SeqTrainer):
 
 
 class CheckpointKeeper(TrainerCallback):
-    """Marks each checkpoint complete once the Trainer has written all of it, with the training seconds and peak
-    memory so far (summed over resumed segments); only then deletes the older checkpoints."""
+    """Marks each checkpoint complete once the Trainer has written all of it, with the training seconds, peak
+    memory and energy so far (summed over resumed segments); only then deletes the older checkpoints."""
 
-    def __init__(self, resume_from: Optional[str]):
+    def __init__(self, resume_from: Optional[str], energy_country: str = OFF):
         before = json.loads((Path(resume_from) / CHECKPOINT_DONE).read_text()) if resume_from else {}
         self.seconds_before = before.get("train_seconds", 0.0)
         self.segments_before = before.get("segments", 0)
         self.peak_before = before.get("peak_memory_bytes", 0)
+        self.energy = EnergyMeter(energy_country, before.get("energy"))
         self.start = time.perf_counter()
 
     def seconds(self) -> float:
@@ -138,6 +140,11 @@ class CheckpointKeeper(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.perf_counter()
+        if state.is_world_process_zero:
+            self.energy.start()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.energy.stop()
 
     def on_save(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
@@ -146,7 +153,8 @@ class CheckpointKeeper(TrainerCallback):
         newest = folder / f"checkpoint-{state.global_step}"
         write_json(newest / CHECKPOINT_DONE, {
             "step": state.global_step, "train_seconds": self.seconds(), "segments": self.segments_before + 1,
-            "peak_memory_bytes": max(self.peak_before, peak_memory()[0])}, schema=None)
+            "peak_memory_bytes": max(self.peak_before, peak_memory()[0]), "energy": self.energy.reading()},
+            schema=None)
         for older in folder.glob("checkpoint-*"):
             if older != newest:
                 shutil.rmtree(older, ignore_errors=True)
@@ -199,10 +207,11 @@ def loss_history(state) -> list[dict]:
     return [rows[k] for k in sorted(rows)]
 
 
-def make_trainer(model, tokenizer, args, train: TokenizedSplit, evalset: TokenizedSplit, resume_from, callbacks=()):
+def make_trainer(model, tokenizer, args, train: TokenizedSplit, evalset: TokenizedSplit, resume_from, callbacks=(),
+                 energy_country: str = OFF):
     collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100,
                                       pad_to_multiple_of=8 if torch.cuda.is_available() else None)
-    keeper = CheckpointKeeper(resume_from)
+    keeper = CheckpointKeeper(resume_from, energy_country)
     trainer = ResumableTrainer(model=model, args=args, train_dataset=train.dataset, eval_dataset=evalset.dataset,
                                data_collator=collator, processing_class=tokenizer,
                                callbacks=[keeper, *loop_callbacks(model), *callbacks])
@@ -263,7 +272,8 @@ def training_metrics(method, cfg, data, train, evalset, trainer, keeper: Checkpo
                  "tokens_per_second": train.tokens * epochs_done / train_seconds,
                  "peak_memory_bytes": int(max(peak, keeper.peak_before)), "peak_memory_measure": measure,
                  "device": device_name(), "world_size": trainer.args.world_size,
-                 "checkpoint_bytes": folder_bytes(checkpoint_dir)},
+                 "checkpoint_bytes": folder_bytes(checkpoint_dir),
+                 **({"energy": keeper.energy.before} if keeper.energy.before else {})},
         "loss_history": history,
         "final": {"train_loss": trains[-1] if trains else None, "eval_loss": evals[-1] if evals else None,
                   "steps": state.global_step},
