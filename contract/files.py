@@ -28,6 +28,7 @@ EVAL = "eval"                     # <run>/eval: metrics.json + predictions.jsonl
 EVAL_METRICS = f"{EVAL}/metrics.json"
 EVAL_PREDICTIONS = f"{EVAL}/predictions.jsonl"
 EVAL_INT8 = f"{EVAL}/int8.json"   # int8 (CTranslate2) vs exact on the evaluation's dialogues: training/int8_quality.py
+EVAL_SERVING = f"{EVAL}/serving.json"  # each model's serving cost in each form it supports: training/serving_cost.py
 CARD = "README.md"                # <run>/README.md: the model card (python -m training.publish writes it)
 SEEDS = "seeds"                   # <run>/<method>/seeds/seed-N: a method's extra seeds, laid out as the method
 VOTES_FILE = "votes.sqlite"       # <run>/votes.sqlite: the blind votes (unless --votes_db); never part of the run
@@ -66,6 +67,8 @@ def schema_for(name: str) -> str:
         return "eval_metrics.v1"
     if name == EVAL_INT8:
         return "int8.v1"
+    if name == EVAL_SERVING:
+        return "serving.v1"
     if name.endswith(f"/{METHOD_METRICS}"):
         return "train_metrics.v1"
     if name.endswith(f"/{SWEEP_JSON}"):
@@ -242,7 +245,7 @@ def run_files(run_dir: Path) -> list[str]:
                 str((part / f).relative_to(run_dir)) for f in (METHOD_METRICS, SWEEP_JSON) if (part / f).is_file()
             ]
             files += weight_files(run_dir, part / MODEL) + weight_files(run_dir, part / ADAPTER)
-    files += [EVAL_METRICS, EVAL_PREDICTIONS, EVAL_INT8]
+    files += [EVAL_METRICS, EVAL_PREDICTIONS, EVAL_INT8, EVAL_SERVING]
     return [f for f in dict.fromkeys(files) if is_run_file(run_dir, run_dir / f)]
 
 
@@ -307,7 +310,7 @@ def publishing_problems(run_dir: Path) -> list[str]:
                 problems.append(f"{folder.relative_to(run_dir)} is missing")
             elif problem := weights_problem(run_dir, folder):
                 problems.append(problem)
-    evaluation = (EVAL_METRICS, EVAL_PREDICTIONS, EVAL_INT8)
+    evaluation = (EVAL_METRICS, EVAL_PREDICTIONS, EVAL_INT8, EVAL_SERVING)
     problems += [f"{f} is a symlink" for f in evaluation if (run_dir / f).is_symlink()]
     return problems
 

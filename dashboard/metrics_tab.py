@@ -9,6 +9,7 @@ from contract.untrusted import plain
 from dashboard import figures, verdict
 from dashboard import run_data as rd
 from dashboard.handlers import AppState
+from scoring import cost as cost_model
 from scoring import lenses, preferences
 
 
@@ -59,7 +60,8 @@ def protocol_line(data: rd.RunData) -> Optional[str]:
 
 
 def build_verdict(demo: gr.Blocks, state: AppState):
-    """The answer and its chart, first; the people's verdict joins the sentences once there are enough votes."""
+    """The answer and its chart, first; the people's verdict joins the sentences once there are enough votes; what
+    each method costs at a volume and prices a person sets, with its chart and table."""
     data = state.data
     choice = verdict.choice_of(data)
     card = gr.Markdown(verdict.text(data, choice), elem_id="verdict")
@@ -69,17 +71,70 @@ def build_verdict(demo: gr.Blocks, state: AppState):
                     elem_id="verdict-cost")
     plot = gr.Plot(verdict.chart(data, choice), elem_id="plot-verdict")
     cost.change(lambda c: verdict.chart(data, choice, c), cost, plot, api_visibility="private")
+    inputs = build_cost_inputs(data)
+    with gr.Accordion("What each method costs at this volume: the chart and every stage", open=True):
+        volume_plot = plot_or_line(verdict.volume_chart(data, choice, *at_defaults(data)),
+                                   "No cost at a volume: a price or the serving figures are missing.", "plot-volume")
+        table = gr.Dataframe(verdict.cost_table(data, *at_defaults(data)), interactive=False, elem_id="cost-table",
+                             label="Device-hours per stage, energy, serving (cheapest form) and money")
+        gr.Markdown(pricing_note(data), elem_id="cost-note")
+    outputs = [card, table] + ([volume_plot] if isinstance(volume_plot, gr.Plot) else [])
+
+    def priced(per_day, days, device_price, cpu_price):
+        prices, volume = chosen(per_day, days, device_price, cpu_price)
+        shown = [verdict_markdown(state, choice, prices, volume), verdict.cost_table(data, prices, volume)]
+        return shown + ([verdict.volume_chart(data, choice, prices, volume)] if len(outputs) == 3 else [])
+
+    for box in inputs:
+        box.change(priced, inputs, outputs, api_visibility="private")
     if state.votes is not None:
-        demo.load(lambda: with_votes(state, choice), None, card, api_visibility="private")
+        demo.load(lambda *values: verdict_markdown(state, choice, *chosen(*values)), inputs, card,
+                  api_visibility="private")
 
 
-def with_votes(state: AppState, choice) -> str:
-    """The verdict, with the people's once there are enough counted votes."""
-    votes = preferences.counted(state.votes.votes_frame())
-    if len(votes) < preferences.MIN_VOTES:
-        return verdict.text(state.data, choice)
+def at_defaults(data: rd.RunData) -> tuple[cost_model.Prices, cost_model.Volume]:
+    return cost_model.default_prices(data.train), cost_model.Volume()
+
+
+def build_cost_inputs(data: rd.RunData) -> list:
+    """Volume and prices, prefilled with the defaults (a listed price where the run's device has one)."""
+    prices, volume = at_defaults(data)
+    device = " ".join(cost_model.run_device(data.train).split())[:60]  # a label is text, not Markdown
+    with gr.Row(elem_id="cost-inputs"):
+        return [gr.Number(volume.per_day, label="Summaries a day", minimum=0, elem_id="per-day"),
+                gr.Number(volume.days, label="For how many days", minimum=0, elem_id="days"),
+                gr.Number(prices.device, label=f"$ per device-hour ({device})", minimum=0, elem_id="device-price"),
+                gr.Number(prices.cpu, label="$ per CPU-hour (int8 serving)", minimum=0, elem_id="cpu-price")]
+
+
+def chosen(per_day, days, device_price, cpu_price) -> tuple[cost_model.Prices, cost_model.Volume]:
+    """The page's inputs as prices and a volume (an empty price: unknown; an empty volume: the default's)."""
+    default = cost_model.Volume()
+    volume = cost_model.Volume(per_day or default.per_day, days or default.days)
+    return cost_model.Prices(device_price, cpu_price), volume
+
+
+def pricing_note(data: rd.RunData) -> str:
+    """Which figures are measured, which are priced, and from where."""
+    listed = cost_model.listed_price(cost_model.run_device(data.train))
+    cpu = cost_model.listed_price(cost_model.INT8_DEVICE)
+    where = (f"the listed price of {listed.name}, ${listed.usd_per_hour:g}/h ({listed.source}, read {listed.read_on})"
+             if listed else "no listed price for this device: give yours")
+    return ("Measured: each stage's seconds on the run's device, the serving figures (`eval/serving.json`: "
+            "latency at one request, throughput at a full batch) and the energy where codecarbon could read it "
+            "(else estimated, as the table says; CO2 is energy x the country's average grid intensity). Priced: "
+            f"device-hours x $ per device-hour; defaults: {where}; int8 serving at {cpu.name}, "
+            f"${cpu.usd_per_hour:g}/h ({cpu.source}). A total is one tuning and training plus serving in the "
+            "method's cheapest form; extra seeds and the evaluation are the comparison's own cost.")
+
+
+def verdict_markdown(state: AppState, choice, prices: cost_model.Prices, volume: cost_model.Volume) -> str:
+    """The verdict at these prices and volume, with the people's once there are enough counted votes."""
+    votes = preferences.counted(state.votes.votes_frame()) if state.votes is not None else None
+    if votes is None or len(votes) < preferences.MIN_VOTES:
+        return verdict.text(state.data, choice, prices=prices, volume=volume)
     models = sorted(set(votes["model_a"]) | set(votes["model_b"]))
-    return verdict.text(state.data, choice, preferences.ratings_table(votes, models), len(votes))
+    return verdict.text(state.data, choice, preferences.ratings_table(votes, models), len(votes), prices, volume)
 
 
 def plot_or_line(figure, message: str, elem_id: str):

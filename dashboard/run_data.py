@@ -11,6 +11,7 @@ import pandas as pd
 from contract.files import (
     EVAL_INT8,
     EVAL_METRICS,
+    EVAL_SERVING,
     RUN_JSON,
     SWEEP_JSON,
     ArtifactError,
@@ -42,6 +43,7 @@ class RunData:
     sweeps: dict = field(default_factory=dict)         # method -> its sweep.json (methods trained with --sweep lr)
     evaluation: Optional[dict] = None
     int8: Optional[dict] = None                        # eval/int8.json: int8 vs exact (training/int8_quality.py)
+    serving: Optional[dict] = None                     # eval/serving.json: serving cost (training/serving_cost.py)
     predictions: Optional[pd.DataFrame] = None
     problems: list[str] = field(default_factory=list)  # what could not be read, shown in the page
     left_out: dict = field(default_factory=dict)       # method -> why it is not shown (its metrics.json unreadable)
@@ -171,11 +173,12 @@ def load_run(folder: Path) -> RunData:
             data.predictions = predictions_frame(rows)
         except ArtifactError as e:
             data.problems.append(f"evaluation: {within_run(e, folder)}")
-    if (folder / EVAL_INT8).exists():
-        try:
-            data.int8 = read_run_file(folder, EVAL_INT8)
-        except ArtifactError as e:
-            data.problems.append(f"int8 figures: {within_run(e, folder)}")
+    for name, attribute, what in ((EVAL_INT8, "int8", "int8 figures"), (EVAL_SERVING, "serving", "serving cost")):
+        if (folder / name).exists():
+            try:
+                setattr(data, attribute, read_run_file(folder, name))
+            except ArtifactError as e:
+                data.problems.append(f"{what}: {within_run(e, folder)}")
     return data
 
 

@@ -1,14 +1,18 @@
-"""The verdict on the Metrics tab: scoring/verdict.py's sentences with the run's labels as plain text, and the one
-chart that carries them (ROUGE-1 against a cost a person picks, the frontier, the base and the best marked)."""
+"""The verdict on the Metrics tab: scoring/verdict.py's sentences with the run's labels as plain text, the chart
+that carries them (ROUGE-1 against a cost a person picks, the frontier, the base and the best marked), and what
+each method costs at a volume and prices a person sets (scoring/cost.py): the sentence, a chart of the total cost
+against the number of summaries, and the cost table."""
 
 from typing import Optional
 
+import pandas as pd
 import plotly.graph_objects as go
 
 from contract.untrusted import chart_text, plain
 from dashboard import figures
 from dashboard import run_data as rd
-from scoring.verdict import Choice, choose, people_sentence, sentences
+from scoring import cost
+from scoring.verdict import FORMS, Choice, choose, people_sentence, sentences, volume_sentence
 
 COSTS = {"trainable parameters": ("trainable", True), "training seconds": ("train_seconds", False),
          "peak memory (MiB)": ("peak_memory_mib", False)}  # the chart's x axis: column, log scale
@@ -18,9 +22,73 @@ def choice_of(data: rd.RunData) -> Optional[Choice]:
     return choose(data.evaluation, data.train)
 
 
-def text(data: rd.RunData, choice: Optional[Choice], ratings=None, n_votes: int = 0) -> str:
+def text(data: rd.RunData, choice: Optional[Choice], ratings=None, n_votes: int = 0,
+         prices: Optional[cost.Prices] = None, volume: cost.Volume = cost.Volume()) -> str:
     label = lambda m: plain(data.label(m))  # noqa: E731  (labels come from the run's files)
-    return sentences(data.evaluation, choice, label, people_sentence(ratings, n_votes, choice, label))
+    prices = prices or cost.default_prices(data.train)
+    at_volume = volume_sentence(choice, totals(data, prices, volume), prices, volume, label,
+                                plain(cost.run_device(data.train)))
+    return sentences(data.evaluation, choice, label, people_sentence(ratings, n_votes, choice, label), at_volume)
+
+
+def totals(data: rd.RunData, prices: cost.Prices, volume: cost.Volume):
+    """Per method: one-time, serving and total $ at the volume (scoring/cost.py)."""
+    stages = cost.stages(data.train, data.evaluation)
+    return cost.totals(stages, cost.serving_forms(data.serving, prices), prices, volume) if not stages.empty \
+        else stages
+
+
+VOLUMES = [10 ** k for k in range(2, 10)]  # the volume chart's x axis: 100 to a billion summaries
+
+
+def volume_chart(data: rd.RunData, choice: Optional[Choice], prices: cost.Prices, volume: cost.Volume):
+    """Each method's total cost (tuning + training + serving in its cheapest form) against the number of summaries,
+    the chosen volume marked; methods within noise of the best drawn solid. None when nothing is priced."""
+    table = totals(data, prices, volume) if choice is not None else None
+    if table is None or table.empty or table["total_usd"].isna().all():
+        return None
+    fig = go.Figure()
+    xs = sorted({*VOLUMES, volume.summaries})
+    for method, row in table.dropna(subset=["total_usd"]).iterrows():
+        within = method in choice.candidates
+        name = chart_text(data.label(method)) + ("" if within else " (worse beyond noise)")
+        ys = [row["one_time_usd"] + row["usd_per_1000"] * x / 1000 for x in xs]
+        fig.add_scatter(x=xs, y=ys, mode="lines", name=name, line={"dash": "solid" if within else "dot"},
+                        hovertemplate=f"{name}<br>%{{x:,.0f}} summaries<br>$%{{y:,.4g}}<extra></extra>")
+    fig.add_vline(x=volume.summaries, line={"dash": "dash", "color": "#5f6368"},
+                  annotation_text=f"{volume.per_day:,.0f} a day for {volume.days:,.0f} days",
+                  annotation_position="top left")
+    fig.update_xaxes(title_text="summaries served (in all)", type="log")
+    fig.update_yaxes(title_text="total cost, US$ (tuning + training + serving)", type="log")
+    fig.update_layout(height=420, margin={"t": 30, "b": 40}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def cost_table(data: rd.RunData, prices: cost.Prices, volume: cost.Volume) -> pd.DataFrame:
+    """Per method: device-hours of each stage, energy (measured or estimated), serving figures of its cheapest
+    form, money at the prices and volume, and its probability of being on the frontier."""
+    stages = cost.stages(data.train, data.evaluation)
+    if stages.empty:
+        return pd.DataFrame()
+    forms = cost.cheapest_forms(cost.serving_forms(data.serving, prices))
+    money = totals(data, prices, volume)
+    frontier = ((data.evaluation or {}).get("ranking") or {}).get("p_frontier", {})
+    rows = []
+    for method, s in stages.iterrows():
+        served = forms.loc[method] if method in forms.index else None
+        rows.append({
+            "method": data.label(method),  # a Dataframe cell is text, not Markdown
+            "device-hours: tuning": round(s["tuning_hours"], 4), "training": round(s["training_hours"], 4),
+            "extra seeds": round(s["seeds_hours"], 4), "evaluation": round(s["evaluation_hours"], 4),
+            "energy kWh": f"{s['energy_kwh']:.3g} ({s['energy_how']})", "CO2 kg": f"{s['co2_kg']:.3g}",
+            "serving form": "not measured" if served is None else FORMS[served["form"]],
+            "s per 1,000": None if served is None else round(served["seconds_per_1000"], 1),
+            "p95 latency s": None if served is None else round(served["latency_p95_seconds"], 3),
+            "one-time $": money.loc[method, "one_time_usd"], "total $ at volume": money.loc[method, "total_usd"],
+            "P(on frontier)": frontier.get(method),
+        })
+    return pd.DataFrame(rows)
+
 
 
 def chart(data: rd.RunData, choice: Optional[Choice], cost: str = next(iter(COSTS))) -> Optional[go.Figure]:

@@ -7,13 +7,17 @@ The sentences claim only what the intervals support: "the best" is the highest m
 else the 95% intervals) cannot tell it from the best.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+import numpy as np
 import pandas as pd
 
+from scoring import cost
 from scoring.stats import POWER
 
+FORMS = {"exact": "as trained (PyTorch)", "merged": "merged into the base", "int8": "in int8 on a CPU"}
 ALPHA = 0.05  # a paired difference with (Holm-adjusted) p at or above this is "not worse beyond noise"
 
 
@@ -25,6 +29,7 @@ class Choice:
     p_best: Optional[float]
     tied: list
     frame: pd.DataFrame  # per method (index): rouge1, ci_low, ci_high, trainable, train_seconds, peak_memory_mib
+    candidates: list     # the best and every method not worse than it beyond noise
 
 
 def method_frame(evaluation: dict, train: dict) -> pd.DataFrame:
@@ -56,7 +61,7 @@ def choose(evaluation: Optional[dict], train: dict) -> Optional[Choice]:
     cheapest = min(candidates, key=lambda m: (frame.loc[m, "trainable"], frame.loc[m, "train_seconds"]))
     ranking = evaluation.get("ranking") or {}
     tied = [m for m in ranking.get("tied_at_top", []) if m != best and m in frame.index]
-    return Choice(best, cheapest, ranking.get("p_best", {}).get(best), tied, frame)
+    return Choice(best, cheapest, ranking.get("p_best", {}).get(best), tied, frame, candidates)
 
 
 def with_base(frame: pd.DataFrame, base: dict) -> pd.DataFrame:
@@ -71,7 +76,7 @@ def times(a: float, b: float) -> str:
 
 
 def sentences(evaluation: Optional[dict], choice: Optional[Choice], label: Callable[[str], str],
-              people: str = "") -> str:
+              people: str = "", at_volume: str = "") -> str:
     """The verdict's text (Markdown); `label(model)` names a model as the page or card shows it."""
     if choice is None:
         return ("**No verdict yet**: this run has no evaluation. `python -m training.evaluate --run <run folder>` "
@@ -99,8 +104,8 @@ def sentences(evaluation: Optional[dict], choice: Optional[Choice], label: Calla
                   f"{bold(choice.best)} costs {times(best['trainable'], cheap['trainable'])} the parameters, "
                   f"{times(best['train_seconds'], cheap['train_seconds'])} the training time and "
                   f"{times(best['peak_memory_mib'], cheap['peak_memory_mib'])} the peak memory.")
-    return "### The verdict\n\n" + " ".join(s for s in (first, second, how_many(evaluation, choice, label), people)
-                                            if s)
+    parts = (first, second, at_volume, how_many(evaluation, choice, label), people)
+    return "### The verdict\n\n" + " ".join(s for s in parts if s)
 
 
 def how_many(evaluation: dict, choice: Choice, label: Callable[[str], str]) -> str:
@@ -136,3 +141,57 @@ def people_sentence(ratings: Optional[pd.DataFrame], n_votes: int, choice: Optio
     return (f"The people's verdict ({n_votes} blind votes) puts {label(top['model'])} first"
             + (", though its interval overlaps the next one's." if overlap else ", beyond its interval:")
             + " ROUGE and readers disagree here.")
+
+
+def usd(amount: float) -> str:
+    """Dollars a reader takes in at once: whole dollars from $100, cents from $1, two significant figures below."""
+    if amount >= 100:
+        return f"${amount:,.0f}"
+    if amount >= 1 or amount <= 0:
+        return f"${amount:,.2f}"
+    return f"${amount:.{max(2, 1 - math.floor(math.log10(amount)))}f}"  # two significant figures
+
+
+def cheapest_at(choice: Choice, totals: pd.DataFrame) -> Optional[str]:
+    """The method within noise of the best that costs least in all at the volume; None when none is priced."""
+    priced = [m for m in choice.candidates if m in totals.index and pd.notna(totals.loc[m, "total_usd"])]
+    return min(priced, key=lambda m: totals.loc[m, "total_usd"]) if priced else None
+
+
+def nearest_switch(choice: Choice, totals: pd.DataFrame, cheapest: str, volume: cost.Volume,
+                   label: Callable[[str], str]) -> str:
+    """Where another method within noise becomes the cheaper one (the break-even nearest this volume); ''."""
+    switches = []
+    for other in choice.candidates:
+        if other == cheapest or other not in totals.index:
+            continue
+        if (summaries := cost.break_even(totals.loc[cheapest], totals.loc[other])) is not None:
+            switches.append((abs(np.log(summaries / volume.summaries)), summaries, other))
+    if not switches:
+        return ""
+    _, summaries, other = min(switches)
+    side = "above" if summaries > volume.summaries else "below"
+    return f"; {side} {summaries / volume.days:,.0f} summaries a day, {label(other)} costs less"
+
+
+def volume_sentence(choice: Optional[Choice], totals: pd.DataFrame, prices: cost.Prices, volume: cost.Volume,
+                    label: Callable[[str], str], device: str) -> str:
+    """The cheapest method within noise of the best at a volume and prices, in one sentence (or why not)."""
+    if choice is None or totals.empty:
+        return ""
+    if prices.device is None:
+        return (f"No price per device-hour is listed for {device}: give one to see what each method costs at a "
+                "volume.")
+    cheapest = cheapest_at(choice, totals)
+    if cheapest is None:
+        return ("This run's serving cost is not measured (`python -m training.serving_cost --run <run folder>`): "
+                "the cost at a volume needs it.")
+    row, bold = totals.loc[cheapest], (lambda m: f"**{label(m)}**")
+    summaries = "summary" if volume.per_day == 1 else "summaries"
+    text = (f"At {volume.per_day:,.0f} {summaries} a day for {volume.days:,.0f} days, {bold(cheapest)} costs the "
+            f"least of the methods within noise of the best: {usd(row['total_usd'])} in all "
+            f"({usd(row['one_time_usd'])} to tune and train, {usd(row['serving_usd'])} to serve "
+            f"{FORMS[row['form']]})")
+    if cheapest != choice.best and pd.notna(totals.loc[choice.best, "total_usd"]):
+        text += f"; {bold(choice.best)} would cost {usd(totals.loc[choice.best, 'total_usd'])}"
+    return text + nearest_switch(choice, totals, cheapest, volume, label) + "."

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from contract.files import EVAL_METRICS, ArtifactError, list_methods, read_evaluation
-from training import evaluate, finetune, jobs
+from training import evaluate, finetune, jobs, serving_cost
 from training.cli import run_cli
 from training.config import TrainConfig, parse_config, run_folder_of
 from training.methods import Method, resolve_methods
@@ -85,6 +85,7 @@ def main(argv=None) -> None:
             else:
                 print("evaluating base and every method on the test dialogues", flush=True)
                 evaluate.run(evaluate.for_training(cfg, run_dir))
+            serving_cost.measure_if_stale(run_dir)
         if failed:
             raise SweepFailed(f"{len(failed)} method(s) left out of {run_dir} (the others are trained and evaluated): "
                               + " | ".join(f.split(':')[0] for f in failed) + " (each said why above).")

@@ -93,10 +93,11 @@ class Worker:
             finetune.prepare_base(self.cfg, first)
             return
         if key.startswith(jobs.EVALUATE):
-            from training import evaluate
+            from training import evaluate, serving_cost
 
             print("evaluating base and every method on the test dialogues", flush=True)
             evaluate.run(evaluate.for_training(self.cfg, self.run_dir))
+            serving_cost.measure_if_stale(self.run_dir)
             return
         method = self.methods[key.removeprefix("train:")]
         print(f"training {method.name}", flush=True)  # the stage a person (and the app's build page) sees
