@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from contract.untrusted import chart_text
 from dashboard import figures
 from dashboard.run_data import METRIC_LABELS, RunData
+from scoring import cost
 
 FAMILIES = {"FULL": "full fine-tuning", "LORA": "LoRA family", "ADALORA": "LoRA family", "LOHA": "LoRA family",
             "LOKR": "LoRA family", "VERA": "LoRA family", "IA3": "scaling vectors",
@@ -25,7 +26,9 @@ NOT_EVALUATED = "not evaluated"
 # numeric columns a person can put on the Pareto plot's axes, and which way is better
 DIRECTIONS = {"ROUGE-1": "higher", "ROUGE-2": "higher", "ROUGE-L": "higher", "trainable params": "lower",
               "train s": "lower", "train s (with sweep)": "lower", "peak memory MiB": "lower",
-              "checkpoint MiB": "lower", "forgetting (Δ loss)": "lower"}
+              "checkpoint MiB": "lower", "forgetting (Δ loss)": "lower", "device-hours (tune + train)": "lower",
+              "energy kWh": "lower", "serving s per 1,000": "lower", "one-time $ (listed)": "lower",
+              "$ per 1,000 (listed)": "lower", "P(on frontier)": "higher"}
 FILTERS = ("base model", "preset", "family")  # multi-choice filters; plus merges / mixed batch (yes only)
 
 
@@ -66,6 +69,7 @@ def run_rows(name: str, key, data: RunData) -> list[dict]:
         (m["cost"]["device"] for m in data.train.values()), "")
     lengths = evaluation.get("summary_length", {})
     kept = (evaluation.get("retention") or {}).get("models", {})
+    costs = cost_columns(data)
     rows = []
     for model in data.models:
         metrics = data.train.get(model)
@@ -90,10 +94,37 @@ def run_rows(name: str, key, data: RunData) -> list[dict]:
             "date": (metrics or data.run).get("created_at", data.run["created_at"])[:10],
             "summary tokens": round(lengths[model]["mean_tokens"], 1) if model in lengths else None,
             "forgetting (Δ loss)": kept.get(model, {}).get("change"),
+            **costs.get(model, {}),
             "code": code_of((metrics or {}).get("source"), data.run),
             "machine": cost.get("device", machine)})
         rows.append(row)
     return rows
+
+
+def cost_columns(data: RunData) -> dict:
+    """Per model: what it costs from tuning to serving (scoring/cost.py) at the listed price of the run's device:
+    device-hours, energy, its cheapest serving form's seconds and money per 1,000 summaries, P(on frontier)."""
+    prices = cost.default_prices(data.train)
+    stages = cost.stages(data.train, data.evaluation)
+    forms = cost.serving_forms(data.serving, prices)
+    cheapest = cost.cheapest_forms(forms)
+    frontier = ((data.evaluation or {}).get("ranking") or {}).get("p_frontier", {})
+    columns = {}
+    for model in data.models:
+        staged = stages.loc[model] if model in stages.index else None
+        served = cheapest.loc[model] if model in cheapest.index else None
+        hours = 0.0 if staged is None else staged["tuning_hours"] + staged["training_hours"]
+        columns[model] = {
+            "device-hours (tune + train)": round(hours, 5),
+            "energy kWh": None if staged is None or staged["energy_how"] == "not measured" else
+            float(f"{staged['energy_kwh']:.3g}"),
+            "serving form": "" if served is None else served["form"],
+            "serving s per 1,000": None if served is None else round(served["seconds_per_1000"], 2),
+            "one-time $ (listed)": None if prices.device is None else float(f"{hours * prices.device:.3g}"),
+            "$ per 1,000 (listed)": None if served is None or pd.isna(served["usd_per_1000"]) else
+            float(f"{served['usd_per_1000']:.3g}"),
+            "P(on frontier)": frontier.get(model)}
+    return columns
 
 
 def leaderboard_frame(runs: list[tuple[str, object, RunData]]) -> pd.DataFrame:

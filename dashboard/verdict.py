@@ -5,14 +5,13 @@ against the number of summaries, and the cost table."""
 
 from typing import Optional
 
-import pandas as pd
 import plotly.graph_objects as go
 
 from contract.untrusted import chart_text, plain
 from dashboard import figures
 from dashboard import run_data as rd
 from scoring import cost
-from scoring.verdict import FORMS, Choice, choose, people_sentence, sentences, volume_sentence
+from scoring.verdict import Choice, choose, people_sentence, sentences, volume_sentence
 
 COSTS = {"trainable parameters": ("trainable", True), "training seconds": ("train_seconds", False),
          "peak memory (MiB)": ("peak_memory_mib", False)}  # the chart's x axis: column, log scale
@@ -64,39 +63,18 @@ def volume_chart(data: rd.RunData, choice: Optional[Choice], prices: cost.Prices
     return fig
 
 
-def cost_table(data: rd.RunData, prices: cost.Prices, volume: cost.Volume) -> pd.DataFrame:
-    """Per method: device-hours of each stage, energy (measured or estimated), serving figures of its cheapest
-    form, money at the prices and volume, and its probability of being on the frontier."""
-    stages = cost.stages(data.train, data.evaluation)
-    if stages.empty:
-        return pd.DataFrame()
-    forms = cost.cheapest_forms(cost.serving_forms(data.serving, prices))
-    money = totals(data, prices, volume)
-    frontier = ((data.evaluation or {}).get("ranking") or {}).get("p_frontier", {})
-    rows = []
-    for method, s in stages.iterrows():
-        served = forms.loc[method] if method in forms.index else None
-        rows.append({
-            "method": data.label(method),  # a Dataframe cell is text, not Markdown
-            "device-hours: tuning": round(s["tuning_hours"], 4), "training": round(s["training_hours"], 4),
-            "extra seeds": round(s["seeds_hours"], 4), "evaluation": round(s["evaluation_hours"], 4),
-            "energy kWh": f"{s['energy_kwh']:.3g} ({s['energy_how']})", "CO2 kg": f"{s['co2_kg']:.3g}",
-            "serving form": "not measured" if served is None else FORMS[served["form"]],
-            "s per 1,000": None if served is None else round(served["seconds_per_1000"], 1),
-            "p95 latency s": None if served is None else round(served["latency_p95_seconds"], 3),
-            "one-time $": money.loc[method, "one_time_usd"], "total $ at volume": money.loc[method, "total_usd"],
-            "P(on frontier)": frontier.get(method),
-        })
-    return pd.DataFrame(rows)
+def cost_table(data: rd.RunData, prices: cost.Prices, volume: cost.Volume):
+    """Per method: every stage's device-hours, energy, serving and money (scoring/cost.py), labelled as the page
+    labels them (a Dataframe cell is text, not Markdown)."""
+    return cost.cost_table(data.train, data.evaluation, data.serving, prices, volume, data.label)
 
 
-
-def chart(data: rd.RunData, choice: Optional[Choice], cost: str = next(iter(COSTS))) -> Optional[go.Figure]:
+def chart(data: rd.RunData, choice: Optional[Choice], axis: str = next(iter(COSTS))) -> Optional[go.Figure]:
     """ROUGE-1 (95% CI) against one cost; the frontier; the base as a dashed line; the best and the cheapest
     not-worse method marked. None without an evaluation (the card says so instead of an empty plot)."""
     if choice is None:
         return None
-    column, log = COSTS[cost]
+    column, log = COSTS[axis]
     f = choice.frame.reset_index()
     labels = [chart_text(data.label(m)) for m in f["method"]]
     fig = go.Figure()
@@ -118,7 +96,7 @@ def chart(data: rd.RunData, choice: Optional[Choice], cost: str = next(iter(COST
     if base:
         fig.add_hline(y=base["mean"], line={"dash": "dot", "color": "#5f6368"},
                       annotation_text="base (no fine-tuning)", annotation_position="bottom right")
-    fig.update_xaxes(title_text=cost, type="log" if log and (f[column] > 0).all() else "linear")
+    fig.update_xaxes(title_text=axis, type="log" if log and (f[column] > 0).all() else "linear")
     fig.update_yaxes(title_text="ROUGE-1 F1 (95% CI)")
     fig.update_layout(height=420, margin={"t": 30, "b": 40}, legend={"orientation": "h", "y": -0.25})
     return fig

@@ -11,7 +11,7 @@ extra seeds and the evaluation are what the comparison cost, shown apart.
 
 import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import pandas as pd
 
@@ -43,7 +43,7 @@ PRICE_LIST = (  # the first match wins: specific names before the ones they cont
     ListedPrice(r"^cpu", "CPU XL, 16 vCPU (Hugging Face Jobs)", 1.00, JOBS_PRICES),
 )
 INT8_DEVICE = "cpu (2 threads)"  # where int8 serving is priced by default: the smallest listed CPU
-INT8_FORM_DEVICE = "cpu"  # the device serving.json records for an int8 form (training/serving_cost.py)
+INT8 = "int8"  # the serving form that runs on a CPU (training/serving_cost.py), priced per CPU-hour
 
 
 def listed_price(device: str) -> Optional[ListedPrice]:
@@ -111,15 +111,15 @@ def stages(train: dict, evaluation: Optional[dict]) -> pd.DataFrame:
 
 def serving_forms(serving: Optional[dict], prices: Prices) -> pd.DataFrame:
     """One row per (model, form) measured: seconds and $ per 1,000 summaries, latency, weights."""
-    rows = [{"model": model, "form": form, **figures,
-             "usd_per_1000": price_of(figures, prices)}
+    rows = [{"model": model, "form": form, **figures, "usd_per_1000": price_of(form, figures, prices)}
             for model, forms in (serving or {}).get("models", {}).items() for form, figures in forms.items()]
     return pd.DataFrame(rows)
 
 
-def price_of(figures: dict, prices: Prices) -> Optional[float]:
-    """$ per 1,000 summaries of one measured form: its device-seconds at the price of its device."""
-    price = prices.cpu if figures["device"] == INT8_FORM_DEVICE else prices.device
+def price_of(form: str, figures: dict, prices: Prices) -> Optional[float]:
+    """$ per 1,000 summaries of one measured form: its device-seconds at the price of its device (int8 runs on a
+    CPU; the other forms on the run's device)."""
+    price = prices.cpu if form == INT8 else prices.device
     return None if price is None else figures["seconds_per_1000"] * price / HOUR
 
 
@@ -156,3 +156,34 @@ def break_even(a: pd.Series, b: pd.Series) -> Optional[float]:
         return None
     summaries = (b["one_time_usd"] - a["one_time_usd"]) / (per_a - per_b)
     return float(summaries) if summaries > 0 else None
+
+
+FORMS = {"exact": "as trained (PyTorch)", "merged": "merged into the base", "int8": "in int8 on a CPU"}
+
+
+def cost_table(train: dict, evaluation: Optional[dict], serving: Optional[dict], prices: Prices, volume: Volume,
+               label: Callable[[str], str]) -> pd.DataFrame:
+    """Per method: device-hours of each stage, energy (measured or estimated), serving figures of its cheapest
+    form, money at the prices and volume, and its probability of being on the frontier (the Metrics tab, the
+    model card)."""
+    stage = stages(train, evaluation)
+    if stage.empty:
+        return pd.DataFrame()
+    forms = serving_forms(serving, prices)
+    cheapest, money = cheapest_forms(forms), totals(stage, forms, prices, volume)
+    frontier = ((evaluation or {}).get("ranking") or {}).get("p_frontier", {})
+    rows = []
+    for method, s in stage.iterrows():
+        served = cheapest.loc[method] if method in cheapest.index else None
+        rows.append({
+            "method": label(method),
+            "device-hours: tuning": round(s["tuning_hours"], 4), "training": round(s["training_hours"], 4),
+            "extra seeds": round(s["seeds_hours"], 4), "evaluation": round(s["evaluation_hours"], 4),
+            "energy kWh": f"{s['energy_kwh']:.3g} ({s['energy_how']})", "CO2 kg": f"{s['co2_kg']:.3g}",
+            "serving form": "not measured" if served is None else FORMS[served["form"]],
+            "s per 1,000": None if served is None else round(served["seconds_per_1000"], 1),
+            "p95 latency s": None if served is None else round(served["latency_p95_seconds"], 3),
+            "one-time $": money.loc[method, "one_time_usd"], "total $ at volume": money.loc[method, "total_usd"],
+            "P(on frontier)": frontier.get(method),
+        })
+    return pd.DataFrame(rows)

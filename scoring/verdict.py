@@ -17,7 +17,6 @@ import pandas as pd
 from scoring import cost
 from scoring.stats import POWER
 
-FORMS = {"exact": "as trained (PyTorch)", "merged": "merged into the base", "int8": "in int8 on a CPU"}
 ALPHA = 0.05  # a paired difference with (Holm-adjusted) p at or above this is "not worse beyond noise"
 
 
@@ -191,7 +190,7 @@ def volume_sentence(choice: Optional[Choice], totals: pd.DataFrame, prices: cost
     text = (f"At {volume.per_day:,.0f} {summaries} a day for {volume.days:,.0f} days, {bold(cheapest)} costs the "
             f"least of the methods within noise of the best: {usd(row['total_usd'])} in all "
             f"({usd(row['one_time_usd'])} to tune and train, {usd(row['serving_usd'])} to serve "
-            f"{FORMS[row['form']]})")
+            f"{cost.FORMS[row['form']]})")
     if cheapest != choice.best and pd.notna(totals.loc[choice.best, "total_usd"]):
         text += f"; {bold(choice.best)} would cost {usd(totals.loc[choice.best, 'total_usd'])}"
     return text + nearest_switch(choice, totals, cheapest, volume, label) + "."

@@ -31,6 +31,7 @@ from huggingface_hub.utils import validate_repo_id
 from contract.files import (
     CARD,
     EVAL_METRICS,
+    EVAL_SERVING,
     RUN_JSON,
     ArtifactError,
     list_methods,
@@ -42,7 +43,7 @@ from contract.files import (
 from contract.hub import is_hub_run, parse_run_uri
 from contract.protocol import BASE
 from contract.untrusted import plain, without_folders
-from scoring import verdict
+from scoring import cost, verdict
 from scoring.rouge import METRICS
 from training import space
 from training.cli import run_cli
@@ -151,10 +152,57 @@ def code_line(run: dict) -> str:
     return f"git {run.get('git_commit') or 'unknown'}{changes}"
 
 
+def trainings(run_dir: Path) -> dict:
+    return {name: read_run_file(run_dir, method_metrics(name)) for name in list_methods(run_dir)}
+
+
+def serving_of(run_dir: Path) -> Optional[dict]:
+    return read_run_file(run_dir, EVAL_SERVING) if (run_dir / EVAL_SERVING).exists() else None
+
+
 def verdict_text(run_dir: Path, evaluation: dict, labels: dict) -> str:
-    """The same verdict the app's Metrics tab opens with (scoring/verdict.py)."""
-    train = {name: read_run_file(run_dir, method_metrics(name)) for name in list_methods(run_dir)}
-    return verdict.sentences(evaluation, verdict.choose(evaluation, train), labels.get)
+    """The same verdict the app's Metrics tab opens with (scoring/verdict.py), at the default volume and the
+    listed prices of the run's device."""
+    train = trainings(run_dir)
+    choice = verdict.choose(evaluation, train)
+    prices, volume = cost.default_prices(train), cost.Volume()
+    totals = cost.totals(cost.stages(train, evaluation), cost.serving_forms(serving_of(run_dir), prices), prices,
+                         volume)
+    at_volume = verdict.volume_sentence(choice, totals, prices, volume, labels.get, plain(cost.run_device(train)))
+    return verdict.sentences(evaluation, choice, labels.get, at_volume=at_volume)
+
+
+def cost_section(run_dir: Path, evaluation: Optional[dict], labels: dict) -> str:
+    """What each method cost, stage by stage, and what it would cost to serve (scoring/cost.py), as a table."""
+    train = trainings(run_dir)
+    prices, volume = cost.default_prices(train), cost.Volume()
+    table = cost.cost_table(train, evaluation, serving_of(run_dir), prices, volume, labels.get)
+    if table.empty:
+        return "No method is trained yet."
+    cell = lambda v: "—" if v is None or v != v else plain(f"{v:.3g}" if isinstance(v, float) else v)  # noqa: E731
+    lines = ["| " + " | ".join(plain(c) for c in table.columns) + " |", "|---" * len(table.columns) + "|"]
+    lines += ["| " + " | ".join([row[0], *(cell(v) for v in row[1:])]) + " |"
+              for row in table.itertuples(index=False)]
+    device = cost.listed_price(cost.run_device(train))
+    priced = (f"at {plain(device.name)}'s listed ${device.usd_per_hour:g} per hour ({device.source}, read "
+              f"{device.read_on})" if device else "not priced (no listed price for the run's device)")
+    return ("\n".join(lines) + f"\n\nDevice-hours and serving seconds are measured; money is {priced}, with "
+            f"{volume.per_day:,.0f} summaries a day for {volume.days:,.0f} days in the serving form that costs least; "
+            "energy is codecarbon's, measured or estimated as each row says (CO2: energy x the country's average grid"
+            " intensity).")
+
+
+def co2_metadata(run_dir: Path) -> Optional[dict]:
+    """The Hub's co2_eq_emissions (grams) of every training of the run, when codecarbon tracked them."""
+    train = trainings(run_dir)
+    energies = [e for m in train.values() for e in (m["cost"].get("energy"), *(s.get("energy") for s in
+                                                                               m.get("seeds", []))) if e]
+    if not energies:
+        return None
+    kwh, co2, how = cost.energy_summary(energies)
+    return {"emissions": round(co2 * 1000, 6), "source": f"CodeCarbon (energy {how})",
+            "training_type": "fine-tuning", "geographical_location": energies[0]["country"],
+            "hardware_used": cost.run_device(train)}
 
 
 def model_card(run_dir: Path, repo: Optional[str] = None) -> ModelCard:
@@ -171,7 +219,8 @@ def model_card(run_dir: Path, repo: Optional[str] = None) -> ModelCard:
         base_model=run["base_model"] if on_hub else None, datasets=[DIALOGSUM] if "dialogsum" in
         run["data_source"].lower() or run["data_source"] == "hub" else None, metrics=["rouge"],
         tags=["summarization", "dialogsum", "flan-t5", "peft", "lora", "method-comparison"],
-        eval_results=eval_results(run, evaluation, raw_labels) if evaluation else None)
+        eval_results=eval_results(run, evaluation, raw_labels) if evaluation else None,
+        co2_eq_emissions=co2_metadata(run_dir))
     serve = f"python app.py --run hf://{repo}" if repo else f"python app.py --run path/to/{run_dir.name}"
     where = repr(repo or f"path/to/{run_dir.name}")
     base = repr(run["base_model"]) if on_hub else f"{where}, subfolder={run['base_model']!r}"
@@ -197,6 +246,8 @@ def model_card(run_dir: Path, repo: Optional[str] = None) -> ModelCard:
             verdict_text(run_dir, evaluation, labels) if evaluation else "",
         "## Methods and cost",
             methods_table(run_dir),
+            "## What each method costs, from tuning to serving",
+            cost_section(run_dir, evaluation, labels),
             "## ROUGE (95% CI)",
             rouge_table(evaluation, labels) if evaluation else "Not evaluated yet.",
             "## Protocol",
