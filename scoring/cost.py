@@ -17,7 +17,8 @@ import pandas as pd
 
 HOUR = 3600.0
 JOBS_PRICES = "https://huggingface.co/docs/hub/jobs-pricing"
-AWS_P5 = "https://aws.amazon.com/ec2/instance-types/p5/ (p5.48xlarge, us-east-1, 8 GPUs: per GPU)"
+AWS_P5 = ("https://raw.githubusercontent.com/datareceipts/data-receipts/main/109-gpu-pricing/hyperscalers.json "
+          "(AWS p5.48xlarge, us-east-1: $55.04 an hour for 8 GPUs)")
 READ_ON = "2026-12-03"
 
 

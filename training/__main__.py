@@ -1,4 +1,5 @@
-"""The whole experiment in one command: train each method of --methods, then evaluate base and every method.
+"""The whole experiment in one command: train each method of --methods, then evaluate base and every method, then
+measure what serving each costs (training/serving_cost.py).
 
     python -m training --preset tiny                          # offline demo: full and LoRA, a few minutes on 2 CPUs
     python -m training --preset tiny --methods all            # every method that can run here (see the README)
