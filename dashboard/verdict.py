@@ -54,10 +54,9 @@ def volume_chart(data: rd.RunData, choice: Optional[Choice], prices: cost.Prices
         ys = [row["one_time_usd"] + row["usd_per_1000"] * x / 1000 for x in xs]
         fig.add_scatter(x=xs, y=ys, mode="lines", name=name, line={"dash": "solid" if within else "dot"},
                         hovertemplate=f"{name}<br>%{{x:,.0f}} summaries<br>$%{{y:,.4g}}<extra></extra>")
-    fig.add_vline(x=volume.summaries, line={"dash": "dash", "color": "#5f6368"},
-                  annotation_text=f"{volume.per_day:,.0f} a day for {volume.days:,.0f} days",
-                  annotation_position="top left")
-    fig.update_xaxes(title_text="summaries served (in all)", type="log")
+    fig.add_vline(x=volume.summaries, line={"dash": "dash", "color": "#5f6368"})  # (a log axis misplaces its label)
+    fig.update_xaxes(title_text=f"summaries served in all (dashed: {volume.per_day:,.0f} a day for "
+                                f"{volume.days:,.0f} days)", type="log")
     fig.update_yaxes(title_text="total cost, US$ (tuning + training + serving)", type="log")
     fig.update_layout(height=420, margin={"t": 30, "b": 40}, legend={"orientation": "h", "y": -0.25})
     return fig
