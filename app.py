@@ -132,6 +132,12 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
                         help="requests one client (address) may have waiting or running at once; more are refused "
                              "at once, so one client cannot fill the queue for everyone; 0 = no cap (default: "
                              f"$MAX_QUEUED_PER_CLIENT, else {MAX_QUEUED_PER_CLIENT})")
+    parser.add_argument("--price_per_hour",
+                        help="US$ per hour of the run's device, for the Metrics tab's costs (a person can change it "
+                             "there); default: $PRICE_PER_HOUR, else the device's listed on-demand price")
+    parser.add_argument("--cpu_price_per_hour",
+                        help="US$ per CPU-hour, for int8 serving's cost; default: $CPU_PRICE_PER_HOUR, else the "
+                             "smallest listed CPU's price")
     parser.add_argument("--vote_limit_per_hour",
                         help="votes counted per client per hour; more are kept, flagged, and left out of the "
                              f"ratings; 0 = no limit (default: $VOTE_LIMIT_PER_HOUR, else {VOTE_LIMIT_PER_HOUR})")
@@ -190,6 +196,8 @@ OPTIONS = {
     "votes_dataset": ("VOTES_DATASET", hub_id, None),
     "vote_limit_per_hour": ("VOTE_LIMIT_PER_HOUR", whole_number(0, 10**6), VOTE_LIMIT_PER_HOUR),
     "max_queued_per_client": ("MAX_QUEUED_PER_CLIENT", whole_number(0, 10**4), MAX_QUEUED_PER_CLIENT),
+    "price_per_hour": ("PRICE_PER_HOUR", number(0, 10**4), None),
+    "cpu_price_per_hour": ("CPU_PRICE_PER_HOUR", number(0, 10**4), None),
 }
 
 
@@ -282,7 +290,7 @@ def serve_while_building(preset: str, training_args: list[str], args: argparse.N
     progress.set("Loading the models into the app")
     demo = create_app([ROOT / "artifacts" / preset], votes_file(None, ROOT / "artifacts" / preset, args.votes_db),
                       args.max_batch_rows, args.max_wait_ms, args.vote_limit_per_hour, args.votes_journal,
-                      args.votes_dataset, args.backend, args.max_queued_per_client)
+                      args.votes_dataset, args.backend, args.max_queued_per_client, given_prices(args))
     progress.set("Ready", done=True)
     close_app(page)
     launch(demo, args)
@@ -385,10 +393,15 @@ def open_votes(path: Path | str, limit_per_hour: int, journal: str = "wal", data
     return votes
 
 
+def given_prices(args: argparse.Namespace) -> tuple:
+    """(US$ per device-hour, per CPU-hour) given on the command line or in the environment; None: the listed."""
+    return args.price_per_hour, args.cpu_price_per_hour
+
+
 def create_app(run_dir: Path | list[Path], votes_db: Path | str | None = None, max_rows: int = MAX_BATCH_ROWS,
                max_wait_ms: float = MAX_WAIT_MS, vote_limit_per_hour: int = VOTE_LIMIT_PER_HOUR,
                votes_journal: str = "wal", votes_dataset: str | None = None, backend: str = "exact",
-               max_queued_per_client: int = MAX_QUEUED_PER_CLIENT):
+               max_queued_per_client: int = MAX_QUEUED_PER_CLIENT, prices: tuple = (None, None)):
     """The page for one run, or several (a list: the first one's Metrics, Examples and Vote). With several, a run
     that cannot be read is left out and named on the page; when none can, or the only one cannot, the app refuses."""
     folders = [Path(f) for f in (run_dir if isinstance(run_dir, (list, tuple)) else [run_dir])]
@@ -420,7 +433,7 @@ def create_app(run_dir: Path | list[Path], votes_db: Path | str | None = None, m
     except VotesPathError as e:
         refuse(str(e))
     state = AppState(data=first.data, models=first.models, demo_notice=notice, votes=votes, runs=ModelSet(runs),
-                     left_out=left_out, max_queued_per_client=max_queued_per_client)
+                     left_out=left_out, max_queued_per_client=max_queued_per_client, prices=prices)
     demo = build_demo(state)
     demo.app_state = state
     demo.vote_store = votes
@@ -476,7 +489,7 @@ def main(argv=None) -> None:
     first = asked[0] if asked else None
     demo = create_app(run_dirs, votes_file(first, run_dirs[0], args.votes_db), args.max_batch_rows,
                       args.max_wait_ms, args.vote_limit_per_hour, args.votes_journal, args.votes_dataset,
-                      args.backend, args.max_queued_per_client)
+                      args.backend, args.max_queued_per_client, given_prices(args))
     launch(demo, args)
 
 

@@ -39,6 +39,7 @@ class AppState:
     runs: Optional[ModelSet] = None  # every run's models (Compare, the API); the first run's alone when None
     left_out: dict = field(default_factory=dict)  # run name -> why it could not be loaded (named on the page)
     max_queued_per_client: int = DEFAULT_LIMIT  # dashboard/fair_queue.py; 0 = no cap
+    prices: tuple = (None, None)  # US$ per device-hour and per CPU-hour given at start-up; None: the listed price
 
     def __post_init__(self):
         self.own = single(self.data, self.models)  # the first run's models under their plain names (votes)

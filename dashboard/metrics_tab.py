@@ -64,18 +64,19 @@ def build_verdict(demo: gr.Blocks, state: AppState):
     each method costs at a volume and prices a person sets, with its chart and table."""
     data = state.data
     choice = verdict.choice_of(data)
-    card = gr.Markdown(verdict.text(data, choice), elem_id="verdict")
+    card = gr.Markdown(verdict.text(data, choice, prices=at_defaults(data, state.prices)[0]), elem_id="verdict")
     if choice is None:
         return
     cost = gr.Radio(list(verdict.COSTS), value=next(iter(verdict.COSTS)), label="Cost on the chart's x axis",
                     elem_id="verdict-cost")
     plot = gr.Plot(verdict.chart(data, choice), elem_id="plot-verdict")
     cost.change(lambda c: verdict.chart(data, choice, c), cost, plot, api_visibility="private")
-    inputs = build_cost_inputs(data)
+    defaults = at_defaults(data, state.prices)
+    inputs = build_cost_inputs(data, *defaults)
     with gr.Accordion("What each method costs at this volume: the chart and every stage", open=True):
-        volume_plot = plot_or_line(verdict.volume_chart(data, choice, *at_defaults(data)),
+        volume_plot = plot_or_line(verdict.volume_chart(data, choice, *defaults),
                                    "No cost at a volume: a price or the serving figures are missing.", "plot-volume")
-        table = gr.Dataframe(verdict.cost_table(data, *at_defaults(data)), interactive=False, elem_id="cost-table",
+        table = gr.Dataframe(verdict.cost_table(data, *defaults), interactive=False, elem_id="cost-table",
                              label="Device-hours per stage, energy, serving (cheapest form) and money")
         gr.Markdown(pricing_note(data), elem_id="cost-note")
     outputs = [card, table] + ([volume_plot] if isinstance(volume_plot, gr.Plot) else [])
@@ -92,13 +93,17 @@ def build_verdict(demo: gr.Blocks, state: AppState):
                   api_visibility="private")
 
 
-def at_defaults(data: rd.RunData) -> tuple[cost_model.Prices, cost_model.Volume]:
-    return cost_model.default_prices(data.train), cost_model.Volume()
+def at_defaults(data: rd.RunData, given: tuple = (None, None)) -> tuple[cost_model.Prices, cost_model.Volume]:
+    """The prices given at start-up (--price_per_hour, --cpu_price_per_hour), else the listed ones; the default
+    volume."""
+    listed = cost_model.default_prices(data.train)
+    device, cpu = given
+    return cost_model.Prices(listed.device if device is None else device, listed.cpu if cpu is None else cpu), \
+        cost_model.Volume()
 
 
-def build_cost_inputs(data: rd.RunData) -> list:
-    """Volume and prices, prefilled with the defaults (a listed price where the run's device has one)."""
-    prices, volume = at_defaults(data)
+def build_cost_inputs(data: rd.RunData, prices: cost_model.Prices, volume: cost_model.Volume) -> list:
+    """Volume and prices, prefilled with the defaults (given at start-up, else a listed price)."""
     device = " ".join(cost_model.run_device(data.train).split())[:60]  # a label is text, not Markdown
     with gr.Row(elem_id="cost-inputs"):
         return [gr.Number(volume.per_day, label="Summaries a day", minimum=0, elem_id="per-day"),

@@ -174,3 +174,22 @@ def test_the_metrics_tab_the_card_and_the_leaderboard_carry_the_costs(served_run
         assert column in leaderboard.DIRECTIONS
     rows = json.loads(frame.to_json(orient="records"))  # what the CSV and /runs_table carry
     assert all(r["serving form"] in ("exact", "merged", "int8") for r in rows)
+
+
+def test_prices_given_on_the_command_line_price_the_card_and_the_page(served_run, tmp_path):
+    from training import publish
+
+    card = str(publish.model_card(served_run, price_per_hour=3.0))
+    assert "at the given $3 per device-hour" in card
+    result = subprocess.run([sys.executable, "-m", "training.publish", "--run", str(served_run), "--card_only",
+                             "--price_per_hour", "-1"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--price_per_hour -1" in result.stderr
+    data = rd.load_run(served_run)
+    given, _ = metrics_tab.at_defaults(data, (3.0, None))
+    assert given.device == 3.0 and given.cpu == cost.default_prices(data.train).cpu
+    import app
+
+    args, _ = app.parse_args(["--run", str(served_run), "--price_per_hour", "2.5"])
+    assert app.given_prices(args) == (2.5, None)
+    with pytest.raises(SystemExit):
+        app.parse_args(["--run", str(served_run), "--price_per_hour", "cheap"])

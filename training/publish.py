@@ -76,6 +76,8 @@ class PublishConfig:
                 "Space needs a write token as its secret HF_TOKEN for it."})
     votes_bucket: Optional[str] = field(default=None, metadata={
         "help": "--space: a Storage Bucket <user>/<bucket> mounted at /votes for the votes database."})
+    price_per_hour: Optional[float] = field(default=None, metadata={
+        "help": "US$ per hour of the run's device for the card's costs; default: its listed on-demand price."})
 
 
 def label_of(run_dir: Path, name: str) -> str:
@@ -160,22 +162,28 @@ def serving_of(run_dir: Path) -> Optional[dict]:
     return read_run_file(run_dir, EVAL_SERVING) if (run_dir / EVAL_SERVING).exists() else None
 
 
-def verdict_text(run_dir: Path, evaluation: dict, labels: dict) -> str:
+def prices_of(train: dict, price_per_hour: Optional[float]) -> cost.Prices:
+    listed = cost.default_prices(train)
+    return listed if price_per_hour is None else cost.Prices(price_per_hour, listed.cpu)
+
+
+def verdict_text(run_dir: Path, evaluation: dict, labels: dict, price_per_hour: Optional[float] = None) -> str:
     """The same verdict the app's Metrics tab opens with (scoring/verdict.py), at the default volume and the
-    listed prices of the run's device."""
+    given price of the run's device (else its listed one)."""
     train = trainings(run_dir)
     choice = verdict.choose(evaluation, train)
-    prices, volume = cost.default_prices(train), cost.Volume()
+    prices, volume = prices_of(train, price_per_hour), cost.Volume()
     totals = cost.totals(cost.stages(train, evaluation), cost.serving_forms(serving_of(run_dir), prices), prices,
                          volume)
     at_volume = verdict.volume_sentence(choice, totals, prices, volume, labels.get, plain(cost.run_device(train)))
     return verdict.sentences(evaluation, choice, labels.get, at_volume=at_volume)
 
 
-def cost_section(run_dir: Path, evaluation: Optional[dict], labels: dict) -> str:
+def cost_section(run_dir: Path, evaluation: Optional[dict], labels: dict,
+                 price_per_hour: Optional[float] = None) -> str:
     """What each method cost, stage by stage, and what it would cost to serve (scoring/cost.py), as a table."""
     train = trainings(run_dir)
-    prices, volume = cost.default_prices(train), cost.Volume()
+    prices, volume = prices_of(train, price_per_hour), cost.Volume()
     table = cost.cost_table(train, evaluation, serving_of(run_dir), prices, volume, labels.get)
     if table.empty:
         return "No method is trained yet."
@@ -184,8 +192,10 @@ def cost_section(run_dir: Path, evaluation: Optional[dict], labels: dict) -> str
     lines += ["| " + " | ".join([row[0], *(cell(v) for v in row[1:])]) + " |"
               for row in table.itertuples(index=False)]
     device = cost.listed_price(cost.run_device(train))
-    priced = (f"at {plain(device.name)}'s listed ${device.usd_per_hour:g} per hour ({device.source}, read "
-              f"{device.read_on})" if device else "not priced (no listed price for the run's device)")
+    priced = (f"at the given ${price_per_hour:g} per device-hour" if price_per_hour is not None else
+              f"at {plain(device.name)}'s listed ${device.usd_per_hour:g} per hour ({device.source}, read "
+              f"{device.read_on})" if device else "not priced (no listed price for the run's device: give "
+              "--price_per_hour)")
     return ("\n".join(lines) + f"\n\nDevice-hours and serving seconds are measured; money is {priced}, with "
             f"{volume.per_day:,.0f} summaries a day for {volume.days:,.0f} days in the serving form that costs least; "
             "energy is codecarbon's, measured or estimated as each row says (CO2: energy x the country's average grid"
@@ -205,7 +215,7 @@ def co2_metadata(run_dir: Path) -> Optional[dict]:
             "hardware_used": cost.run_device(train)}
 
 
-def model_card(run_dir: Path, repo: Optional[str] = None) -> ModelCard:
+def model_card(run_dir: Path, repo: Optional[str] = None, price_per_hour: Optional[float] = None) -> ModelCard:
     """The run's card: content from the artifacts contract only, metadata built with huggingface_hub."""
     run = read_run_file(run_dir, RUN_JSON)
     evaluation = read_run_file(run_dir, EVAL_METRICS) if (run_dir / EVAL_METRICS).exists() else None
@@ -243,11 +253,11 @@ def model_card(run_dir: Path, repo: Optional[str] = None) -> ModelCard:
             "Each method's "
             "folder holds its weights (`model/`: a whole checkpoint; `adapter/`: a peft adapter for the base) and its "
             "`metrics.json`; `eval/` holds the scores and every test summary.",
-            verdict_text(run_dir, evaluation, labels) if evaluation else "",
+            verdict_text(run_dir, evaluation, labels, price_per_hour) if evaluation else "",
         "## Methods and cost",
             methods_table(run_dir),
             "## What each method costs, from tuning to serving",
-            cost_section(run_dir, evaluation, labels),
+            cost_section(run_dir, evaluation, labels, price_per_hour),
             "## ROUGE (95% CI)",
             rouge_table(evaluation, labels) if evaluation else "Not evaluated yet.",
             "## Protocol",
@@ -276,7 +286,7 @@ def check_repo(repo: Optional[str], option: str = "--repo") -> str:
 
 
 SPACE_ONLY = ("hardware", "votes_dataset", "votes_bucket")   # options of --space alone
-RUN_ONLY = ("repo", "private", "card_only")                  # options of publishing a run folder alone
+RUN_ONLY = ("repo", "private", "card_only", "price_per_hour")  # options of publishing a run folder alone
 
 
 def check_modes(cfg: PublishConfig) -> None:
@@ -289,6 +299,8 @@ def check_modes(cfg: PublishConfig) -> None:
         raise ArtifactError(f"--{given[0]} does not apply to {mode}; leave it out.")
     if cfg.card_only and cfg.dry_run:
         raise ArtifactError("--card_only writes the card and --dry_run writes nothing: give one of them.")
+    if cfg.price_per_hour is not None and not 0 <= cfg.price_per_hour <= 10**4:
+        raise ArtifactError(f"--price_per_hour {cfg.price_per_hour:g}: give US$ per device-hour from 0 to 10,000.")
 
 
 def check_publishable(run_dir: Path, uploading: bool) -> None:
@@ -364,7 +376,7 @@ def publish(cfg: PublishConfig) -> Optional[str]:
     if cfg.repo or not (cfg.card_only or cfg.dry_run):
         check_repo(cfg.repo)
     check_publishable(run_dir, uploading=not cfg.card_only)
-    card = model_card(run_dir, cfg.repo)
+    card = model_card(run_dir, cfg.repo, cfg.price_per_hour)
     if cfg.dry_run:  # writes nothing: what would go up, with sizes, then the card it would write
         print(dry_run_listing(run_dir, run_files(run_dir), str(card)))
         return None
