@@ -88,6 +88,9 @@ def test_two_workers_on_sqlite_give_the_results_of_one_process(one_process, tmp_
     assert done.returncode == 0, done.stderr[-2000:]
     assert "jobs: 5 done, 0 running, 0 waiting, 0 failed" in done.stdout
     assert_same_results(one_process, run)
+    for each in (one_process, run):  # the pipeline and the queue measure serving after the evaluation
+        serving = json.loads((each / "eval" / "serving.json").read_text())
+        assert set(serving["models"]) == {"base", *METHODS} and serving["latency_requests"] >= 1
     status = subprocess.run([sys.executable, "-m", "training.status", "--run", str(run)], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     workers = {line.split()[-1] for line in status.stdout.splitlines()[1:-1]}

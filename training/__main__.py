@@ -86,7 +86,7 @@ def main(argv=None) -> None:
             else:
                 print("evaluating base and every method on the test dialogues", flush=True)
                 evaluate.run(evaluate.for_training(cfg, run_dir))
-            serving_cost.measure_if_stale(run_dir)
+            serving_cost.measure_if_stale(run_dir, cfg.serving_dialogues)
         if failed:
             raise SweepFailed(f"{len(failed)} method(s) left out of {run_dir} (the others are trained and evaluated): "
                               + " | ".join(f.split(':')[0] for f in failed) + " (each said why above).")

@@ -177,6 +177,9 @@ class TrainConfig:
                 "<run>/<method>/runs; open with `tensorboard --logdir <run>`), trackio (local unless TRACKIO_SPACE_ID "
                 "names a Space; `trackio show`), wandb (needs `wandb login`). trackio and wandb are installed by you.",
         "choices": ["none", "tensorboard", "trackio", "wandb"]})
+    serving_dialogues: int = field(default=8, metadata={
+        "help": "python -m training: after the evaluation, each model's serving cost is measured on this many test "
+                "dialogues (half of them timed alone; training/serving_cost.py); 0 skips it."})
     energy: str = field(default="USA", metadata={
         "help": "Energy and CO2 of every training through codecarbon, offline (metrics.json: each component measured "
                 "or estimated, said which): the ISO 3166 alpha-3 country whose average grid intensity gives the CO2 "

@@ -24,7 +24,7 @@ from contract.files import EVAL_SERVING, RUN_JSON, method_metrics, read_evaluati
 from contract.loading import load_run_models
 from contract.protocol import BASE
 from training.cli import run_cli
-from training.config import check_counts, parse_options
+from training.config import ConfigError, check_counts, parse_options
 from training.data import format_prompt
 from training.provenance import device_name, utc_now
 
@@ -37,6 +37,8 @@ class ServingConfig:
     run: str = field(metadata={"help": "An evaluated run folder (python -m training.evaluate --run ... first)."})
     dialogues: int = field(default=16, metadata={"help": "The first N test dialogues of the evaluation are served."})
     batch_size: int = field(default=8, metadata={"help": "A full batch: requests served in one generate call."})
+    latency_requests: int = field(default=0, metadata={
+        "help": "Requests timed alone for the latency percentiles (the first N dialogues); 0: every dialogue."})
 
 
 Generate = Callable[[list[list[int]]], object]  # token-id rows -> summaries (waited for)
@@ -46,11 +48,13 @@ def weight_bytes(model) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-def measured(generate: Generate, rows: list[list[int]], batch_size: int, device: str, weights: int) -> dict:
-    """Latency at one request (each row alone) and throughput at full batches, after one warm-up call."""
+def measured(generate: Generate, rows: list[list[int]], batch_size: int, alone_rows: int, device: str,
+             weights: int) -> dict:
+    """Latency at one request (each of the first `alone_rows` rows alone) and throughput at full batches, after one
+    warm-up call."""
     generate(rows[:1])
     alone = []
-    for row in rows:
+    for row in rows[:alone_rows]:
         start = time.perf_counter()
         generate([row])
         alone.append(time.perf_counter() - start)
@@ -115,6 +119,7 @@ def measure(cfg: ServingConfig) -> dict:
     tokenizer = loaded.tokenizer
     ids = tokenizer(prompts, truncation=True, max_length=decoding["max_source_length"])["input_ids"]
     steps = decoding["max_new_tokens"]
+    alone = min(cfg.latency_requests or len(ids), len(ids))
     models, not_served = {}, {}
     for name in [n for n in evaluation["models"] if loaded.available(n)]:
         info = {} if name == BASE else read_run_file(run_dir, method_metrics(name))
@@ -124,16 +129,16 @@ def measure(cfg: ServingConfig) -> dict:
         for form in forms_of(run_dir, name, merges):
             if form == EXACT:
                 generate, size, how = exact_form(loaded, name, adapter_bytes, steps)
-                forms[form] = {**measured(generate, ids, cfg.batch_size, device_name(), size), "how": how}
+                forms[form] = {**measured(generate, ids, cfg.batch_size, alone, device_name(), size), "how": how}
             elif form == MERGED:
                 model = int8.merged_model(run_dir, loaded.base_path, name, True).to(loaded.device).eval()
                 generate, how = torch_generate(model, tokenizer, steps), "adapter folded into a copy of the base"
-                forms[form] = {**measured(generate, ids, cfg.batch_size, device_name(), weight_bytes(model)),
+                forms[form] = {**measured(generate, ids, cfg.batch_size, alone, device_name(), weight_bytes(model)),
                                "how": how}
                 del model
             else:
                 generate, size = int8_generate(run_dir, loaded.base_path, name, tokenizer, steps)
-                forms[form] = {**measured(generate, ids, cfg.batch_size, CPU, size),
+                forms[form] = {**measured(generate, ids, cfg.batch_size, alone, CPU, size),
                                "how": "merged, CTranslate2 int8 on the CPU"}
             print(f"serving {name} ({form}): {forms[form]['seconds_per_1000']:,.1f} s per 1,000 summaries, "
                   f"p95 {forms[form]['latency_p95_seconds']:.3f} s at one request", flush=True)
@@ -141,28 +146,34 @@ def measure(cfg: ServingConfig) -> dict:
         if not merges:
             not_served[name] = "peft cannot merge it: no merged or int8 form"
     doc = {"schema_version": 1, "created_at": utc_now(), "evaluation_created_at": evaluation["created_at"],
-           "device": device_name(), "n_dialogues": len(ids), "batch_size": cfg.batch_size, "decoding": decoding,
+           "device": device_name(), "n_dialogues": len(ids), "latency_requests": alone, "batch_size": cfg.batch_size,
+           "decoding": decoding,
            "models": models, "not_served": not_served}
     write_run_file(run_dir, EVAL_SERVING, doc)
     print(f"wrote {run_dir / EVAL_SERVING}")
     return doc
 
 
-def measure_if_stale(run_dir: Path) -> None:
-    """After a training command's evaluation: measure unless eval/serving.json matches the evaluation already."""
+def measure_if_stale(run_dir: Path, dialogues: int) -> None:
+    """After a training command's evaluation: measure on `dialogues` test dialogues (half of them timed alone)
+    unless eval/serving.json matches the evaluation already; 0: not at all."""
+    if dialogues == 0:
+        return
     evaluation, _ = read_evaluation(run_dir)
     if (run_dir / EVAL_SERVING).exists():
         if read_run_file(run_dir, EVAL_SERVING)["evaluation_created_at"] == evaluation["created_at"]:
             print(f"--resume: {run_dir / EVAL_SERVING} is current; skipping the serving measurements.", flush=True)
             return
     print("measuring the serving cost of every model in each form it supports", flush=True)
-    measure(ServingConfig(run=str(run_dir)))
+    measure(ServingConfig(run=str(run_dir), dialogues=dialogues, latency_requests=max(1, dialogues // 2)))
 
 
 def main(argv=None) -> None:
     def measure_run():
         cfg = parse_options(ServingConfig, argv, __doc__)
         check_counts(cfg, ("dialogues", "batch_size"))
+        if cfg.latency_requests < 0:
+            raise ConfigError(f"--latency_requests must be 0 (every dialogue) or more (got {cfg.latency_requests})")
         return measure(cfg)
 
     run_cli(measure_run)

@@ -97,7 +97,7 @@ class Worker:
 
             print("evaluating base and every method on the test dialogues", flush=True)
             evaluate.run(evaluate.for_training(self.cfg, self.run_dir))
-            serving_cost.measure_if_stale(self.run_dir)
+            serving_cost.measure_if_stale(self.run_dir, self.cfg.serving_dialogues)
             return
         method = self.methods[key.removeprefix("train:")]
         print(f"training {method.name}", flush=True)  # the stage a person (and the app's build page) sees
