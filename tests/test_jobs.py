@@ -46,10 +46,47 @@ def test_a_jobs_state_follows_its_trials():
     assert line.startswith("jobs: 1 done, 1 running (train:lora on b:2), 2 waiting, 1 failed")
 
 
-def train(run_dir: Path, *extra: str, env=None, max_steps: int = 8) -> subprocess.CompletedProcess:
+def train(run_dir: Path, *extra: str, env=None, max_steps: int = 8, methods=METHODS) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "training", *SMALL, "--max_steps", str(max_steps), "--methods",
-                           ",".join(METHODS), "--output_dir", str(run_dir), *extra], cwd=ROOT, capture_output=True,
+                           ",".join(methods), "--output_dir", str(run_dir), *extra], cwd=ROOT, capture_output=True,
                           text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+def test_the_plan_gives_the_sweep_each_seed_and_the_served_model_jobs_of_their_own():
+    from training.config import TrainConfig
+    from training.methods import BUILTIN
+
+    methods = [BUILTIN["full"], BUILTIN["lora"]]
+    plan = jobs.comparison_plan(TrainConfig(preset="tiny", sweep="lr", seeds=3, seed=5), methods)
+    assert plan["tune:lora"] == ["base"]
+    assert plan["seed:lora:6"] == plan["seed:lora:7"] == ["tune:lora"]  # side by side, once the rate is known
+    assert plan["train:lora"] == ["tune:lora", "seed:lora:6", "seed:lora:7"]
+    assert plan[jobs.evaluate_key(methods)] == ["train:full", "train:lora"]
+    plain = jobs.comparison_plan(TrainConfig(preset="tiny"), methods)
+    assert set(plain) == {"base", "train:full", "train:lora", jobs.evaluate_key(methods)}
+
+
+@pytest.mark.slow
+def test_seeds_trained_as_jobs_of_their_own_give_the_results_of_one_process(tmp_path):
+    """--seeds 3 with two workers: the seeds of a method train side by side, and the weights, scores and each
+    seed's summary are those of one process."""
+    one = tmp_path / "one"
+    done = train(one, "--seeds", "3", methods=["lora"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    queued = same_base(one, tmp_path / "queued")
+    done = train(queued, "--seeds", "3", "--workers", "2", methods=["lora"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "jobs: 5 done, 0 running, 0 waiting, 0 failed" in done.stdout  # base, 2 seeds, served, evaluation
+    from safetensors.torch import load_file
+
+    for folder in ("adapter", "seeds/seed-43/adapter", "seeds/seed-44/adapter"):
+        a, b = (load_file(run / "lora" / folder / "adapter_model.safetensors") for run in (one, queued))
+        assert all((a[k] == b[k]).all() for k in a), folder
+    seeds = [[(s["seed"], s["final"]) for s in json.loads((run / "lora" / "metrics.json").read_text())["seeds"]]
+             for run in (one, queued)]
+    assert seeds[0] == seeds[1] and len(seeds[0]) == 2
+    scores = [json.loads((run / "eval" / "metrics.json").read_text())["scores"] for run in (one, queued)]
+    assert scores[0] == scores[1]
 
 
 def same_base(source: Path, target: Path) -> Path:
@@ -167,3 +204,24 @@ def test_a_lost_database_connection_is_tried_again_then_one_line(monkeypatch, ca
     with pytest.raises(ConfigError, match="cannot be reached") as refused:
         jobs.patiently(down, url)
     assert "secret" not in str(refused.value) and "--resume" in str(refused.value)
+
+
+def test_a_job_whose_need_failed_for_good_is_named_not_run(tmp_path):
+    import optuna
+
+    from training.config import TrainConfig
+    from training.methods import BUILTIN
+
+    cfg = TrainConfig(preset="tiny", sweep="lr", seeds=2, output_dir=str(tmp_path / "run"))
+    comparison = jobs.Comparison(cfg, [BUILTIN["lora"]], workers=0)
+    comparison.study = optuna.create_study()
+    for key, state, extra in (("base", TrialState.COMPLETE, {}), ("tune:lora", TrialState.FAIL, {"error": "E: a"}),
+                              ("tune:lora", TrialState.FAIL, {"error": "E: b"})):
+        comparison.study.add_trial(trial(key, state, **extra))
+    states = comparison.step()
+    assert states["tune:lora"].state == "failed"
+    assert states["seed:lora:43"].state == "failed" and states["seed:lora:43"].error == "not run: tune:lora failed"
+    assert states["train:lora"].error == "not run: tune:lora failed"
+    evaluation = jobs.evaluate_key([BUILTIN["lora"]])
+    assert states[evaluation].state == "waiting"  # the evaluation scores whatever trained (here: the base)
+    assert not [t for t in comparison.study.trials if t.user_attrs["job"].startswith(("seed", "train"))]

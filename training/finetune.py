@@ -31,6 +31,7 @@ from contract.files import (
     METHOD_METRICS,
     MODEL,
     SEEDS,
+    SWEEP_JSON,
     method_metrics,
     read_json,
     save_folder_atomically,
@@ -122,42 +123,80 @@ def prepare_base(cfg: TrainConfig, method: Method) -> None:
         prepare_run(cfg, trainer_arguments(cfg, Path(cfg.output_dir) / method.name))
 
 
+class MethodTraining:
+    """One method's training in its run, as steps on one object: setup (its folder, data and tokens), tune
+    (--sweep lr: its learning rate), seeds (those beyond the served one, at that rate), serve (the served model,
+    whose metrics.json, written last, marks the method complete). `run()` takes them in order in this process; the
+    job queue (training/jobs.py) gives the tuning, each seed and the served model to workers as jobs of their own."""
+
+    def __init__(self, cfg: TrainConfig, method: Method, callbacks=()):
+        rate_source = "command line" if cfg.learning_rate is not None else "preset"
+        self.cfg = resolve(cfg, method.settings(cfg.preset))
+        self.method, self.callbacks = method, callbacks
+        self.run_dir = Path(self.cfg.output_dir)
+        self.rate = {"value": self.cfg.learning_rate, "source": rate_source}
+        self.sweep_seconds, self.best_trial = None, None
+
+    def run(self) -> Path:
+        with one_writer(self.run_dir):
+            self.setup()
+            self.tune()
+            self.serve()
+        return self.run_dir
+
+    def setup(self) -> None:
+        self.out, self.resume_from = check_output_folder(self.cfg, self.method.name)
+        self.prepared = prepare(self.cfg, self.out)
+
+    def tune(self, read_back: bool = False) -> None:
+        """--sweep lr: the sweep's rate becomes the rate (`read_back`: from a finished sweep's sweep.json, as a
+        seed's job reads it while other seeds' jobs read it too)."""
+        if not self.cfg.sweep:
+            return
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError("--sweep trains its trials in one process: instead of torchrun, start one process "
+                              "per GPU (CUDA_VISIBLE_DEVICES=N) with the same --sweep_storage; they share the "
+                              "trials.")
+        finished = self.out / SWEEP_JSON
+        if read_back and finished.exists():
+            doc = read_json(finished, schema_for(f"{self.method.name}/{SWEEP_JSON}"))
+        else:
+            doc = tune(self.cfg, self.method, self.prepared, self.out)
+        self.cfg = dataclasses.replace(self.cfg, learning_rate=doc["chosen_learning_rate"])
+        self.rate = {"value": self.cfg.learning_rate, "source": "sweep", "default": doc["default_learning_rate"],
+                     "bracketed": doc["bracketed"], "below_untrained": doc.get("below_untrained", False)}
+        self.best_trial = self.out / sweep.TRIALS / sweep.trial_folder(self.cfg.learning_rate)
+        self.sweep_seconds = doc["seconds"]
+
+    def extra_seeds(self) -> list[int]:
+        return list(range(self.cfg.seed + 1, self.cfg.seed + self.cfg.seeds))
+
+    def train_seeds(self, seeds: list[int]) -> list[dict]:
+        """Each seed's summary for metrics.json: trained now, or read back when it is complete."""
+        return [train_extra_seed(dataclasses.replace(self.cfg, seed=s), self.method, self.out, self.prepared)
+                for s in seeds]
+
+    def serve(self) -> None:
+        """Every extra seed (complete ones read back), then the served model: the sweep's best trial moved into
+        place, or trained at the rate."""
+        extra = {"learning_rate": self.rate, "seeds": self.train_seeds(self.extra_seeds())}
+        if self.best_trial is not None and (self.best_trial / METHOD_METRICS).exists():
+            serve_trial(self.method, self.best_trial, self.out, extra, self.sweep_seconds)
+        else:  # no sweep, or its winner ran on another machine (a shared --sweep_storage): train at the rate
+            if self.cfg.resume and self.resume_from is None and (self.out / CHECKPOINTS).exists():
+                print(f"--resume: {self.method.name}: no complete checkpoint of the served model; it trains from "
+                      "step 0 (its finished sweep legs and seeds are kept).", flush=True)
+            cost = {} if self.sweep_seconds is None else {"sweep_seconds": self.sweep_seconds}
+            train(self.cfg, self.method, self.out, self.resume_from, self.prepared, self.callbacks, extra=extra,
+                  cost=cost)
+        shutil.rmtree(self.out / sweep.TRIALS, ignore_errors=True)
+
+
 def run(cfg: TrainConfig, method: Method, callbacks=()) -> Path:
     """Train `method` into its folder of the run: its sweep first (--sweep lr: the best trial becomes the served
     model), then each extra seed (--seeds), then the served model (--seed), whose metrics.json, written last,
     marks the method complete."""
-    rate_source = "command line" if cfg.learning_rate is not None else "preset"
-    cfg = resolve(cfg, method.settings(cfg.preset))
-    run_dir = Path(cfg.output_dir)
-    with one_writer(run_dir):
-        out, resume_from = check_output_folder(cfg, method.name)
-        prepared = prepare(cfg, out)
-        rate = {"value": cfg.learning_rate, "source": rate_source}
-        sweep_seconds, best_trial = None, None
-        if cfg.sweep:
-            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-                raise ConfigError("--sweep trains its trials in one process: instead of torchrun, start one process "
-                                  "per GPU (CUDA_VISIBLE_DEVICES=N) with the same --sweep_storage; they share the "
-                                  "trials.")
-            doc = tune(cfg, method, prepared, out)
-            cfg = dataclasses.replace(cfg, learning_rate=doc["chosen_learning_rate"])
-            rate = {"value": cfg.learning_rate, "source": "sweep", "default": doc["default_learning_rate"],
-                    "bracketed": doc["bracketed"], "below_untrained": doc.get("below_untrained", False)}
-            best_trial = out / sweep.TRIALS / sweep.trial_folder(cfg.learning_rate)
-            sweep_seconds = doc["seconds"]
-        seeds = [train_extra_seed(dataclasses.replace(cfg, seed=s), method, out, prepared)
-                 for s in range(cfg.seed + 1, cfg.seed + cfg.seeds)]
-        extra = {"learning_rate": rate, "seeds": seeds}
-        if best_trial is not None and (best_trial / METHOD_METRICS).exists():
-            serve_trial(method, best_trial, out, extra, sweep_seconds)
-        else:  # no sweep, or its winner ran on another machine (a shared --sweep_storage): train at the rate
-            if cfg.resume and resume_from is None and (out / CHECKPOINTS).exists():
-                print(f"--resume: {method.name}: no complete checkpoint of the served model; it trains from step 0 "
-                      "(its finished sweep legs and seeds are kept).", flush=True)
-            cost = {} if sweep_seconds is None else {"sweep_seconds": sweep_seconds}
-            train(cfg, method, out, resume_from, prepared, callbacks, extra=extra, cost=cost)
-        shutil.rmtree(out / sweep.TRIALS, ignore_errors=True)
-    return run_dir
+    return MethodTraining(cfg, method, callbacks).run()
 
 
 def tune(cfg: TrainConfig, method: Method, prepared: Prepared, out: Path) -> dict:

@@ -7,17 +7,21 @@
         --jobs_storage postgresql+psycopg://user@db-host/comparisons        # on another machine
     python -m training.status --run artifacts/tiny                        # jobs done / running / waiting / failed
 
-Each method's training (its sweep, its seeds, its served model) is one job, the evaluation of base and every method
-one more, queued once every training has ended. The queue is an Optuna study on the run's storage (SQLite beside
-the run, `<run>/jobs.sqlite3`, by default; any SQLAlchemy URL for many machines): a job is an enqueued trial with
-its key in the trial's attributes, a worker takes one with Optuna's own claim (study.optimize, one trial at a time),
-and Optuna's heartbeat marks a silent worker's job failed (sweep.open_study: the same storage, claim and heartbeat
-the sweeps use). The coordinator (`python -m training --workers N`) is the only process that queues: after a
-failure, the job again, until MAX_ATTEMPTS; a job is a pure function of its trials (job_states), so a coordinator
-killed and started again with --resume continues where the queue stands. A job taken again continues from its
-newest complete checkpoint (every worker trains with --resume). The results are those of one process running the
-methods in order: each method trains from the same seed, on the same splits, from the same base (built once, by
-the coordinator, before any worker starts).
+The run's base is the first job. Each method then has a job per step of its training (training/finetune.py's
+MethodTraining): its sweep (`tune:<method>`, with --sweep lr), each seed beyond the served one
+(`seed:<method>:<seed>`, once the rate is known: the seeds of one method train side by side) and the served model
+(`train:<method>`, once its seeds have ended); the evaluation of base and every method is queued once every
+training has ended. A job is queued when the jobs it needs are done (comparison_plan); one whose need failed for
+good is not run, and named. The queue is an Optuna study on the run's storage (SQLite beside the run,
+`<run>/jobs.sqlite3`, by default; any SQLAlchemy URL for many machines): a job is an enqueued trial with its key in
+the trial's attributes, a worker takes one with Optuna's own claim (study.optimize, one trial at a time), and
+Optuna's heartbeat marks a silent worker's job failed (sweep.open_study: the same storage, claim and heartbeat the
+sweeps use). The coordinator (`python -m training --workers N`) is the only process that queues: after a failure,
+the job again, until MAX_ATTEMPTS; a job is a pure function of its trials (job_states), so a coordinator killed and
+started again with --resume continues where the queue stands. A job taken again continues from its newest complete
+checkpoint (every worker trains with --resume). The results are those of one process running the methods in
+order: each method and seed trains from the same seed, on the same splits, from the same base (built once, by a
+worker, as the first job).
 """
 
 import dataclasses
@@ -46,6 +50,7 @@ JOBS_FILE = "jobs.sqlite3"     # <run>/jobs.sqlite3: the default queue (one mach
 RUN_TOKEN = ".comparison"      # <run>/.comparison: the queue's token, so a worker knows it sees the same folder
 STUDY = "comparison"
 BASE, EVALUATE = "base", "evaluate"   # the first job (the run's base and run.json) and the last
+ENDED = ("done", "failed")     # a job in one of these states will not run again
 MAX_ATTEMPTS = 2               # a job that fails this often is failed for good (named; the comparison goes on)
 POLL_SECONDS = 1.0
 
@@ -74,6 +79,29 @@ def storage_url(run_dir: Path, url: Optional[str] = None) -> str:
 
 def train_key(method: str) -> str:
     return f"train:{method}"
+
+
+def tune_key(method: str) -> str:
+    return f"tune:{method}"
+
+
+def seed_key(method: str, seed: int) -> str:
+    return f"seed:{method}:{seed}"
+
+
+def comparison_plan(cfg: TrainConfig, methods: list[Method]) -> dict[str, list[str]]:
+    """Every job of the comparison -> the jobs it needs, in the order they are queued when ready."""
+    plan = {BASE: []}
+    for method in methods:
+        rate_known = [BASE]
+        if cfg.sweep:
+            plan[tune_key(method.name)] = [BASE]
+            rate_known = [tune_key(method.name)]
+        seeds = [seed_key(method.name, s) for s in range(cfg.seed + 1, cfg.seed + cfg.seeds)]
+        plan.update({key: rate_known for key in seeds})
+        plan[train_key(method.name)] = rate_known + seeds
+    plan[evaluate_key(methods)] = [train_key(m.name) for m in methods]
+    return plan
 
 
 def evaluate_key(methods: list[Method]) -> str:
@@ -170,6 +198,7 @@ class Comparison:
     def __init__(self, cfg: TrainConfig, methods: list[Method], workers: int):
         self.cfg, self.methods, self.workers = cfg, methods, workers
         self.run_dir = run_folder_of(cfg)
+        self.plan = comparison_plan(cfg, methods)
         self.url = storage_url(self.run_dir, cfg.jobs_storage)
         self.local: dict[int, subprocess.Popen] = {}   # worker index -> its process
         self.study: Optional[optuna.Study] = None
@@ -193,8 +222,6 @@ class Comparison:
         the jobs failed for good, one line each."""
         for index in range(self.workers):
             self.start_worker(index)
-        if BASE not in job_states(self.study.get_trials(deepcopy=False)):
-            enqueue(self.study, BASE)
         said = ""
         try:
             while True:
@@ -214,8 +241,7 @@ class Comparison:
 
     def step(self) -> dict[str, JobState]:
         """One look at the queue: dead local workers' jobs failed (and the workers started again), stale jobs
-        failed, failed jobs queued again, the trainings queued once the base is built, the evaluation once every
-        training has ended."""
+        failed, failed jobs queued again, each job queued once the jobs it needs are done (comparison_plan)."""
         self.fail_dead_workers()
         optuna.storages.fail_stale_trials(self.study)
         states = job_states(self.study.get_trials(deepcopy=False))
@@ -227,17 +253,15 @@ class Comparison:
         base = states.get(BASE)
         if base is not None and base.state == "failed":
             raise ConfigError(f"the run's base could not be built, twice: {base.error}")
-        if base is not None and base.state == "done":
-            for method in self.methods:  # once the base is there: the same base for every job, as one process
-                if train_key(method.name) not in states:
-                    enqueue(self.study, train_key(method.name))
-                    states[train_key(method.name)] = JobState(train_key(method.name), "waiting", 0)
-        trainings = [states[train_key(m.name)] for m in self.methods if train_key(m.name) in states]
-        evaluation = evaluate_key(self.methods)
-        if len(trainings) == len(self.methods) and evaluation not in states and all(
-                j.state in ("done", "failed") for j in trainings):
-            enqueue(self.study, evaluation)
-            states[evaluation] = JobState(evaluation, "waiting", 0)
+        for key, needs in self.plan.items():
+            if key in states or any(n not in states or states[n].state not in ENDED for n in needs):
+                continue
+            failed = [n for n in needs if states[n].state != "done"]
+            if failed and not key.startswith(EVALUATE):  # the evaluation scores whatever trained
+                states[key] = JobState(key, "failed", 0, error=f"not run: {failed[0]} failed")
+                continue
+            enqueue(self.study, key)
+            states[key] = JobState(key, "waiting", 0)
         return states
 
     def start_worker(self, index: int) -> None:

@@ -25,7 +25,7 @@ from training import finetune, jobs
 from training.cli import run_cli
 from training.config import ConfigError, TrainConfig, parse_options
 from training.methods import resolve_methods
-from training.run_folder import AlreadyComplete, trusted_to_the_queue
+from training.run_folder import AlreadyComplete, one_writer, trusted_to_the_queue
 
 
 @dataclass
@@ -99,12 +99,23 @@ class Worker:
             evaluate.run(evaluate.for_training(self.cfg, self.run_dir))
             serving_cost.measure_if_stale(self.run_dir, self.cfg.serving_dialogues)
             return
-        method = self.methods[key.removeprefix("train:")]
-        print(f"training {method.name}", flush=True)  # the stage a person (and the app's build page) sees
+        step, name, *seed = key.split(":")
+        training = finetune.MethodTraining(self.cfg, self.methods[name])
+        print(f"training {name}" + (f" (seed {seed[0]})" if seed else " (its sweep)" if step == "tune" else ""),
+              flush=True)  # the stage a person (and the app's build page) sees
         try:
-            finetune.run(self.cfg, method)
+            with one_writer(training.run_dir):
+                training.setup()
+                if step == "train":  # the sweep and the seeds are done (their jobs): read back, then served
+                    training.tune()
+                    training.serve()
+                elif step == "tune":
+                    training.tune()
+                else:
+                    training.tune(read_back=True)
+                    training.train_seeds([int(seed[0])])
         except AlreadyComplete:
-            print(f"{method.name} is already complete.", flush=True)
+            print(f"{name} is already complete.", flush=True)
 
 
 def main(argv=None) -> None:
