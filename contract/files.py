@@ -315,6 +315,13 @@ def publishing_problems(run_dir: Path) -> list[str]:
     return problems
 
 
+def digest_file(digest, path: Path) -> None:
+    """Feed a file's bytes into a hashlib digest, 16 MiB at a time (weights can be many GB)."""
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            digest.update(block)
+
+
 def base_model_location(run_dir: Path, run: dict) -> str:
     """run.json's base_model as something from_pretrained takes: a folder inside the run, or a Hub id/path."""
     inside = Path(run_dir) / run["base_model"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from contract.files import ADAPTER, MODEL, save_folder_atomically
+from contract.files import ADAPTER, MODEL, digest_file, save_folder_atomically
 from contract.protocol import BASE
 
 CACHE = ".int8"
@@ -51,9 +51,7 @@ def source_key(folders: list[Path]) -> str:
         for file in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors",
                                                                                        ".bin", ".model")):
             digest.update(f"{file.name}:{file.stat().st_size}".encode())
-            with open(file, "rb") as f:
-                for block in iter(lambda: f.read(1 << 24), b""):
-                    digest.update(block)
+            digest_file(digest, file)
     return digest.hexdigest()
 
 

@@ -24,6 +24,7 @@ from contract.files import (
     MODEL,
     RUN_JSON,
     base_model_location,
+    digest_file,
     list_methods,
     method_metrics,
     read_run_file,
@@ -132,9 +133,7 @@ def base_identity(base_path: str) -> str:
         return base_path
     digest = hashlib.sha256()
     for file in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
-        with open(file, "rb") as f:
-            for block in iter(lambda: f.read(1 << 24), b""):
-                digest.update(block)
+        digest_file(digest, file)
     return digest.hexdigest()
 
 

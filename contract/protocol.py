@@ -46,5 +46,5 @@ def on_zero_gpu() -> bool:
 
 
 # What `--preset quick` (real flan-t5-small on 256 training dialogues) takes from `python app.py --preset quick` to
-# serving on 2 CPU cores: its goal, met by every measurement (benchmarks P10: 692 s and 1,025 s)
+# serving on 2 CPU cores: its goal (benchmarks/p10_quick_preset.py measures it; results.jsonl holds the figures)
 QUICK_PRESET_TIME = "under 20 minutes on 2 CPU cores"

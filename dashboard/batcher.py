@@ -224,6 +224,6 @@ LIBC = ctypes.CDLL("libc.so.6") if sys.platform == "linux" else None
 
 def release_freed_memory() -> None:
     """When the queue runs dry: glibc keeps in its heap what a burst of requests freed; malloc_trim hands it back
-    to the system (measured: about a third of a 100-request flood's growth; well under a millisecond a call)."""
+    to the system (a burst's freed heap would otherwise stay with the process; a call is cheap)."""
     if LIBC is not None:
         LIBC.malloc_trim(0)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from contract.protocol import MAX_SOURCE_TOKENS
 from contract.untrusted import plain
-from dashboard import run_data as rd
+from dashboard import run_data
 from dashboard.batcher import Summary
 from dashboard.fair_queue import DEFAULT_LIMIT
 from dashboard.inputs import CONTROLS, InputError, Settings, check_text
@@ -32,7 +32,7 @@ ROUGE = Rouge()
 
 @dataclass
 class AppState:
-    data: rd.RunData
+    data: run_data.RunData
     models: Models
     demo_notice: Optional[str] = None
     votes: Optional[VoteStore] = None
@@ -126,8 +126,8 @@ def wait(served: ModelSet, text, models, settings: Optional[dict] = None) -> dic
 
 def reference_rouge(reference: str, summaries: dict, labels: dict) -> pd.DataFrame:
     if not reference:
-        return pd.DataFrame(columns=["model", *rd.METRIC_LABELS.values()])
-    return pd.DataFrame([{"model": labels[m], **{rd.METRIC_LABELS[k]: round(v, 4)
+        return pd.DataFrame(columns=["model", *run_data.METRIC_LABELS.values()])
+    return pd.DataFrame([{"model": labels[m], **{run_data.METRIC_LABELS[k]: round(v, 4)
                                                  for k, v in ROUGE.score(reference, s.text).items() if k in METRICS}}
                          for m, s in summaries.items() if not s.error])
 
@@ -271,7 +271,7 @@ def failure_note(summary: Summary, dialogue: str) -> str:
     return " · ".join(notes)
 
 
-def example_details(data: rd.RunData, example_id: Optional[str]):
+def example_details(data: run_data.RunData, example_id: Optional[str]):
     """(dialogue, references, every model's output, per-example ROUGE table) of one test dialogue."""
     preds = data.shown_predictions  # never a held-back (battle) dialogue
     models = [m for m in data.models if preds is not None and m in preds]
@@ -280,13 +280,13 @@ def example_details(data: rd.RunData, example_id: Optional[str]):
     row = preds[preds["id"] == example_id].iloc[0]
     refs = "\n".join(f"{i}. {r}" for i, r in enumerate(row["references"], 1))
     scores = pd.DataFrame([{"model": data.label(m), **{label: round(row["rouge"][m][k], 4)
-                                                       for k, label in rd.METRIC_LABELS.items()}}
+                                                       for k, label in run_data.METRIC_LABELS.items()}}
                            for m in models if m in row["rouge"]])
     texts = [highlighted(row[m], row[f"{m}_unsupported"], row[f"{m}_repeats"]) for m in models]
     return row["dialogue"], refs, *texts, scores
 
 
-def example_reference(data: rd.RunData, example_id: Optional[str]):
+def example_reference(data: run_data.RunData, example_id: Optional[str]):
     """(dialogue, first reference) of a test example, for the Compare tab's picker."""
     preds = data.shown_predictions
     if preds is None or example_id not in set(preds["id"]):

@@ -5,10 +5,9 @@ contract/int8.py converts and caches them) gets a CTranslate2 translator; prompt
 and stay on the exact PyTorch path, as does any sampling request (CTranslate2's sampler draws other numbers than
 torch's, and a seeded request must give the text it gives alone). Each summary says which backend wrote it
 (`written_by`). The batcher's plan is unchanged: a mixed-batch call (base and LoRA rows) becomes one CTranslate2
-call per model, and all of a batch's calls run side by side, each translator on one thread: on 2 cores, base + full
-+ LoRA (64 new tokens, a 345-token dialogue) took 1.83 s side by side on one thread each against 2.54 s in turn on
-two threads each (flan-t5-small architecture; flan-t5-base: 7.5 s against 9.8 s): a second thread does little for
-one model's decoding, a second model in parallel does. The exact calls run beside them.
+call per model, and all of a batch's calls run side by side, each translator on one thread: a second thread does
+little for one model's decoding, a second model in parallel does (benchmarks P11 measures it). The exact calls run
+beside them.
 """
 
 import os

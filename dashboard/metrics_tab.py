@@ -6,29 +6,23 @@ from typing import Optional
 import gradio as gr
 
 from contract.untrusted import plain
-from dashboard import figures, verdict
-from dashboard import run_data as rd
+from dashboard import figures, run_data, verdict_card
 from dashboard.handlers import AppState
 from scoring import cost as cost_model
 from scoring import lenses, preferences
+from scoring.verdict import protocol_sentence
 
 
 def protocol_text(evaluation: Optional[dict]) -> str:
     if not evaluation:
         return ("**No evaluation yet.** Run `python -m training.evaluate --run <run folder>` to add ROUGE with "
                 "confidence intervals; the training charts below are already real.")
-    d, r, b = evaluation["decoding"], evaluation["rouge"], evaluation["bootstrap"]
-    return (f"**Protocol.** {evaluation['n_dialogues']} dialogues / {evaluation['n_references']} references of the "
-            f"`{evaluation['split']}` split. Headline: `{evaluation['headline_protocol']}` (each row against its own "
-            f"reference, as the lab). Decoding: greedy (do_sample={d['do_sample']}, beams={d['num_beams']}), "
-            f"max_new_tokens={d['max_new_tokens']}. ROUGE: {r.get('package', 'rouge_score')}, stemmer "
-            f"{'on' if r['use_stemmer'] else 'off'}, F-measure; rougeLsum sentences: {r['sentence_splitter']}. "
-            f"95% CI: bootstrap over dialogues, {b['resamples']} resamples (seed {b['seed']}); paired tests over "
-            f"every pair of models: {b['paired_test']}. The lab's published figures (diamonds) were scored without "
-            "sentence splitting, so their ROUGE-Lsum equals ROUGE-L.")
+    prompt = plain(repr(evaluation["decoding"]["prompt_template"]), limit=300)
+    return (f"**Protocol.** {protocol_sentence(evaluation, prompt)} The lab's published figures (diamonds) were "
+            "scored without sentence splitting, so their ROUGE-Lsum equals ROUGE-L.")
 
 
-def tuning_text(data: rd.RunData) -> str:
+def tuning_text(data: run_data.RunData) -> str:
     """How the learning rates and seeds were chosen, in one paragraph."""
     swept = [data.label(m) for m in data.methods if m in data.sweeps]
     fixed = [data.label(m) for m in data.methods if m not in data.sweeps]
@@ -52,7 +46,7 @@ def tuning_text(data: rd.RunData) -> str:
     return "**Tuning.** " + " ".join(parts) if parts else ""
 
 
-def protocol_line(data: rd.RunData) -> Optional[str]:
+def protocol_line(data: run_data.RunData) -> Optional[str]:
     """The protocol, or "no evaluation yet"; nothing when the evaluation is there but broken (named above it)."""
     if data.evaluation is None and any(p.startswith("evaluation:") for p in data.problems):
         return None
@@ -63,28 +57,28 @@ def build_verdict(demo: gr.Blocks, state: AppState):
     """The answer and its chart, first; the people's verdict joins the sentences once there are enough votes; what
     each method costs at a volume and prices a person sets, with its chart and table."""
     data = state.data
-    choice = verdict.choice_of(data)
-    card = gr.Markdown(verdict.text(data, choice, prices=at_defaults(data, state.prices)[0]), elem_id="verdict")
+    choice = verdict_card.choice_of(data)
+    card = gr.Markdown(verdict_card.text(data, choice, prices=at_defaults(data, state.prices)[0]), elem_id="verdict")
     if choice is None:
         return
-    cost = gr.Radio(list(verdict.COSTS), value=next(iter(verdict.COSTS)), label="Cost on the chart's x axis",
+    cost = gr.Radio(list(verdict_card.COSTS), value=next(iter(verdict_card.COSTS)), label="Cost on the chart's x axis",
                     elem_id="verdict-cost")
-    plot = gr.Plot(verdict.chart(data, choice), elem_id="plot-verdict")
-    cost.change(lambda c: verdict.chart(data, choice, c), cost, plot, api_visibility="private")
+    plot = gr.Plot(verdict_card.chart(data, choice), elem_id="plot-verdict")
+    cost.change(lambda c: verdict_card.chart(data, choice, c), cost, plot, api_visibility="private")
     defaults = at_defaults(data, state.prices)
     inputs = build_cost_inputs(data, *defaults)
     with gr.Accordion("What each method costs at this volume: the chart and every stage", open=True):
-        volume_plot = plot_or_line(verdict.volume_chart(data, choice, *defaults),
+        volume_plot = plot_or_line(verdict_card.volume_chart(data, choice, *defaults),
                                    "No cost at a volume: a price or the serving figures are missing.", "plot-volume")
-        table = gr.Dataframe(verdict.cost_table(data, *defaults), interactive=False, elem_id="cost-table",
+        table = gr.Dataframe(verdict_card.cost_table(data, *defaults), interactive=False, elem_id="cost-table",
                              label="Device-hours per stage, energy, serving (cheapest form) and money")
         gr.Markdown(pricing_note(data), elem_id="cost-note")
     outputs = [card, table] + ([volume_plot] if isinstance(volume_plot, gr.Plot) else [])
 
     def priced(per_day, days, device_price, cpu_price):
         prices, volume = chosen(per_day, days, device_price, cpu_price)
-        shown = [verdict_markdown(state, choice, prices, volume), verdict.cost_table(data, prices, volume)]
-        return shown + ([verdict.volume_chart(data, choice, prices, volume)] if len(outputs) == 3 else [])
+        shown = [verdict_markdown(state, choice, prices, volume), verdict_card.cost_table(data, prices, volume)]
+        return shown + ([verdict_card.volume_chart(data, choice, prices, volume)] if len(outputs) == 3 else [])
 
     for box in inputs:
         box.change(priced, inputs, outputs, api_visibility="private")
@@ -93,7 +87,7 @@ def build_verdict(demo: gr.Blocks, state: AppState):
                   api_visibility="private")
 
 
-def at_defaults(data: rd.RunData, given: tuple = (None, None)) -> tuple[cost_model.Prices, cost_model.Volume]:
+def at_defaults(data: run_data.RunData, given: tuple = (None, None)) -> tuple[cost_model.Prices, cost_model.Volume]:
     """The prices given at start-up (--price_per_hour, --cpu_price_per_hour), else the listed ones; the default
     volume."""
     listed = cost_model.default_prices(data.train)
@@ -102,7 +96,7 @@ def at_defaults(data: rd.RunData, given: tuple = (None, None)) -> tuple[cost_mod
         cost_model.Volume()
 
 
-def build_cost_inputs(data: rd.RunData, prices: cost_model.Prices, volume: cost_model.Volume) -> list:
+def build_cost_inputs(data: run_data.RunData, prices: cost_model.Prices, volume: cost_model.Volume) -> list:
     """Volume and prices, prefilled with the defaults (given at start-up, else a listed price)."""
     device = " ".join(cost_model.run_device(data.train).split())[:60]  # a label is text, not Markdown
     with gr.Row(elem_id="cost-inputs"):
@@ -119,7 +113,7 @@ def chosen(per_day, days, device_price, cpu_price) -> tuple[cost_model.Prices, c
     return cost_model.Prices(device_price, cpu_price), volume
 
 
-def pricing_note(data: rd.RunData) -> str:
+def pricing_note(data: run_data.RunData) -> str:
     """Which figures are measured, which are priced, and from where."""
     listed = cost_model.listed_price(cost_model.run_device(data.train))
     cpu = cost_model.listed_price(cost_model.INT8_DEVICE)
@@ -137,9 +131,9 @@ def verdict_markdown(state: AppState, choice, prices: cost_model.Prices, volume:
     """The verdict at these prices and volume, with the people's once there are enough counted votes."""
     votes = preferences.counted(state.votes.votes_frame()) if state.votes is not None else None
     if votes is None or len(votes) < preferences.MIN_VOTES:
-        return verdict.text(state.data, choice, prices=prices, volume=volume)
+        return verdict_card.text(state.data, choice, prices=prices, volume=volume)
     models = sorted(set(votes["model_a"]) | set(votes["model_b"]))
-    return verdict.text(state.data, choice, preferences.ratings_table(votes, models), len(votes), prices, volume)
+    return verdict_card.text(state.data, choice, preferences.ratings_table(votes, models), len(votes), prices, volume)
 
 
 def plot_or_line(figure, message: str, elem_id: str):
@@ -159,33 +153,36 @@ def build_metrics_tab(demo: gr.Blocks, state: AppState):
         if text := protocol_line(data):
             gr.Markdown(text)
     with gr.Accordion("Summary table and methods at a glance", open=False):
-        gr.Dataframe(rd.summary_table(data), label="Summary (headline protocol; ROUGE mean [95% CI])",
+        gr.Dataframe(run_data.summary_table(data), label="Summary (headline protocol; ROUGE mean [95% CI])",
                      interactive=False)
-        view = gr.Radio(list(rd.CAPABILITY_VIEWS), value=next(iter(rd.CAPABILITY_VIEWS)), label="Methods at a glance")
-        capabilities = gr.Dataframe(rd.capability_frame(data), interactive=False, elem_id="capabilities",
+        views = list(run_data.CAPABILITY_VIEWS)
+        view = gr.Radio(views, value=views[0], label="Methods at a glance")
+        capabilities = gr.Dataframe(run_data.capability_frame(data), interactive=False, elem_id="capabilities",
                                     label="What each method trains, how it is served, whether it merges into the base")
-        view.change(lambda v: rd.capability_frame(data, v), view, capabilities, api_visibility="private")
+        view.change(lambda v: run_data.capability_frame(data, v), view, capabilities, api_visibility="private")
     if data.evaluation:
         with gr.Accordion("Cost vs quality on every cost, and ROUGE per metric", open=False):
-            basis = gr.Radio(list(rd.COST_BASES), value=next(iter(rd.COST_BASES)), label="Training cost counts",
-                             elem_id="cost-basis")
-            tradeoff = gr.Plot(figures.tradeoff_scatter(rd.tradeoff_frame(data), labels, basis.value),
+            bases = list(run_data.COST_BASES)
+            basis = gr.Radio(bases, value=bases[0], label="Training cost counts", elem_id="cost-basis")
+            tradeoff = gr.Plot(figures.tradeoff_scatter(run_data.tradeoff_frame(data), labels, basis.value),
                                elem_id="plot-tradeoff")
-            basis.change(lambda b: figures.tradeoff_scatter(rd.tradeoff_frame(data, rd.COST_BASES[b]), labels, b),
-                         basis, tradeoff, api_visibility="private")
+            redrawn = lambda b: figures.tradeoff_scatter(  # noqa: E731
+                run_data.tradeoff_frame(data, run_data.COST_BASES[b]), labels, b)
+            basis.change(redrawn, basis, tradeoff, api_visibility="private")
             protocol = gr.Radio(["per_row", "multi_reference"], value=data.evaluation["headline_protocol"],
                                 label="ROUGE protocol")
-            rouge_plot = gr.Plot(figures.rouge_bars(rd.rouge_frame(data.evaluation), labels), elem_id="plot-rouge")
-            protocol.change(lambda p: figures.rouge_bars(rd.rouge_frame(data.evaluation, p), labels), protocol,
+            rouge_bars = figures.rouge_bars(run_data.rouge_frame(data.evaluation), labels)
+            rouge_plot = gr.Plot(rouge_bars, elem_id="plot-rouge")
+            protocol.change(lambda p: figures.rouge_bars(run_data.rouge_frame(data.evaluation, p), labels), protocol,
                             rouge_plot, api_visibility="private")
         with gr.Accordion("How sure the ranking is, and every paired test", open=False):
-            if sentence := rd.ranking_sentence(data):
+            if sentence := run_data.ranking_sentence(data):
                 gr.Markdown(sentence, elem_id="ranking-sentence")
-                gr.Dataframe(rd.ranking_table(data), label="Each model's probability of each rank",
+                gr.Dataframe(run_data.ranking_table(data), label="Each model's probability of each rank",
                              interactive=False, elem_id="ranking")
-            gr.Dataframe(rd.comparisons_table(data.evaluation), label="Paired tests over dialogues, every pair of "
-                         "models", interactive=False)
-    forgetting = rd.retention_frame(data)
+            gr.Dataframe(run_data.comparisons_table(data.evaluation),
+                         label="Paired tests over dialogues, every pair of models", interactive=False)
+    forgetting = run_data.retention_frame(data)
     kept = (data.evaluation or {}).get("retention") or {}
     if not forgetting.empty or kept.get("not_measured"):
         with gr.Accordion("What each method forgets (retention)", open=False):
@@ -195,29 +192,30 @@ def build_metrics_tab(demo: gr.Blocks, state: AppState):
                 gr.Plot(figures.forgetting_chart(forgetting, labels, kept["task"]), elem_id="plot-forgetting")
     if data.sweeps:
         with gr.Accordion("Learning-rate sweeps", open=False):
-            gr.Plot(figures.tuning_chart(rd.tuning_frame(data), labels), elem_id="plot-tuning")
+            gr.Plot(figures.tuning_chart(run_data.tuning_frame(data), labels), elem_id="plot-tuning")
     with gr.Accordion("int8 (CTranslate2) vs exact", open=False):
-        gr.Markdown(rd.int8_line(data), elem_id="int8-line")
+        gr.Markdown(run_data.int8_line(data), elem_id="int8-line")
         if data.int8 is not None:
-            gr.Dataframe(rd.int8_table(data), label="int8 (CTranslate2) vs exact: what int8 costs in quality",
+            gr.Dataframe(run_data.int8_table(data), label="int8 (CTranslate2) vs exact: what int8 costs in quality",
                          interactive=False, elem_id="int8")
     with gr.Accordion("Parameters, training cost and loss curves", open=False):
-        gr.Plot(figures.parameter_bars(rd.parameters_frame(data.train), labels), elem_id="plot-params")
-        cost_basis = gr.Radio(list(rd.COST_BASES), value=next(iter(rd.COST_BASES)), label="Training cost counts")
-        cost = gr.Plot(figures.cost_bars(rd.cost_frame(data.train), labels), elem_id="plot-cost")
-        cost_basis.change(lambda b: figures.cost_bars(rd.cost_frame(data.train, rd.COST_BASES[b]), labels),
+        gr.Plot(figures.parameter_bars(run_data.parameters_frame(data.train), labels), elem_id="plot-params")
+        bases = list(run_data.COST_BASES)
+        cost_basis = gr.Radio(bases, value=bases[0], label="Training cost counts")
+        cost = gr.Plot(figures.cost_bars(run_data.cost_frame(data.train), labels), elem_id="plot-cost")
+        cost_basis.change(lambda b: figures.cost_bars(run_data.cost_frame(data.train, run_data.COST_BASES[b]), labels),
                           cost_basis, cost, api_visibility="private")
-        gr.Plot(figures.loss_curves(rd.loss_frame(data.train), labels), elem_id="plot-loss")
+        gr.Plot(figures.loss_curves(run_data.loss_frame(data.train), labels), elem_id="plot-loss")
     if data.evaluation:
         with gr.Accordion("Where methods fail", open=False):
             build_failures_section(data)
 
 
-def build_failures_section(data: rd.RunData):
+def build_failures_section(data: run_data.RunData):
     """Where methods fail: ROUGE by slice, invented details and degenerate outputs, with intervals."""
     gr.Markdown("ROUGE-1 on slices of the test set (a slice marked *wide CI* is too small to "
                 "tell methods apart), and how often each model's summaries invent a detail (a number, name or "
                 f"speaker tag absent from the dialogue), repeat themselves, or are empty. {lenses.LIMITS}")
     labels = data.labels
-    gr.Plot(figures.slice_multiples(rd.slices_frame(data.evaluation), labels), elem_id="plot-slices")
-    gr.Plot(figures.failure_bars(rd.failures_frame(data.evaluation), labels), elem_id="plot-failures")
+    gr.Plot(figures.slice_multiples(run_data.slices_frame(data.evaluation), labels), elem_id="plot-slices")
+    gr.Plot(figures.failure_bars(run_data.failures_frame(data.evaluation), labels), elem_id="plot-failures")

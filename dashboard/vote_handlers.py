@@ -17,7 +17,7 @@ import pandas as pd
 
 from contract.untrusted import plain
 from dashboard import figures
-from dashboard import votes as vt
+from dashboard import votes as vote_store
 from dashboard.handlers import ROUGE, AppState, client_of, refuse, session_of, wait
 from dashboard.inputs import InputError, check_text
 from scoring import preferences
@@ -34,19 +34,19 @@ def unseen_pool(state: AppState) -> Optional[pd.DataFrame]:
     if pool is None or state.votes is None:
         return pool
     named = state.votes.named_texts()
-    return pool[[vt.text_hash(d) not in named for d in pool["dialogue"]]].reset_index(drop=True)
+    return pool[[vote_store.text_hash(d) not in named for d in pool["dialogue"]]].reset_index(drop=True)
 
 
 def unseen_by(pool: pd.DataFrame, models: list[str], seen: set[str]):
     """(a, b) -> which pool rows show neither model's summary to a client that has seen `seen` under names."""
-    fresh = {m: ~pool[m].map(vt.text_hash).isin(seen) for m in models}
+    fresh = {m: ~pool[m].map(vote_store.text_hash).isin(seen) for m in models}
     return lambda a, b: fresh[a] & fresh[b]
 
 
 def pool_line(state: AppState) -> str:
     try:
         pool, left = state.data.battle_predictions, unseen_pool(state)
-    except vt.VoteError as e:
+    except vote_store.VoteError as e:
         return str(e)
     if pool is None:
         return "No evaluated test dialogues to battle on: paste a dialogue of your own."
@@ -55,7 +55,7 @@ def pool_line(state: AppState) -> str:
 
 
 def new_battle(state: AppState, text: Optional[str] = None, request: Optional[gr.Request] = None,
-               rng=None) -> vt.Battle:
+               rng=None) -> vote_store.Battle:
     """Two models drawn so that pairs spread evenly, in random positions: a random held-back test dialogue's
     stored predictions (instant), or the pasted dialogue generated live by the two models."""
     rng = rng or random.SystemRandom()
@@ -63,7 +63,7 @@ def new_battle(state: AppState, text: Optional[str] = None, request: Optional[gr
     try:
         state.votes.check_open()
         pool = None if pasted else unseen_pool(state)
-    except vt.VoteError as e:
+    except vote_store.VoteError as e:
         raise refuse(str(e)) from None
     models = battle_models(state, pool)
     if len(models) < 2 or (not pasted and pool is None):
@@ -82,20 +82,20 @@ def new_battle(state: AppState, text: Optional[str] = None, request: Optional[gr
             return state.votes.add_battle("test", row["dialogue"], row["id"], a, b, row[a], row[b], client, session)
         a, b = state.votes.next_pair(models, rng)
         dialogue = check_text(text)
-        vt.check_length("dialogue", dialogue)  # before any model is called
+        vote_store.check_length("dialogue", dialogue)  # before any model is called
         summaries = wait(state.own, dialogue, [a, b])
         if any(summaries[m].error for m in (a, b)):
             raise refuse("A model failed to summarize this dialogue; try again.")
         return state.votes.add_battle("pasted", dialogue, None, a, b, summaries[a].text, summaries[b].text, client,
                                       session)
-    except (InputError, vt.VoteError) as e:
+    except (InputError, vote_store.VoteError) as e:
         raise refuse(str(e)) from None
 
 
 def cast_vote(state: AppState, battle_id, choice, request: Optional[gr.Request] = None) -> dict:
     try:
         revealed = state.votes.cast(battle_id, choice, client_of(state, request), session_of(state, request))
-    except vt.VoteError as e:
+    except vote_store.VoteError as e:
         raise refuse(str(e)) from None
     return {**revealed, "label_a": state.data.label(revealed["model_a"]),
             "label_b": state.data.label(revealed["model_b"])}
@@ -135,7 +135,7 @@ def ratings_view(state: AppState):
         return "Votes are off for this app.", figures.empty_figure("No votes"), figures.empty_figure("No votes")
     try:
         everything = state.votes.votes_frame()
-    except vt.VoteError as e:
+    except vote_store.VoteError as e:
         return str(e), figures.empty_figure("Voting is paused"), figures.empty_figure("Voting is paused")
     votes = preferences.counted(everything)
     labels = state.data.labels

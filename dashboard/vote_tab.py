@@ -3,7 +3,7 @@ Layout only: dashboard/vote_handlers.py answers, dashboard/votes.py stores."""
 
 import gradio as gr
 
-from dashboard import votes as vt
+from dashboard import votes as vote_store
 from dashboard.handlers import CONCURRENCY, AppState, refuse
 from dashboard.vote_handlers import cast_vote, new_battle, pool_line, ratings_view
 from scoring import preferences
@@ -89,7 +89,7 @@ def build_ratings_section(demo: gr.Blocks, state: AppState):
         said, strength_fig, win_fig = ratings_view(state)
         try:
             enough = len(preferences.counted(state.votes.votes_frame())) >= preferences.MIN_VOTES
-        except vt.VoteError:  # paused: the text says so
+        except vote_store.VoteError:  # paused: the text says so
             enough = False
         return said, gr.update(value=strength_fig, visible=enough), gr.update(value=win_fig, visible=enough)
 

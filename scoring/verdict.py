@@ -1,6 +1,6 @@
 """The answer first: which method is worth it, in two or three sentences generated from a run's own numbers (its
 eval/metrics.json and each method's metrics.json). The Metrics tab shows them with their chart
-(dashboard/verdict.py); the model card that `python -m training.publish` writes carries the same sentences.
+(dashboard/verdict_card.py); the model card that `python -m training.publish` writes carries the same sentences.
 
 The sentences claim only what the intervals support: "the best" is the highest mean, with its probability of rank
 1 when the evaluation has it; a cheaper method is offered only when the paired test (Holm-adjusted over all pairs,
@@ -61,6 +61,20 @@ def choose(evaluation: Optional[dict], train: dict) -> Optional[Choice]:
     ranking = evaluation.get("ranking") or {}
     tied = [m for m in ranking.get("tied_at_top", []) if m != best and m in frame.index]
     return Choice(best, cheapest, ranking.get("p_best", {}).get(best), tied, frame, candidates)
+
+
+def protocol_sentence(evaluation: dict, prompt: str) -> str:
+    """How the figures were made, in one paragraph (the Metrics tab and the model card): the test set, decoding,
+    ROUGE, the intervals and the paired tests. `prompt` is the prompt template as the caller shows outside text."""
+    d, r, b = evaluation["decoding"], evaluation["rouge"], evaluation["bootstrap"]
+    return (f"{evaluation['n_dialogues']} dialogues / {evaluation['n_references']} references of the "
+            f"`{evaluation['split']}` split. Decoding: greedy (do_sample={d['do_sample']}, beams={d['num_beams']}), "
+            f"at most {d['max_new_tokens']} new tokens, inputs cut at {d['max_source_length']} tokens, prompt "
+            f"{prompt}. ROUGE: {r.get('package', 'rouge_score')}, stemmer {'on' if r['use_stemmer'] else 'off'}, "
+            f"F-measure; rougeLsum sentences: {r['sentence_splitter']}. Headline: `{evaluation['headline_protocol']}` "
+            f"(each reference on its own, averaged over rows, as the lab). 95% intervals: bootstrap "
+            f"({b.get('unit', 'dialogue')}), {b['resamples']} resamples (seed {b['seed']}); paired tests over every "
+            f"pair of models: {b['paired_test']}.")
 
 
 def with_base(frame: pd.DataFrame, base: dict) -> pd.DataFrame:

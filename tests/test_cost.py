@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from contract.files import EVAL_SERVING, method_metrics, read_run_file
-from dashboard import leaderboard, metrics_tab, verdict
+from dashboard import leaderboard, metrics_tab
 from dashboard import run_data as rd
+from dashboard import verdict_card as verdict
 from scoring import cost
 from scoring.stats import frontier_probabilities
 from tests.test_verdict import run_data

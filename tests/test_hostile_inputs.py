@@ -390,8 +390,9 @@ def hostile_label_run(evaluated_run: Path, target: Path) -> Path:
 
 
 def test_every_chart_shows_a_hostile_label_as_text(evaluated_run, tmp_path):
-    from dashboard import figures, verdict
+    from dashboard import figures
     from dashboard import run_data as rd
+    from dashboard import verdict_card as verdict
     from dashboard.leaderboard import leaderboard_frame, pareto_chart
 
     data = rd.load_run(hostile_label_run(evaluated_run, tmp_path / "run"))

@@ -5,7 +5,7 @@ import copy
 import pandas as pd
 
 from dashboard import run_data as rd
-from dashboard import verdict
+from dashboard import verdict_card as verdict
 from scoring.verdict import people_sentence
 
 

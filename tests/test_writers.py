@@ -189,6 +189,6 @@ def test_the_commands_in_each_docstring_parse_and_name_their_methods(module_name
         args = words[words.index("-m") + 2:]
         cfg = parse_config(args)
         if module_name == "training.finetune":
-            assert finetune.the_one_method(cfg).name
+            assert finetune.single_method(cfg).name
         else:
             assert resolve_methods(cfg.methods, cfg.method_config, cuda=False)

@@ -48,10 +48,9 @@ class Preset:
 PRESETS = {
     "flan-t5-base": Preset(base_model="google/flan-t5-base", data="hub"),
     "flan-t5-small": Preset(base_model="google/flan-t5-small", data="hub"),
-    # Real FLAN-T5 on a laptop: flan-t5-small, one epoch over 256 training dialogues (full fine-tuning costs about
-    # 1.4 s per dialogue on 2 CPU cores), 200 test dialogues (a 95% CI of about +-0.015 ROUGE-1); QUICK_PRESET_TIME
-    # from `python app.py --preset quick` to serving. Batches of 8 accumulated 4 times
-    # (flan-t5-small's batch of 32): a batch of 32 long dialogues peaked at 19 GB of RAM on CPU.
+    # Real FLAN-T5 on a laptop: flan-t5-small, one epoch over 256 training dialogues and 200 test dialogues, sized so
+    # that `python app.py --preset quick` serves within QUICK_PRESET_TIME (benchmarks P10). Batches of 8 accumulated
+    # 4 times (flan-t5-small's batch of 32): a batch of 32 long dialogues does not fit a laptop's RAM on a CPU.
     "quick": Preset(base_model="google/flan-t5-small", data="hub", logging_steps=2, eval_steps=4,
                     settings_of="flan-t5-small", epochs=1, max_train_samples=256, max_eval_samples=100, eval_limit=200,
                     batch_size=8, gradient_accumulation=4),

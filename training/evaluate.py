@@ -101,7 +101,7 @@ def generate_all(run_dir: Path, prompts: list[str], cfg: EvalConfig):
 def generate_seeds(run_dir: Path, loaded, prompts: list[str], cfg: EvalConfig, cost: dict) -> tuple[dict, dict]:
     """(served seed of each method, {method: {seed: summaries}} of the seeds beyond it (--seeds)): each seed's
     model is loaded alone, used, and let go; the seconds their summaries took join the method's `cost` entry."""
-    served, extra = {}, {}
+    served, seed_outputs = {}, {}
     for name in loaded.methods:
         if not loaded.available(name):
             continue
@@ -110,12 +110,12 @@ def generate_seeds(run_dir: Path, loaded, prompts: list[str], cfg: EvalConfig, c
         for entry in info.get("seeds", []):
             start = time.perf_counter()
             model = load_alone(loaded, run_dir / name / entry["folder"], bool(info["method"].get("base_quantization")))
-            extra.setdefault(name, {})[entry["seed"]] = generate(
+            seed_outputs.setdefault(name, {})[entry["seed"]] = generate(
                 model, loaded.tokenizer, prompts, cfg.batch_size, cfg.max_new_tokens, cfg.max_source_length,
                 f"{name} seed {entry['seed']}")
             del model
             cost[name]["seeds_seconds"] = cost[name].get("seeds_seconds", 0.0) + time.perf_counter() - start
-    return served, extra
+    return served, seed_outputs
 
 
 def trainable_parameters(run_dir: Path, models: list[str]) -> dict:
@@ -124,11 +124,11 @@ def trainable_parameters(run_dir: Path, models: list[str]) -> dict:
             for m in models}
 
 
-def by_seed(dialogues, outputs, served: dict, extra: dict, rouge) -> dict:
+def by_seed(dialogues, outputs, served: dict, seed_outputs: dict, rouge) -> dict:
     """{protocol: {model: {metric: {seed: per-dialogue scores}}}}: the served model's seed first (base: "-")."""
     scores = {p: {m: {k: {str(served.get(m, "-")): v} for k, v in metrics.items()} for m, metrics in by_model.items()}
               for p, by_model in score_dialogues(dialogues, outputs, rouge).items()}
-    for name, seeds in extra.items():
+    for name, seeds in seed_outputs.items():
         for seed, texts in seeds.items():
             for protocol, by_model in score_dialogues(dialogues, {name: texts}, rouge).items():
                 for k, v in by_model[name].items():
@@ -179,7 +179,7 @@ def print_table(table, headline):
         print(f"{model:{width}}" + "".join(f"{c:>24}" for c in cells))
 
 
-def write_predictions(path: Path, dialogues, outputs, scores, extra: dict):
+def write_predictions(path: Path, dialogues, outputs, scores, seed_outputs: dict):
     """One line per dialogue: the served models' summaries and scores (what the app shows), and the other seeds'
     summaries under seed_outputs."""
     with open(path, "w", encoding="utf-8") as f:
@@ -191,19 +191,19 @@ def write_predictions(path: Path, dialogues, outputs, scores, extra: dict):
                 "rouge_multi_reference": {m: {k: scores["multi_reference"][m][k][i] for k in METRICS}
                                           for m in outputs},
             }
-            if extra:
+            if seed_outputs:
                 line["seed_outputs"] = {
-                    m: {str(s): texts[i] for s, texts in seeds.items()} for m, seeds in extra.items()
+                    m: {str(s): texts[i] for s, texts in seeds.items()} for m, seeds in seed_outputs.items()
                 }
             f.write(json.dumps(line) + "\n")
 
 
-def write_evaluation(run_dir: Path, dialogues, outputs, scores, extra: dict, metrics: dict) -> None:
+def write_evaluation(run_dir: Path, dialogues, outputs, scores, seed_outputs: dict, metrics: dict) -> None:
     """predictions.jsonl and metrics.json as ONE unit: written into a hidden sibling folder, then swapped in. A
     kill or a full disk at any moment leaves the previous complete evaluation (or none), never a mix."""
     def save(tmp: Path):
         tmp.mkdir(parents=True)
-        write_predictions(tmp / Path(EVAL_PREDICTIONS).name, dialogues, outputs, scores, extra)
+        write_predictions(tmp / Path(EVAL_PREDICTIONS).name, dialogues, outputs, scores, seed_outputs)
         write_json(tmp / Path(EVAL_METRICS).name, metrics, schema_for(EVAL_METRICS))
 
     save_folder_atomically(run_dir / EVAL, save)
@@ -305,9 +305,9 @@ def evaluate(cfg: EvalConfig) -> dict:
         dialogues = dialogues.iloc[:cfg.limit].reset_index(drop=True)
     prompts = [format_prompt(d, cfg.prompt_template) for d in dialogues["dialogue"]]
     outputs, cost, loaded = generate_all(run_dir, prompts, cfg)
-    served_seed, extra = generate_seeds(run_dir, loaded, prompts, cfg, cost)
+    served_seed, seed_outputs = generate_seeds(run_dir, loaded, prompts, cfg, cost)
     rouge = load_rouge_metric()
-    seeded = by_seed(dialogues, outputs, served_seed, extra, rouge)
+    seeded = by_seed(dialogues, outputs, served_seed, seed_outputs, rouge)
     scores = {
         p: {m: {k: v[str(served_seed.get(m, "-"))] for k, v in metrics.items()} for m, metrics in by_model.items()}
         for p, by_model in seeded.items()
@@ -325,9 +325,9 @@ def evaluate(cfg: EvalConfig) -> dict:
     metrics = {
         "schema_version": 1, "created_at": utc_now(), "split": cfg.split, "headline_protocol": cfg.headline,
         "n_dialogues": len(dialogues), "n_references": int(sum(weights)),
-        **protocol(cfg, bool(extra)),
+        **protocol(cfg, bool(seed_outputs)),
         "models": list(outputs), "labels": {m: loaded.labels.get(m, BASE_LABEL) for m in outputs},
-        "seeds": {m: {"served": served_seed[m], "all": [served_seed[m], *extra.get(m, {})]} for m in served_seed},
+        "seeds": {m: {"served": seed, "all": [seed, *seed_outputs.get(m, {})]} for m, seed in served_seed.items()},
         "scores": table, "comparisons": comparisons, "ranking": ranking(seeded, table, weights, trainable, cfg),
         "generation_cost": cost,
         "slices": lenses.slices(features, rouge1_means, weights, cfg.resamples, cfg.seed),
@@ -338,7 +338,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         "summary_length": summary_lengths(outputs, scores["per_row"], loaded.tokenizer),
         **({"retention": kept} if kept else {}),
     }
-    write_evaluation(run_dir, dialogues, outputs, scores, extra, metrics)
+    write_evaluation(run_dir, dialogues, outputs, scores, seed_outputs, metrics)
     print_table(table, cfg.headline)
     print(f"wrote {run_dir / EVAL_METRICS} and {run_dir / EVAL_PREDICTIONS}")
     return metrics

@@ -179,16 +179,16 @@ class MethodTraining:
     def serve(self) -> None:
         """Every extra seed (complete ones read back), then the served model: the sweep's best trial moved into
         place, or trained at the rate."""
-        extra = {"learning_rate": self.rate, "seeds": self.train_seeds(self.extra_seeds())}
+        rate_and_seeds = {"learning_rate": self.rate, "seeds": self.train_seeds(self.extra_seeds())}
         if self.best_trial is not None and (self.best_trial / METHOD_METRICS).exists():
-            serve_trial(self.method, self.best_trial, self.out, extra, self.sweep_seconds)
+            promote_best_trial(self.method, self.best_trial, self.out, rate_and_seeds, self.sweep_seconds)
         else:  # no sweep, or its winner ran on another machine (a shared --sweep_storage): train at the rate
             if self.cfg.resume and self.resume_from is None and (self.out / CHECKPOINTS).exists():
                 print(f"--resume: {self.method.name}: no complete checkpoint of the served model; it trains from "
                       "step 0 (its finished sweep legs and seeds are kept).", flush=True)
             cost = {} if self.sweep_seconds is None else {"sweep_seconds": self.sweep_seconds}
-            train(self.cfg, self.method, self.out, self.resume_from, self.prepared, self.callbacks, extra=extra,
-                  cost=cost)
+            train(self.cfg, self.method, self.out, self.resume_from, self.prepared, self.callbacks,
+                  recorded=rate_and_seeds, cost=cost)
         shutil.rmtree(self.out / sweep.TRIALS, ignore_errors=True)
 
 
@@ -233,7 +233,7 @@ def tune(cfg: TrainConfig, method: Method, prepared: Prepared, out: Path) -> dic
     return sweep.run_sweep(cfg, method, Path(cfg.output_dir), cfg.learning_rate, steps, run_leg, untrained_rouge_l)
 
 
-def serve_trial(method: Method, trial: Path, out: Path, extra: dict, sweep_seconds: float) -> None:
+def promote_best_trial(method: Method, trial: Path, out: Path, recorded: dict, sweep_seconds: float) -> None:
     """The sweep's winner becomes the served model: its weights moved into <method>/ (a rename), then its
     metrics.json, with the rate's story and the sweep's cost beyond the winner's own training, written last (the
     method is complete)."""
@@ -243,7 +243,7 @@ def serve_trial(method: Method, trial: Path, out: Path, extra: dict, sweep_secon
         shutil.rmtree(target, ignore_errors=True)
         os.replace(weights, target)
     metrics = read_json(trial / METHOD_METRICS, schema_for(method_metrics(method.name)))
-    metrics.update(extra)
+    metrics.update(recorded)
     metrics["cost"]["sweep_seconds"] = max(0.0, sweep_seconds - metrics["cost"]["train_seconds"])
     finish(out, metrics)
     print(
@@ -258,7 +258,7 @@ def train_extra_seed(cfg: TrainConfig, method: Method, out: Path, prepared: Prep
     folder = out / SEEDS / f"seed-{cfg.seed}"
     if not (folder / METHOD_METRICS).exists():
         resume_from = newest_complete_checkpoint(folder / CHECKPOINTS) if cfg.resume else None
-        train(cfg, method, folder, resume_from, prepared, extra={"learning_rate": {"value": cfg.learning_rate}})
+        train(cfg, method, folder, resume_from, prepared, recorded={"learning_rate": {"value": cfg.learning_rate}})
     metrics = read_json(folder / METHOD_METRICS, schema_for(method_metrics(method.name)))
     return {
         "seed": cfg.seed,
@@ -281,9 +281,10 @@ def start_training(cfg: TrainConfig, method: Method, out: Path, resume_from, pre
 
 
 def train(cfg: TrainConfig, method: Method, out: Path, resume_from, prepared: Prepared, callbacks=(),
-          extra=None, cost=None):
-    """Train `method` at the resolved `cfg` into `out` (held by this process): weights, then metrics.json.
-    Returns the trained model."""
+          recorded=None, cost=None):
+    """Train `method` at the resolved `cfg` into `out` (held by this process): weights, then metrics.json, with
+    `recorded` (what it says beyond the training: the rate's story, the seeds) and `cost` (the sweep's seconds)
+    added. Returns the trained model."""
     wall_start = time.perf_counter()
     model, trainer, keeper = start_training(cfg, method, out, resume_from, prepared, callbacks)
     fit(trainer, resume_from)
@@ -291,7 +292,7 @@ def train(cfg: TrainConfig, method: Method, out: Path, resume_from, prepared: Pr
         weights = save_weights(method, trainer, model, out)
         metrics = training_metrics(method, cfg, prepared.data, prepared.train, prepared.evalset, trainer, keeper,
                                    model, wall_start, weights)
-        metrics.update(extra or {})
+        metrics.update(recorded or {})
         metrics["cost"].update(cost or {})
         finish(out, metrics)
         print(f"{method.name} (seed {cfg.seed}): {metrics['final']} -> {weights}")
@@ -310,7 +311,7 @@ def train_until(cfg: TrainConfig, method: Method, out: Path, resume_from, prepar
     return model
 
 
-def the_one_method(cfg: TrainConfig) -> Method:
+def single_method(cfg: TrainConfig) -> Method:
     """The recipe trains one method: --method NAME, or one --method_config."""
     if not cfg.method and len(cfg.method_config) != 1:
         raise ConfigError("training.finetune trains one method: give --method NAME (full, lora, ia3, ...) or one "
@@ -325,7 +326,7 @@ def the_one_method(cfg: TrainConfig) -> Method:
 def main(argv=None) -> None:
     def train_one():
         cfg = parse_config(argv, description=__doc__)
-        method = the_one_method(cfg)
+        method = single_method(cfg)
         check_run(cfg, [method])  # every option, before the run folder exists
         return run(cfg, method)
 

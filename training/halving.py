@@ -26,7 +26,7 @@ MAX_EXTENSIONS = 2            # grid steps added beyond the first grid when the 
 RESAMPLES, CONFIDENCE = 1000, 0.95
 RULE = (f"Rungs before the end compare each validation row's teacher-forced loss (the rates' negated losses), the "
         f"end ROUGE-L of greedy summaries: early in a training, greedy-summary ROUGE dips as a model leaves what it "
-        f"did before (measured on tiny: the rates that had barely moved led at 1/16 of the budget), while the loss "
+        f"did before (the rates that had barely moved can lead at 1/16 of the budget), while the loss "
         f"falls smoothly. At the first rung the default rate continues with the best challenger; at later rungs the "
         f"default continues unless as many challengers as continue each lead it beyond noise on the rung's rows (the "
         f"lower end of the {CONFIDENCE:.0%} paired bootstrap interval of the per-row difference above 0, {RESAMPLES} "

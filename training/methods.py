@@ -65,11 +65,7 @@ class Method:
                 "paper": self.paper}
 
 
-def H(lr, epochs, batch, warmup=0.03, why=""):
-    return Hyper(lr, epochs, batch, warmup, why)
-
-
-# Left out of the catalogue, each with its reason (CANNOT_TRAIN above: the types that cannot train here at all).
+# Left out of the catalogue, each with its reason (CANNOT_TRAIN, below: the types that cannot train here at all).
 LEFT_OUT = {
     "TRAINABLE_TOKENS": "retrains chosen token embeddings: a list of token ids per tokenizer, not a way to adapt "
                         "a model to summarization",

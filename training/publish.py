@@ -137,17 +137,6 @@ def rate_text(rate: dict) -> str:
     return "—" if rate["value"] is None else f"{rate['value']:.3g} ({rate['source']})"
 
 
-def protocol(evaluation: dict) -> str:
-    d, r, b = evaluation["decoding"], evaluation["rouge"], evaluation["bootstrap"]
-    return (f"{evaluation['n_dialogues']} dialogues / {evaluation['n_references']} references of the "
-            f"`{evaluation['split']}` split; greedy decoding, at most {d['max_new_tokens']} new tokens, inputs cut at "
-            f"{d['max_source_length']} tokens, prompt {plain(repr(d['prompt_template']), limit=300)}. ROUGE: "
-            f"{r['package']}, Porter stemmer, F-measure, `{evaluation['headline_protocol']}` protocol (each "
-            f"reference on its own, averaged over rows); rougeLsum sentences: {r['sentence_splitter']}. 95% "
-            "intervals: bootstrap "
-            f"({b['unit']}), {b['resamples']} resamples; paired tests: {b['paired_test']}.")
-
-
 def code_line(run: dict) -> str:
     """Which code trained the run: its commit, and whether the tree had uncommitted changes."""
     changes = {True: ", with uncommitted changes", False: ", a clean tree"}.get(run.get("git_dirty"), "")
@@ -261,7 +250,8 @@ def model_card(run_dir: Path, repo: Optional[str] = None, price_per_hour: Option
             "## ROUGE (95% CI)",
             rouge_table(evaluation, labels) if evaluation else "Not evaluated yet.",
             "## Protocol",
-            protocol(evaluation) if evaluation else "—",
+            verdict.protocol_sentence(evaluation, plain(repr(evaluation["decoding"]["prompt_template"]), limit=300))
+            if evaluation else "—",
             "## Use it",
             f"Compare the methods side by side in a browser:\n\n```bash\n{serve}\n```\n\n{load}",
             "## License",

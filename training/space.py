@@ -25,7 +25,7 @@ CODE = ("contract", "dashboard", "scoring")         # the packages the app impor
 CODE_SUFFIXES = (".py", ".json")                   # code, and the contract's JSON Schemas
 SPACE_REQUIREMENTS = ROOT / "space" / "requirements.txt"
 GRADIO_VERSION = "6.31.0"                          # the sdk_version Spaces installs (as in requirements.txt)
-PYTHON_VERSION = "3.12"                            # ZeroGPU runs Python 3.10.13 or 3.12.12 (hub-docs, August 2026)
+PYTHON_VERSION = "3.12"                            # one of the two Pythons ZeroGPU runs (3.10, 3.12)
 BUCKET_MOUNT = "/votes"                            # where a Storage Bucket for the votes is mounted
 
 

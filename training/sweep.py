@@ -2,8 +2,8 @@
 decides which legs run): every rate of the grid trains to 1/16 of the method's budget, is checkpointed and scored
 on the VALIDATION split (ROUGE-L of greedy summaries); the best continue FROM THEIR CHECKPOINTS to 1/4, and one to
 the end, which IS the served model (no retraining). The default rate keeps its place unless beaten beyond noise,
-so the chosen rate can only replace it by leading it on validation. The test split is never touched. A grid of 3
-rates costs 1.31x one training, with both edge extensions 1.44x.
+so the chosen rate can only replace it by leading it on validation. The test split is never touched. What a sweep
+costs in steps over one training is in each sweep.json (`steps_over_one_training`) and in benchmarks P9.
 
     python -m training --preset tiny --methods all --sweep lr
     python -m training.finetune --preset tiny --method ia3 --sweep lr --sweep_lr x1 x3 x10

@@ -8,8 +8,7 @@ from typing import Optional
 import plotly.graph_objects as go
 
 from contract.untrusted import chart_text, plain
-from dashboard import figures
-from dashboard import run_data as rd
+from dashboard import figures, run_data
 from scoring import cost
 from scoring.verdict import Choice, choose, people_sentence, sentences, volume_sentence
 
@@ -17,11 +16,11 @@ COSTS = {"trainable parameters": ("trainable", True), "training seconds": ("trai
          "peak memory (MiB)": ("peak_memory_mib", False)}  # the chart's x axis: column, log scale
 
 
-def choice_of(data: rd.RunData) -> Optional[Choice]:
+def choice_of(data: run_data.RunData) -> Optional[Choice]:
     return choose(data.evaluation, data.train)
 
 
-def text(data: rd.RunData, choice: Optional[Choice], ratings=None, n_votes: int = 0,
+def text(data: run_data.RunData, choice: Optional[Choice], ratings=None, n_votes: int = 0,
          prices: Optional[cost.Prices] = None, volume: cost.Volume = cost.Volume()) -> str:
     label = lambda m: plain(data.label(m))  # noqa: E731  (labels come from the run's files)
     prices = prices or cost.default_prices(data.train)
@@ -30,7 +29,7 @@ def text(data: rd.RunData, choice: Optional[Choice], ratings=None, n_votes: int 
     return sentences(data.evaluation, choice, label, people_sentence(ratings, n_votes, choice, label), at_volume)
 
 
-def totals(data: rd.RunData, prices: cost.Prices, volume: cost.Volume):
+def totals(data: run_data.RunData, prices: cost.Prices, volume: cost.Volume):
     """Per method: one-time, serving and total $ at the volume (scoring/cost.py)."""
     stages = cost.stages(data.train, data.evaluation)
     return cost.totals(stages, cost.serving_forms(data.serving, prices), prices, volume) if not stages.empty \
@@ -40,7 +39,7 @@ def totals(data: rd.RunData, prices: cost.Prices, volume: cost.Volume):
 VOLUMES = [10 ** k for k in range(2, 10)]  # the volume chart's x axis: 100 to a billion summaries
 
 
-def volume_chart(data: rd.RunData, choice: Optional[Choice], prices: cost.Prices, volume: cost.Volume):
+def volume_chart(data: run_data.RunData, choice: Optional[Choice], prices: cost.Prices, volume: cost.Volume):
     """Each method's total cost (tuning + training + serving in its cheapest form) against the number of summaries,
     the chosen volume marked; methods within noise of the best drawn solid. None when nothing is priced."""
     table = totals(data, prices, volume) if choice is not None else None
@@ -62,13 +61,13 @@ def volume_chart(data: rd.RunData, choice: Optional[Choice], prices: cost.Prices
     return fig
 
 
-def cost_table(data: rd.RunData, prices: cost.Prices, volume: cost.Volume):
+def cost_table(data: run_data.RunData, prices: cost.Prices, volume: cost.Volume):
     """Per method: every stage's device-hours, energy, serving and money (scoring/cost.py), labelled as the page
     labels them (a Dataframe cell is text, not Markdown)."""
     return cost.cost_table(data.train, data.evaluation, data.serving, prices, volume, data.label)
 
 
-def chart(data: rd.RunData, choice: Optional[Choice], axis: str = next(iter(COSTS))) -> Optional[go.Figure]:
+def chart(data: run_data.RunData, choice: Optional[Choice], axis: str = next(iter(COSTS))) -> Optional[go.Figure]:
     """ROUGE-1 (95% CI) against one cost; the frontier; the base as a dashed line; the best and the cheapest
     not-worse method marked. None without an evaluation (the card says so instead of an empty plot)."""
     if choice is None:
