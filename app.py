@@ -32,7 +32,7 @@ if on_zero_gpu():  # ZeroGPU: `spaces` before torch touches CUDA
     import spaces  # noqa: F401
 
 from contract.children import tied_to_parent
-from contract.files import RUN_JSON, VOTES_FILE, ArtifactError, without_paths
+from contract.files import RUN_JSON, VOTES_FILE, ArtifactError, is_finished, without_paths
 from contract.hub import RUN_REPO_VARIABLE, is_hub_run, resolve_run
 from dashboard.batcher import MAX_ROWS, MAX_WAIT_SECONDS
 from dashboard.building import BuildProgress, build_page
@@ -40,7 +40,7 @@ from dashboard.fair_queue import DEFAULT_LIMIT as MAX_QUEUED_PER_CLIENT
 from dashboard.handlers import FORWARDED_ALLOW_IPS, AppState, trust_forwarded_from
 from dashboard.inputs import InputError
 from dashboard.page import build_demo
-from dashboard.run_data import complete_runs, is_finished, load_run, newest_finished_run
+from dashboard.run_data import complete_runs, load_run, newest_finished_run
 from dashboard.runs import ModelSet, ServedRun, run_names
 from dashboard.server_votes import ServerVoteStore, is_server_url
 from dashboard.serving import BACKENDS, load_models

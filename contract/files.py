@@ -220,6 +220,33 @@ def method_weights(run_dir: Path, name: str) -> Path:
     return folder / MODEL if (folder / MODEL).exists() else folder / ADAPTER
 
 
+# What "complete" means, in one place: a method is complete once its metrics.json is written (list_methods); a run
+# has trained once one complete method has its weights; it is finished once its evaluation scores every complete
+# method (what the app serves unasked, and what `python -m training --resume` does not evaluate again).
+
+def has_trained(run_dir: Path) -> bool:
+    """run.json and at least one complete method with its weights."""
+    run_dir = Path(run_dir)
+    return (run_dir / RUN_JSON).exists() and any(method_weights(run_dir, m).exists() for m in list_methods(run_dir))
+
+
+def evaluation_problem(run_dir: Path) -> Optional[str]:
+    """Why the run's evaluation is not current (None: eval/ holds one whole evaluation, metrics and predictions
+    agreeing, that scores every complete method)."""
+    if not (Path(run_dir) / EVAL_METRICS).exists():
+        return "no evaluation"
+    try:
+        metrics, _ = read_evaluation(Path(run_dir))
+    except ArtifactError as e:
+        return f"the evaluation is not usable ({e})"
+    missing = [m for m in list_methods(run_dir) if m not in metrics["scores"]["per_row"]]
+    return f"the evaluation does not score {', '.join(missing)}" if missing else None
+
+
+def is_finished(run_dir: Path) -> bool:
+    return has_trained(run_dir) and evaluation_problem(run_dir) is None
+
+
 def method_parts(run_dir: Path, name: str) -> list[Path]:
     """A complete method's folder and each of its complete extra seeds' folders (laid out as the method)."""
     seeds = (Path(run_dir) / name / SEEDS).glob(f"seed-*/{METHOD_METRICS}")

@@ -15,9 +15,10 @@ from contract.files import (
     RUN_JSON,
     SWEEP_JSON,
     ArtifactError,
+    has_trained,
+    is_finished,
     list_methods,
     method_metrics,
-    method_weights,
     read_evaluation,
     read_run_file,
     without_paths,
@@ -101,22 +102,10 @@ def held_back_for_battles(dialogue: str) -> bool:
     return hashlib.sha256(" ".join(dialogue.split()).encode()).digest()[0] % 2 == 1
 
 
-def is_complete(folder: Path) -> bool:
-    """run.json and at least one method with its metrics and weights."""
-    folder = Path(folder)
-    return (folder / RUN_JSON).exists() and any(method_weights(folder, m).exists() for m in list_methods(folder))
-
-
-def is_finished(folder: Path) -> bool:
-    """Complete and evaluated: a run the app serves without being asked for it by name. A run with trained methods
-    and no evaluation is an interrupted build (or one still running), never the demo."""
-    return is_complete(folder) and (Path(folder) / EVAL_METRICS).exists()
-
-
 def complete_runs(folder: Path) -> tuple[list[Path], list[Path]]:
     """(the finished runs in `folder`, itself or its subfolders at any depth, newest first; the complete runs there
     that have no evaluation yet)."""
-    runs = [p.parent for p in Path(folder).rglob(RUN_JSON) if is_complete(p.parent)]
+    runs = [p.parent for p in Path(folder).rglob(RUN_JSON) if has_trained(p.parent)]
     runs.sort(key=lambda p: -(p / RUN_JSON).stat().st_mtime)
     return [r for r in runs if is_finished(r)], [r for r in runs if not is_finished(r)]
 

@@ -3,7 +3,7 @@ import shutil
 import gradio as gr
 import pytest
 
-from contract.files import EVAL_METRICS
+from contract.files import EVAL_METRICS, has_trained
 from dashboard import figures
 from dashboard import run_data as rd
 from dashboard.handlers import AppState, example_choices, example_details, make_summarize_api
@@ -73,7 +73,7 @@ def test_newest_finished_run_ignores_incomplete_and_unevaluated_folders(evaluate
     assert rd.newest_finished_run(tmp_path) == tmp_path / "a"
     assert rd.newest_finished_run(tmp_path / "b") is None
     shutil.rmtree(tmp_path / "a" / "eval")  # trained, not evaluated: an interrupted build
-    assert rd.is_complete(tmp_path / "a") and rd.newest_finished_run(tmp_path) is None
+    assert has_trained(tmp_path / "a") and rd.newest_finished_run(tmp_path) is None
     assert rd.complete_runs(tmp_path) == ([], [tmp_path / "a"])
 
 

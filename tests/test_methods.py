@@ -135,6 +135,11 @@ def test_the_catalogue_trains_evaluates_and_serves_every_other_built_in(catalogu
         assert metrics["method"]["mixed_batch"] == (name in ("road", "glora")) and metrics["method"]["paper"]
     adalora = json.loads((catalogue_run / "adalora" / "adapter" / "adapter_config.json").read_text())
     assert adalora["total_step"] == 4 and adalora["rank_pattern"]  # its budget schedule spans the run
+    serving = read_run_file(catalogue_run, "eval/serving.json")  # every kind of method measured in its forms
+    for name in CATALOGUE_ONLY:
+        merges = read_run_file(catalogue_run, method_metrics(name))["method"]["merges"]
+        expected = {"exact", "merged", "int8"} if merges else {"exact"}
+        assert set(serving["models"][name]) == expected, name
 
 
 def test_a_mixed_batch_would_silently_mis_serve_what_we_call_alone(catalogue_run):

@@ -18,7 +18,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from contract.files import EVAL_METRICS, ArtifactError, list_methods, read_evaluation
+from contract.files import EVAL_METRICS, evaluation_problem
 from training import evaluate, finetune, jobs, serving_cost
 from training.cli import run_cli
 from training.config import TrainConfig, parse_config, run_folder_of
@@ -46,15 +46,11 @@ def train_all(cfg: TrainConfig, methods: list[Method]) -> list[str]:
 
 
 def evaluation_is_current(run_dir: Path) -> bool:
-    """eval/ holds one complete evaluation (metrics and predictions agree) that scores every complete method."""
-    if not (run_dir / EVAL_METRICS).exists():
-        return False
-    try:
-        metrics, _ = read_evaluation(run_dir)
-    except ArtifactError as e:
-        print(f"--resume: the evaluation is not usable ({e}); evaluating again.", flush=True)
-        return False
-    return all(m in metrics["scores"]["per_row"] for m in list_methods(run_dir))
+    """eval/ scores every complete method (contract.files.evaluation_problem); a broken one is said, and redone."""
+    problem = evaluation_problem(run_dir)
+    if problem not in (None, "no evaluation"):
+        print(f"--resume: {problem}; evaluating again.", flush=True)
+    return problem is None
 
 
 def run_as_jobs(cfg: TrainConfig, methods: list[Method]) -> None:
