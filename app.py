@@ -419,7 +419,7 @@ def create_app(run_dir: Path | list[Path], votes_db: Path | str | None = None, m
             print(f"warning: run {name} is left out: {e}", file=sys.stderr, flush=True)
             continue
         models = load_models(folder, max_rows=max_rows, max_wait=max_wait_ms / 1000, shared_bases=bases,
-                             backend=backend)
+                             backend=backend, data=data)
         runs.append(ServedRun(name, data, models))
     if not runs:
         refuse(f"no run could be read: {'; '.join(f'{n}: {why}' for n, why in left_out.items())[:400]}")

@@ -149,12 +149,15 @@ def load_base(base_path: str, device: str, dtype, shared: Optional[dict] = None)
     return model
 
 
-def load_run_models(run_dir: Path, device: Optional[str] = None, shared_bases: Optional[dict] = None) -> LoadedRun:
-    """The run's models; `shared_bases` (a dict kept by the caller) shares identical bases between runs."""
+def load_run_models(run_dir: Path, device: Optional[str] = None, shared_bases: Optional[dict] = None,
+                    run: Optional[dict] = None, trainings: Optional[dict] = None) -> LoadedRun:
+    """The run's models; `shared_bases` (a dict kept by the caller) shares identical bases between runs. `run` and
+    `trainings` (method -> its metrics.json): what the caller has read of the run already, not read again."""
     from peft import PeftModel
 
     run_dir = Path(run_dir)
-    run = read_run_file(run_dir, RUN_JSON)
+    run = run or read_run_file(run_dir, RUN_JSON)
+    trainings = trainings or {}
     device, dtype = (device, torch.float32) if device else pick_device()
     base_path = base_model_location(run_dir, run)
     tokenizer = load_tokenizer(run_dir, run)
@@ -162,7 +165,7 @@ def load_run_models(run_dir: Path, device: Optional[str] = None, shared_bases: O
     infos = {}
     for name in list_methods(run_dir):
         try:
-            infos[name] = read_run_file(run_dir, method_metrics(name))["method"]
+            infos[name] = (trainings.get(name) or read_run_file(run_dir, method_metrics(name)))["method"]
         except Exception as e:  # a broken metrics.json: the method is listed, unavailable, with the reason
             infos[name], loaded.errors[name] = {}, without_paths(f"{method_metrics(name)}: {reason(e)}", run_dir)
         loaded.methods.append(name)

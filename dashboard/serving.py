@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from contract.files import ArtifactError, method_metrics, read_run_file
 from contract.loading import LoadedRun, load_run_models
 from contract.protocol import BASE, DEFAULT_PROMPT, MAX_SOURCE_TOKENS
 from dashboard.batcher import MAX_ROWS, MAX_WAIT_SECONDS, Batcher, SerialTokenizer, Summary
 from dashboard.inputs import HEAD_CHARS, Settings, check_text, chosen_models
+from dashboard.run_data import RunData, load_run
 
 DEFAULT_MODELS = (BASE, "full", "lora")  # what the page compares unless a person picks others
 
@@ -80,24 +80,21 @@ def load_models(
     max_wait: float = MAX_WAIT_SECONDS,
     shared_bases: Optional[dict] = None,
     backend: str = "exact",
+    data: Optional[RunData] = None,
 ) -> Models:
     """`shared_bases`: one dict passed for several runs lets runs on the same base hold it once; `backend`: one
-    of BACKENDS (int8 converts each mergeable model once, cached in the run)."""
-    loaded = load_run_models(Path(run_dir), device, shared_bases)
+    of BACKENDS (int8 converts each mergeable model once, cached in the run); `data`: the run as the app read it
+    (dashboard/run_data.py), so its files are not read again."""
+    data = data or load_run(Path(run_dir))
+    loaded = load_run_models(Path(run_dir), device, shared_bases, data.run, data.train)
     chosen = None
     if backend == "int8":
         from dashboard.int8_backend import int8_backend
 
-        chosen = int8_backend(loaded, loaded.tokenizer, Path(run_dir), mergeable(Path(run_dir), loaded.methods))
+        chosen = int8_backend(loaded, loaded.tokenizer, Path(run_dir), mergeable(data, loaded.methods))
     return Models(loaded, max_rows=max_rows, max_wait=max_wait, backend=chosen)
 
 
-def mergeable(run_dir: Path, methods: list[str]) -> dict[str, bool]:
-    """Whether peft can merge each method into the base (its metrics.json says; unknown = no)."""
-    found = {}
-    for name in methods:
-        try:
-            found[name] = read_run_file(run_dir, method_metrics(name))["method"]["merges"]
-        except ArtifactError:
-            found[name] = False
-    return found
+def mergeable(data: RunData, methods: list[str]) -> dict[str, bool]:
+    """Whether peft can merge each method into the base (its metrics.json says; unreadable = no)."""
+    return {name: bool(data.train.get(name, {}).get("method", {}).get("merges")) for name in methods}

@@ -241,3 +241,27 @@ def test_the_leaderboard_names_a_tiny_base_as_a_person_knows_it(evaluated_run):
     frame = leaderboard_frame([("tiny", lambda m: m, rd.load_run(evaluated_run))])
     assert set(frame["base model"]) == {rd.load_run(evaluated_run).base_name}
     assert frame["base model"].iloc[0].startswith("a tiny T5 built by this run")
+
+
+def test_the_app_reads_each_file_of_its_run_once_at_start_up(evaluated_run, tmp_path, monkeypatch):
+    """One in-memory model of the run (dashboard/run_data.py) feeds the page, the models and the int8 check: no
+    JSON file of the run is read twice while the app is built (eval/predictions.jsonl is read with its metrics)."""
+    from collections import Counter
+
+    import app
+    from contract import files
+
+    reads = Counter()
+    real = files.read_json
+
+    def counted(path, schema):
+        reads[str(path)] += 1
+        return real(path, schema)
+
+    monkeypatch.setattr(files, "read_json", counted)
+    demo = app.create_app(evaluated_run, tmp_path / "votes.sqlite")
+    try:
+        assert reads and max(reads.values()) == 1, {p: n for p, n in reads.items() if n > 1}
+        assert str(evaluated_run / "run.json") in reads and str(evaluated_run / "lora" / "metrics.json") in reads
+    finally:
+        app.close_app(demo)
