@@ -335,7 +335,7 @@ def slice_multiples(frame: pd.DataFrame, labels: dict) -> go.Figure:
     A slice whose interval is wide is marked '(wide CI)': its differences are not to be read."""
     from plotly.subplots import make_subplots
 
-    from dashboard.run_data import SLICE_KINDS
+    from dashboard.frames import SLICE_KINDS
 
     if frame.empty:
         return empty_figure("No slices yet: evaluate the run again (python -m training.evaluate)")

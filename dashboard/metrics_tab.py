@@ -6,7 +6,7 @@ from typing import Optional
 import gradio as gr
 
 from contract.untrusted import plain
-from dashboard import figures, run_data, verdict_card
+from dashboard import figures, frames, run_data, verdict_card
 from dashboard.handlers import AppState
 from scoring import cost as cost_model
 from scoring import lenses, preferences
@@ -153,36 +153,36 @@ def build_metrics_tab(demo: gr.Blocks, state: AppState):
         if text := protocol_line(data):
             gr.Markdown(text)
     with gr.Accordion("Summary table and methods at a glance", open=False):
-        gr.Dataframe(run_data.summary_table(data), label="Summary (headline protocol; ROUGE mean [95% CI])",
+        gr.Dataframe(frames.summary_table(data), label="Summary (headline protocol; ROUGE mean [95% CI])",
                      interactive=False)
-        views = list(run_data.CAPABILITY_VIEWS)
+        views = list(frames.CAPABILITY_VIEWS)
         view = gr.Radio(views, value=views[0], label="Methods at a glance")
-        capabilities = gr.Dataframe(run_data.capability_frame(data), interactive=False, elem_id="capabilities",
+        capabilities = gr.Dataframe(frames.capability_frame(data), interactive=False, elem_id="capabilities",
                                     label="What each method trains, how it is served, whether it merges into the base")
-        view.change(lambda v: run_data.capability_frame(data, v), view, capabilities, api_visibility="private")
+        view.change(lambda v: frames.capability_frame(data, v), view, capabilities, api_visibility="private")
     if data.evaluation:
         with gr.Accordion("Cost vs quality on every cost, and ROUGE per metric", open=False):
-            bases = list(run_data.COST_BASES)
+            bases = list(frames.COST_BASES)
             basis = gr.Radio(bases, value=bases[0], label="Training cost counts", elem_id="cost-basis")
-            tradeoff = gr.Plot(figures.tradeoff_scatter(run_data.tradeoff_frame(data), labels, basis.value),
+            tradeoff = gr.Plot(figures.tradeoff_scatter(frames.tradeoff_frame(data), labels, basis.value),
                                elem_id="plot-tradeoff")
             redrawn = lambda b: figures.tradeoff_scatter(  # noqa: E731
-                run_data.tradeoff_frame(data, run_data.COST_BASES[b]), labels, b)
+                frames.tradeoff_frame(data, frames.COST_BASES[b]), labels, b)
             basis.change(redrawn, basis, tradeoff, api_visibility="private")
             protocol = gr.Radio(["per_row", "multi_reference"], value=data.evaluation["headline_protocol"],
                                 label="ROUGE protocol")
-            rouge_bars = figures.rouge_bars(run_data.rouge_frame(data.evaluation), labels)
+            rouge_bars = figures.rouge_bars(frames.rouge_frame(data.evaluation), labels)
             rouge_plot = gr.Plot(rouge_bars, elem_id="plot-rouge")
-            protocol.change(lambda p: figures.rouge_bars(run_data.rouge_frame(data.evaluation, p), labels), protocol,
+            protocol.change(lambda p: figures.rouge_bars(frames.rouge_frame(data.evaluation, p), labels), protocol,
                             rouge_plot, api_visibility="private")
         with gr.Accordion("How sure the ranking is, and every paired test", open=False):
-            if sentence := run_data.ranking_sentence(data):
+            if sentence := frames.ranking_sentence(data):
                 gr.Markdown(sentence, elem_id="ranking-sentence")
-                gr.Dataframe(run_data.ranking_table(data), label="Each model's probability of each rank",
+                gr.Dataframe(frames.ranking_table(data), label="Each model's probability of each rank",
                              interactive=False, elem_id="ranking")
-            gr.Dataframe(run_data.comparisons_table(data.evaluation),
+            gr.Dataframe(frames.comparisons_table(data.evaluation),
                          label="Paired tests over dialogues, every pair of models", interactive=False)
-    forgetting = run_data.retention_frame(data)
+    forgetting = frames.retention_frame(data)
     kept = (data.evaluation or {}).get("retention") or {}
     if not forgetting.empty or kept.get("not_measured"):
         with gr.Accordion("What each method forgets (retention)", open=False):
@@ -192,20 +192,20 @@ def build_metrics_tab(demo: gr.Blocks, state: AppState):
                 gr.Plot(figures.forgetting_chart(forgetting, labels, kept["task"]), elem_id="plot-forgetting")
     if data.sweeps:
         with gr.Accordion("Learning-rate sweeps", open=False):
-            gr.Plot(figures.tuning_chart(run_data.tuning_frame(data), labels), elem_id="plot-tuning")
+            gr.Plot(figures.tuning_chart(frames.tuning_frame(data), labels), elem_id="plot-tuning")
     with gr.Accordion("int8 (CTranslate2) vs exact", open=False):
-        gr.Markdown(run_data.int8_line(data), elem_id="int8-line")
+        gr.Markdown(frames.int8_line(data), elem_id="int8-line")
         if data.int8 is not None:
-            gr.Dataframe(run_data.int8_table(data), label="int8 (CTranslate2) vs exact: what int8 costs in quality",
+            gr.Dataframe(frames.int8_table(data), label="int8 (CTranslate2) vs exact: what int8 costs in quality",
                          interactive=False, elem_id="int8")
     with gr.Accordion("Parameters, training cost and loss curves", open=False):
-        gr.Plot(figures.parameter_bars(run_data.parameters_frame(data.train), labels), elem_id="plot-params")
-        bases = list(run_data.COST_BASES)
+        gr.Plot(figures.parameter_bars(frames.parameters_frame(data.train), labels), elem_id="plot-params")
+        bases = list(frames.COST_BASES)
         cost_basis = gr.Radio(bases, value=bases[0], label="Training cost counts")
-        cost = gr.Plot(figures.cost_bars(run_data.cost_frame(data.train), labels), elem_id="plot-cost")
-        cost_basis.change(lambda b: figures.cost_bars(run_data.cost_frame(data.train, run_data.COST_BASES[b]), labels),
+        cost = gr.Plot(figures.cost_bars(frames.cost_frame(data.train), labels), elem_id="plot-cost")
+        cost_basis.change(lambda b: figures.cost_bars(frames.cost_frame(data.train, frames.COST_BASES[b]), labels),
                           cost_basis, cost, api_visibility="private")
-        gr.Plot(figures.loss_curves(run_data.loss_frame(data.train), labels), elem_id="plot-loss")
+        gr.Plot(figures.loss_curves(frames.loss_frame(data.train), labels), elem_id="plot-loss")
     if data.evaluation:
         with gr.Accordion("Where methods fail", open=False):
             build_failures_section(data)
@@ -217,5 +217,5 @@ def build_failures_section(data: run_data.RunData):
                 "tell methods apart), and how often each model's summaries invent a detail (a number, name or "
                 f"speaker tag absent from the dialogue), repeat themselves, or are empty. {lenses.LIMITS}")
     labels = data.labels
-    gr.Plot(figures.slice_multiples(run_data.slices_frame(data.evaluation), labels), elem_id="plot-slices")
-    gr.Plot(figures.failure_bars(run_data.failures_frame(data.evaluation), labels), elem_id="plot-failures")
+    gr.Plot(figures.slice_multiples(frames.slices_frame(data.evaluation), labels), elem_id="plot-slices")
+    gr.Plot(figures.failure_bars(frames.failures_frame(data.evaluation), labels), elem_id="plot-failures")

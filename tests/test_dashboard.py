@@ -4,7 +4,7 @@ import gradio as gr
 import pytest
 
 from contract.files import EVAL_METRICS, has_trained
-from dashboard import figures
+from dashboard import figures, frames
 from dashboard import run_data as rd
 from dashboard.handlers import AppState, example_choices, example_details, make_summarize_api
 from dashboard.inputs import MAX_CHARS, InputError, Settings, check_text
@@ -27,29 +27,30 @@ def summarize_all(state, text, settings):
 def test_run_data_frames(state):
     data = state.data
     assert set(data.train) == {"full", "lora"} and data.problems == []
-    rouge = rd.rouge_frame(data.evaluation)
+    rouge = frames.rouge_frame(data.evaluation)
     ours = rouge[rouge["series"] == "This run"]
     assert len(ours) == 12 and (ours["ci_low"] <= ours["mean"]).all() and (ours["mean"] <= ours["ci_high"]).all()
     assert len(rouge[rouge["series"] == rd.LAB_LABEL]) == 12
-    assert set(rd.loss_frame(data.train)["split"]) == {"train", "eval"}
-    table = rd.summary_table(data)
+    assert set(frames.loss_frame(data.train)["split"]) == {"train", "eval"}
+    table = frames.summary_table(data)
     assert list(table["model"]) == [data.label(m) for m in MODEL_ORDER] and "[" in table["ROUGE-1"][1]
     assert len(data.predictions) == 8 and "spread" in data.predictions
 
 
 def test_figures_carry_traces_labels_and_error_bars(state):
     data = state.data
-    fig = figures.rouge_bars(rd.rouge_frame(data.evaluation), data.labels)
+    fig = figures.rouge_bars(frames.rouge_frame(data.evaluation), data.labels)
     bars = [t for t in fig.data if t.type == "bar"]
     assert [t.name for t in bars] == [data.label(m) for m in MODEL_ORDER]
     assert all(t.error_y.array is not None and len(t.error_y.array) == 4 for t in bars)
     assert sum(t.type == "scatter" and rd.LAB_LABEL in t.name for t in fig.data) == 3
-    params = figures.parameter_bars(rd.parameters_frame(data.train), data.labels)
+    params = figures.parameter_bars(frames.parameters_frame(data.train), data.labels)
     assert params.layout.yaxis.type == "log" and len(params.data) == 2
-    assert len(figures.cost_bars(rd.cost_frame(data.train), data.labels).data) == len(figures.COST_PANELS)
-    loss = figures.loss_curves(rd.loss_frame(data.train), data.labels)
+    assert len(figures.cost_bars(frames.cost_frame(data.train), data.labels).data) == len(figures.COST_PANELS)
+    loss = figures.loss_curves(frames.loss_frame(data.train), data.labels)
     assert len(loss.data) == 4 and loss.layout.yaxis.type == "log"
-    assert len(figures.tradeoff_scatter(rd.tradeoff_frame(data), data.labels).data) == 8  # 4 panels: points + frontier
+    tradeoff = figures.tradeoff_scatter(frames.tradeoff_frame(data), data.labels)
+    assert len(tradeoff.data) == 8  # 4 panels: points + frontier
 
 
 def test_missing_pieces_give_an_empty_state_not_an_exception(evaluated_run, tmp_path):
@@ -57,9 +58,9 @@ def test_missing_pieces_give_an_empty_state_not_an_exception(evaluated_run, tmp_
     shutil.copytree(evaluated_run, run, ignore=shutil.ignore_patterns("eval"))
     data = rd.load_run(run)
     assert data.evaluation is None and data.predictions is None
-    fig = figures.tradeoff_scatter(rd.tradeoff_frame(data), data.labels)
+    fig = figures.tradeoff_scatter(frames.tradeoff_frame(data), data.labels)
     assert fig.layout.annotations and "evaluation" in fig.layout.annotations[0].text
-    assert figures.rouge_bars(rd.rouge_frame(None, with_lab=False), data.labels).layout.annotations
+    assert figures.rouge_bars(frames.rouge_frame(None, with_lab=False), data.labels).layout.annotations
     assert example_choices(None) == []
     (run / "eval").mkdir()
     (run / EVAL_METRICS).write_text("{broken")

@@ -309,9 +309,10 @@ def test_the_app_starts_with_voting_paused_when_its_store_cannot_be_created(eval
 
 
 def test_the_int8_line_names_the_run_not_the_servers_folder(evaluated_run):
+    from dashboard import frames
     from dashboard import run_data as rd
 
-    line = rd.int8_line(rd.load_run(evaluated_run))
+    line = frames.int8_line(rd.load_run(evaluated_run))
     assert str(evaluated_run.parent) not in line and evaluated_run.name in line
 
 
@@ -390,20 +391,20 @@ def hostile_label_run(evaluated_run: Path, target: Path) -> Path:
 
 
 def test_every_chart_shows_a_hostile_label_as_text(evaluated_run, tmp_path):
-    from dashboard import figures
+    from dashboard import figures, frames
     from dashboard import run_data as rd
     from dashboard import verdict_card as verdict
     from dashboard.leaderboard import leaderboard_frame, pareto_chart
 
     data = rd.load_run(hostile_label_run(evaluated_run, tmp_path / "run"))
     labels = data.labels
-    charts = [figures.rouge_bars(rd.rouge_frame(data.evaluation), labels),
-              figures.parameter_bars(rd.parameters_frame(data.train), labels),
-              figures.cost_bars(rd.cost_frame(data.train), labels),
-              figures.loss_curves(rd.loss_frame(data.train), labels),
-              figures.tradeoff_scatter(rd.tradeoff_frame(data), labels),
-              figures.slice_multiples(rd.slices_frame(data.evaluation), labels),
-              figures.failure_bars(rd.failures_frame(data.evaluation), labels),
+    charts = [figures.rouge_bars(frames.rouge_frame(data.evaluation), labels),
+              figures.parameter_bars(frames.parameters_frame(data.train), labels),
+              figures.cost_bars(frames.cost_frame(data.train), labels),
+              figures.loss_curves(frames.loss_frame(data.train), labels),
+              figures.tradeoff_scatter(frames.tradeoff_frame(data), labels),
+              figures.slice_multiples(frames.slices_frame(data.evaluation), labels),
+              figures.failure_bars(frames.failures_frame(data.evaluation), labels),
               verdict.chart(data, verdict.choice_of(data)),
               pareto_chart(leaderboard_frame([("<i>run</i>", lambda m: m, data)]), "trainable params", "ROUGE-1")]
     for fig in charts:

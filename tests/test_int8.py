@@ -97,6 +97,7 @@ def test_conversion_is_cached_rebuilt_when_its_files_change_and_never_half_writt
 
 def test_int8_quality_is_measured_into_the_run_and_shown(run_copy):
     from contract.files import EVAL_INT8, read_run_file
+    from dashboard import frames
     from dashboard import run_data as rd
     from training import int8_quality
 
@@ -111,6 +112,6 @@ def test_int8_quality_is_measured_into_the_run_and_shown(run_copy):
         assert delta["ci_low"] <= delta["mean"] <= delta["ci_high"]
         assert figures["int8_rouge1"] - figures["exact_rouge1"] == pytest.approx(delta["mean"])
         assert 0 <= figures["identical_share"] <= 1
-    table = rd.int8_table(rd.load_run(run_copy))
+    table = frames.int8_table(rd.load_run(run_copy))
     assert list(table["model"]) == ["Base (no fine-tuning)", "Full fine-tune", "LoRA (lab: r=32, q v)"]
-    assert "Stale" not in rd.int8_line(rd.load_run(run_copy))
+    assert "Stale" not in frames.int8_line(rd.load_run(run_copy))

@@ -80,16 +80,16 @@ def test_the_evaluation_writes_slices_unsupported_details_and_degenerate_outputs
 
 
 def test_the_page_draws_where_methods_fail_and_examples_sort_and_mark_it(evaluated_run):
-    from dashboard import figures
+    from dashboard import figures, frames
     from dashboard import run_data as rd
     from dashboard.handlers import example_choices, example_details, highlighted
 
     data = rd.load_run(evaluated_run)
-    frame = rd.slices_frame(data.evaluation)
+    frame = frames.slices_frame(data.evaluation)
     slices = figures.slice_multiples(frame, data.labels)  # a panel per kind of slice the test set has
     assert len(slices.data) == frame["kind"].nunique() * len(data.models) >= 2 * len(data.models)
     assert all(t.error_y.array is not None for t in slices.data)
-    bars = figures.failure_bars(rd.failures_frame(data.evaluation), data.labels)
+    bars = figures.failure_bars(frames.failures_frame(data.evaluation), data.labels)
     assert [t.name for t in bars.data] == [data.label(m) for m in data.models] and len(bars.data[0].x) == 3
     preds = data.shown_predictions
     order = [value for _, value in example_choices(preds, "unsupported details")]

@@ -335,29 +335,29 @@ def test_evaluation_reports_each_seed_and_tests_on_the_mean_over_seeds(swept):
 
 @pytest.mark.slow
 def test_dashboard_shows_the_sweep_the_seeds_and_both_costs(swept):
-    from dashboard import figures, metrics_tab
+    from dashboard import figures, frames, metrics_tab
     from dashboard import run_data as rd
 
     if not (swept / EVAL_METRICS).exists():
         evaluate.run(evaluate.EvalConfig(run=str(swept), limit=6, batch_size=6, max_new_tokens=16))
     data = rd.load_run(swept)
     doc = data.sweeps["lora"]
-    tuning = rd.tuning_frame(data)
+    tuning = frames.tuning_frame(data)
     assert len(tuning) == len(scored(doc)) and set(tuning["step"]) == set(doc["rungs"])  # a row per scored leg
     assert set(tuning[tuning["chosen"]]["learning_rate"]) == {doc["chosen_learning_rate"]}
     fig = figures.tuning_chart(tuning, data.labels)
     star = next(t for t in fig.data if t.marker.symbol == "star")
     assert list(star.x) == [doc["chosen_learning_rate"]] and fig.layout.xaxis.type == "log"
-    bars = figures.rouge_bars(rd.rouge_frame(data.evaluation), data.labels)
+    bars = figures.rouge_bars(frames.rouge_frame(data.evaluation), data.labels)
     dots = [t for t in bars.data if t.name == "each seed"]
     assert len(dots) == 1 and len(dots[0].y) == 2 * 4  # lora's two seeds on each of the four metrics
-    once, swept_too = rd.tradeoff_frame(data), rd.tradeoff_frame(data, with_sweep=True)
+    once, swept_too = frames.tradeoff_frame(data), frames.tradeoff_frame(data, with_sweep=True)
     lora = lambda f: f.set_index("method").loc["lora", "train_seconds"]  # noqa: E731
     served = data.train["lora"]["cost"]["train_seconds"]
     assert lora(swept_too) - lora(once) == pytest.approx(doc["seconds"] - served)  # the legs beyond one training
-    assert rd.cost_frame(data.train, True).set_index("method").loc["lora", "train_seconds"] == pytest.approx(
+    assert frames.cost_frame(data.train, True).set_index("method").loc["lora", "train_seconds"] == pytest.approx(
         lora(swept_too))
-    table = rd.summary_table(data).set_index("model")
+    table = frames.summary_table(data).set_index("model")
     assert "swept" in table.loc[data.label("lora"), "learning rate"] and table.loc[data.label("lora"), "seeds"] == 2
     text = metrics_tab.protocol_line(data)
     assert "swept on the validation split" in text and "Seeds: 2 per method" in text
