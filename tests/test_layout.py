@@ -94,3 +94,17 @@ def test_training_stands_at_most_six_floors_and_preflight_never_reaches_the_eval
             reached.add(target)
             todo.append(target)
     assert "training.evaluate" not in reached  # checking options never loads the evaluation
+
+
+def test_the_layout_and_schema_part_of_contract_and_scoring_s_pure_parts_import_no_torch():
+    """What both sides share as facts (where files live, their schemas, outside text, the cost model, the verdict)
+    loads without torch or transformers: only contract/loading.py and contract/int8.py are runtime code."""
+    import subprocess
+    import sys
+
+    pure = ["contract.files", "contract.protocol", "contract.untrusted", "contract.hub", "contract.children",
+            "scoring.cost", "scoring.verdict", "scoring.stats", "scoring.preferences"]
+    check = (f"import sys; import {', '.join(pure)}; "
+             "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]; print(heavy)")
+    done = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr[-500:]

@@ -148,3 +148,20 @@ def test_a_bad_variable_a_library_reads_at_import_is_one_line_before_it_is_impor
         assert done.returncode == 2 and done.stderr.strip().startswith(f"error: ${name}="), done.stderr[-500:]
         assert len(done.stderr.strip().splitlines()) == 1
 
+
+
+def test_every_training_option_is_in_one_help_group_and_help_shows_the_groups():
+    import dataclasses
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+    from training.config import HELP_GROUPS, TrainConfig
+
+    grouped = [name for names in HELP_GROUPS.values() for name in names]
+    assert sorted(grouped) == sorted(f.name for f in dataclasses.fields(TrainConfig))  # each once, none left out
+    shown = subprocess.run([sys.executable, "-m", "training", "--help"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=120).stdout
+    positions = [shown.index(f"\n{title}:\n") for title in HELP_GROUPS]
+    assert positions == sorted(positions)  # in the order HELP_GROUPS gives
+    assert shown.index("\n  --workers") > shown.index("\njob queue") > shown.index("\n  --energy")

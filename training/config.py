@@ -12,7 +12,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, get_type_hints
 
 from transformers import HfArgumentParser
 
@@ -216,11 +216,40 @@ def merge_repeated_flags(argv: list[str], list_fields: set[str]) -> list[str]:
     return [t for item in order for t in ([item, *groups[item]] if item in groups else [item])]
 
 
+# TrainConfig's settings by what they are about: --help shows them in these groups, in this order (every field in
+# exactly one; tests/test_preflight.py holds it).
+HELP_GROUPS = {
+    "what to train": ["preset", "methods", "method", "method_config", "allow_large_adapter", "base_model",
+                      "tokenizer", "data", "seed", "seeds"],
+    "where it goes": ["output_dir", "overwrite", "resume", "report_to"],
+    "training": ["prompt_template", "max_source_length", "max_target_length", "max_train_samples",
+                 "max_eval_samples", "learning_rate", "num_train_epochs", "max_steps", "batch_size", "eval_batch_size",
+                 "gradient_accumulation_steps", "warmup_ratio", "weight_decay", "logging_steps", "eval_steps",
+                 "save_steps", "precision", "tiny_pretrain_steps"],
+    "learning-rate sweep (--sweep lr)": ["sweep", "sweep_lr", "sweep_eval_dialogues", "sweep_floor", "sweep_storage"],
+    "evaluation, energy and serving cost (python -m training)": ["eval_limit", "retention_data", "energy",
+                                                                  "serving_dialogues"],
+    "job queue (python -m training --workers)": ["workers", "jobs_storage"],
+}
+
+
 class OneLineParser(HfArgumentParser):
-    """argparse's own refusals (a value of the wrong type, a choice it does not know) as a ConfigError: one line."""
+    """argparse's own refusals (a value of the wrong type, a choice it does not know) as a ConfigError: one line;
+    TrainConfig's options in HELP_GROUPS' groups."""
 
     def error(self, message):
         raise ConfigError(f"{message} (--help lists every option)")
+
+    def _add_dataclass_arguments(self, dtype):
+        if dtype is not TrainConfig:
+            return super()._add_dataclass_arguments(dtype)
+        hints = get_type_hints(dtype)
+        fields = {f.name: f for f in dataclasses.fields(dtype)}
+        for title, names in HELP_GROUPS.items():
+            group = self.add_argument_group(title)
+            for name in names:
+                fields[name].type = hints[name]  # what HfArgumentParser does before parsing a field
+                self._parse_dataclass_field(group, fields[name])
 
 
 def parse_options(config_class, argv: Optional[list[str]], description: str = ""):
