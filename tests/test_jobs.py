@@ -225,3 +225,30 @@ def test_a_job_whose_need_failed_for_good_is_named_not_run(tmp_path):
     evaluation = jobs.evaluate_key([BUILTIN["lora"]])
     assert states[evaluation].state == "waiting"  # the evaluation scores whatever trained (here: the base)
     assert not [t for t in comparison.study.trials if t.user_attrs["job"].startswith(("seed", "train"))]
+
+
+@pytest.mark.slow
+def test_a_job_on_two_devices_trains_under_torchrun(tmp_path):
+    """--devices_per_job 2 on a CPU: the method's job runs as two processes over gloo (DDP through the Trainer),
+    its seeds inside it, and the comparison is evaluated as usual."""
+    run = tmp_path / "run"
+    done = train(run, "--workers", "1", "--devices_per_job", "2", "--seeds", "2", methods=["lora"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "jobs: 3 done, 0 running, 0 waiting, 0 failed" in done.stdout  # base, lora (with its seed), evaluation
+    metrics = json.loads((run / "lora" / "metrics.json").read_text())
+    assert metrics["cost"]["world_size"] == 2 and [s["seed"] for s in metrics["seeds"]] == [43]
+    assert "lora" in json.loads((run / "eval" / "metrics.json").read_text())["scores"]["per_row"]
+
+
+def test_a_methods_training_command_carries_the_comparisons_settings():
+    from training.config import TrainConfig
+    from training.methods import resolve_methods
+    from training.worker import finetune_arguments
+
+    cfg = TrainConfig(preset="tiny", methods="lora,mine", method_config=["mine=/x/c.json"], seeds=3, max_steps=8,
+                      workers=2, devices_per_job=2, output_dir="ignored")
+    lora, mine = resolve_methods("lora", []) + [None]
+    arguments = finetune_arguments(cfg, lora, Path("/runs/r"))
+    assert arguments[:6] == ["--output_dir", "/runs/r", "--resume", "true", "--method", "lora"]
+    assert {"--preset", "tiny", "--seeds", "3", "--max_steps", "8"} <= set(arguments)
+    assert "--workers" not in arguments and "--devices_per_job" not in arguments and "--methods" not in arguments

@@ -20,6 +20,11 @@ def user_config(tmp_path, name="adapter_config.json", **fields):
 
 CASES = {
     "retention file": (["--retention_data", "/no/texts.txt"], "--retention_data /no/texts.txt: no such file"),
+    "devices without a queue": (["--devices_per_job", "2"], "--devices_per_job applies to a job queue"),
+    "devices with a sweep": (["--workers", "1", "--devices_per_job", "2", "--sweep", "lr"], "--sweep trains its legs"),
+    "devices zero": (["--workers", "1", "--devices_per_job", "0"], "--devices_per_job 0: give 1 or more"),
+    "serving dialogues": (["--serving_dialogues", "-1"], "--serving_dialogues must be 0"),
+    "energy country": (["--energy", "Mars"], "--energy 'Mars': not a country codecarbon knows"),
     "storage garbage": (["--sweep", "lr", "--sweep_storage", "garbage"], "--sweep_storage 'garbage' cannot be opened"),
     "storage unwritable": (
         ["--sweep", "lr", "--sweep_storage", "sqlite:////proc/no/such/dir/s.db"],

@@ -171,6 +171,10 @@ class TrainConfig:
     jobs_storage: Optional[str] = field(default=None, metadata={
         "help": "python -m training --workers: the queue's database, a SQLAlchemy URL (postgresql+psycopg://... "
                 "for several machines); default <run>/jobs.sqlite3 (this machine)."})
+    devices_per_job: int = field(default=1, metadata={
+        "help": "python -m training --workers: the devices one method's training job runs on, under torchrun (one "
+                "process per device, DDP through the Trainer): each local worker gets this many GPUs, or on a CPU "
+                "this many processes over gloo. 1 (default): one process per job."})
     report_to: str = field(default="none", metadata={
         "help": "Where training curves go, besides metrics.json: none, tensorboard (event files in "
                 "<run>/<method>/runs; open with `tensorboard --logdir <run>`), trackio (local unless TRACKIO_SPACE_ID "
@@ -229,7 +233,7 @@ HELP_GROUPS = {
     "learning-rate sweep (--sweep lr)": ["sweep", "sweep_lr", "sweep_eval_dialogues", "sweep_floor", "sweep_storage"],
     "evaluation, energy and serving cost (python -m training)": ["eval_limit", "retention_data", "energy",
                                                                   "serving_dialogues"],
-    "job queue (python -m training --workers)": ["workers", "jobs_storage"],
+    "job queue (python -m training --workers)": ["workers", "jobs_storage", "devices_per_job"],
 }
 
 

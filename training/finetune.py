@@ -252,6 +252,14 @@ def promote_best_trial(method: Method, trial: Path, out: Path, recorded: dict, s
     )
 
 
+def wait_for_rank_zero() -> None:
+    """Under torchrun, every rank waits here until all have arrived (rank 0 has written what they read next)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def train_extra_seed(cfg: TrainConfig, method: Method, out: Path, prepared: Prepared) -> dict:
     """A seed beyond the served one, in <method>/seeds/seed-N (complete once its metrics.json is written: a
     resumed run skips it, or continues it from its newest complete checkpoint)."""
@@ -259,6 +267,7 @@ def train_extra_seed(cfg: TrainConfig, method: Method, out: Path, prepared: Prep
     if not (folder / METHOD_METRICS).exists():
         resume_from = newest_complete_checkpoint(folder / CHECKPOINTS) if cfg.resume else None
         train(cfg, method, folder, resume_from, prepared, recorded={"learning_rate": {"value": cfg.learning_rate}})
+        wait_for_rank_zero()  # under torchrun, rank 0 alone writes the metrics.json every rank reads next
     metrics = read_json(folder / METHOD_METRICS, schema_for(method_metrics(method.name)))
     return {
         "seed": cfg.seed,

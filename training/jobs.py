@@ -97,7 +97,8 @@ def comparison_plan(cfg: TrainConfig, methods: list[Method]) -> dict[str, list[s
         if cfg.sweep:
             plan[tune_key(method.name)] = [BASE]
             rate_known = [tune_key(method.name)]
-        seeds = [seed_key(method.name, s) for s in range(cfg.seed + 1, cfg.seed + cfg.seeds)]
+        seeds = [seed_key(method.name, s) for s in range(cfg.seed + 1, cfg.seed + cfg.seeds)
+                 if cfg.devices_per_job == 1]  # under torchrun, the method's job trains its seeds itself
         plan.update({key: rate_known for key in seeds})
         plan[train_key(method.name)] = rate_known + seeds
     plan[evaluate_key(methods)] = [train_key(m.name) for m in methods]
@@ -178,15 +179,17 @@ def progress_line(states: dict[str, JobState], workers: int) -> str:
             f"{waiting} waiting, {count['failed']} failed{left}")
 
 
-def worker_environment(index: int, workers: int) -> dict:
-    """One worker's share of this machine: its own GPU where there are GPUs, else an equal part of the cores."""
+def worker_environment(index: int, workers: int, devices_per_job: int = 1) -> dict:
+    """One worker's share of this machine: its own GPUs (devices_per_job of them) where there are GPUs, else an
+    equal part of the cores for each of its processes."""
     import torch
 
     env = dict(os.environ)
     if torch.cuda.is_available():
-        env["CUDA_VISIBLE_DEVICES"] = str(index % torch.cuda.device_count())
+        gpus = [(index * devices_per_job + k) % torch.cuda.device_count() for k in range(devices_per_job)]
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
     elif "OMP_NUM_THREADS" not in os.environ:
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // (workers * devices_per_job)))
     return env
 
 
@@ -267,7 +270,8 @@ class Comparison:
     def start_worker(self, index: int) -> None:
         command = [sys.executable, "-u", "-m", "training.worker", "--run", str(self.run_dir), "--jobs_storage",
                    self.url]
-        self.local[index] = subprocess.Popen(command, env=worker_environment(index, self.workers),
+        environment = worker_environment(index, self.workers, self.cfg.devices_per_job)
+        self.local[index] = subprocess.Popen(command, env=environment,
                                              preexec_fn=tied_to_parent())
 
     def fail_dead_workers(self) -> None:

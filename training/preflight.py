@@ -92,6 +92,14 @@ def check_jobs(cfg: TrainConfig) -> None:
                           "holds: give another --output_dir for a new comparison, or --resume to continue this one.")
     if cfg.jobs_storage:
         sweep.check_storage(cfg.jobs_storage, "--jobs_storage")
+    if cfg.devices_per_job < 1:
+        raise ConfigError(f"--devices_per_job {cfg.devices_per_job}: give 1 or more.")
+    if cfg.devices_per_job > 1 and not (cfg.workers or cfg.jobs_storage):
+        raise ConfigError("--devices_per_job applies to a job queue: add --workers N (one process per device: "
+                          "or run `torchrun --nproc_per_node=N -m training.finetune ...` for one method).")
+    if cfg.devices_per_job > 1 and cfg.sweep:
+        raise ConfigError("--sweep trains its legs in one process each: with --devices_per_job > 1 give no --sweep, "
+                          "or sweep with --devices_per_job 1 and more --workers.")
 
 
 def base_config(cfg: TrainConfig):

@@ -155,10 +155,15 @@ LOCK = ".lock"      # <run>/.lock: held (flock) by the one command writing the r
 _held: dict = {}    # run folder -> open lock file of this process (re-entrant: the pipeline calls the recipe)
 
 
-def trusted_to_the_queue(run_dir: Path) -> None:
+QUEUED_RUN = "DIALOGSUM_QUEUED_RUN"  # set by a queue's worker for the processes it starts (a torchrun job)
+
+
+def trusted_to_the_queue(run_dir: Path) -> dict:
     """This process is a worker of the run's job queue (training/jobs.py), which gives each job to one worker:
-    one_writer lets it write without taking the run's lock (its coordinator holds that)."""
+    one_writer lets it write without taking the run's lock (its coordinator holds that). Returns the environment
+    that extends this trust to the processes it starts for a job."""
     _held[Path(run_dir).resolve()] = None
+    return {QUEUED_RUN: str(Path(run_dir).resolve())}
 
 
 @contextmanager
@@ -167,7 +172,7 @@ def one_writer(run_dir: Path):
     command, since when). The lock is the OS's (flock): a killed holder releases it with its last breath, so a
     stale lock file is simply taken over. Under torchrun only rank 0 holds it (the ranks are one command)."""
     run_dir = Path(run_dir).resolve()
-    if run_dir in _held or not is_main_process():
+    if run_dir in _held or not is_main_process() or os.environ.get(QUEUED_RUN) == str(run_dir):
         yield
         return
     run_dir.mkdir(parents=True, exist_ok=True)

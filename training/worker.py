@@ -10,8 +10,10 @@ database reachable, and this project with the same packages; every path the comp
 --method_config file) must be readable there too.
 """
 
+import dataclasses
 import os
 import socket
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from typing import Optional
 import optuna
 from optuna.trial import TrialState
 
+from contract.files import METHOD_METRICS
 from training import finetune, jobs
 from training.cli import run_cli
 from training.config import ConfigError, TrainConfig, parse_options
@@ -57,7 +60,7 @@ class Worker:
         settings = self.study.user_attrs["config"]
         self.cfg = TrainConfig(**{**settings, "output_dir": str(self.run_dir)})
         self.methods = {m.name: m for m in resolve_methods(self.cfg.methods, self.cfg.method_config)}
-        trusted_to_the_queue(self.run_dir)  # the queue gives each job to one worker: no folder lock among them
+        self.trust = trusted_to_the_queue(self.run_dir)  # the queue gives each job to one worker: no folder lock
 
     def work(self) -> None:
         while not jobs.patiently(lambda: self.study.user_attrs.get("finished"), self.url):
@@ -100,6 +103,9 @@ class Worker:
             serving_cost.measure_if_stale(self.run_dir, self.cfg.serving_dialogues)
             return
         step, name, *seed = key.split(":")
+        if self.cfg.devices_per_job > 1:  # the whole method (its seeds, then the served model) under torchrun
+            print(f"training {name} on {self.cfg.devices_per_job} devices", flush=True)
+            return self.under_torchrun(self.methods[name])
         training = finetune.MethodTraining(self.cfg, self.methods[name])
         print(f"training {name}" + (f" (seed {seed[0]})" if seed else " (its sweep)" if step == "tune" else ""),
               flush=True)  # the stage a person (and the app's build page) sees
@@ -116,6 +122,41 @@ class Worker:
                     training.train_seeds([int(seed[0])])
         except AlreadyComplete:
             print(f"{name} is already complete.", flush=True)
+
+
+    def under_torchrun(self, method) -> None:
+        """`python -m torch.distributed.run --standalone --nproc_per_node=N -m training.finetune ...`: the method's
+        training in N processes, one per device this worker was given (DDP through the Trainer)."""
+        if (self.run_dir / method.name / METHOD_METRICS).exists():
+            print(f"{method.name} is already complete.", flush=True)
+            return
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc_per_node={self.cfg.devices_per_job}", "-m", "training.finetune",
+                   *finetune_arguments(self.cfg, method, self.run_dir)]
+        done = subprocess.run(command, env={**os.environ, **self.trust})
+        if done.returncode != 0:
+            raise RuntimeError(f"torchrun of {method.name} ended with exit {done.returncode} (its output is above)")
+
+
+QUEUE_ONLY = {"methods", "method", "method_config", "workers", "jobs_storage", "devices_per_job", "output_dir",
+              "resume", "overwrite"}  # what the queue sets itself for a method's training command
+
+
+def finetune_arguments(cfg: TrainConfig, method, run_dir: Path) -> list[str]:
+    """The options of `python -m training.finetune` that train `method` of this comparison as `cfg` says (every
+    setting that differs from its default), resuming in `run_dir`."""
+    arguments = ["--output_dir", str(run_dir), "--resume", "true"]
+    user_config = next((c for c in cfg.method_config if c.split("=", 1)[0] == method.name), None)
+    arguments += ["--method_config", user_config] if user_config else ["--method", method.name]
+    defaults = TrainConfig()
+    for item in dataclasses.fields(TrainConfig):
+        value = getattr(cfg, item.name)
+        if item.name in QUEUE_ONLY or value == getattr(defaults, item.name) or value is None:
+            continue
+        shown = [str(v) for v in value] if isinstance(value, list) else [str(value).lower() if isinstance(
+            value, bool) else str(value)]
+        arguments += [f"--{item.name}", *shown]
+    return arguments
 
 
 def main(argv=None) -> None:
