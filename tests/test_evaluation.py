@@ -13,7 +13,7 @@ from scoring.rouge import METRICS, Rouge
 from scoring.stats import bootstrap_ci, paired_permutation_test
 from tests.helpers import FULL_MODEL, ROOT, SHARED, needs_shared
 from training.generation import generate
-from training.score import score_file
+from training.score_file import score_file
 
 REF = "The cat sat on the mat. It was happy!\nThen it slept."
 PRED = "A cat was sitting on a mat. Later the cats were sleeping."
@@ -60,7 +60,7 @@ def test_reproduces_the_labs_published_rouge(column):
 @needs_shared
 def test_the_evaluate_metric_equals_the_scorer_on_the_labs_predictions():
     """The evaluation scores through scoring/dialogsum_rouge (an `evaluate` module loaded offline): on the lab's
-    1,500 rows it gives exactly the figures of the scorer behind training.score, and the lab's within 0.0005."""
+    1,500 rows it gives exactly the figures of the scorer behind training.score_file, and the lab's within 0.0005."""
     from scoring.rouge import load_rouge_metric
     from training.data import read_records
 
@@ -165,7 +165,7 @@ def test_corrupt_eval_metrics_are_rejected(evaluated, tmp_path):
 
 
 def run_score(*args):
-    return subprocess.run([sys.executable, "-m", "training.score", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "training.score_file", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
 
 

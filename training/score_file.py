@@ -1,6 +1,6 @@
 """Score any predictions file with this project's ROUGE and print the figures as JSON.
 
-    python -m training.score predictions.csv --prediction-column peft_model_summaries \
+    python -m training.score_file predictions.csv --prediction-column peft_model_summaries \
         --reference-column human_baseline_summaries --no-sentence-split
 
 Each row is scored against its own reference (the per-row protocol) and the mean is printed with a 95% bootstrap
