@@ -32,7 +32,16 @@ if on_zero_gpu():  # ZeroGPU: `spaces` before torch touches CUDA
     import spaces  # noqa: F401
 
 from contract.children import tied_to_parent
-from contract.files import RUN_JSON, VOTES_FILE, ArtifactError, is_finished, without_paths
+from contract.files import (
+    EVAL_METRICS,
+    EVAL_SERVING,
+    RUN_JSON,
+    VOTES_FILE,
+    ArtifactError,
+    is_finished,
+    list_methods,
+    without_paths,
+)
 from contract.hub import RUN_REPO_VARIABLE, is_hub_run, resolve_run
 from dashboard.batcher import MAX_ROWS, MAX_WAIT_SECONDS
 from dashboard.building import BuildProgress, build_page
@@ -65,6 +74,11 @@ NOTICES = {"tiny": DEMO_NOTICE, "quick": QUICK_NOTICE}
 INCOMPLETE_NOTICE = ("**This run is incomplete:** it has no evaluation (the build was interrupted, or is still "
                      "running), so Metrics, Examples and test battles are empty. Finish it with `python -m training "
                      "--resume` and the options it was started with.")
+
+
+FOLLOWING_NOTICE = ("**This run is still training:** the methods that have finished are served, and this page "
+                    "reloads itself as more finish and once the evaluation lands (Metrics, Examples and test battles "
+                    "need it).")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -401,7 +415,8 @@ def given_prices(args: argparse.Namespace) -> tuple:
 def create_app(run_dir: Path | list[Path], votes_db: Path | str | None = None, max_rows: int = MAX_BATCH_ROWS,
                max_wait_ms: float = MAX_WAIT_MS, vote_limit_per_hour: int = VOTE_LIMIT_PER_HOUR,
                votes_journal: str = "wal", votes_dataset: str | None = None, backend: str = "exact",
-               max_queued_per_client: int = MAX_QUEUED_PER_CLIENT, prices: tuple = (None, None)):
+               max_queued_per_client: int = MAX_QUEUED_PER_CLIENT, prices: tuple = (None, None),
+               following: bool = False):
     """The page for one run, or several (a list: the first one's Metrics, Examples and Vote). With several, a run
     that cannot be read is left out and named on the page; when none can, or the only one cannot, the app refuses."""
     folders = [Path(f) for f in (run_dir if isinstance(run_dir, (list, tuple)) else [run_dir])]
@@ -425,7 +440,9 @@ def create_app(run_dir: Path | list[Path], votes_db: Path | str | None = None, m
         refuse(f"no run could be read: {'; '.join(f'{n}: {why}' for n, why in left_out.items())[:400]}")
     first = runs[0]
     notice = NOTICES.get(first.data.run["preset"])
-    if first.data.evaluation is None:
+    if following:
+        notice = f"{FOLLOWING_NOTICE} {notice or ''}"
+    elif first.data.evaluation is None:
         notice = f"{INCOMPLETE_NOTICE} {notice or ''}"
     try:
         votes = open_votes(votes_file(None, first.data.folder, votes_db and str(votes_db)), vote_limit_per_hour,
@@ -433,7 +450,8 @@ def create_app(run_dir: Path | list[Path], votes_db: Path | str | None = None, m
     except VotesPathError as e:
         refuse(str(e))
     state = AppState(data=first.data, models=first.models, demo_notice=notice, votes=votes, runs=ModelSet(runs),
-                     left_out=left_out, max_queued_per_client=max_queued_per_client, prices=prices)
+                     left_out=left_out, max_queued_per_client=max_queued_per_client, prices=prices,
+                     following=following)
     demo = build_demo(state)
     demo.app_state = state
     demo.vote_store = votes
@@ -487,10 +505,61 @@ def main(argv=None) -> None:
             return serve_while_building(args.preset or "tiny", training_args, args)
         run_dirs = [folder]
     first = asked[0] if asked else None
-    demo = create_app(run_dirs, votes_file(first, run_dirs[0], args.votes_db), args.max_batch_rows,
-                      args.max_wait_ms, args.vote_limit_per_hour, args.votes_journal, args.votes_dataset,
-                      args.backend, args.max_queued_per_client, given_prices(args))
-    launch(demo, args)
+
+    def build(following: bool = False):
+        return create_app(run_dirs, votes_file(first, run_dirs[0], args.votes_db), args.max_batch_rows,
+                          args.max_wait_ms, args.vote_limit_per_hour, args.votes_journal, args.votes_dataset,
+                          args.backend, args.max_queued_per_client, given_prices(args), following)
+
+    if len(run_dirs) == 1 and not is_finished(run_dirs[0]):
+        return serve_following(build, run_dirs[0], args)
+    launch(build(), args)
+
+
+FOLLOW_SECONDS = 10.0  # how often a run still training is looked at
+
+
+def run_progress(folder: Path) -> tuple:
+    """What changes as a run advances: its complete methods, and when its evaluation and serving figures landed."""
+    def landed(name: str):
+        return (folder / name).stat().st_mtime_ns if (folder / name).exists() else None
+    return tuple(list_methods(folder)), landed(EVAL_METRICS), landed(EVAL_SERVING)
+
+
+def serve_following(build, folder: Path, args: argparse.Namespace) -> None:
+    """A run still training (a comparison's queue, an interrupted build): served as it stands, then served again on
+    the same address each time a method completes or its evaluation lands (the newer app is built while the older
+    one serves; its pages reload themselves into the newer one), until the run is finished."""
+    seen, demo = run_progress(folder), build(following=True)
+    push_votes_on_exit(demo.vote_store)
+    print(f"{folder.name} is still training: this app serves it as it stands and serves it again as methods finish "
+          f"(looked at every {FOLLOW_SECONDS:g} s).", flush=True)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True,
+                prevent_thread_lock=True)
+    while True:
+        time.sleep(FOLLOW_SECONDS)
+        now = run_progress(folder)
+        if now == seen:
+            continue
+        finished = is_finished(folder)
+        newer = build(following=not finished)
+        retire(demo)
+        seen, demo = now, newer
+        push_votes_on_exit(demo.vote_store)
+        print(f"{folder.name} advanced ({len(now[0])} methods complete{', evaluated' if finished else ''}): serving "
+              "it again", flush=True)
+        if finished:
+            demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
+            return
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True,
+                    prevent_thread_lock=True)
+
+
+def retire(demo) -> None:
+    """An app replaced by a newer one: its server closed (its port freed), its runs' batchers stopped."""
+    close_app(demo)
+    for run in demo.app_state.runs.runs:
+        run.models.close()
 
 
 if __name__ == "__main__":

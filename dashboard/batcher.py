@@ -94,6 +94,9 @@ class Row:
     model: str
 
 
+STOP = object()  # put on a batcher's queue: its worker ends
+
+
 class Batcher:
     def __init__(
         self,
@@ -118,10 +121,17 @@ class Batcher:
         self.jobs.put(job)
         return job.future
 
-    def collect(self) -> list[Job]:
+    def stop(self) -> None:
+        """The worker ends once the jobs before this call are served (an app replaced by a newer one)."""
+        self.jobs.put(STOP)
+
+    def collect(self) -> Optional[list[Job]]:
         """The first waiting job, and every job that follows it within max_wait of the previous one (people
-        clicking together arrive spread out), for at most 4 x max_wait in all: a lone request waits max_wait."""
+        clicking together arrive spread out), for at most 4 x max_wait in all: a lone request waits max_wait.
+        None: stop."""
         first = self.jobs.get()
+        if first is STOP:
+            return None
         batch, rows = [first], len(first.models)
         start = time.monotonic()
         deadline = start + self.max_wait
@@ -130,6 +140,9 @@ class Batcher:
                 job = self.jobs.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
+            if job is STOP:  # served after this batch
+                self.jobs.put(STOP)
+                break
             batch.append(job)
             rows += len(job.models)
             deadline = min(start + 4 * self.max_wait, time.monotonic() + self.max_wait)
@@ -137,8 +150,7 @@ class Batcher:
         return batch
 
     def work(self):
-        while True:
-            batch = self.collect()
+        while (batch := self.collect()) is not None:
             groups: dict = {}
             for job in batch:  # like settings together; a sampling job always alone
                 key = (job.settings, id(job)) if job.settings.do_sample else job.settings

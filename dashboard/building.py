@@ -32,7 +32,8 @@ STAGES = (
 )
 RELOAD_JS = """
 async () => {
-  // The app replaces this page on the same address when the models are ready: its /config has another title.
+  // A newer page replaces this one on the same address (the app once the build is done, or a run in progress
+  // served again once a method has finished): its /config has another title.
   const building = document.title;
   for (;;) {
     await new Promise(r => setTimeout(r, 2000));

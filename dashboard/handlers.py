@@ -40,6 +40,7 @@ class AppState:
     left_out: dict = field(default_factory=dict)  # run name -> why it could not be loaded (named on the page)
     max_queued_per_client: int = DEFAULT_LIMIT  # dashboard/fair_queue.py; 0 = no cap
     prices: tuple = (None, None)  # US$ per device-hour and per CPU-hour given at start-up; None: the listed price
+    following: bool = False  # the run is still training: the app is served again as it advances (app.py)
 
     def __post_init__(self):
         self.own = single(self.data, self.models)  # the first run's models under their plain names (votes)

@@ -1,5 +1,6 @@
 """The page: a header naming the run, then the tabs (each laid out by its own module) and the API endpoints."""
 
+import json
 import os
 from functools import partial
 
@@ -7,6 +8,7 @@ import gradio as gr
 
 from contract.untrusted import plain
 from dashboard import handlers
+from dashboard.building import RELOAD_JS
 from dashboard.compare_tab import build_compare_tab
 from dashboard.examples_tab import build_examples_tab
 from dashboard.fair_queue import cap_per_client
@@ -24,9 +26,11 @@ def header(state: AppState) -> str:
     """What is served; every name and value from the runs' files shown as plain text (contract/untrusted.py)."""
     run = state.data.run
     labels = ", ".join(plain(state.data.label(m)) for m in state.data.methods)
+    count = len(state.data.methods)
+    methods = f"{count} method{'' if count == 1 else 's'}"
     lines = ["# Dialogue summarization: which way of fine-tuning FLAN-T5 is worth it?",
              f"Run **{plain(state.data.folder.name)}** · preset {plain(run['preset'])} · base model "
-             f"{plain(state.data.base_name)} · data {plain(run['data_source'])} · {len(state.data.methods)} methods: "
+             f"{plain(state.data.base_name)} · data {plain(run['data_source'])} · {methods}: "
              f"{labels} · device **{state.models.describe()}**"]
     if len(state.runs.runs) > 1:
         names = ", ".join(plain(r.name) for r in state.runs.runs)
@@ -52,12 +56,23 @@ def left_out_rows(state: AppState, columns: list[str]) -> list[dict]:
     return runs + methods
 
 
+def page_title(state: AppState) -> str:
+    """The browser tab's (and /config's) title; a run still training names how far it is, so a page of an older
+    state of it sees the newer app (RELOAD_JS)."""
+    if not state.following:
+        return TITLE
+    done = len(state.data.methods)
+    stage = "evaluated" if state.data.evaluation else "training goes on"
+    return f"{TITLE} ({done} method{'s' if done != 1 else ''} ready, {stage})"
+
+
 def build_demo(state: AppState) -> gr.Blocks:
     # before any launch reads it: forwarded addresses only from proxies the operator named (none unless told)
     handlers.trust_forwarded_from(os.environ.get(handlers.FORWARDED_ALLOW_IPS))
     board = leaderboard_frame([(r.name, partial(state.runs.key, r), r.data) for r in state.runs.runs])
     tab_ids = [t for t in TABS if t != "vote" or state.votes is not None]
-    with gr.Blocks(title=TITLE) as demo:
+    title = page_title(state)
+    with gr.Blocks(title=title) as demo:
         gr.Markdown(header(state))
         with gr.Tabs() as tabs:
             with gr.Tab("Compare", id="compare"):
@@ -87,6 +102,8 @@ def build_demo(state: AppState) -> gr.Blocks:
                     *redraw(*values)]
 
         demo.load(open_view, None, [tabs, said, *inputs, *outputs], api_visibility="private")
+        if state.following:  # the app is served again as the run advances: this page reloads into the newer one
+            demo.load(None, None, None, js=RELOAD_JS % json.dumps(title))
 
         def runs_table() -> list[dict]:
             """The Leaderboard's rows, every loaded run x model: quality with intervals, costs, provenance and test

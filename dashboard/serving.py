@@ -41,6 +41,9 @@ class Models:
         self.tokenizer = SerialTokenizer(loaded.tokenizer)
         self.batcher = Batcher(loaded, self.tokenizer, max_rows=max_rows, max_wait=max_wait, backend=backend)
 
+    def close(self) -> None:
+        self.batcher.stop()
+
     def describe(self) -> str:
         exact = f"{self.loaded.device} ({str(self.loaded.dtype).replace('torch.', '')})"
         translators = getattr(self.batcher.backend, "translators", None)

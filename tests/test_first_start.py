@@ -127,3 +127,27 @@ def alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+@pytest.mark.slow
+def test_a_run_still_training_is_served_again_as_its_methods_finish(evaluated_run, tmp_path):
+    """`python app.py --run` of a run in progress serves what has finished, and serves it again on the same address
+    as each method completes and when the evaluation lands; its pages reload themselves (RELOAD_JS on the title)."""
+    from dashboard.page import TITLE as APP
+    from tests.helpers import ROOT
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run, run, ignore=shutil.ignore_patterns("lora", "eval", ".int8", "*.sqlite*"))
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "app.py", "--run", str(run), "--port", str(port)], cwd=ROOT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: title_of(port), 180, proc) == f"{APP} (1 method ready, training goes on)"
+        shutil.copytree(evaluated_run / "lora", run / "lora")  # the queue finished LoRA
+        wait_for(lambda: title_of(port) == f"{APP} (2 methods ready, training goes on)", 120, proc)
+        shutil.copytree(evaluated_run / "eval", run / "eval")  # and the evaluation landed
+        wait_for(lambda: title_of(port) == APP, 120, proc)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
