@@ -150,9 +150,11 @@ def load_base(base_path: str, device: str, dtype, shared: Optional[dict] = None)
 
 
 def load_run_models(run_dir: Path, device: Optional[str] = None, shared_bases: Optional[dict] = None,
-                    run: Optional[dict] = None, trainings: Optional[dict] = None) -> LoadedRun:
+                    run: Optional[dict] = None, trainings: Optional[dict] = None,
+                    only: Optional[list[str]] = None) -> LoadedRun:
     """The run's models; `shared_bases` (a dict kept by the caller) shares identical bases between runs. `run` and
-    `trainings` (method -> its metrics.json): what the caller has read of the run already, not read again."""
+    `trainings` (method -> its metrics.json): what the caller has read of the run already, not read again. `only`:
+    these methods alone (with the base), e.g. one evaluation shard's."""
     from peft import PeftModel
 
     run_dir = Path(run_dir)
@@ -163,7 +165,7 @@ def load_run_models(run_dir: Path, device: Optional[str] = None, shared_bases: O
     tokenizer = load_tokenizer(run_dir, run)
     loaded = LoadedRun(tokenizer=tokenizer, base=None, device=device, dtype=dtype, base_path=base_path)
     infos = {}
-    for name in list_methods(run_dir):
+    for name in [m for m in list_methods(run_dir) if only is None or m in only]:
         try:
             infos[name] = (trainings.get(name) or read_run_file(run_dir, method_metrics(name)))["method"]
         except Exception as e:  # a broken metrics.json: the method is listed, unavailable, with the reason

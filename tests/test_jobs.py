@@ -61,9 +61,12 @@ def test_the_plan_gives_the_sweep_each_seed_and_the_served_model_jobs_of_their_o
     assert plan["tune:lora"] == ["base"]
     assert plan["seed:lora:6"] == plan["seed:lora:7"] == ["tune:lora"]  # side by side, once the rate is known
     assert plan["train:lora"] == ["tune:lora", "seed:lora:6", "seed:lora:7"]
-    assert plan[jobs.evaluate_key(methods)] == ["train:full", "train:lora"]
+    assert plan[jobs.evaluate_key(methods)][:2] == ["train:full", "train:lora"]
     plain = jobs.comparison_plan(TrainConfig(preset="tiny"), methods)
-    assert set(plain) == {"base", "train:full", "train:lora", jobs.evaluate_key(methods)}
+    assert set(plain) == {"base", "train:full", "train:lora", "generate:base", "generate:full", "generate:lora",
+                          jobs.evaluate_key(methods)}
+    assert plain["generate:lora"] == ["train:lora"] and plain["generate:base"] == ["base"]  # each model's summaries
+    assert {"generate:base", "generate:full", "generate:lora"} <= set(plain[jobs.evaluate_key(methods)])
 
 
 @pytest.mark.slow
@@ -76,7 +79,7 @@ def test_seeds_trained_as_jobs_of_their_own_give_the_results_of_one_process(tmp_
     queued = same_base(one, tmp_path / "queued")
     done = train(queued, "--seeds", "3", "--workers", "2", methods=["lora"])
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "jobs: 5 done, 0 running, 0 waiting, 0 failed" in done.stdout  # base, 2 seeds, served, evaluation
+    assert "jobs: 7 done, 0 running, 0 waiting, 0 failed" in done.stdout  # base, 2 seeds, served, 2 shards, eval
     from safetensors.torch import load_file
 
     for folder in ("adapter", "seeds/seed-43/adapter", "seeds/seed-44/adapter"):
@@ -123,7 +126,8 @@ def test_two_workers_on_sqlite_give_the_results_of_one_process(one_process, tmp_
     run = same_base(one_process, tmp_path / "run")
     done = train(run, "--workers", "2", max_steps=30)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "jobs: 5 done, 0 running, 0 waiting, 0 failed" in done.stdout
+    assert "jobs: 9 done, 0 running, 0 waiting, 0 failed" in done.stdout  # base, 3 trainings, 4 shards, eval
+    assert not (run / ".eval_shards").exists()  # read into the evaluation, then removed
     assert_same_results(one_process, run)
     for each in (one_process, run):  # the pipeline and the queue measure serving after the evaluation
         serving = json.loads((each / "eval" / "serving.json").read_text())
@@ -174,7 +178,7 @@ def test_two_workers_on_postgresql_survive_a_sigkilled_worker_with_the_same_resu
         coordinator.kill()
     assert coordinator.returncode == 0, err[-2000:]
     assert f"worker {os.uname().nodename}:{pid} ended" in out and f"{job} failed" in out, out[-3000:]
-    assert "jobs: 5 done, 0 running, 0 waiting, 0 failed" in out
+    assert "jobs: 9 done, 0 running, 0 waiting, 0 failed" in out
     assert_same_results(one_process, run)
     states = jobs.job_states(jobs.open_queue(postgres, jobs.token_of(run)).get_trials(deepcopy=False))
     assert states[job].state == "done" and states[job].attempts == 1  # taken again, once
@@ -216,15 +220,17 @@ def test_a_job_whose_need_failed_for_good_is_named_not_run(tmp_path):
     comparison = jobs.Comparison(cfg, [BUILTIN["lora"]], workers=0)
     comparison.study = optuna.create_study()
     for key, state, extra in (("base", TrialState.COMPLETE, {}), ("tune:lora", TrialState.FAIL, {"error": "E: a"}),
-                              ("tune:lora", TrialState.FAIL, {"error": "E: b"})):
+                              ("tune:lora", TrialState.FAIL, {"error": "E: b"}),
+                              ("generate:base", TrialState.COMPLETE, {})):
         comparison.study.add_trial(trial(key, state, **extra))
     states = comparison.step()
     assert states["tune:lora"].state == "failed"
     assert states["seed:lora:43"].state == "failed" and states["seed:lora:43"].error == "not run: tune:lora failed"
     assert states["train:lora"].error == "not run: tune:lora failed"
+    assert states["generate:lora"].error == "not run: train:lora failed"
     evaluation = jobs.evaluate_key([BUILTIN["lora"]])
     assert states[evaluation].state == "waiting"  # the evaluation scores whatever trained (here: the base)
-    assert not [t for t in comparison.study.trials if t.user_attrs["job"].startswith(("seed", "train"))]
+    assert not [t for t in comparison.study.trials if t.user_attrs["job"].startswith(("seed", "train", "generate:l"))]
 
 
 @pytest.mark.slow
@@ -234,7 +240,7 @@ def test_a_job_on_two_devices_trains_under_torchrun(tmp_path):
     run = tmp_path / "run"
     done = train(run, "--workers", "1", "--devices_per_job", "2", "--seeds", "2", methods=["lora"])
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "jobs: 3 done, 0 running, 0 waiting, 0 failed" in done.stdout  # base, lora (with its seed), evaluation
+    assert "jobs: 5 done, 0 running, 0 waiting, 0 failed" in done.stdout  # base, lora (and its seed), 2 shards, eval
     metrics = json.loads((run / "lora" / "metrics.json").read_text())
     assert metrics["cost"]["world_size"] == 2 and [s["seed"] for s in metrics["seeds"]] == [43]
     assert "lora" in json.loads((run / "eval" / "metrics.json").read_text())["scores"]["per_row"]
@@ -252,3 +258,27 @@ def test_a_methods_training_command_carries_the_comparisons_settings():
     assert arguments[:6] == ["--output_dir", "/runs/r", "--resume", "true", "--method", "lora"]
     assert {"--preset", "tiny", "--seeds", "3", "--max_steps", "8"} <= set(arguments)
     assert "--workers" not in arguments and "--devices_per_job" not in arguments and "--methods" not in arguments
+
+
+def test_a_shard_is_read_only_while_it_matches_the_models_weights_and_the_decoding(evaluated_run, tmp_path):
+    """generate:<model> writes the model's summaries for the evaluation; a shard of other weights or another
+    decoding is never read (it is generated again)."""
+    from contract.loading import load_run_models
+    from training import evaluate
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run, run, ignore=shutil.ignore_patterns("*.sqlite*", ".int8"))
+    cfg = evaluate.EvalConfig(run=str(run), limit=4, batch_size=4, max_new_tokens=8)
+    evaluate.generate_shard(cfg, "lora")
+    shard = json.loads((run / evaluate.SHARDS / "lora.json").read_text())
+    loaded = load_run_models(run, only=["lora"])
+    prompts = [evaluate.format_prompt(d, cfg.prompt_template)
+               for d in evaluate.test_dialogues(cfg, json.loads((run / "run.json").read_text()))["dialogue"]]
+    key = evaluate.shard_key(run, loaded, "lora", prompts, cfg)
+    assert shard["key"] == key and len(shard["outputs"]) == 4
+    assert evaluate.read_shard(run, "lora", lambda: key) == shard
+    other_decoding = evaluate.shard_key(run, loaded, "lora", prompts, evaluate.EvalConfig(run=str(run), limit=4))
+    assert other_decoding != key
+    config = run / "lora" / "adapter" / "adapter_config.json"
+    config.write_text(config.read_text() + "\n")  # other adapter files: other weights as far as the key knows
+    assert evaluate.shard_key(run, loaded, "lora", prompts, cfg) != key

@@ -10,8 +10,10 @@ Protocols: per_row (the headline: every (dialogue, reference) row against its ow
 as the lab's published figures) and multi_reference (each dialogue against all its references, best match).
 """
 
+import hashlib
 import itertools
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,19 +22,23 @@ from typing import Optional
 import numpy as np
 import torch
 
+from contract import int8
 from contract.files import (
     EVAL,
     EVAL_METRICS,
     EVAL_PREDICTIONS,
+    METHOD_METRICS,
     RUN_JSON,
+    SEEDS,
     method_metrics,
+    method_weights,
     read_run_file,
     save_folder_atomically,
     schema_for,
     write_json,
 )
 from contract.loading import load_alone, load_run_models
-from contract.protocol import BASE_LABEL, DEFAULT_PROMPT, MAX_NEW_TOKENS, MAX_SOURCE_TOKENS, prompt_problem
+from contract.protocol import BASE, BASE_LABEL, DEFAULT_PROMPT, MAX_NEW_TOKENS, MAX_SOURCE_TOKENS, prompt_problem
 from scoring import lenses
 from scoring.rouge import METRICS, ROUGE_METRIC, Rouge, load_rouge_metric, score_dialogues
 from scoring.stats import (
@@ -85,28 +91,83 @@ def timed_generation(model, tokenizer, prompts, cfg: EvalConfig, desc: str):
                      "peak_memory_measure": measure, "device": device_name()}
 
 
-def generate_all(run_dir: Path, prompts: list[str], cfg: EvalConfig):
-    """Every available model's summaries and generation cost; unavailable ones are named and left out."""
+def generate_all(run_dir: Path, prompts: list[str], cfg: EvalConfig, only: Optional[list[str]] = None):
+    """Every available model's summaries and generation cost (a model whose shard is current: read from it);
+    unavailable ones are named and left out. `only`: the base and these methods alone (one shard's job)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    loaded = load_run_models(run_dir, device)
+    loaded = load_run_models(run_dir, device, only=only)
     for name, why in loaded.errors.items():
         print(f"evaluation: {name} is left out: {why}")
-    outputs, cost = {}, {}
+    outputs, cost, shards = {}, {}, {}
     for name in loaded.models:
-        if loaded.available(name):
+        if not loaded.available(name) or (only is not None and name not in (only or [BASE])):
+            continue
+        shards[name] = read_shard(run_dir, name, lambda: shard_key(run_dir, loaded, name, prompts, cfg))
+        if shards[name] is not None:
+            print(f"evaluation: {name}'s summaries come from its shard ({SHARDS}/{name}.json)", flush=True)
+            outputs[name], cost[name] = shards[name]["outputs"], shards[name]["cost"]
+        else:
             outputs[name], cost[name] = timed_generation(loaded.model_for(name), loaded.tokenizer, prompts, cfg, name)
-    return outputs, cost, loaded
+    return outputs, cost, loaded, shards
 
 
-def generate_seeds(run_dir: Path, loaded, prompts: list[str], cfg: EvalConfig, cost: dict) -> tuple[dict, dict]:
+SHARDS = ".eval_shards"  # <run>/.eval_shards/<model>.json: a model's summaries made by a job of the queue
+
+
+def shard_key(run_dir: Path, loaded, name: str, prompts: list[str], cfg: EvalConfig) -> str:
+    """What a model's summaries depend on: the prompts, the decoding, and the bytes of its weights (the base's, its
+    adapter's, each seed's)."""
+    folders = int8.sources(run_dir, loaded.base_path, name)
+    if name != BASE:
+        seeds = sorted(p.parent for p in (run_dir / name / SEEDS).glob(f"seed-*/{METHOD_METRICS}"))
+        folders += [method_weights(seed.parent, seed.name) for seed in seeds]
+    decoding = [cfg.batch_size, cfg.max_new_tokens, cfg.max_source_length]
+    identity = json.dumps([prompts, decoding, int8.source_key(folders)])
+    return hashlib.sha256(identity.encode()).hexdigest()
+
+
+def read_shard(run_dir: Path, name: str, key_now) -> Optional[dict]:
+    """The model's shard when one is there and current (`key_now()`, which hashes weights, only then)."""
+    path = run_dir / SHARDS / f"{name}.json"
+    try:
+        shard = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return shard if shard.get("key") == key_now() else None
+
+
+def generate_shard(cfg: EvalConfig, name: str) -> None:
+    """One model's summaries (its served seed's and every other seed's) into <run>/.eval_shards/<name>.json: a
+    job of a comparison's queue, so the models' generation runs on several workers; the evaluation reads them."""
+    run_dir = Path(cfg.run)
+    dialogues = test_dialogues(cfg, read_run_file(run_dir, RUN_JSON))
+    prompts = [format_prompt(d, cfg.prompt_template) for d in dialogues["dialogue"]]
+    outputs, cost, loaded, shards = generate_all(run_dir, prompts, cfg, only=[] if name == BASE else [name])
+    if name not in outputs or shards.get(name) is not None:
+        return  # unavailable (named above), or already current
+    _, seeds = generate_seeds(run_dir, loaded, prompts, cfg, cost)
+    shard = {"key": shard_key(run_dir, loaded, name, prompts, cfg), "outputs": outputs[name], "cost": cost[name],
+             "seeds": {str(s): texts for s, texts in seeds.get(name, {}).items()}}
+    (run_dir / SHARDS).mkdir(exist_ok=True)
+    write_json(run_dir / SHARDS / f"{name}.json", shard, schema=None)
+    print(f"wrote {run_dir / SHARDS / f'{name}.json'}", flush=True)
+
+
+def generate_seeds(run_dir: Path, loaded, prompts: list[str], cfg: EvalConfig, cost: dict,
+                   shards: Optional[dict] = None) -> tuple[dict, dict]:
     """(served seed of each method, {method: {seed: summaries}} of the seeds beyond it (--seeds)): each seed's
-    model is loaded alone, used, and let go; the seconds their summaries took join the method's `cost` entry."""
+    model is loaded alone, used, and let go (or its summaries read from the method's shard); the seconds their
+    summaries took join the method's `cost` entry."""
     served, seed_outputs = {}, {}
     for name in loaded.methods:
         if not loaded.available(name):
             continue
         info = read_run_file(run_dir, method_metrics(name))
         served[name] = info["seed"]
+        if (shard := (shards or {}).get(name)) is not None:
+            seed_outputs.update({name: {int(s): texts for s, texts in shard["seeds"].items()}} if shard["seeds"]
+                                else {})
+            continue
         for entry in info.get("seeds", []):
             start = time.perf_counter()
             model = load_alone(loaded, run_dir / name / entry["folder"], bool(info["method"].get("base_quantization")))
@@ -293,19 +354,22 @@ def protocol(cfg: EvalConfig, several_seeds: bool) -> dict:
     }
 
 
+def test_dialogues(cfg: EvalConfig, run_info: dict):
+    """The split's dialogues with their references (the first --limit of them)."""
+    dialogues = group_references(load_data(cfg.data or run_info["data_source"]).splits[cfg.split])
+    return dialogues.iloc[:cfg.limit].reset_index(drop=True) if cfg.limit else dialogues
+
+
 def evaluate(cfg: EvalConfig) -> dict:
     """Evaluate the run folder of `cfg` (held by this process)."""
     if cfg.resamples < 1000:
         raise ConfigError(f"--resamples {cfg.resamples}: use at least 1000 for a stable 95% interval.")
     run_dir = Path(cfg.run)
     run_info = read_run_file(run_dir, RUN_JSON)
-    frame = load_data(cfg.data or run_info["data_source"]).splits[cfg.split]
-    dialogues = group_references(frame)
-    if cfg.limit:
-        dialogues = dialogues.iloc[:cfg.limit].reset_index(drop=True)
+    dialogues = test_dialogues(cfg, run_info)
     prompts = [format_prompt(d, cfg.prompt_template) for d in dialogues["dialogue"]]
-    outputs, cost, loaded = generate_all(run_dir, prompts, cfg)
-    served_seed, seed_outputs = generate_seeds(run_dir, loaded, prompts, cfg, cost)
+    outputs, cost, loaded, shards = generate_all(run_dir, prompts, cfg)
+    served_seed, seed_outputs = generate_seeds(run_dir, loaded, prompts, cfg, cost, shards)
     rouge = load_rouge_metric()
     seeded = by_seed(dialogues, outputs, served_seed, seed_outputs, rouge)
     scores = {
@@ -339,6 +403,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         **({"retention": kept} if kept else {}),
     }
     write_evaluation(run_dir, dialogues, outputs, scores, seed_outputs, metrics)
+    shutil.rmtree(run_dir / SHARDS, ignore_errors=True)  # read into the evaluation: no longer needed
     print_table(table, cfg.headline)
     print(f"wrote {run_dir / EVAL_METRICS} and {run_dir / EVAL_PREDICTIONS}")
     return metrics

@@ -50,6 +50,7 @@ JOBS_FILE = "jobs.sqlite3"     # <run>/jobs.sqlite3: the default queue (one mach
 RUN_TOKEN = ".comparison"      # <run>/.comparison: the queue's token, so a worker knows it sees the same folder
 STUDY = "comparison"
 BASE, EVALUATE = "base", "evaluate"   # the first job (the run's base and run.json) and the last
+BASE_MODEL = "base"            # the model without fine-tuning, as the evaluation names it (its summaries: a job)
 ENDED = ("done", "failed")     # a job in one of these states will not run again
 MAX_ATTEMPTS = 2               # a job that fails this often is failed for good (named; the comparison goes on)
 POLL_SECONDS = 1.0
@@ -81,6 +82,10 @@ def train_key(method: str) -> str:
     return f"train:{method}"
 
 
+def generate_key(model: str) -> str:
+    return f"generate:{model}"
+
+
 def tune_key(method: str) -> str:
     return f"tune:{method}"
 
@@ -101,7 +106,10 @@ def comparison_plan(cfg: TrainConfig, methods: list[Method]) -> dict[str, list[s
                  if cfg.devices_per_job == 1]  # under torchrun, the method's job trains its seeds itself
         plan.update({key: rate_known for key in seeds})
         plan[train_key(method.name)] = rate_known + seeds
-    plan[evaluate_key(methods)] = [train_key(m.name) for m in methods]
+    shards = [generate_key(name) for name in (BASE_MODEL, *(m.name for m in methods))]
+    plan[generate_key(BASE_MODEL)] = [BASE]
+    plan.update({generate_key(m.name): [train_key(m.name)] for m in methods})
+    plan[evaluate_key(methods)] = [train_key(m.name) for m in methods] + shards
     return plan
 
 

@@ -103,6 +103,11 @@ class Worker:
             serving_cost.measure_if_stale(self.run_dir, self.cfg.serving_dialogues)
             return
         step, name, *seed = key.split(":")
+        if step == "generate":  # one model's summaries of the test dialogues, for the evaluation to read
+            from training import evaluate
+
+            print(f"evaluating: {name}'s summaries of the test dialogues", flush=True)
+            return evaluate.generate_shard(evaluate.for_training(self.cfg, self.run_dir), name)
         if self.cfg.devices_per_job > 1:  # the whole method (its seeds, then the served model) under torchrun
             print(f"training {name} on {self.cfg.devices_per_job} devices", flush=True)
             return self.under_torchrun(self.methods[name])
