@@ -21,7 +21,7 @@ from pathlib import Path
 from contract.files import EVAL_METRICS, evaluation_problem
 from training import evaluate, finetune, jobs, serving_cost
 from training.cli import run_cli
-from training.config import TrainConfig, parse_config, run_folder_of
+from training.config import TrainConfig, parse_config, run_folder_of, serving_dialogues_of
 from training.methods import Method, resolve_methods
 from training.preflight import check_run
 from training.run_folder import AlreadyComplete, is_main_process, one_writer
@@ -82,7 +82,7 @@ def main(argv=None) -> None:
             else:
                 print("evaluating base and every method on the test dialogues", flush=True)
                 evaluate.run(evaluate.for_training(cfg, run_dir))
-            serving_cost.measure_if_stale(run_dir, cfg.serving_dialogues)
+            serving_cost.measure_if_stale(run_dir, serving_dialogues_of(cfg))
         if failed:
             raise SweepFailed(f"{len(failed)} method(s) left out of {run_dir} (the others are trained and evaluated): "
                               + " | ".join(f.split(':')[0] for f in failed) + " (each said why above).")

@@ -43,6 +43,7 @@ class Preset:
     eval_limit: Optional[int] = None          # default --eval_limit (test dialogues evaluated)
     batch_size: Optional[int] = None          # default per-device batch instead of the methods' ...
     gradient_accumulation: int = 1            # ... with this many batches per optimizer step (same effective batch)
+    serving_dialogues: int = 8                # default --serving_dialogues (0: the serving cost is not measured)
 
 
 PRESETS = {
@@ -53,7 +54,7 @@ PRESETS = {
     # 4 times (flan-t5-small's batch of 32): a batch of 32 long dialogues does not fit a laptop's RAM on a CPU.
     "quick": Preset(base_model="google/flan-t5-small", data="hub", logging_steps=2, eval_steps=4,
                     settings_of="flan-t5-small", epochs=1, max_train_samples=256, max_eval_samples=100, eval_limit=200,
-                    batch_size=8, gradient_accumulation=4),
+                    batch_size=8, gradient_accumulation=4, serving_dialogues=0),
     "tiny": Preset(base_model=None, data="sample", logging_steps=10, eval_steps=50),
 }
 
@@ -180,9 +181,11 @@ class TrainConfig:
                 "<run>/<method>/runs; open with `tensorboard --logdir <run>`), trackio (local unless TRACKIO_SPACE_ID "
                 "names a Space; `trackio show`), wandb (needs `wandb login`). trackio and wandb are installed by you.",
         "choices": ["none", "tensorboard", "trackio", "wandb"]})
-    serving_dialogues: int = field(default=8, metadata={
+    serving_dialogues: Optional[int] = field(default=None, metadata={
         "help": "python -m training: after the evaluation, each model's serving cost is measured on this many test "
-                "dialogues (half of them timed alone; training/serving_cost.py); 0 skips it."})
+                "dialogues (half of them timed alone; training/serving_cost.py); 0 skips it. Default: the "
+                "preset's (8; quick: 0, so that its first start stays within its time; measure it afterwards with "
+                "python -m training.serving_cost)."})
     energy: str = field(default="USA", metadata={
         "help": "Energy and CO2 of every training through codecarbon, offline (metrics.json: each component measured "
                 "or estimated, said which): the ISO 3166 alpha-3 country whose average grid intensity gives the CO2 "
@@ -276,6 +279,11 @@ def parse_config(argv: Optional[list[str]] = None, description: str = "") -> Tra
     list_fields = {f.name for f in dataclasses.fields(TrainConfig) if str(f.type).startswith("list")}
     argv = sys.argv[1:] if argv is None else list(argv)
     return parse_options(TrainConfig, merge_repeated_flags(argv, list_fields), description)
+
+
+def serving_dialogues_of(cfg: TrainConfig) -> int:
+    """--serving_dialogues, else the preset's."""
+    return first_set(cfg.serving_dialogues, PRESETS[cfg.preset].serving_dialogues)
 
 
 def run_folder_of(cfg: TrainConfig) -> Path:

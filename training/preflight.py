@@ -46,7 +46,7 @@ def check_run(cfg: TrainConfig, methods: list[Method]) -> None:
     check_report_to(cfg.report_to)
     if problem := check_country(cfg.energy):
         raise ConfigError(problem)
-    if cfg.serving_dialogues < 0:
+    if cfg.serving_dialogues is not None and cfg.serving_dialogues < 0:
         raise ConfigError(f"--serving_dialogues must be 0 (skip) or more (got {cfg.serving_dialogues})")
     check_jobs(cfg)
     check_retention_data(cfg.retention_data)

@@ -139,9 +139,9 @@ class CheckpointKeeper(TrainerCallback):
         return self.seconds_before + time.perf_counter() - self.start
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.perf_counter()
         if state.is_world_process_zero:
-            self.energy.start()
+            self.energy.start()  # first: codecarbon's hardware detection is not training time
+        self.start = time.perf_counter()
 
     def on_train_end(self, args, state, control, **kwargs):
         self.energy.stop()

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from contract.files import METHOD_METRICS
 from training import finetune, jobs
 from training.cli import run_cli
-from training.config import ConfigError, TrainConfig, parse_options
+from training.config import ConfigError, TrainConfig, parse_options, serving_dialogues_of
 from training.methods import resolve_methods
 from training.run_folder import AlreadyComplete, one_writer, trusted_to_the_queue
 
@@ -100,7 +100,7 @@ class Worker:
 
             print("evaluating base and every method on the test dialogues", flush=True)
             evaluate.run(evaluate.for_training(self.cfg, self.run_dir))
-            serving_cost.measure_if_stale(self.run_dir, self.cfg.serving_dialogues)
+            serving_cost.measure_if_stale(self.run_dir, serving_dialogues_of(self.cfg))
             return
         step, name, *seed = key.split(":")
         if step == "generate":  # one model's summaries of the test dialogues, for the evaluation to read
