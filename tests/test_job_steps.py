@@ -1,0 +1,127 @@
+"""A comparison's jobs, step by step (training/jobs.py, training/worker.py): the plan of what each job needs, a
+method's seeds as jobs of their own, each model's summaries as a shard, a job whose need failed, a job on several
+devices under torchrun. Kept apart from tests/test_jobs.py so the suite's two workers share the slow ones."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from tests.test_jobs import same_base, train, trial
+from training import jobs
+
+
+def test_the_plan_gives_the_sweep_each_seed_and_the_served_model_jobs_of_their_own():
+    from training.config import TrainConfig
+    from training.methods import BUILTIN
+
+    methods = [BUILTIN["full"], BUILTIN["lora"]]
+    plan = jobs.comparison_plan(TrainConfig(preset="tiny", sweep="lr", seeds=3, seed=5), methods)
+    assert plan["tune:lora"] == ["base"]
+    assert plan["seed:lora:6"] == plan["seed:lora:7"] == ["tune:lora"]  # side by side, once the rate is known
+    assert plan["train:lora"] == ["tune:lora", "seed:lora:6", "seed:lora:7"]
+    assert plan[jobs.evaluate_key(methods)][:2] == ["train:full", "train:lora"]
+    plain = jobs.comparison_plan(TrainConfig(preset="tiny"), methods)
+    assert set(plain) == {"base", "train:full", "train:lora", "generate:base", "generate:full", "generate:lora",
+                          jobs.evaluate_key(methods)}
+    assert plain["generate:lora"] == ["train:lora"] and plain["generate:base"] == ["base"]  # each model's summaries
+    assert {"generate:base", "generate:full", "generate:lora"} <= set(plain[jobs.evaluate_key(methods)])
+
+
+@pytest.mark.slow
+def test_seeds_trained_as_jobs_of_their_own_give_the_results_of_one_process(tmp_path):
+    """--seeds 3 with two workers: the seeds of a method train side by side, and the weights, scores and each
+    seed's summary are those of one process."""
+    one = tmp_path / "one"
+    done = train(one, "--seeds", "3", methods=["lora"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    queued = same_base(one, tmp_path / "queued")
+    done = train(queued, "--seeds", "3", "--workers", "2", methods=["lora"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "jobs: 7 done, 0 running, 0 waiting, 0 failed" in done.stdout  # base, 2 seeds, served, 2 shards, eval
+    from safetensors.torch import load_file
+
+    for folder in ("adapter", "seeds/seed-43/adapter", "seeds/seed-44/adapter"):
+        a, b = (load_file(run / "lora" / folder / "adapter_model.safetensors") for run in (one, queued))
+        assert all((a[k] == b[k]).all() for k in a), folder
+    seeds = [[(s["seed"], s["final"]) for s in json.loads((run / "lora" / "metrics.json").read_text())["seeds"]]
+             for run in (one, queued)]
+    assert seeds[0] == seeds[1] and len(seeds[0]) == 2
+    scores = [json.loads((run / "eval" / "metrics.json").read_text())["scores"] for run in (one, queued)]
+    assert scores[0] == scores[1]
+
+
+def test_a_job_whose_need_failed_for_good_is_named_not_run(tmp_path):
+    import optuna
+
+    from training.config import TrainConfig
+    from training.methods import BUILTIN
+
+    cfg = TrainConfig(preset="tiny", sweep="lr", seeds=2, output_dir=str(tmp_path / "run"))
+    comparison = jobs.Comparison(cfg, [BUILTIN["lora"]], workers=0)
+    comparison.study = optuna.create_study()
+    for key, state, extra in (("base", TrialState.COMPLETE, {}), ("tune:lora", TrialState.FAIL, {"error": "E: a"}),
+                              ("tune:lora", TrialState.FAIL, {"error": "E: b"}),
+                              ("generate:base", TrialState.COMPLETE, {})):
+        comparison.study.add_trial(trial(key, state, **extra))
+    states = comparison.step()
+    assert states["tune:lora"].state == "failed"
+    assert states["seed:lora:43"].state == "failed" and states["seed:lora:43"].error == "not run: tune:lora failed"
+    assert states["train:lora"].error == "not run: tune:lora failed"
+    assert states["generate:lora"].error == "not run: train:lora failed"
+    evaluation = jobs.evaluate_key([BUILTIN["lora"]])
+    assert states[evaluation].state == "waiting"  # the evaluation scores whatever trained (here: the base)
+    assert not [t for t in comparison.study.trials if t.user_attrs["job"].startswith(("seed", "train", "generate:l"))]
+
+
+@pytest.mark.slow
+def test_a_job_on_two_devices_trains_under_torchrun(tmp_path):
+    """--devices_per_job 2 on a CPU: the method's job runs as two processes over gloo (DDP through the Trainer),
+    its seeds inside it, and the comparison is evaluated as usual."""
+    run = tmp_path / "run"
+    done = train(run, "--workers", "1", "--devices_per_job", "2", "--seeds", "2", methods=["lora"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "jobs: 5 done, 0 running, 0 waiting, 0 failed" in done.stdout  # base, lora (and its seed), 2 shards, eval
+    metrics = json.loads((run / "lora" / "metrics.json").read_text())
+    assert metrics["cost"]["world_size"] == 2 and [s["seed"] for s in metrics["seeds"]] == [43]
+    assert "lora" in json.loads((run / "eval" / "metrics.json").read_text())["scores"]["per_row"]
+
+
+def test_a_methods_training_command_carries_the_comparisons_settings():
+    from training.config import TrainConfig
+    from training.methods import resolve_methods
+    from training.worker import finetune_arguments
+
+    cfg = TrainConfig(preset="tiny", methods="lora,mine", method_config=["mine=/x/c.json"], seeds=3, max_steps=8,
+                      workers=2, devices_per_job=2, output_dir="ignored")
+    lora, mine = resolve_methods("lora", []) + [None]
+    arguments = finetune_arguments(cfg, lora, Path("/runs/r"))
+    assert arguments[:6] == ["--output_dir", "/runs/r", "--resume", "true", "--method", "lora"]
+    assert {"--preset", "tiny", "--seeds", "3", "--max_steps", "8"} <= set(arguments)
+    assert "--workers" not in arguments and "--devices_per_job" not in arguments and "--methods" not in arguments
+
+
+def test_a_shard_is_read_only_while_it_matches_the_models_weights_and_the_decoding(evaluated_run, tmp_path):
+    """generate:<model> writes the model's summaries for the evaluation; a shard of other weights or another
+    decoding is never read (it is generated again)."""
+    from contract.loading import load_run_models
+    from training import evaluate
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run, run, ignore=shutil.ignore_patterns("*.sqlite*", ".int8"))
+    cfg = evaluate.EvalConfig(run=str(run), limit=4, batch_size=4, max_new_tokens=8)
+    evaluate.generate_shard(cfg, "lora")
+    shard = json.loads((run / evaluate.SHARDS / "lora.json").read_text())
+    loaded = load_run_models(run, only=["lora"])
+    prompts = [evaluate.format_prompt(d, cfg.prompt_template)
+               for d in evaluate.test_dialogues(cfg, json.loads((run / "run.json").read_text()))["dialogue"]]
+    key = evaluate.shard_key(run, loaded, "lora", prompts, cfg)
+    assert shard["key"] == key and len(shard["outputs"]) == 4
+    assert evaluate.read_shard(run, "lora", lambda: key) == shard
+    other_decoding = evaluate.shard_key(run, loaded, "lora", prompts, evaluate.EvalConfig(run=str(run), limit=4))
+    assert other_decoding != key
+    config = run / "lora" / "adapter" / "adapter_config.json"
+    config.write_text(config.read_text() + "\n")  # other adapter files: other weights as far as the key knows
+    assert evaluate.shard_key(run, loaded, "lora", prompts, cfg) != key
