@@ -72,5 +72,5 @@ def catalogue_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "catalogue"
     main(["--preset", "tiny", "--output_dir", str(run_dir), "--methods", ",".join(m for m in BUILTIN if m not in CORE),
           "--max_train_samples", "16", "--max_eval_samples", "8", "--max_steps", "4", "--logging_steps", "1",
-          "--eval_steps", "4", "--tiny_pretrain_steps", "40", "--eval_limit", "2", "--serving_dialogues", "1"])
+          "--eval_steps", "4", "--tiny_pretrain_steps", "40", "--eval_limit", "2", "--serving_dialogues", "0"])
     return run_dir

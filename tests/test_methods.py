@@ -27,6 +27,13 @@ def test_all_trains_every_cpu_method_and_the_users(methods_run):
         assert metrics["method"]["name"] == name and metrics["parameters"]["trainable"] > 0
     scored = read_run_file(methods_run, EVAL_METRICS)["scores"]["per_row"]
     assert list(scored) == ["base", *list_methods(methods_run)]
+    serving = read_run_file(methods_run, "eval/serving.json")  # every kind of method measured in its forms
+    for name in list_methods(methods_run):
+        method = read_run_file(methods_run, method_metrics(name))["method"]
+        adapter = not (methods_run / name / "model").is_dir()
+        expected = {"exact", *(["merged"] if method["merges"] and adapter else []), *(["int8"] if method["merges"]
+                                                                                      else [])}
+        assert set(serving["models"][name]) == expected, name
 
 
 def test_trainable_parameter_counts_are_the_methods_own(methods_run):
@@ -135,11 +142,7 @@ def test_the_catalogue_trains_evaluates_and_serves_every_other_built_in(catalogu
         assert metrics["method"]["mixed_batch"] == (name in ("road", "glora")) and metrics["method"]["paper"]
     adalora = json.loads((catalogue_run / "adalora" / "adapter" / "adapter_config.json").read_text())
     assert adalora["total_step"] == 4 and adalora["rank_pattern"]  # its budget schedule spans the run
-    serving = read_run_file(catalogue_run, "eval/serving.json")  # every kind of method measured in its forms
-    for name in CATALOGUE_ONLY:
-        merges = read_run_file(catalogue_run, method_metrics(name))["method"]["merges"]
-        expected = {"exact", "merged", "int8"} if merges else {"exact"}
-        assert set(serving["models"][name]) == expected, name
+    assert not (catalogue_run / "eval" / "serving.json").exists()  # --serving_dialogues 0: not measured
 
 
 def test_a_mixed_batch_would_silently_mis_serve_what_we_call_alone(catalogue_run):
