@@ -125,12 +125,13 @@ def price_of(form: str, figures: dict, prices: Prices) -> Optional[float]:
 
 
 def cheapest_forms(forms: pd.DataFrame) -> pd.DataFrame:
-    """Per model (index): the form that costs least per 1,000 summaries (fastest where unpriced)."""
+    """Per model (index): of its priced forms the one that costs least per 1,000 summaries; a model with no priced
+    form: its fastest."""
     if forms.empty:
         return forms
-    key = forms["usd_per_1000"].fillna(forms["seconds_per_1000"]) if forms["usd_per_1000"].isna().any() else \
-        forms["usd_per_1000"]
-    return forms.loc[key.groupby(forms["model"]).idxmin()].set_index("model")
+    ordered = forms.assign(unpriced=forms["usd_per_1000"].isna()).sort_values(
+        ["model", "unpriced", "usd_per_1000", "seconds_per_1000"], kind="stable")
+    return ordered.groupby("model", sort=False).head(1).drop(columns="unpriced").set_index("model")
 
 
 def totals(stage: pd.DataFrame, forms: pd.DataFrame, prices: Prices, volume: Volume) -> pd.DataFrame:

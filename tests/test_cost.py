@@ -194,3 +194,14 @@ def test_prices_given_on_the_command_line_price_the_card_and_the_page(served_run
     assert app.given_prices(args) == (2.5, None)
     with pytest.raises(SystemExit):
         app.parse_args(["--run", str(served_run), "--price_per_hour", "cheap"])
+
+
+def test_the_cheapest_form_is_chosen_among_priced_forms_never_by_comparing_seconds_with_dollars():
+    forms = cost.serving_forms({"models": {"lora": {
+        "exact": {"seconds_per_1000": 50.0, "device": "x", "latency_p95_seconds": 1},
+        "int8": {"seconds_per_1000": 20.0, "device": "cpu", "latency_p95_seconds": 1}}}}, cost.Prices(1.0, None))
+    assert cost.cheapest_forms(forms).loc["lora", "form"] == "exact"  # int8 has no price: not compared in seconds
+    forms = cost.serving_forms({"models": {"lora": {
+        "exact": {"seconds_per_1000": 50.0, "device": "x", "latency_p95_seconds": 1},
+        "int8": {"seconds_per_1000": 20.0, "device": "cpu", "latency_p95_seconds": 1}}}}, cost.Prices(None, None))
+    assert cost.cheapest_forms(forms).loc["lora", "form"] == "int8"  # nothing priced: the fastest
