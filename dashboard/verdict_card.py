@@ -31,9 +31,7 @@ def text(data: run_data.RunData, choice: Optional[Choice], ratings=None, n_votes
 
 def totals(data: run_data.RunData, prices: cost.Prices, volume: cost.Volume):
     """Per method: one-time, serving and total $ at the volume (scoring/cost.py)."""
-    stages = cost.stages(data.train, data.evaluation)
-    return cost.totals(stages, cost.serving_forms(data.serving, prices), prices, volume) if not stages.empty \
-        else stages
+    return cost.run_totals(data.train, data.evaluation, data.serving, prices, volume)
 
 
 VOLUMES = [10 ** k for k in range(2, 10)]  # the volume chart's x axis: 100 to a billion summaries

@@ -151,6 +151,13 @@ def totals(stage: pd.DataFrame, forms: pd.DataFrame, prices: Prices, volume: Vol
                                                             "serving_usd": float, "total_usd": float})
 
 
+def run_totals(train: dict, evaluation: Optional[dict], serving: Optional[dict], prices: Prices,
+               volume: Volume) -> pd.DataFrame:
+    """totals() straight from a run's files (an empty frame when no method is trained)."""
+    stage = stages(train, evaluation)
+    return totals(stage, serving_forms(serving, prices), prices, volume) if not stage.empty else stage
+
+
 def break_even(a: pd.Series, b: pd.Series) -> Optional[float]:
     """The number of summaries at which methods a and b (rows of totals) cost the same; None if never (> 0)."""
     per_a, per_b = a["usd_per_1000"] / 1000, b["usd_per_1000"] / 1000

@@ -156,22 +156,20 @@ def prices_of(train: dict, price_per_hour: Optional[float]) -> cost.Prices:
     return listed if price_per_hour is None else cost.Prices(price_per_hour, listed.cpu)
 
 
-def verdict_text(run_dir: Path, evaluation: dict, labels: dict, price_per_hour: Optional[float] = None) -> str:
+def verdict_text(run_dir: Path, train: dict, evaluation: dict, labels: dict,
+                 price_per_hour: Optional[float] = None) -> str:
     """The same verdict the app's Metrics tab opens with (scoring/verdict.py), at the default volume and the
     given price of the run's device (else its listed one)."""
-    train = trainings(run_dir)
     choice = verdict.choose(evaluation, train)
     prices, volume = prices_of(train, price_per_hour), cost.Volume()
-    totals = cost.totals(cost.stages(train, evaluation), cost.serving_forms(serving_of(run_dir), prices), prices,
-                         volume)
+    totals = cost.run_totals(train, evaluation, serving_of(run_dir), prices, volume)
     at_volume = verdict.volume_sentence(choice, totals, prices, volume, labels.get, plain(cost.run_device(train)))
     return verdict.sentences(evaluation, choice, labels.get, at_volume=at_volume)
 
 
-def cost_section(run_dir: Path, evaluation: Optional[dict], labels: dict,
+def cost_section(run_dir: Path, train: dict, evaluation: Optional[dict], labels: dict,
                  price_per_hour: Optional[float] = None) -> str:
     """What each method cost, stage by stage, and what it would cost to serve (scoring/cost.py), as a table."""
-    train = trainings(run_dir)
     prices, volume = prices_of(train, price_per_hour), cost.Volume()
     table = cost.cost_table(train, evaluation, serving_of(run_dir), prices, volume, labels.get)
     if table.empty:
@@ -191,9 +189,8 @@ def cost_section(run_dir: Path, evaluation: Optional[dict], labels: dict,
             " intensity).")
 
 
-def co2_metadata(run_dir: Path) -> Optional[dict]:
+def co2_metadata(train: dict) -> Optional[dict]:
     """The Hub's co2_eq_emissions (grams) of every training of the run, when codecarbon tracked them."""
-    train = trainings(run_dir)
     energies = [e for m in train.values() for e in (m["cost"].get("energy"), *(s.get("energy") for s in
                                                                                m.get("seeds", []))) if e]
     if not energies:
@@ -208,6 +205,7 @@ def model_card(run_dir: Path, repo: Optional[str] = None, price_per_hour: Option
     """The run's card: content from the artifacts contract only, metadata built with huggingface_hub."""
     run = read_run_file(run_dir, RUN_JSON)
     evaluation = read_run_file(run_dir, EVAL_METRICS) if (run_dir / EVAL_METRICS).exists() else None
+    train = trainings(run_dir)  # every metrics.json read once for the verdict, the cost table and the CO2
     models = [BASE, *list_methods(run_dir)]
     raw_labels = {m: label_of(run_dir, m)[:100] for m in models}  # YAML: huggingface_hub quotes them
     labels = {m: plain(label) for m, label in raw_labels.items()}  # run files are outside text: shown as typed
@@ -219,7 +217,7 @@ def model_card(run_dir: Path, repo: Optional[str] = None, price_per_hour: Option
         run["data_source"].lower() or run["data_source"] == "hub" else None, metrics=["rouge"],
         tags=["summarization", "dialogsum", "flan-t5", "peft", "lora", "method-comparison"],
         eval_results=eval_results(run, evaluation, raw_labels) if evaluation else None,
-        co2_eq_emissions=co2_metadata(run_dir))
+        co2_eq_emissions=co2_metadata(train))
     serve = f"python app.py --run hf://{repo}" if repo else f"python app.py --run path/to/{run_dir.name}"
     where = repr(repo or f"path/to/{run_dir.name}")
     base = repr(run["base_model"]) if on_hub else f"{where}, subfolder={run['base_model']!r}"
@@ -242,11 +240,11 @@ def model_card(run_dir: Path, repo: Optional[str] = None, price_per_hour: Option
             "Each method's "
             "folder holds its weights (`model/`: a whole checkpoint; `adapter/`: a peft adapter for the base) and its "
             "`metrics.json`; `eval/` holds the scores and every test summary.",
-            verdict_text(run_dir, evaluation, labels, price_per_hour) if evaluation else "",
+            verdict_text(run_dir, train, evaluation, labels, price_per_hour) if evaluation else "",
         "## Methods and cost",
             methods_table(run_dir),
             "## What each method costs, from tuning to serving",
-            cost_section(run_dir, evaluation, labels, price_per_hour),
+            cost_section(run_dir, train, evaluation, labels, price_per_hour),
             "## ROUGE (95% CI)",
             rouge_table(evaluation, labels) if evaluation else "Not evaluated yet.",
             "## Protocol",
