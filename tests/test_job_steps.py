@@ -53,6 +53,37 @@ def test_seeds_trained_as_jobs_of_their_own_give_the_results_of_one_process(tmp_
     assert scores[0] == scores[1]
 
 
+SWEEP = ["--sweep", "lr", "--sweep_floor", "0", "--sweep_eval_dialogues", "4"]  # mechanics, not quality
+
+
+@pytest.mark.slow
+def test_a_sweeps_legs_train_on_several_workers_with_the_results_of_one_process(tmp_path):
+    """--sweep lr with two workers: while legs wait in a method's sweep, `legs:` jobs take them beside its tune
+    job; the legs, the chosen rate and the served weights are those of one process."""
+    import optuna
+
+    one = tmp_path / "one"
+    done = train(one, *SWEEP, methods=["lora"], max_steps=48)
+    assert done.returncode == 0, done.stderr[-2000:]
+    queued = same_base(one, tmp_path / "queued")
+    done = train(queued, *SWEEP, "--workers", "2", methods=["lora"], max_steps=48)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "legs:lora:1" in done.stdout  # a helper was queued and ran
+    sweeps = [json.loads((run / "lora" / "sweep.json").read_text()) for run in (one, queued)]
+    legs = [[(t["learning_rate"], leg["step"], leg["loss"]) for t in doc["trials"] for leg in t["legs"]]
+            for doc in sweeps]
+    assert sorted(legs[0]) == sorted(legs[1]) and len(legs[0]) >= 6  # 3 rates, 2 continue, 1 to the end
+    assert sweeps[0]["chosen_learning_rate"] == sweeps[1]["chosen_learning_rate"]
+    from safetensors.torch import load_file
+
+    a, b = (load_file(run / "lora" / "adapter" / "adapter_model.safetensors") for run in (one, queued))
+    assert all((a[k] == b[k]).all() for k in a)
+    storage = f"sqlite:///{queued / 'sweep.sqlite3'}"
+    study = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage)
+    workers = {t.user_attrs["worker"] for t in study.trials if "worker" in t.user_attrs}
+    assert len(workers) == 2  # the legs trained on both workers
+
+
 def test_a_job_whose_need_failed_for_good_is_named_not_run(tmp_path):
     import optuna
 

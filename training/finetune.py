@@ -38,7 +38,7 @@ from contract.files import (
     schema_for,
 )
 from contract.loading import nf4_quantization
-from training import sweep
+from training import halving, sweep
 from training.cli import run_cli
 from training.config import ConfigError, TrainConfig, parse_config, resolve
 from training.data import LoadedData
@@ -168,6 +168,19 @@ class MethodTraining:
         self.best_trial = self.out / sweep.TRIALS / sweep.trial_folder(self.cfg.learning_rate)
         self.sweep_seconds = doc["seconds"]
 
+    def sweep_study(self) -> tuple[str, str]:
+        """(storage URL, study name) of the method's sweep: where its legs wait to be taken."""
+        steps = sweep_steps(self.cfg, self.prepared)
+        return sweep.storage_url(self.cfg, self.run_dir), sweep.study_name(self.cfg, self.method, steps)
+
+    def take_waiting_legs(self) -> None:
+        """Help the method's sweep (its tune step runs in another process): train the legs waiting in its queue
+        until none waits."""
+        url, name = self.sweep_study()
+        rungs = halving.rung_steps(sweep_steps(self.cfg, self.prepared))
+        run_leg = leg_runner(self.cfg, self.method, self.prepared, self.out)
+        sweep.take_waiting_legs(sweep.open_study(url, name), run_leg, rungs)
+
     def extra_seeds(self) -> list[int]:
         return list(range(self.cfg.seed + 1, self.cfg.seed + self.cfg.seeds))
 
@@ -199,10 +212,15 @@ def run(cfg: TrainConfig, method: Method, callbacks=()) -> Path:
     return MethodTraining(cfg, method, callbacks).run()
 
 
-def tune(cfg: TrainConfig, method: Method, prepared: Prepared, out: Path) -> dict:
-    """The method's learning-rate sweep (training/sweep.py): each leg trains a rate here, in
-    <method>/trials/lr-<rate>/, from its newest complete checkpoint to the leg's step, and is scored there."""
-    steps = optimizer_steps(cfg, len(prepared.train.dataset), 1)
+def sweep_steps(cfg: TrainConfig, prepared: Prepared) -> int:
+    """The full budget's optimizer steps in one process: where a sweep's last rung ends."""
+    return optimizer_steps(cfg, len(prepared.train.dataset), 1)
+
+
+def leg_runner(cfg: TrainConfig, method: Method, prepared: Prepared, out: Path):
+    """`run_leg(rate, step, trial)` for training/sweep.py: trains a rate here, in <method>/trials/lr-<rate>/, from
+    its newest complete checkpoint to the leg's step, and scores it there."""
+    steps = sweep_steps(cfg, prepared)
     validation = prepared.data.splits["validation"]
 
     def run_leg(rate: float, step: int, trial) -> dict:
@@ -225,11 +243,20 @@ def tune(cfg: TrainConfig, method: Method, prepared: Prepared, out: Path) -> dic
         rouge = sweep.validation_scores(model, prepared.tokenizer, validation, leg_cfg)
         return {**leg, "metric": "validation rougeL", "scores": rouge, "rougeL": float(np.mean(rouge))}
 
+    return run_leg
+
+
+def tune(cfg: TrainConfig, method: Method, prepared: Prepared, out: Path) -> dict:
+    """The method's learning-rate sweep (training/sweep.py), its legs trained by leg_runner."""
+    steps = sweep_steps(cfg, prepared)
+    validation = prepared.data.splits["validation"]
+
     def untrained_rouge_l() -> float:  # the floor a chosen rate must beat: the method's model before training
         set_seed(cfg.seed)
         model = build_model(method, cfg, Path(cfg.output_dir), steps)
         return float(np.mean(sweep.validation_scores(model, prepared.tokenizer, validation, cfg)))
 
+    run_leg = leg_runner(cfg, method, prepared, out)
     return sweep.run_sweep(cfg, method, Path(cfg.output_dir), cfg.learning_rate, steps, run_leg, untrained_rouge_l)
 
 

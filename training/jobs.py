@@ -8,9 +8,10 @@
     python -m training.status --run artifacts/tiny                        # jobs done / running / waiting / failed
 
 The run's base is the first job. Each method then has a job per step of its training (training/finetune.py's
-MethodTraining): its sweep (`tune:<method>`, with --sweep lr), each seed beyond the served one
-(`seed:<method>:<seed>`, once the rate is known: the seeds of one method train side by side) and the served model
-(`train:<method>`, once its seeds have ended); the evaluation of base and every method is queued once every
+MethodTraining): its sweep (`tune:<method>`, with --sweep lr; while legs of a rung wait in the sweep's own queue,
+`legs:<method>:<n>` jobs take them on free workers), each seed beyond the served one (`seed:<method>:<seed>`, once
+the rate is known: the seeds of one method train side by side) and the served model (`train:<method>`, once its
+seeds have ended); the evaluation of base and every method is queued once every
 training has ended. A job is queued when the jobs it needs are done (comparison_plan); one whose need failed for
 good is not run, and named. The queue is an Optuna study on the run's storage (SQLite beside the run,
 `<run>/jobs.sqlite3`, by default; any SQLAlchemy URL for many machines): a job is an enqueued trial with its key in
@@ -94,6 +95,10 @@ def seed_key(method: str, seed: int) -> str:
     return f"seed:{method}:{seed}"
 
 
+def legs_key(method: str, helper: int) -> str:
+    return f"legs:{method}:{helper}"
+
+
 def comparison_plan(cfg: TrainConfig, methods: list[Method]) -> dict[str, list[str]]:
     """Every job of the comparison -> the jobs it needs, in the order they are queued when ready."""
     plan = {BASE: []}
@@ -128,6 +133,7 @@ class JobState:
     worker: str = ""          # host:pid of the last worker that took it
     seconds: Optional[float] = None
     error: str = ""
+    sweep_study: Optional[list] = None  # a tune or legs job's [storage URL, study name]: where its legs wait
 
 
 def job_states(trials) -> dict[str, JobState]:
@@ -153,6 +159,7 @@ def job_states(trials) -> dict[str, JobState]:
         else:
             state = JobState(key, "failed" if len(ended) >= MAX_ATTEMPTS else "retry", len(ended),
                              last.user_attrs.get("worker", ""), error=error)
+        state.sweep_study = next((t.user_attrs["sweep_study"] for t in tries if "sweep_study" in t.user_attrs), None)
         states[key] = state
     return states
 
@@ -169,8 +176,9 @@ def token_of(run_dir: Path) -> Optional[str]:
     return path.read_text().strip() if path.is_file() else None
 
 
-def enqueue(study: optuna.Study, key: str) -> None:
-    study.enqueue_trial({}, user_attrs={"job": key})
+def enqueue(study: optuna.Study, key: str, sweep_study: Optional[list] = None) -> None:
+    where = {} if sweep_study is None else {"sweep_study": sweep_study}
+    study.enqueue_trial({}, user_attrs={"job": key, **where})
 
 
 def progress_line(states: dict[str, JobState], workers: int) -> str:
@@ -213,6 +221,7 @@ class Comparison:
         self.url = storage_url(self.run_dir, cfg.jobs_storage)
         self.local: dict[int, subprocess.Popen] = {}   # worker index -> its process
         self.study: Optional[optuna.Study] = None
+        self.sweeps: dict[str, optuna.Study] = {}       # the methods' sweeps, by study name (their legs waiting)
 
     def setup(self) -> None:
         """The queue, its settings and the run folder's token (the jobs are queued by run)."""
@@ -259,7 +268,7 @@ class Comparison:
         for job in states.values():
             if job.state == "retry":
                 print(f"jobs: {job.key} failed ({job.error}); queued again", flush=True)
-                enqueue(self.study, job.key)
+                enqueue(self.study, job.key, job.sweep_study)
                 job.state = "waiting"
         base = states.get(BASE)
         if base is not None and base.state == "failed":
@@ -273,7 +282,28 @@ class Comparison:
                 continue
             enqueue(self.study, key)
             states[key] = JobState(key, "waiting", 0)
+        self.queue_leg_helpers(states)
         return states
+
+    def queue_leg_helpers(self, states: dict[str, JobState]) -> None:
+        """While legs wait in the sweep of a running tune job, a `legs:` job for each that no queued helper will
+        take: a free worker trains it beside the tune job, so a rung's legs train side by side."""
+        for job in [j for j in states.values() if j.key.startswith("tune:") and j.state == "running"]:
+            if job.sweep_study is None:  # its worker has not opened the sweep yet
+                continue
+            method = job.key.split(":", 1)[1]
+            helpers = [j for j in states.values() if j.key.startswith(f"legs:{method}:")]
+            idle = sum(j.state == "waiting" for j in helpers)
+            for number in range(len(helpers) + 1, len(helpers) + 1 + self.waiting_legs(job.sweep_study) - idle):
+                key = legs_key(method, number)
+                enqueue(self.study, key, job.sweep_study)
+                states[key] = JobState(key, "waiting", 0, sweep_study=job.sweep_study)
+
+    def waiting_legs(self, sweep_study: list) -> int:
+        url, name = sweep_study
+        if name not in self.sweeps:
+            self.sweeps[name] = sweep.open_study(url, name)
+        return sweep.waiting_legs(self.sweeps[name])
 
     def start_worker(self, index: int) -> None:
         command = [sys.executable, "-u", "-m", "training.worker", "--run", str(self.run_dir), "--jobs_storage",

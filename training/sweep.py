@@ -260,6 +260,20 @@ def work_through_queue(study: optuna.Study, objective) -> None:
             return
 
 
+def take_waiting_legs(study: optuna.Study, run_leg: Callable[[float, int, optuna.Trial], dict],
+                      rungs: list[int]) -> None:
+    """A helper of a sweep that another process runs (a comparison's `legs:` job): the legs waiting in its queue,
+    trained here one at a time until none waits (the running ones are left to their workers; the sweep's own
+    process plans the next rung)."""
+    objective = make_objective(lambda rate, rung, trial: run_leg(rate, rungs[rung], trial))
+    while waiting_legs(study):
+        study.optimize(objective, n_trials=1, catch=(RuntimeError,))
+
+
+def waiting_legs(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
 def requeue_abandoned(study: optuna.Study) -> None:
     """Optuna's heartbeat misses a worker killed between taking a leg and its first heartbeat (the trial stays
     RUNNING forever), and waits out the grace period for a killed worker on this machine. A RUNNING leg is

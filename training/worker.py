@@ -24,7 +24,7 @@ import optuna
 from optuna.trial import TrialState
 
 from contract.files import METHOD_METRICS
-from training import finetune, jobs
+from training import finetune, jobs, sweep
 from training.cli import run_cli
 from training.config import ConfigError, TrainConfig, parse_options, serving_dialogues_of
 from training.methods import resolve_methods
@@ -81,7 +81,7 @@ class Worker:
         trial.set_user_attr("worker", self.name)
         start = time.perf_counter()
         try:
-            self.run_job(key)
+            self.run_job(key, trial)
         except Exception as e:  # recorded with its reason; the coordinator queues it again or names it failed
             trial.set_user_attr("error", f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
             print(f"error: {key} on {self.name}: {trial.user_attrs.get('error', e)}", file=sys.stderr, flush=True)
@@ -90,7 +90,7 @@ class Worker:
             trial.set_user_attr("seconds", time.perf_counter() - start)
         return 0.0
 
-    def run_job(self, key: str) -> None:
+    def run_job(self, key: str, trial: optuna.Trial) -> None:
         if key == jobs.BASE:  # the tiny base and run.json, as the first method's training would make them
             first = next(iter(self.methods.values()))
             finetune.prepare_base(self.cfg, first)
@@ -111,8 +111,10 @@ class Worker:
         if self.cfg.devices_per_job > 1:  # the whole method (its seeds, then the served model) under torchrun
             print(f"training {name} on {self.cfg.devices_per_job} devices", flush=True)
             return self.under_torchrun(self.methods[name])
+        if step == "legs" and not sweep.waiting_legs(sweep.open_study(*trial.user_attrs["sweep_study"])):
+            return  # the legs it was queued for were taken meanwhile
         training = finetune.MethodTraining(self.cfg, self.methods[name])
-        print(f"training {name}" + (f" (seed {seed[0]})" if seed else " (its sweep)" if step == "tune" else ""),
+        print(f"training {name}" + STAGES[step].format(seed=seed[0] if seed else ""),
               flush=True)  # the stage a person (and the app's build page) sees
         try:
             with one_writer(training.run_dir):
@@ -120,8 +122,11 @@ class Worker:
                 if step == "train":  # the sweep and the seeds are done (their jobs): read back, then served
                     training.tune()
                     training.serve()
-                elif step == "tune":
+                elif step == "tune":  # where its legs wait: the coordinator queues helpers while some do
+                    trial.set_user_attr("sweep_study", list(training.sweep_study()))
                     training.tune()
+                elif step == "legs":
+                    training.take_waiting_legs()
                 else:
                     training.tune(read_back=True)
                     training.train_seeds([int(seed[0])])
@@ -142,6 +147,8 @@ class Worker:
         if done.returncode != 0:
             raise RuntimeError(f"torchrun of {method.name} ended with exit {done.returncode} (its output is above)")
 
+
+STAGES = {"train": "", "tune": " (its sweep)", "legs": " (legs of its sweep)", "seed": " (seed {seed})"}
 
 QUEUE_ONLY = {"methods", "method", "method_config", "workers", "jobs_storage", "devices_per_job", "output_dir",
               "resume", "overwrite"}  # what the queue sets itself for a method's training command
