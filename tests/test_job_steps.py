@@ -28,19 +28,26 @@ def test_the_plan_gives_the_sweep_each_seed_and_the_served_model_jobs_of_their_o
                           jobs.evaluate_key(methods)}
     assert plain["generate:lora"] == ["train:lora"] and plain["generate:base"] == ["base"]  # each model's summaries
     assert {"generate:base", "generate:full", "generate:lora"} <= set(plain[jobs.evaluate_key(methods)])
+    blocks = jobs.comparison_plan(TrainConfig(preset="tiny"), methods, blocks=2)  # a large test set
+    assert blocks["generate:lora:0"] == blocks["generate:lora:1"] == ["train:lora"]
+    assert {"generate:base:0", "generate:base:1", "generate:lora:1"} <= set(blocks[jobs.evaluate_key(methods)])
+    assert "generate:lora" not in blocks
 
 
 @pytest.mark.slow
 def test_seeds_trained_as_jobs_of_their_own_give_the_results_of_one_process(tmp_path):
-    """--seeds 3 with two workers: the seeds of a method train side by side, and the weights, scores and each
+    """--seeds 3 with two workers: the seeds of a method train side by side, each model's summaries are two jobs
+    (20 test dialogues, 8 a job: rounded to one generation batch of 16, then 4), and the weights, scores and each
     seed's summary are those of one process."""
     one = tmp_path / "one"
-    done = train(one, "--seeds", "3", methods=["lora"])
+    done = train(one, "--seeds", "3", methods=["lora"], eval_limit=20)
     assert done.returncode == 0, done.stderr[-2000:]
     queued = same_base(one, tmp_path / "queued")
-    done = train(queued, "--seeds", "3", "--workers", "2", methods=["lora"])
+    done = train(queued, "--seeds", "3", "--workers", "2", "--dialogues_per_job", "8", methods=["lora"],
+                 eval_limit=20)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "jobs: 7 done, 0 running, 0 waiting, 0 failed" in done.stdout  # base, 2 seeds, served, 2 shards, eval
+    assert "jobs: 9 done, 0 running, 0 waiting, 0 failed" in done.stdout  # base, 2 seeds, served, 4 blocks, eval
+    assert "lora's summaries come from its shards" in done.stdout
     from safetensors.torch import load_file
 
     for folder in ("adapter", "seeds/seed-43/adapter", "seeds/seed-44/adapter"):
@@ -93,6 +100,7 @@ def test_a_job_whose_need_failed_for_good_is_named_not_run(tmp_path):
     cfg = TrainConfig(preset="tiny", sweep="lr", seeds=2, output_dir=str(tmp_path / "run"))
     comparison = jobs.Comparison(cfg, [BUILTIN["lora"]], workers=0)
     comparison.study = optuna.create_study()
+    comparison.plan = jobs.comparison_plan(cfg, comparison.methods)  # as the base's job would let it make
     for key, state, extra in (("base", TrialState.COMPLETE, {}), ("tune:lora", TrialState.FAIL, {"error": "E: a"}),
                               ("tune:lora", TrialState.FAIL, {"error": "E: b"}),
                               ("generate:base", TrialState.COMPLETE, {})):
@@ -134,25 +142,36 @@ def test_a_methods_training_command_carries_the_comparisons_settings():
     assert "--workers" not in arguments and "--devices_per_job" not in arguments and "--methods" not in arguments
 
 
-def test_a_shard_is_read_only_while_it_matches_the_models_weights_and_the_decoding(evaluated_run, tmp_path):
-    """generate:<model> writes the model's summaries for the evaluation; a shard of other weights or another
-    decoding is never read (it is generated again)."""
+def test_blocks_of_summaries_are_those_of_one_pass_and_read_only_while_they_match(evaluated_run, tmp_path):
+    """generate:<model>:<block> jobs write a model's summaries block by block (whole generation batches of the
+    length order): put together they are the summaries of one pass; a missing block, or a block of other weights
+    or another decoding, is never read (the evaluation generates the model's summaries again)."""
     from contract.loading import load_run_models
-    from training import evaluate
+    from training import evaluate, shards
+    from training.generation import generate
 
     run = tmp_path / "run"
     shutil.copytree(evaluated_run, run, ignore=shutil.ignore_patterns("*.sqlite*", ".int8"))
-    cfg = evaluate.EvalConfig(run=str(run), limit=4, batch_size=4, max_new_tokens=8)
-    evaluate.generate_shard(cfg, "lora")
-    shard = json.loads((run / evaluate.SHARDS / "lora.json").read_text())
+    cfg = evaluate.EvalConfig(run=str(run), limit=10, batch_size=2, max_new_tokens=8)
+    blocks = shards.block_count(10, 3, cfg.batch_size)  # 3 dialogues a job: 4 (two whole batches), 4, 2
+    for block in range(blocks):
+        evaluate.generate_shard(cfg, "lora", block, dialogues_per_job=3)
+    written = [json.loads(shards.shard_path(run, "lora", b).read_text()) for b in range(blocks)]
+    assert [len(w["indices"]) for w in written] == [4, 4, 2]
+    assert sorted(i for w in written for i in w["indices"]) == list(range(10))
     loaded = load_run_models(run, only=["lora"])
     prompts = [evaluate.format_prompt(d, cfg.prompt_template)
                for d in evaluate.test_dialogues(cfg, json.loads((run / "run.json").read_text()))["dialogue"]]
-    key = evaluate.shard_key(run, loaded, "lora", prompts, cfg)
-    assert shard["key"] == key and len(shard["outputs"]) == 4
-    assert evaluate.read_shard(run, "lora", lambda: key) == shard
-    other_decoding = evaluate.shard_key(run, loaded, "lora", prompts, evaluate.EvalConfig(run=str(run), limit=4))
-    assert other_decoding != key
+    keys = evaluate.shard_keys(run, loaded, "lora", cfg)
+    joined = shards.read_shards(run, "lora", prompts, keys)
+    one_pass = generate(loaded.model_for("lora"), loaded.tokenizer, prompts, cfg.batch_size, cfg.max_new_tokens,
+                        cfg.max_source_length)
+    assert joined["outputs"] == one_pass
+    assert joined["cost"]["seconds"] == pytest.approx(sum(w["cost"]["seconds"] for w in written))
+    other_decoding = evaluate.shard_keys(run, loaded, "lora", evaluate.EvalConfig(run=str(run), limit=10))
+    assert shards.read_shards(run, "lora", prompts, other_decoding) is None
     config = run / "lora" / "adapter" / "adapter_config.json"
     config.write_text(config.read_text() + "\n")  # other adapter files: other weights as far as the key knows
-    assert evaluate.shard_key(run, loaded, "lora", prompts, cfg) != key
+    assert shards.read_shards(run, "lora", prompts, evaluate.shard_keys(run, loaded, "lora", cfg)) is None
+    shards.shard_path(run, "lora", 1).unlink()
+    assert shards.read_shards(run, "lora", prompts, keys) is None  # a block missing

@@ -16,8 +16,7 @@ from optuna.trial import TrialState, create_trial
 from tests.helpers import ROOT
 from training import jobs
 
-SMALL = ["--preset", "tiny", "--max_train_samples", "16", "--max_eval_samples", "8", "--tiny_pretrain_steps", "20",
-         "--eval_limit", "4"]
+SMALL = ["--preset", "tiny", "--max_train_samples", "16", "--max_eval_samples", "8", "--tiny_pretrain_steps", "20"]
 METHODS = ["full", "lora", "ia3"]
 
 
@@ -46,10 +45,12 @@ def test_a_jobs_state_follows_its_trials():
     assert line.startswith("jobs: 1 done, 1 running (train:lora on b:2), 2 waiting, 1 failed")
 
 
-def train(run_dir: Path, *extra: str, env=None, max_steps: int = 8, methods=METHODS) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "training", *SMALL, "--max_steps", str(max_steps), "--methods",
-                           ",".join(methods), "--output_dir", str(run_dir), *extra], cwd=ROOT, capture_output=True,
-                          text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+def train(run_dir: Path, *extra: str, env=None, max_steps: int = 8, methods=METHODS,
+          eval_limit: int = 4) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "training", *SMALL, "--max_steps", str(max_steps), "--eval_limit",
+                           str(eval_limit), "--methods", ",".join(methods), "--output_dir", str(run_dir), *extra],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
 
 
 def same_base(source: Path, target: Path) -> Path:
@@ -125,8 +126,8 @@ def running_worker(url: str, run: Path, timeout: float = 300):
 def test_two_workers_on_postgresql_survive_a_sigkilled_worker_with_the_same_results(one_process, postgres,
                                                                                     tmp_path):
     run = same_base(one_process, tmp_path / "run")
-    command = [sys.executable, "-m", "training", *SMALL, "--max_steps", "30", "--methods", ",".join(METHODS),
-               "--output_dir", str(run), "--workers", "2", "--jobs_storage", postgres]
+    command = [sys.executable, "-m", "training", *SMALL, "--max_steps", "30", "--eval_limit", "4", "--methods",
+               ",".join(METHODS), "--output_dir", str(run), "--workers", "2", "--jobs_storage", postgres]
     coordinator = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:

@@ -176,6 +176,10 @@ class TrainConfig:
         "help": "python -m training --workers: the devices one method's training job runs on, under torchrun (one "
                 "process per device, DDP through the Trainer): each local worker gets this many GPUs, or on a CPU "
                 "this many processes over gloo. 1 (default): one process per job."})
+    dialogues_per_job: int = field(default=250, metadata={
+        "help": "python -m training --workers: a model's summaries of the test dialogues are one job per this many "
+                "dialogues (rounded up to whole generation batches), so several workers share one model's "
+                "summaries of a large test set."})
     report_to: str = field(default="none", metadata={
         "help": "Where training curves go, besides metrics.json: none, tensorboard (event files in "
                 "<run>/<method>/runs; open with `tensorboard --logdir <run>`), trackio (local unless TRACKIO_SPACE_ID "
@@ -236,7 +240,8 @@ HELP_GROUPS = {
     "learning-rate sweep (--sweep lr)": ["sweep", "sweep_lr", "sweep_eval_dialogues", "sweep_floor", "sweep_storage"],
     "evaluation, energy and serving cost (python -m training)": ["eval_limit", "retention_data", "energy",
                                                                   "serving_dialogues"],
-    "job queue (python -m training --workers)": ["workers", "jobs_storage", "devices_per_job"],
+    "job queue (python -m training --workers)": ["workers", "jobs_storage", "devices_per_job",
+                                                 "dialogues_per_job"],
 }
 
 

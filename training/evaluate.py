@@ -10,7 +10,6 @@ Protocols: per_row (the headline: every (dialogue, reference) row against its ow
 as the lab's published figures) and multi_reference (each dialogue against all its references, best match).
 """
 
-import hashlib
 import itertools
 import json
 import shutil
@@ -22,16 +21,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from contract import int8
 from contract.files import (
     EVAL,
     EVAL_METRICS,
     EVAL_PREDICTIONS,
-    METHOD_METRICS,
     RUN_JSON,
-    SEEDS,
     method_metrics,
-    method_weights,
     read_run_file,
     save_folder_atomically,
     schema_for,
@@ -50,11 +45,11 @@ from scoring.stats import (
     rank_probabilities,
     weighted_mean,
 )
-from training import retention
+from training import retention, shards
 from training.cli import run_cli
 from training.config import PRESETS, ConfigError, check_counts, parse_options
 from training.data import format_prompt, group_references, load_data
-from training.generation import GREEDY, generate
+from training.generation import GREEDY, generate, length_order
 from training.provenance import device_name, package_versions, peak_memory, source, utc_now
 from training.run_folder import one_writer
 
@@ -91,70 +86,56 @@ def timed_generation(model, tokenizer, prompts, cfg: EvalConfig, desc: str):
                      "peak_memory_measure": measure, "device": device_name()}
 
 
-def generate_all(run_dir: Path, prompts: list[str], cfg: EvalConfig, only: Optional[list[str]] = None):
-    """Every available model's summaries and generation cost (a model whose shard is current: read from it);
-    unavailable ones are named and left out. `only`: the base and these methods alone (one shard's job)."""
+def generate_all(run_dir: Path, prompts: list[str], cfg: EvalConfig):
+    """Every available model's summaries and generation cost (a model whose shards are current: read from them);
+    unavailable ones are named and left out."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    loaded = load_run_models(run_dir, device, only=only)
+    loaded = load_run_models(run_dir, device)
     for name, why in loaded.errors.items():
         print(f"evaluation: {name} is left out: {why}")
-    outputs, cost, shards = {}, {}, {}
-    for name in loaded.models:
-        if not loaded.available(name) or (only is not None and name not in (only or [BASE])):
-            continue
-        shards[name] = read_shard(run_dir, name, lambda: shard_key(run_dir, loaded, name, prompts, cfg))
-        if shards[name] is not None:
-            print(f"evaluation: {name}'s summaries come from its shard ({SHARDS}/{name}.json)", flush=True)
-            outputs[name], cost[name] = shards[name]["outputs"], shards[name]["cost"]
+    outputs, cost, from_shards = {}, {}, {}
+    for name in [n for n in loaded.models if loaded.available(n)]:
+        from_shards[name] = shards.read_shards(run_dir, name, prompts, shard_keys(run_dir, loaded, name, cfg))
+        if from_shards[name] is not None:
+            print(f"evaluation: {name}'s summaries come from its shards ({shards.SHARDS}/{name}/)", flush=True)
+            outputs[name], cost[name] = from_shards[name]["outputs"], from_shards[name]["cost"]
         else:
             outputs[name], cost[name] = timed_generation(loaded.model_for(name), loaded.tokenizer, prompts, cfg, name)
-    return outputs, cost, loaded, shards
+    return outputs, cost, loaded, from_shards
 
 
-SHARDS = ".eval_shards"  # <run>/.eval_shards/<model>.json: a model's summaries made by a job of the queue
+def shard_keys(run_dir: Path, loaded, name: str, cfg: EvalConfig):
+    return shards.key_maker(run_dir, loaded, name, [cfg.batch_size, cfg.max_new_tokens, cfg.max_source_length])
 
 
-def shard_key(run_dir: Path, loaded, name: str, prompts: list[str], cfg: EvalConfig) -> str:
-    """What a model's summaries depend on: the prompts, the decoding, and the bytes of its weights (the base's, its
-    adapter's, each seed's)."""
-    folders = int8.sources(run_dir, loaded.base_path, name)
-    if name != BASE:
-        seeds = sorted(p.parent for p in (run_dir / name / SEEDS).glob(f"seed-*/{METHOD_METRICS}"))
-        folders += [method_weights(seed.parent, seed.name) for seed in seeds]
-    decoding = [cfg.batch_size, cfg.max_new_tokens, cfg.max_source_length]
-    identity = json.dumps([prompts, decoding, int8.source_key(folders)])
-    return hashlib.sha256(identity.encode()).hexdigest()
-
-
-def read_shard(run_dir: Path, name: str, key_now) -> Optional[dict]:
-    """The model's shard when one is there and current (`key_now()`, which hashes weights, only then)."""
-    path = run_dir / SHARDS / f"{name}.json"
-    try:
-        shard = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return shard if shard.get("key") == key_now() else None
-
-
-def generate_shard(cfg: EvalConfig, name: str) -> None:
-    """One model's summaries (its served seed's and every other seed's) into <run>/.eval_shards/<name>.json: a
-    job of a comparison's queue, so the models' generation runs on several workers; the evaluation reads them."""
+def generate_shard(cfg: EvalConfig, name: str, block: int = 0, dialogues_per_job: Optional[int] = None) -> None:
+    """One model's summaries (its served seed's and every other seed's) of one block of the test dialogues
+    (training/shards.py; one block of all of them when `dialogues_per_job` is None) into its shard: a job of a
+    comparison's queue, so the summaries are made on several workers; the evaluation reads them."""
     run_dir = Path(cfg.run)
     dialogues = test_dialogues(cfg, read_run_file(run_dir, RUN_JSON))
     prompts = [format_prompt(d, cfg.prompt_template) for d in dialogues["dialogue"]]
-    outputs, cost, loaded, shards = generate_all(run_dir, prompts, cfg, only=[] if name == BASE else [name])
-    if name not in outputs or shards.get(name) is not None:
-        return  # unavailable (named above), or already current
-    _, seeds = generate_seeds(run_dir, loaded, prompts, cfg, cost)
-    shard = {"key": shard_key(run_dir, loaded, name, prompts, cfg), "outputs": outputs[name], "cost": cost[name],
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    loaded = load_run_models(run_dir, device, only=[] if name == BASE else [name])
+    if not loaded.available(name):
+        print(f"evaluation: {name} is left out: {loaded.errors.get(name, 'it is not in the run')}", flush=True)
+        return
+    size = shards.block_size(dialogues_per_job or len(prompts), cfg.batch_size)
+    indices = shards.block_of(length_order(loaded.tokenizer, prompts, cfg.max_source_length), block, size)
+    mine = [prompts[i] for i in indices]
+    key = shard_keys(run_dir, loaded, name, cfg)(mine)
+    if shards.current_shard(run_dir, name, block, key):
+        return
+    outputs, cost = timed_generation(loaded.model_for(name), loaded.tokenizer, mine, cfg, f"{name} block {block}")
+    costs = {name: cost}
+    _, seeds = generate_seeds(run_dir, loaded, mine, cfg, costs)
+    shard = {"key": key, "indices": indices, "outputs": outputs, "cost": costs[name],
              "seeds": {str(s): texts for s, texts in seeds.get(name, {}).items()}}
-    (run_dir / SHARDS).mkdir(exist_ok=True)
-    write_json(run_dir / SHARDS / f"{name}.json", shard, schema=None)
-    print(f"wrote {run_dir / SHARDS / f'{name}.json'}", flush=True)
+    print(f"wrote {shards.write_shard(run_dir, name, block, shard)}", flush=True)
 
 
 def generate_seeds(run_dir: Path, loaded, prompts: list[str], cfg: EvalConfig, cost: dict,
-                   shards: Optional[dict] = None) -> tuple[dict, dict]:
+                   from_shards: Optional[dict] = None) -> tuple[dict, dict]:
     """(served seed of each method, {method: {seed: summaries}} of the seeds beyond it (--seeds)): each seed's
     model is loaded alone, used, and let go (or its summaries read from the method's shard); the seconds their
     summaries took join the method's `cost` entry."""
@@ -164,7 +145,7 @@ def generate_seeds(run_dir: Path, loaded, prompts: list[str], cfg: EvalConfig, c
             continue
         info = read_run_file(run_dir, method_metrics(name))
         served[name] = info["seed"]
-        if (shard := (shards or {}).get(name)) is not None:
+        if (shard := (from_shards or {}).get(name)) is not None:
             seed_outputs.update({name: {int(s): texts for s, texts in shard["seeds"].items()}} if shard["seeds"]
                                 else {})
             continue
@@ -368,8 +349,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     run_info = read_run_file(run_dir, RUN_JSON)
     dialogues = test_dialogues(cfg, run_info)
     prompts = [format_prompt(d, cfg.prompt_template) for d in dialogues["dialogue"]]
-    outputs, cost, loaded, shards = generate_all(run_dir, prompts, cfg)
-    served_seed, seed_outputs = generate_seeds(run_dir, loaded, prompts, cfg, cost, shards)
+    outputs, cost, loaded, from_shards = generate_all(run_dir, prompts, cfg)
+    served_seed, seed_outputs = generate_seeds(run_dir, loaded, prompts, cfg, cost, from_shards)
     rouge = load_rouge_metric()
     seeded = by_seed(dialogues, outputs, served_seed, seed_outputs, rouge)
     scores = {
@@ -403,7 +384,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         **({"retention": kept} if kept else {}),
     }
     write_evaluation(run_dir, dialogues, outputs, scores, seed_outputs, metrics)
-    shutil.rmtree(run_dir / SHARDS, ignore_errors=True)  # read into the evaluation: no longer needed
+    shutil.rmtree(run_dir / shards.SHARDS, ignore_errors=True)  # read into the evaluation: no longer needed
     print_table(table, cfg.headline)
     print(f"wrote {run_dir / EVAL_METRICS} and {run_dir / EVAL_PREDICTIONS}")
     return metrics

@@ -12,8 +12,7 @@ GREEDY = {"do_sample": False, "num_beams": 1}
 def generate(model, tokenizer, prompts: list[str], batch_size: int = 16, max_new_tokens: int = MAX_NEW_TOKENS,
              max_source_length: int = MAX_SOURCE_TOKENS, desc: str = "generate") -> list[str]:
     """Summaries in the order of `prompts`; truncates inputs at max_source_length as training does."""
-    lengths = [len(ids) for ids in tokenizer(prompts, truncation=True, max_length=max_source_length)["input_ids"]]
-    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])  # longest first: a memory error shows at once
+    order = length_order(tokenizer, prompts, max_source_length)
     outputs = [""] * len(prompts)
     device = next(model.parameters()).device
     for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
@@ -24,3 +23,10 @@ def generate(model, tokenizer, prompts: list[str], batch_size: int = 16, max_new
         for i, text in zip(batch, tokenizer.batch_decode(ids, skip_special_tokens=True)):
             outputs[i] = text.strip()
     return outputs
+
+
+def length_order(tokenizer, prompts: list[str], max_source_length: int = MAX_SOURCE_TOKENS) -> list[int]:
+    """The prompts' indices as generate() batches them: longest first (a memory error shows at once), ties in
+    their own order, so any run of these positions sorts the same way on its own."""
+    lengths = [len(ids) for ids in tokenizer(prompts, truncation=True, max_length=max_source_length)["input_ids"]]
+    return sorted(range(len(prompts)), key=lambda i: -lengths[i])

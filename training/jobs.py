@@ -83,8 +83,9 @@ def train_key(method: str) -> str:
     return f"train:{method}"
 
 
-def generate_key(model: str) -> str:
-    return f"generate:{model}"
+def generate_key(model: str, block: int = 0, blocks: int = 1) -> str:
+    """A model's summaries of the test dialogues (one job), or of block `block` of them (training/shards.py)."""
+    return f"generate:{model}" if blocks == 1 else f"generate:{model}:{block}"
 
 
 def tune_key(method: str) -> str:
@@ -99,8 +100,9 @@ def legs_key(method: str, helper: int) -> str:
     return f"legs:{method}:{helper}"
 
 
-def comparison_plan(cfg: TrainConfig, methods: list[Method]) -> dict[str, list[str]]:
-    """Every job of the comparison -> the jobs it needs, in the order they are queued when ready."""
+def comparison_plan(cfg: TrainConfig, methods: list[Method], blocks: int = 1) -> dict[str, list[str]]:
+    """Every job of the comparison -> the jobs it needs, in the order they are queued when ready; each model's
+    summaries in `blocks` jobs."""
     plan = {BASE: []}
     for method in methods:
         rate_known = [BASE]
@@ -111,9 +113,9 @@ def comparison_plan(cfg: TrainConfig, methods: list[Method]) -> dict[str, list[s
                  if cfg.devices_per_job == 1]  # under torchrun, the method's job trains its seeds itself
         plan.update({key: rate_known for key in seeds})
         plan[train_key(method.name)] = rate_known + seeds
-    shards = [generate_key(name) for name in (BASE_MODEL, *(m.name for m in methods))]
-    plan[generate_key(BASE_MODEL)] = [BASE]
-    plan.update({generate_key(m.name): [train_key(m.name)] for m in methods})
+    for model, needs in [(BASE_MODEL, BASE), *((m.name, train_key(m.name)) for m in methods)]:
+        plan.update({generate_key(model, block, blocks): [needs] for block in range(blocks)})
+    shards = [key for key in plan if key.startswith("generate:")]
     plan[evaluate_key(methods)] = [train_key(m.name) for m in methods] + shards
     return plan
 
@@ -217,7 +219,7 @@ class Comparison:
     def __init__(self, cfg: TrainConfig, methods: list[Method], workers: int):
         self.cfg, self.methods, self.workers = cfg, methods, workers
         self.run_dir = run_folder_of(cfg)
-        self.plan = comparison_plan(cfg, methods)
+        self.plan: Optional[dict[str, list[str]]] = None  # once the base is there (the test set's size known)
         self.url = storage_url(self.run_dir, cfg.jobs_storage)
         self.local: dict[int, subprocess.Popen] = {}   # worker index -> its process
         self.study: Optional[optuna.Study] = None
@@ -273,7 +275,9 @@ class Comparison:
         base = states.get(BASE)
         if base is not None and base.state == "failed":
             raise ConfigError(f"the run's base could not be built, twice: {base.error}")
-        for key, needs in self.plan.items():
+        if self.plan is None and base is not None and base.state == "done":
+            self.plan = comparison_plan(self.cfg, self.methods, self.summary_blocks())
+        for key, needs in (self.plan or {BASE: []}).items():
             if key in states or any(n not in states or states[n].state not in ENDED for n in needs):
                 continue
             failed = [n for n in needs if states[n].state != "done"]
@@ -284,6 +288,15 @@ class Comparison:
             states[key] = JobState(key, "waiting", 0)
         self.queue_leg_helpers(states)
         return states
+
+    def summary_blocks(self) -> int:
+        """How many jobs each model's summaries of the test dialogues take (--dialogues_per_job)."""
+        from contract.files import RUN_JSON, read_run_file
+        from training import evaluate, shards
+
+        evaluation = evaluate.for_training(self.cfg, self.run_dir)
+        dialogues = len(evaluate.test_dialogues(evaluation, read_run_file(self.run_dir, RUN_JSON)))
+        return shards.block_count(dialogues, self.cfg.dialogues_per_job, evaluation.batch_size)
 
     def queue_leg_helpers(self, states: dict[str, JobState]) -> None:
         """While legs wait in the sweep of a running tune job, a `legs:` job for each that no queued helper will

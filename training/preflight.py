@@ -21,6 +21,7 @@ from training.config import (
     TINY_VOCAB_SIZE,
     ConfigError,
     TrainConfig,
+    check_counts,
     check_output_dir,
     resolve,
     run_folder_of,
@@ -92,8 +93,7 @@ def check_jobs(cfg: TrainConfig) -> None:
                           "holds: give another --output_dir for a new comparison, or --resume to continue this one.")
     if cfg.jobs_storage:
         sweep.check_storage(cfg.jobs_storage, "--jobs_storage")
-    if cfg.devices_per_job < 1:
-        raise ConfigError(f"--devices_per_job {cfg.devices_per_job}: give 1 or more.")
+    check_counts(cfg, ("devices_per_job", "dialogues_per_job"))
     if cfg.devices_per_job > 1 and not (cfg.workers or cfg.jobs_storage):
         raise ConfigError("--devices_per_job applies to a job queue: add --workers N (one process per device: "
                           "or run `torchrun --nproc_per_node=N -m training.finetune ...` for one method).")

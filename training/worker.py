@@ -91,30 +91,46 @@ class Worker:
         return 0.0
 
     def run_job(self, key: str, trial: optuna.Trial) -> None:
+        """The job `key` (training/jobs.py names them): `step:name[:number]`, the number a seed, a block of test
+        dialogues or a helper's."""
         if key == jobs.BASE:  # the tiny base and run.json, as the first method's training would make them
             first = next(iter(self.methods.values()))
-            finetune.prepare_base(self.cfg, first)
-            return
+            return finetune.prepare_base(self.cfg, first)
         if key.startswith(jobs.EVALUATE):
-            from training import evaluate, serving_cost
-
-            print("evaluating base and every method on the test dialogues", flush=True)
-            evaluate.run(evaluate.for_training(self.cfg, self.run_dir))
-            serving_cost.measure_if_stale(self.run_dir, serving_dialogues_of(self.cfg))
-            return
-        step, name, *seed = key.split(":")
-        if step == "generate":  # one model's summaries of the test dialogues, for the evaluation to read
-            from training import evaluate
-
-            print(f"evaluating: {name}'s summaries of the test dialogues", flush=True)
-            return evaluate.generate_shard(evaluate.for_training(self.cfg, self.run_dir), name)
+            return self.evaluate()
+        step, name, *number = key.split(":")
+        if step == "generate":
+            return self.summarise(name, int(number[0]) if number else None)
         if self.cfg.devices_per_job > 1:  # the whole method (its seeds, then the served model) under torchrun
             print(f"training {name} on {self.cfg.devices_per_job} devices", flush=True)
             return self.under_torchrun(self.methods[name])
         if step == "legs" and not sweep.waiting_legs(sweep.open_study(*trial.user_attrs["sweep_study"])):
             return  # the legs it was queued for were taken meanwhile
+        self.train_step(step, name, int(number[0]) if number else None, trial)
+
+    def evaluate(self) -> None:
+        from training import evaluate, serving_cost
+
+        print("evaluating base and every method on the test dialogues", flush=True)
+        evaluate.run(evaluate.for_training(self.cfg, self.run_dir))
+        serving_cost.measure_if_stale(self.run_dir, serving_dialogues_of(self.cfg))
+
+    def summarise(self, name: str, block: Optional[int]) -> None:
+        """One model's summaries of the test dialogues (or of one block of them), for the evaluation to read."""
+        from training import evaluate
+
+        print(f"evaluating: {name}'s summaries of the test dialogues" + (f" (block {block})" if block is not None else ""),
+              flush=True)
+        evaluation = evaluate.for_training(self.cfg, self.run_dir)
+        if block is None:
+            return evaluate.generate_shard(evaluation, name)
+        evaluate.generate_shard(evaluation, name, block, self.cfg.dialogues_per_job)
+
+    def train_step(self, step: str, name: str, number: Optional[int], trial: optuna.Trial) -> None:
+        """A step of a method's training (finetune.MethodTraining): its sweep, legs of it, a seed, or the served
+        model."""
         training = finetune.MethodTraining(self.cfg, self.methods[name])
-        print(f"training {name}" + STAGES[step].format(seed=seed[0] if seed else ""),
+        print(f"training {name}" + STAGES[step].format(number=number),
               flush=True)  # the stage a person (and the app's build page) sees
         try:
             with one_writer(training.run_dir):
@@ -129,10 +145,9 @@ class Worker:
                     training.take_waiting_legs()
                 else:
                     training.tune(read_back=True)
-                    training.train_seeds([int(seed[0])])
+                    training.train_seeds([number])
         except AlreadyComplete:
             print(f"{name} is already complete.", flush=True)
-
 
     def under_torchrun(self, method) -> None:
         """`python -m torch.distributed.run --standalone --nproc_per_node=N -m training.finetune ...`: the method's
@@ -148,7 +163,7 @@ class Worker:
             raise RuntimeError(f"torchrun of {method.name} ended with exit {done.returncode} (its output is above)")
 
 
-STAGES = {"train": "", "tune": " (its sweep)", "legs": " (legs of its sweep)", "seed": " (seed {seed})"}
+STAGES = {"train": "", "tune": " (its sweep)", "legs": " (legs of its sweep)", "seed": " (seed {number})"}
 
 QUEUE_ONLY = {"methods", "method", "method_config", "workers", "jobs_storage", "devices_per_job", "output_dir",
               "resume", "overwrite"}  # what the queue sets itself for a method's training command
