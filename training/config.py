@@ -291,6 +291,11 @@ def serving_dialogues_of(cfg: TrainConfig) -> int:
     return first_set(cfg.serving_dialogues, PRESETS[cfg.preset].serving_dialogues)
 
 
+def eval_limit_of(cfg: TrainConfig) -> Optional[int]:
+    """--eval_limit, else the preset's (None: every test dialogue)."""
+    return first_set(cfg.eval_limit, PRESETS[cfg.preset].eval_limit)
+
+
 def run_folder_of(cfg: TrainConfig) -> Path:
     """--output_dir, else artifacts/<preset>."""
     return Path(cfg.output_dir or Path("artifacts") / cfg.preset)

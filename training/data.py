@@ -15,6 +15,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 
@@ -223,3 +224,9 @@ def group_references(frame: pd.DataFrame) -> pd.DataFrame:
     grouped = frame.groupby("id", sort=False).agg(dialogue=("dialogue", "first"), references=("summary", list),
                                                   topic=("topic", "first"))
     return grouped.reset_index()
+
+
+def first_dialogues(source: str, split: str, limit: Optional[int] = None) -> pd.DataFrame:
+    """The split's dialogues with their references (the first `limit` of them; None: all)."""
+    dialogues = group_references(load_data(source).splits[split])
+    return dialogues.iloc[:limit].reset_index(drop=True) if limit else dialogues

@@ -47,9 +47,9 @@ from scoring.stats import (
 )
 from training import retention, shards
 from training.cli import run_cli
-from training.config import PRESETS, ConfigError, check_counts, parse_options
-from training.data import format_prompt, group_references, load_data
-from training.generation import GREEDY, generate, length_order
+from training.config import ConfigError, check_counts, eval_limit_of, parse_options
+from training.data import first_dialogues, format_prompt
+from training.generation import EVAL_BATCH_SIZE, GREEDY, generate, length_order
 from training.provenance import device_name, package_versions, peak_memory, source, utc_now
 from training.run_folder import one_writer
 
@@ -60,7 +60,7 @@ class EvalConfig:
     data: Optional[str] = field(default=None, metadata={"help": "Data source. Default: the run's (run.json)."})
     split: str = field(default="test", metadata={"help": "Split to evaluate.", "choices": ["test", "validation"]})
     limit: Optional[int] = field(default=None, metadata={"help": "Evaluate only the first N dialogues."})
-    batch_size: int = field(default=16, metadata={"help": "Generation batch (inputs sorted by length)."})
+    batch_size: int = field(default=EVAL_BATCH_SIZE, metadata={"help": "Generation batch (inputs sorted by length)."})
     max_new_tokens: int = field(default=MAX_NEW_TOKENS, metadata={"help": "Summary length cap (the lab's)."})
     max_source_length: int = field(default=MAX_SOURCE_TOKENS, metadata={"help": "Input tokens kept, as in training."})
     prompt_template: str = field(default=DEFAULT_PROMPT, metadata={"help": "Prompt with {dialogue}."})
@@ -273,7 +273,7 @@ def for_training(cfg, run_dir: Path) -> EvalConfig:
     """The evaluation a training command ends with (a TrainConfig `cfg`): the run's prompt and input length, the
     preset's test set size, its retention text."""
     return EvalConfig(run=str(run_dir), prompt_template=cfg.prompt_template, max_source_length=cfg.max_source_length,
-                      limit=cfg.eval_limit or PRESETS[cfg.preset].eval_limit, retention_data=cfg.retention_data)
+                      limit=eval_limit_of(cfg), retention_data=cfg.retention_data)
 
 
 def run(cfg: EvalConfig) -> dict:
@@ -337,8 +337,7 @@ def protocol(cfg: EvalConfig, several_seeds: bool) -> dict:
 
 def test_dialogues(cfg: EvalConfig, run_info: dict):
     """The split's dialogues with their references (the first --limit of them)."""
-    dialogues = group_references(load_data(cfg.data or run_info["data_source"]).splits[cfg.split])
-    return dialogues.iloc[:cfg.limit].reset_index(drop=True) if cfg.limit else dialogues
+    return first_dialogues(cfg.data or run_info["data_source"], cfg.split, cfg.limit)
 
 
 def evaluate(cfg: EvalConfig) -> dict:

@@ -6,6 +6,7 @@ from tqdm.auto import tqdm
 from contract.protocol import MAX_NEW_TOKENS, MAX_SOURCE_TOKENS
 
 GREEDY = {"do_sample": False, "num_beams": 1}
+EVAL_BATCH_SIZE = 16  # the evaluation's generation batch (part of what its summaries depend on)
 
 
 @torch.inference_mode()

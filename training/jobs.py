@@ -43,8 +43,9 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from contract.children import tied_to_parent
+from contract.files import RUN_JSON, read_run_file
 from training import sweep
-from training.config import ConfigError, TrainConfig, run_folder_of
+from training.config import ConfigError, TrainConfig, eval_limit_of, run_folder_of
 from training.methods import Method
 
 JOBS_FILE = "jobs.sqlite3"     # <run>/jobs.sqlite3: the default queue (one machine)
@@ -291,12 +292,13 @@ class Comparison:
 
     def summary_blocks(self) -> int:
         """How many jobs each model's summaries of the test dialogues take (--dialogues_per_job)."""
-        from contract.files import RUN_JSON, read_run_file
-        from training import evaluate, shards
+        from training import shards
+        from training.data import first_dialogues
+        from training.generation import EVAL_BATCH_SIZE
 
-        evaluation = evaluate.for_training(self.cfg, self.run_dir)
-        dialogues = len(evaluate.test_dialogues(evaluation, read_run_file(self.run_dir, RUN_JSON)))
-        return shards.block_count(dialogues, self.cfg.dialogues_per_job, evaluation.batch_size)
+        source = read_run_file(self.run_dir, RUN_JSON)["data_source"]
+        dialogues = len(first_dialogues(source, "test", eval_limit_of(self.cfg)))  # the evaluation's, as it reads them
+        return shards.block_count(dialogues, self.cfg.dialogues_per_job, EVAL_BATCH_SIZE)
 
     def queue_leg_helpers(self, states: dict[str, JobState]) -> None:
         """While legs wait in the sweep of a running tune job, a `legs:` job for each that no queued helper will

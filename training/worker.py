@@ -119,8 +119,8 @@ class Worker:
         """One model's summaries of the test dialogues (or of one block of them), for the evaluation to read."""
         from training import evaluate
 
-        print(f"evaluating: {name}'s summaries of the test dialogues" + (f" (block {block})" if block is not None else ""),
-              flush=True)
+        part = "" if block is None else f" (block {block})"
+        print(f"evaluating: {name}'s summaries of the test dialogues{part}", flush=True)
         evaluation = evaluate.for_training(self.cfg, self.run_dir)
         if block is None:
             return evaluate.generate_shard(evaluation, name)
