@@ -8,7 +8,7 @@ bootstrap (each run's seeds, then the shared test dialogues): the README's prese
 
     python p9_sweep_seeds.py --ratio                          # both commands, back to back (about 1.5 h on 2 cores)
     python p9_sweep_seeds.py --ratio --methods full,lora,ia3  # the same on some methods (said in the row)
-    python p9_sweep_seeds.py --smoke                          # mechanics: 2 methods, 2 seeds, a few steps, both
+    python p9_sweep_seeds.py --smoke                          # mechanics: LoRA, 2 seeds, a few steps, both
     python p9_sweep_seeds.py                                  # the swept command alone
     python p9_sweep_seeds.py --run_dir /tmp/p9/artifacts/tiny --seconds 1500   # a run of that command timed
                                                               # outside (e.g. under /usr/bin/time): record it
@@ -33,7 +33,7 @@ from scoring.rouge import load_rouge_metric
 from scoring.stats import bootstrap_ci_seeds, bootstrap_difference_seeds
 
 COMMAND = ["-m", "training", "--preset", "tiny", "--methods", "all", "--sweep", "lr", "--seeds", "3"]
-SMOKE = ["--methods", "full,lora", "--max_train_samples", "32", "--max_eval_samples", "8", "--batch_size", "8",
+SMOKE = ["--methods", "lora", "--max_train_samples", "32", "--max_eval_samples", "8", "--batch_size", "8",
          "--max_steps", "4", "--sweep_eval_dialogues", "4", "--tiny_pretrain_steps", "10",
          "--eval_limit", "4", "--sweep_floor", "0"]  # 2-step trials cannot beat the untrained model: mechanics only
 

@@ -34,22 +34,36 @@ def test_the_plan_gives_the_sweep_each_seed_and_the_served_model_jobs_of_their_o
     assert "generate:lora" not in blocks
 
 
+SWEEP = ["--sweep", "lr", "--sweep_floor", "0", "--sweep_eval_dialogues", "4"]  # mechanics, not quality
+
+
 @pytest.mark.slow
-def test_seeds_trained_as_jobs_of_their_own_give_the_results_of_one_process(tmp_path):
-    """--seeds 3 with two workers: the seeds of a method train side by side, each model's summaries are two jobs
-    (20 test dialogues, 8 a job: rounded to one generation batch of 16, then 4), and the weights, scores and each
-    seed's summary are those of one process."""
-    one = tmp_path / "one"
-    done = train(one, "--seeds", "3", methods=["lora"], eval_limit=20)
-    assert done.returncode == 0, done.stderr[-2000:]
-    queued = same_base(one, tmp_path / "queued")
-    done = train(queued, "--seeds", "3", "--workers", "2", "--dialogues_per_job", "8", methods=["lora"],
-                 eval_limit=20)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "jobs: 9 done, 0 running, 0 waiting, 0 failed" in done.stdout  # base, 2 seeds, served, 4 blocks, eval
-    assert "lora's summaries come from its shards" in done.stdout
+def test_a_methods_sweep_legs_seeds_and_summary_blocks_as_jobs_give_the_results_of_one_process(tmp_path):
+    """--sweep lr --seeds 3 with two workers: while legs wait in the method's sweep, `legs:` jobs take them beside
+    its tune job; its seeds train side by side once the rate is known; each model's summaries are two jobs (20 test
+    dialogues, 8 a job: rounded to one generation batch of 16, then 4). The legs, the chosen rate, the weights of
+    every seed, the scores and each seed's summary are those of one process."""
+    import optuna
     from safetensors.torch import load_file
 
+    one = tmp_path / "one"
+    done = train(one, *SWEEP, "--seeds", "3", methods=["lora"], max_steps=48, eval_limit=20)
+    assert done.returncode == 0, done.stderr[-2000:]
+    queued = same_base(one, tmp_path / "queued")
+    done = train(queued, *SWEEP, "--seeds", "3", "--workers", "2", "--dialogues_per_job", "8", methods=["lora"],
+                 max_steps=48, eval_limit=20)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "0 running, 0 waiting, 0 failed" in done.stdout and "legs:lora:1" in done.stdout  # a helper ran
+    assert "summaries of the test dialogues (block 1)" in done.stdout
+    assert "lora's summaries come from its shards" in done.stdout
+    sweeps = [json.loads((run / "lora" / "sweep.json").read_text()) for run in (one, queued)]
+    legs = [sorted((t["learning_rate"], leg["step"], leg["loss"]) for t in doc["trials"] for leg in t["legs"])
+            for doc in sweeps]
+    assert legs[0] == legs[1] and len(legs[0]) >= 6  # 3 rates, 2 continue, 1 to the end
+    assert sweeps[0]["chosen_learning_rate"] == sweeps[1]["chosen_learning_rate"]
+    storage = f"sqlite:///{queued / 'sweep.sqlite3'}"
+    study = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage)
+    assert len({t.user_attrs["worker"] for t in study.trials if "worker" in t.user_attrs}) == 2  # legs on both
     for folder in ("adapter", "seeds/seed-43/adapter", "seeds/seed-44/adapter"):
         a, b = (load_file(run / "lora" / folder / "adapter_model.safetensors") for run in (one, queued))
         assert all((a[k] == b[k]).all() for k in a), folder
@@ -58,37 +72,6 @@ def test_seeds_trained_as_jobs_of_their_own_give_the_results_of_one_process(tmp_
     assert seeds[0] == seeds[1] and len(seeds[0]) == 2
     scores = [json.loads((run / "eval" / "metrics.json").read_text())["scores"] for run in (one, queued)]
     assert scores[0] == scores[1]
-
-
-SWEEP = ["--sweep", "lr", "--sweep_floor", "0", "--sweep_eval_dialogues", "4"]  # mechanics, not quality
-
-
-@pytest.mark.slow
-def test_a_sweeps_legs_train_on_several_workers_with_the_results_of_one_process(tmp_path):
-    """--sweep lr with two workers: while legs wait in a method's sweep, `legs:` jobs take them beside its tune
-    job; the legs, the chosen rate and the served weights are those of one process."""
-    import optuna
-
-    one = tmp_path / "one"
-    done = train(one, *SWEEP, methods=["lora"], max_steps=48)
-    assert done.returncode == 0, done.stderr[-2000:]
-    queued = same_base(one, tmp_path / "queued")
-    done = train(queued, *SWEEP, "--workers", "2", methods=["lora"], max_steps=48)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "legs:lora:1" in done.stdout  # a helper was queued and ran
-    sweeps = [json.loads((run / "lora" / "sweep.json").read_text()) for run in (one, queued)]
-    legs = [[(t["learning_rate"], leg["step"], leg["loss"]) for t in doc["trials"] for leg in t["legs"]]
-            for doc in sweeps]
-    assert sorted(legs[0]) == sorted(legs[1]) and len(legs[0]) >= 6  # 3 rates, 2 continue, 1 to the end
-    assert sweeps[0]["chosen_learning_rate"] == sweeps[1]["chosen_learning_rate"]
-    from safetensors.torch import load_file
-
-    a, b = (load_file(run / "lora" / "adapter" / "adapter_model.safetensors") for run in (one, queued))
-    assert all((a[k] == b[k]).all() for k in a)
-    storage = f"sqlite:///{queued / 'sweep.sqlite3'}"
-    study = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage)
-    workers = {t.user_attrs["worker"] for t in study.trials if "worker" in t.user_attrs}
-    assert len(workers) == 2  # the legs trained on both workers
 
 
 def test_a_job_whose_need_failed_for_good_is_named_not_run(tmp_path):
