@@ -14,11 +14,11 @@ from training import jobs
 
 
 def test_the_plan_gives_the_sweep_each_seed_and_the_served_model_jobs_of_their_own():
-    from training.config import TrainConfig
+    from training.config import SweepSettings, TrainConfig
     from training.methods import BUILTIN
 
     methods = [BUILTIN["full"], BUILTIN["lora"]]
-    plan = jobs.comparison_plan(TrainConfig(preset="tiny", sweep="lr", seeds=3, seed=5), methods)
+    plan = jobs.comparison_plan(TrainConfig(preset="tiny", sweep=SweepSettings(over="lr"), seeds=3, seed=5), methods)
     assert plan["tune:lora"] == ["base"]
     assert plan["seed:lora:6"] == plan["seed:lora:7"] == ["tune:lora"]  # side by side, once the rate is known
     assert plan["train:lora"] == ["tune:lora", "seed:lora:6", "seed:lora:7"]
@@ -77,10 +77,10 @@ def test_a_methods_sweep_legs_seeds_and_summary_blocks_as_jobs_give_the_results_
 def test_a_job_whose_need_failed_for_good_is_named_not_run(tmp_path):
     import optuna
 
-    from training.config import TrainConfig
+    from training.config import SweepSettings, TrainConfig
     from training.methods import BUILTIN
 
-    cfg = TrainConfig(preset="tiny", sweep="lr", seeds=2, output_dir=str(tmp_path / "run"))
+    cfg = TrainConfig(preset="tiny", sweep=SweepSettings(over="lr"), seeds=2, output_dir=str(tmp_path / "run"))
     comparison = jobs.Comparison(cfg, [BUILTIN["lora"]], workers=0)
     comparison.study = optuna.create_study()
     comparison.plan = jobs.comparison_plan(cfg, comparison.methods)  # as the base's job would let it make
@@ -112,12 +112,12 @@ def test_a_job_on_two_devices_trains_under_torchrun(tmp_path):
 
 
 def test_a_methods_training_command_carries_the_comparisons_settings():
-    from training.config import TrainConfig
+    from training.config import QueueSettings, TrainConfig
     from training.methods import resolve_methods
     from training.worker import finetune_arguments
 
     cfg = TrainConfig(preset="tiny", methods="lora,mine", method_config=["mine=/x/c.json"], seeds=3, max_steps=8,
-                      workers=2, devices_per_job=2, output_dir="ignored")
+                      queue=QueueSettings(workers=2, devices_per_job=2), output_dir="ignored")
     lora, mine = resolve_methods("lora", []) + [None]
     arguments = finetune_arguments(cfg, lora, Path("/runs/r"))
     assert arguments[:6] == ["--output_dir", "/runs/r", "--resume", "true", "--method", "lora"]

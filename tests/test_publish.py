@@ -187,7 +187,7 @@ def test_quick_preset_keeps_flan_t5_small_settings_in_laptop_sized_batches():
         small = BUILTIN[name].settings("flan-t5-small")
         quick = resolve(TrainConfig(preset="quick"), BUILTIN[name].settings("quick"))
         assert quick.batch_size * quick.gradient_accumulation_steps == small.batch_size  # the same effective batch
-        assert (quick.learning_rate, quick.num_train_epochs, quick.max_train_samples, quick.eval_limit) == (
+        assert (quick.learning_rate, quick.num_train_epochs, quick.max_train_samples, quick.evaluation.limit) == (
             small.learning_rate, 1, 256, 200)
     assert resolve(TrainConfig(preset="quick", batch_size=2), BUILTIN["full"].settings("quick")) \
         .gradient_accumulation_steps == 1  # a batch given on the command line is taken as meant

@@ -56,7 +56,7 @@ def evaluation_is_current(run_dir: Path) -> bool:
 def run_as_jobs(cfg: TrainConfig, methods: list[Method]) -> None:
     """--workers N (or --jobs_storage): the comparison as a queue of jobs (training/jobs.py)."""
     cfg = dataclasses.replace(cfg, output_dir=str(run_folder_of(cfg)))
-    comparison = jobs.Comparison(cfg, methods, cfg.workers)
+    comparison = jobs.Comparison(cfg, methods, cfg.queue.workers)
     with one_writer(comparison.run_dir):
         comparison.setup()
         failed = comparison.run()
@@ -70,7 +70,7 @@ def main(argv=None) -> None:
         cfg = parse_config(argv, description=__doc__)
         methods = resolve_methods(cfg.methods, cfg.method_config)
         check_run(cfg, methods)  # every option and method, before the run folder exists
-        if cfg.workers or cfg.jobs_storage:
+        if cfg.queue.workers or cfg.queue.storage:
             return run_as_jobs(cfg, methods)
         run_dir = run_folder_of(cfg)
         with one_writer(run_dir):

@@ -1,4 +1,6 @@
-"""Run configuration: one dataclass whose field docs are the CLI help, presets that fill what is left unset.
+"""Run configuration: TrainConfig, the recipe's settings with its sweep, evaluation and job-queue settings in
+groups of their own (`cfg.sweep.lr`, `cfg.evaluation.limit`, `cfg.queue.workers`), whose field docs are the CLI
+help (each setting keeps its one flag: --sweep_lr, --eval_limit, --workers); presets fill what is left unset.
 
 A field left at None takes the preset's value for the method being trained (training/methods.py holds each
 method's per-preset settings); anything given on the command line wins. `resolve()` fills and validates
@@ -67,7 +69,82 @@ DEFAULT_SWEEP_LR = ("x1/3", "x1", "x3")  # a sweep's first rates: the method's d
 
 
 @dataclass
+class SweepSettings:
+    """learning-rate sweep (--sweep lr)"""
+    over: Optional[str] = field(default=None, metadata={
+        "flag": "sweep", "choices": ["lr"],
+        "help": "'lr': successive halving over learning rates around the method's default (--sweep_lr), each "
+                "with the full budget's schedule: every rate trains to 1/16 of the steps and is scored on the "
+                "validation split (teacher-forced loss per dialogue); the default and the best challenger continue "
+                "from their checkpoints to 1/4, and one continues to the end (ROUGE-L of greedy summaries) and is the "
+                "served model. A challenger replaces the default only when it leads beyond the paired bootstrap's "
+                "noise, and never when it ends below the untrained model (--sweep_floor). The grid extends once at "
+                "the first rung when the best sits at its edge. Writes <run>/<method>/sweep.json; the test split is "
+                "never used (docs/sweeps.md)."})
+    lr: list[str] = field(default_factory=lambda: list(DEFAULT_SWEEP_LR), metadata={
+        "flag": "sweep_lr",
+        "help": "The rates a sweep tries: factors of the method's default written xF (x1/3 x1 x3, the default) or "
+                "plain rates (1e-3 3e-3 1e-2), several after one flag."})
+    eval_dialogues: int = field(default=100, metadata={
+        "flag": "sweep_eval_dialogues",
+        "help": "Validation dialogues whose greedy summaries score a sweep trial (ROUGE-L)."})
+    floor: str = field(default="untrained", metadata={
+        "flag": "sweep_floor",
+        "help": "What a sweep trial's validation ROUGE-L must exceed to be chosen: 'untrained' (the method's model "
+                "before any training: a rate that only made it worse is not usable) or a number (0: any trial that "
+                "writes something, for smoke runs too short to learn). None beats it: the preset rate's complete "
+                "trial is served (said); no usable trial at all: the method fails, saying which rates were tried and "
+                "what to try."})
+    storage: Optional[str] = field(default=None, metadata={
+        "flag": "sweep_storage",
+        "help": "Optuna storage URL the sweep's trials live in. Default: sqlite:///<run>/sweep.sqlite3. Several "
+                "processes or machines given the same URL (a server database across machines) share the trials: "
+                "each takes the next untried rate."})
+
+
+@dataclass
+class EvalSettings:
+    """evaluation and serving cost (python -m training)"""
+    limit: Optional[int] = field(default=None, metadata={
+        "flag": "eval_limit",
+        "help": "python -m training: evaluate only the first N test dialogues (a quick look); default all."})
+    retention_data: str = field(default="hub", metadata={
+        "help": "python -m training: the evaluation's held-out general text for the retention score of real "
+                "presets: 'hub' (allenai/c4, streamed), 'none' (skip it; offline), or a .txt / .jsonl file."})
+    serving_dialogues: Optional[int] = field(default=None, metadata={
+        "help": "python -m training: after the evaluation, each model's serving cost is measured on this many test "
+                "dialogues (half of them timed alone; training/serving_cost.py); 0 skips it. Default: the "
+                "preset's (8; quick: 0, so that its first start stays within its time; measure it afterwards with "
+                "python -m training.serving_cost)."})
+
+
+@dataclass
+class QueueSettings:
+    """job queue (python -m training --workers)"""
+    workers: int = field(default=0, metadata={
+        "help": "python -m training: run the comparison as a job queue (training/jobs.py) with this many workers on "
+                "this machine (one per GPU where there are GPUs, else the cores split among them); 0 (default): "
+                "every method in this process, in order. Other machines join with `python -m training.worker`."})
+    storage: Optional[str] = field(default=None, metadata={
+        "flag": "jobs_storage",
+        "help": "python -m training --workers: the queue's database, a SQLAlchemy URL (postgresql+psycopg://... "
+                "for several machines); default <run>/jobs.sqlite3 (this machine)."})
+    devices_per_job: int = field(default=1, metadata={
+        "help": "python -m training --workers: the devices one method's training job runs on, under torchrun (one "
+                "process per device, DDP through the Trainer): each local worker gets this many GPUs, or on a CPU "
+                "this many processes over gloo. 1 (default): one process per job."})
+    dialogues_per_job: int = field(default=250, metadata={
+        "help": "python -m training --workers: a model's summaries of the test dialogues are one job per this many "
+                "dialogues (rounded up to whole generation batches), so several workers share one model's "
+                "summaries of a large test set."})
+
+
+@dataclass
 class TrainConfig:
+    """What to train and how (the recipe's own settings), where it goes, and three groups of settings about other
+    things: the learning-rate sweep (`cfg.sweep`), the comparison's evaluation (`cfg.evaluation`) and its job queue
+    (`cfg.queue`). The command line names every setting by its flag (`--sweep_lr`, `--eval_limit`, `--workers`):
+    option_fields() maps flags to fields, --help shows them in HELP_GROUPS."""
     preset: str = field(default="flan-t5-base", metadata={
         "help": "Preset: flan-t5-base (the lab's model), flan-t5-small, quick (flan-t5-small on 256 training and 200 "
                 f"test dialogues: real FLAN-T5 in {QUICK_PRESET_TIME}), or tiny (offline, CPU, minutes).",
@@ -128,68 +205,14 @@ class TrainConfig:
     allow_large_adapter: bool = field(default=False, metadata={
         "help": "Train a peft adapter even when it has more trainable parameters than the whole base model "
                 "(refused otherwise: usually a typo in r or a size field)."})
-    sweep: Optional[str] = field(
-        default=None,
-        metadata={
-            "help": "'lr': successive halving over learning rates around the method's default (--sweep_lr), each "
-            "with the full budget's schedule: every rate trains to 1/16 of the steps and is scored on the "
-            "validation split (teacher-forced loss per dialogue); the default and the best challenger continue "
-            "from their checkpoints to 1/4, and one continues to the end (ROUGE-L of greedy summaries) and is the "
-            "served model. A challenger replaces the default only when it leads beyond the paired bootstrap's "
-            "noise, and never when it ends below the untrained model (--sweep_floor). The grid extends once at "
-            "the first rung when the best sits at its edge. Writes <run>/<method>/sweep.json; the test split is "
-            "never used (docs/sweeps.md).",
-            "choices": ["lr"],
-        },
-    )
-    sweep_lr: list[str] = field(default_factory=lambda: list(DEFAULT_SWEEP_LR), metadata={
-        "help": "The rates a sweep tries: factors of the method's default written xF (x1/3 x1 x3, the default) or "
-                "plain rates (1e-3 3e-3 1e-2), several after one flag."})
-    sweep_eval_dialogues: int = field(default=100, metadata={
-        "help": "Validation dialogues whose greedy summaries score a sweep trial (ROUGE-L)."})
-    sweep_floor: str = field(default="untrained", metadata={
-        "help": "What a sweep trial's validation ROUGE-L must exceed to be chosen: 'untrained' (the method's model "
-                "before any training: a rate that only made it worse is not usable) or a number (0: any trial that "
-                "writes something, for smoke runs too short to learn). None beats it: the preset rate's complete "
-                "trial is served (said); no usable trial at all: the method fails, saying which rates were tried and "
-                "what to try."})
-    sweep_storage: Optional[str] = field(default=None, metadata={
-        "help": "Optuna storage URL the sweep's trials live in. Default: sqlite:///<run>/sweep.sqlite3. Several "
-                "processes or machines given the same URL (a server database across machines) share the trials: "
-                "each takes the next untried rate."})
     seeds: int = field(default=1, metadata={
         "help": "Train each method with this many seeds (--seed, --seed+1, ...): the evaluation reports the mean "
                 "over seeds with an interval that includes seed-to-seed variation; the app serves --seed's model."})
-    eval_limit: Optional[int] = field(default=None, metadata={
-        "help": "python -m training: evaluate only the first N test dialogues (a quick look); default all."})
-    retention_data: str = field(default="hub", metadata={
-        "help": "python -m training: the evaluation's held-out general text for the retention score of real "
-                "presets: 'hub' (allenai/c4, streamed), 'none' (skip it; offline), or a .txt / .jsonl file."})
-    workers: int = field(default=0, metadata={
-        "help": "python -m training: run the comparison as a job queue (training/jobs.py) with this many workers on "
-                "this machine (one per GPU where there are GPUs, else the cores split among them); 0 (default): "
-                "every method in this process, in order. Other machines join with `python -m training.worker`."})
-    jobs_storage: Optional[str] = field(default=None, metadata={
-        "help": "python -m training --workers: the queue's database, a SQLAlchemy URL (postgresql+psycopg://... "
-                "for several machines); default <run>/jobs.sqlite3 (this machine)."})
-    devices_per_job: int = field(default=1, metadata={
-        "help": "python -m training --workers: the devices one method's training job runs on, under torchrun (one "
-                "process per device, DDP through the Trainer): each local worker gets this many GPUs, or on a CPU "
-                "this many processes over gloo. 1 (default): one process per job."})
-    dialogues_per_job: int = field(default=250, metadata={
-        "help": "python -m training --workers: a model's summaries of the test dialogues are one job per this many "
-                "dialogues (rounded up to whole generation batches), so several workers share one model's "
-                "summaries of a large test set."})
     report_to: str = field(default="none", metadata={
         "help": "Where training curves go, besides metrics.json: none, tensorboard (event files in "
                 "<run>/<method>/runs; open with `tensorboard --logdir <run>`), trackio (local unless TRACKIO_SPACE_ID "
                 "names a Space; `trackio show`), wandb (needs `wandb login`). trackio and wandb are installed by you.",
         "choices": ["none", "tensorboard", "trackio", "wandb"]})
-    serving_dialogues: Optional[int] = field(default=None, metadata={
-        "help": "python -m training: after the evaluation, each model's serving cost is measured on this many test "
-                "dialogues (half of them timed alone; training/serving_cost.py); 0 skips it. Default: the "
-                "preset's (8; quick: 0, so that its first start stays within its time; measure it afterwards with "
-                "python -m training.serving_cost)."})
     energy: str = field(default="USA", metadata={
         "help": "Energy and CO2 of every training through codecarbon, offline (metrics.json: each component measured "
                 "or estimated, said which): the ISO 3166 alpha-3 country whose average grid intensity gives the CO2 "
@@ -197,6 +220,9 @@ class TrainConfig:
     tiny_pretrain_steps: int = field(default=300, metadata={
         "help": "tiny only: steps of copy pre-training (dialogue -> its first turn, no summaries) that make the "
                 "random base write text, as a pretrained base would; 0 keeps it random."})
+    sweep: SweepSettings = field(default_factory=SweepSettings)
+    evaluation: EvalSettings = field(default_factory=EvalSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
 
 
 class ConfigError(ValueError):
@@ -227,7 +253,56 @@ def merge_repeated_flags(argv: list[str], list_fields: set[str]) -> list[str]:
     return [t for item in order for t in ([item, *groups[item]] if item in groups else [item])]
 
 
-# TrainConfig's settings by what they are about: --help shows them in these groups, in this order (every field in
+GROUPS = {"sweep": SweepSettings, "evaluation": EvalSettings, "queue": QueueSettings}  # TrainConfig field -> group
+
+
+def flag_of(item: dataclasses.Field) -> str:
+    """A setting's command-line name (--flag): its field's own name unless the field says another."""
+    return item.metadata.get("flag", item.name)
+
+
+def option_fields() -> list[tuple[Optional[str], dataclasses.Field]]:
+    """(its group's field in TrainConfig, or None at the top; the field) of every setting, in TrainConfig's order."""
+    found = []
+    for item in dataclasses.fields(TrainConfig):
+        group = GROUPS.get(item.name)
+        found += [(item.name, f) for f in dataclasses.fields(group)] if group else [(None, item)]
+    return found
+
+
+def options_of(cfg: TrainConfig) -> dict:
+    """Every setting by its flag: what metrics.json records as the hyperparameters and the job queue stores."""
+    return {flag_of(f): getattr(getattr(cfg, group) if group else cfg, f.name) for group, f in option_fields()}
+
+
+def config_from(options: dict) -> TrainConfig:
+    """The TrainConfig of settings given by flag (options_of's inverse; a flag left out keeps its default)."""
+    top, grouped = {}, {name: {} for name in GROUPS}
+    for group, item in option_fields():
+        if flag_of(item) in options:
+            (grouped[group] if group else top)[item.name] = options[flag_of(item)]
+    return TrainConfig(**top, **{name: GROUPS[name](**values) for name, values in grouped.items()})
+
+
+def with_options(cfg: TrainConfig, **options) -> TrainConfig:
+    """A copy of `cfg` with these settings (by flag) changed: dataclasses.replace across the groups."""
+    return config_from({**options_of(cfg), **options})
+
+
+def options_class():
+    """A flat dataclass of every setting under its flag, for HfArgumentParser (which reads one level of fields)."""
+    spec = []
+    for group, item in option_fields():
+        hints = get_type_hints(GROUPS[group] if group else TrainConfig)
+        metadata = {k: v for k, v in item.metadata.items() if k != "flag"}  # the rest goes to argparse as is
+        spec.append((flag_of(item), hints[item.name],
+                     field(default=item.default, default_factory=item.default_factory, metadata=metadata)))
+    return dataclasses.make_dataclass("TrainOptions", spec)
+
+
+TrainOptions = options_class()
+
+# The settings by what they are about, by flag: --help shows them in these groups, in this order (every setting in
 # exactly one; tests/test_preflight.py holds it).
 HELP_GROUPS = {
     "what to train": ["preset", "methods", "method", "method_config", "allow_large_adapter", "base_model",
@@ -236,12 +311,10 @@ HELP_GROUPS = {
     "training": ["prompt_template", "max_source_length", "max_target_length", "max_train_samples",
                  "max_eval_samples", "learning_rate", "num_train_epochs", "max_steps", "batch_size", "eval_batch_size",
                  "gradient_accumulation_steps", "warmup_ratio", "weight_decay", "logging_steps", "eval_steps",
-                 "save_steps", "precision", "tiny_pretrain_steps"],
-    "learning-rate sweep (--sweep lr)": ["sweep", "sweep_lr", "sweep_eval_dialogues", "sweep_floor", "sweep_storage"],
-    "evaluation, energy and serving cost (python -m training)": ["eval_limit", "retention_data", "energy",
-                                                                  "serving_dialogues"],
-    "job queue (python -m training --workers)": ["workers", "jobs_storage", "devices_per_job",
-                                                 "dialogues_per_job"],
+                 "save_steps", "precision", "tiny_pretrain_steps", "energy"],
+    SweepSettings.__doc__: ["sweep", "sweep_lr", "sweep_eval_dialogues", "sweep_floor", "sweep_storage"],
+    EvalSettings.__doc__: ["eval_limit", "retention_data", "serving_dialogues"],
+    QueueSettings.__doc__: ["workers", "jobs_storage", "devices_per_job", "dialogues_per_job"],
 }
 
 
@@ -253,7 +326,7 @@ class OneLineParser(HfArgumentParser):
         raise ConfigError(f"{message} (--help lists every option)")
 
     def _add_dataclass_arguments(self, dtype):
-        if dtype is not TrainConfig:
+        if dtype is not TrainOptions:
             return super()._add_dataclass_arguments(dtype)
         hints = get_type_hints(dtype)
         fields = {f.name: f for f in dataclasses.fields(dtype)}
@@ -281,19 +354,20 @@ def check_counts(cfg, names: tuple, optional: tuple = ()) -> None:
 
 
 def parse_config(argv: Optional[list[str]] = None, description: str = "") -> TrainConfig:
-    list_fields = {f.name for f in dataclasses.fields(TrainConfig) if str(f.type).startswith("list")}
+    list_fields = {f.name for f in dataclasses.fields(TrainOptions) if str(f.type).startswith("list")}
     argv = sys.argv[1:] if argv is None else list(argv)
-    return parse_options(TrainConfig, merge_repeated_flags(argv, list_fields), description)
+    options = parse_options(TrainOptions, merge_repeated_flags(argv, list_fields), description)
+    return config_from(dataclasses.asdict(options))
 
 
 def serving_dialogues_of(cfg: TrainConfig) -> int:
     """--serving_dialogues, else the preset's."""
-    return first_set(cfg.serving_dialogues, PRESETS[cfg.preset].serving_dialogues)
+    return first_set(cfg.evaluation.serving_dialogues, PRESETS[cfg.preset].serving_dialogues)
 
 
 def eval_limit_of(cfg: TrainConfig) -> Optional[int]:
     """--eval_limit, else the preset's (None: every test dialogue)."""
-    return first_set(cfg.eval_limit, PRESETS[cfg.preset].eval_limit)
+    return first_set(cfg.evaluation.limit, PRESETS[cfg.preset].eval_limit)
 
 
 def run_folder_of(cfg: TrainConfig) -> Path:
@@ -343,7 +417,7 @@ def resolve(cfg: TrainConfig, h: Hyper) -> TrainConfig:
         eval_steps=first_set(cfg.eval_steps, p.eval_steps),
         max_train_samples=first_set(cfg.max_train_samples, p.max_train_samples),
         max_eval_samples=first_set(cfg.max_eval_samples, p.max_eval_samples),
-        eval_limit=first_set(cfg.eval_limit, p.eval_limit),
+        evaluation=dataclasses.replace(cfg.evaluation, limit=eval_limit_of(cfg)),
     )
     r.eval_batch_size = first_set(r.eval_batch_size, 2 * r.batch_size)
     r.save_steps = first_set(r.save_steps, r.eval_steps)
@@ -353,9 +427,10 @@ def resolve(cfg: TrainConfig, h: Hyper) -> TrainConfig:
     counts = ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "logging_steps", "eval_steps",
               "save_steps", "max_target_length", "seeds", "sweep_eval_dialogues")
     optional_counts = ("max_train_samples", "max_eval_samples", "eval_limit")  # None = all rows
-    for name in counts + tuple(n for n in optional_counts if getattr(r, n) is not None):
-        if getattr(r, name) < 1:
-            raise ConfigError(f"--{name} must be 1 or more (got {getattr(r, name)})")
+    options = options_of(r)
+    for name in counts + tuple(n for n in optional_counts if options[n] is not None):
+        if options[name] < 1:
+            raise ConfigError(f"--{name} must be 1 or more (got {options[name]})")
     checks = [
         (r.learning_rate > 0, f"--learning_rate must be > 0 (got {r.learning_rate})"),
         (r.max_steps == -1 or r.max_steps > 0, f"--max_steps must be > 0, or -1 for off (got {r.max_steps})"),
@@ -365,8 +440,8 @@ def resolve(cfg: TrainConfig, h: Hyper) -> TrainConfig:
         (0 < r.max_source_length <= MAX_SOURCE_TOKENS,
          f"--max_source_length must be in 1..{MAX_SOURCE_TOKENS} for T5 (got {r.max_source_length})"),
         (r.tiny_pretrain_steps >= 0, "--tiny_pretrain_steps must be >= 0"),
-        (not (r.sweep and cfg.learning_rate is not None), f"--learning_rate {cfg.learning_rate} fixes the rate and "
-                                                          "--sweep lr searches for it: give one of them"),
+        (not (r.sweep.over and cfg.learning_rate is not None),
+         f"--learning_rate {cfg.learning_rate} fixes the rate and --sweep lr searches for it: give one of them"),
         (prompt_problem(r.prompt_template) is None,
          f"--prompt_template {r.prompt_template[:60]!r}: {prompt_problem(r.prompt_template)}"),
         (not (r.resume and r.overwrite), "--resume and --overwrite contradict each other; give one"),

@@ -273,7 +273,7 @@ def for_training(cfg, run_dir: Path) -> EvalConfig:
     """The evaluation a training command ends with (a TrainConfig `cfg`): the run's prompt and input length, the
     preset's test set size, its retention text."""
     return EvalConfig(run=str(run_dir), prompt_template=cfg.prompt_template, max_source_length=cfg.max_source_length,
-                      limit=eval_limit_of(cfg), retention_data=cfg.retention_data)
+                      limit=eval_limit_of(cfg), retention_data=cfg.evaluation.retention_data)
 
 
 def run(cfg: EvalConfig) -> dict:

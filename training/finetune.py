@@ -151,7 +151,7 @@ class MethodTraining:
     def tune(self, read_back: bool = False) -> None:
         """--sweep lr: the sweep's rate becomes the rate (`read_back`: from a finished sweep's sweep.json, as a
         seed's job reads it while other seeds' jobs read it too)."""
-        if not self.cfg.sweep:
+        if not self.cfg.sweep.over:
             return
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ConfigError("--sweep trains its trials in one process: instead of torchrun, start one process "

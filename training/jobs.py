@@ -25,7 +25,6 @@ order: each method and seed trains from the same seed, on the same splits, from 
 worker, as the first job).
 """
 
-import dataclasses
 import json
 import os
 import secrets
@@ -45,7 +44,7 @@ from optuna.trial import TrialState
 from contract.children import tied_to_parent
 from contract.files import RUN_JSON, read_run_file
 from training import sweep
-from training.config import ConfigError, TrainConfig, eval_limit_of, run_folder_of
+from training.config import ConfigError, TrainConfig, eval_limit_of, options_of, run_folder_of, with_options
 from training.methods import Method
 
 JOBS_FILE = "jobs.sqlite3"     # <run>/jobs.sqlite3: the default queue (one machine)
@@ -107,11 +106,11 @@ def comparison_plan(cfg: TrainConfig, methods: list[Method], blocks: int = 1) ->
     plan = {BASE: []}
     for method in methods:
         rate_known = [BASE]
-        if cfg.sweep:
+        if cfg.sweep.over:
             plan[tune_key(method.name)] = [BASE]
             rate_known = [tune_key(method.name)]
         seeds = [seed_key(method.name, s) for s in range(cfg.seed + 1, cfg.seed + cfg.seeds)
-                 if cfg.devices_per_job == 1]  # under torchrun, the method's job trains its seeds itself
+                 if cfg.queue.devices_per_job == 1]  # under torchrun, the method's job trains its seeds itself
         plan.update({key: rate_known for key in seeds})
         plan[train_key(method.name)] = rate_known + seeds
     for model, needs in [(BASE_MODEL, BASE), *((m.name, train_key(m.name)) for m in methods)]:
@@ -221,7 +220,7 @@ class Comparison:
         self.cfg, self.methods, self.workers = cfg, methods, workers
         self.run_dir = run_folder_of(cfg)
         self.plan: Optional[dict[str, list[str]]] = None  # once the base is there (the test set's size known)
-        self.url = storage_url(self.run_dir, cfg.jobs_storage)
+        self.url = storage_url(self.run_dir, cfg.queue.storage)
         self.local: dict[int, subprocess.Popen] = {}   # worker index -> its process
         self.study: Optional[optuna.Study] = None
         self.sweeps: dict[str, optuna.Study] = {}       # the methods' sweeps, by study name (their legs waiting)
@@ -234,7 +233,7 @@ class Comparison:
                               "--output_dir for a new run.")
         token = token or secrets.token_hex(8)
         self.study = open_queue(self.url, token)
-        config = dataclasses.asdict(dataclasses.replace(self.cfg, output_dir=None, resume=True, workers=0))
+        config = options_of(with_options(self.cfg, output_dir=None, resume=True, workers=0))
         self.study.set_user_attr("config", json.loads(json.dumps(config)))
         self.study.set_user_attr("finished", False)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -298,7 +297,7 @@ class Comparison:
 
         source = read_run_file(self.run_dir, RUN_JSON)["data_source"]
         dialogues = len(first_dialogues(source, "test", eval_limit_of(self.cfg)))  # the evaluation's, as it reads them
-        return shards.block_count(dialogues, self.cfg.dialogues_per_job, EVAL_BATCH_SIZE)
+        return shards.block_count(dialogues, self.cfg.queue.dialogues_per_job, EVAL_BATCH_SIZE)
 
     def queue_leg_helpers(self, states: dict[str, JobState]) -> None:
         """While legs wait in the sweep of a running tune job, a `legs:` job for each that no queued helper will
@@ -323,7 +322,7 @@ class Comparison:
     def start_worker(self, index: int) -> None:
         command = [sys.executable, "-u", "-m", "training.worker", "--run", str(self.run_dir), "--jobs_storage",
                    self.url]
-        environment = worker_environment(index, self.workers, self.cfg.devices_per_job)
+        environment = worker_environment(index, self.workers, self.cfg.queue.devices_per_job)
         self.local[index] = subprocess.Popen(command, env=environment,
                                              preexec_fn=tied_to_parent())
 

@@ -42,15 +42,15 @@ def check_run(cfg: TrainConfig, methods: list[Method]) -> None:
             f"--seed {cfg.seed} with --seeds {cfg.seeds} uses seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1}; "
             f"seeds must lie in 0..{MAX_SEED}: give a smaller --seed."
         )
-    if cfg.sweep:
+    if cfg.sweep.over:
         check_sweep(cfg, resolved)
     check_report_to(cfg.report_to)
     if problem := check_country(cfg.energy):
         raise ConfigError(problem)
-    if cfg.serving_dialogues is not None and cfg.serving_dialogues < 0:
-        raise ConfigError(f"--serving_dialogues must be 0 (skip) or more (got {cfg.serving_dialogues})")
+    if cfg.evaluation.serving_dialogues is not None and cfg.evaluation.serving_dialogues < 0:
+        raise ConfigError(f"--serving_dialogues must be 0 (skip) or more (got {cfg.evaluation.serving_dialogues})")
     check_jobs(cfg)
-    check_retention_data(cfg.retention_data)
+    check_retention_data(cfg.evaluation.retention_data)
     config = base_config(resolved[0]) if resolved else None
     for method, r in zip(methods, resolved):
         if method.peft is not None and config is not None:
@@ -70,34 +70,34 @@ def check_report_to(report_to: str) -> None:
 
 def check_sweep(cfg: TrainConfig, resolved: list[TrainConfig]) -> None:
     for r in resolved:
-        sweep.parse_rates(cfg.sweep_lr, r.learning_rate)
-    if cfg.sweep_floor != "untrained":
+        sweep.parse_rates(cfg.sweep.lr, r.learning_rate)
+    if cfg.sweep.floor != "untrained":
         try:
-            floor = float(cfg.sweep_floor)
+            floor = float(cfg.sweep.floor)
         except ValueError:
             floor = math.nan
         if not math.isfinite(floor):
-            raise ConfigError(f"--sweep_floor {cfg.sweep_floor!r}: give 'untrained' or a number such as 0.")
-    if cfg.sweep_storage:
-        sweep.check_storage(cfg.sweep_storage)
+            raise ConfigError(f"--sweep_floor {cfg.sweep.floor!r}: give 'untrained' or a number such as 0.")
+    if cfg.sweep.storage:
+        sweep.check_storage(cfg.sweep.storage)
     elif cfg.resume:
         sweep.check_run_study(run_folder_of(cfg))
 
 
 def check_jobs(cfg: TrainConfig) -> None:
     """--workers and --jobs_storage (training/jobs.py)."""
-    if cfg.workers < 0:
-        raise ConfigError(f"--workers {cfg.workers}: give 0 (one process) or more workers.")
-    if (cfg.workers or cfg.jobs_storage) and cfg.overwrite:
+    if cfg.queue.workers < 0:
+        raise ConfigError(f"--workers {cfg.queue.workers}: give 0 (one process) or more workers.")
+    if (cfg.queue.workers or cfg.queue.storage) and cfg.overwrite:
         raise ConfigError("--overwrite with a job queue (--workers, --jobs_storage) would replace work the queue "
                           "holds: give another --output_dir for a new comparison, or --resume to continue this one.")
-    if cfg.jobs_storage:
-        sweep.check_storage(cfg.jobs_storage, "--jobs_storage")
-    check_counts(cfg, ("devices_per_job", "dialogues_per_job"))
-    if cfg.devices_per_job > 1 and not (cfg.workers or cfg.jobs_storage):
+    if cfg.queue.storage:
+        sweep.check_storage(cfg.queue.storage, "--jobs_storage")
+    check_counts(cfg.queue, ("devices_per_job", "dialogues_per_job"))
+    if cfg.queue.devices_per_job > 1 and not (cfg.queue.workers or cfg.queue.storage):
         raise ConfigError("--devices_per_job applies to a job queue: add --workers N (one process per device: "
                           "or run `torchrun --nproc_per_node=N -m training.finetune ...` for one method).")
-    if cfg.devices_per_job > 1 and cfg.sweep:
+    if cfg.queue.devices_per_job > 1 and cfg.sweep.over:
         raise ConfigError("--sweep trains its legs in one process each: with --devices_per_job > 1 give no --sweep, "
                           "or sweep with --devices_per_job 1 and more --workers.")
 

@@ -43,7 +43,7 @@ from contract.files import SWEEP_JSON, write_run_file
 from contract.protocol import MAX_NEW_TOKENS
 from scoring.rouge import load_rouge_metric
 from training import halving
-from training.config import ConfigError, TrainConfig
+from training.config import ConfigError, TrainConfig, options_of
 from training.data import format_prompt, group_references
 from training.generation import generate
 
@@ -63,7 +63,7 @@ def trial_folder(rate: float) -> str:
 def validation_scores(model, tokenizer, frame, cfg: TrainConfig) -> list[float]:
     """Each of the first --sweep_eval_dialogues validation dialogues' ROUGE-L F1 of its greedy summary against its
     own references (the evaluation's metric and per-row protocol): what a sweep ranks rates by."""
-    dialogues = group_references(frame).iloc[:cfg.sweep_eval_dialogues]
+    dialogues = group_references(frame).iloc[:cfg.sweep.eval_dialogues]
     model.eval()
     outputs = generate(model, tokenizer, [format_prompt(d, cfg.prompt_template) for d in dialogues["dialogue"]],
                        cfg.eval_batch_size, MAX_NEW_TOKENS, cfg.max_source_length, "sweep: validation summaries")
@@ -127,7 +127,8 @@ def parse_rates(values: list[str], default_rate: float) -> list[float]:
 def study_name(cfg: TrainConfig, method, steps: int) -> str:
     """One study per method and everything that changes a trial's result: processes given the same settings (in
     any run folder) share the study; any other setting gets a study of its own."""
-    identity = {k: getattr(cfg, k) for k in (
+    options = options_of(cfg)
+    identity = {k: options[k] for k in (
         "preset", "base_model", "tokenizer", "data", "prompt_template", "max_source_length", "max_target_length",
         "max_train_samples", "max_eval_samples", "batch_size", "gradient_accumulation_steps", "warmup_ratio",
         "weight_decay", "seed", "tiny_pretrain_steps", "sweep_eval_dialogues", "precision")}
@@ -137,7 +138,7 @@ def study_name(cfg: TrainConfig, method, steps: int) -> str:
 
 
 def storage_url(cfg: TrainConfig, run_dir: Path) -> str:
-    return cfg.sweep_storage or f"sqlite:///{(run_dir / STUDY_FILE).resolve()}"
+    return cfg.sweep.storage or f"sqlite:///{(run_dir / STUDY_FILE).resolve()}"
 
 
 def check_storage(url: str, option: str = "--sweep_storage") -> None:
@@ -419,8 +420,8 @@ def failure(method: str, rows: list[dict], floor: float) -> SweepFailed:
 def study_floor(cfg: TrainConfig, study: optuna.Study, untrained_rouge_l: Callable[[], float]) -> float:
     """What the served rate must beat: --sweep_floor as a number, else (untrained) the method's model before any
     training, scored once per study (kept in it: a resumed or second process reads it back)."""
-    if cfg.sweep_floor != "untrained":
-        return float(cfg.sweep_floor)
+    if cfg.sweep.floor != "untrained":
+        return float(cfg.sweep.floor)
     if "floor" not in study.user_attrs:
         start = time.perf_counter()
         study.set_user_attr("floor", untrained_rouge_l())
@@ -437,7 +438,7 @@ def run_sweep(cfg: TrainConfig, method, run_dir: Path, default_rate: float, step
     "from_step": where it started, ...}; `untrained_rouge_l()` scores the method's untrained model: the floor the
     served rate must beat (or --sweep_floor). Raises SweepFailed when no rate gives a model."""
     start = time.perf_counter()
-    first = parse_rates(cfg.sweep_lr, default_rate)
+    first = parse_rates(cfg.sweep.lr, default_rate)
     rungs = halving.rung_steps(steps)
     url, name = storage_url(cfg, run_dir), study_name(cfg, method, steps)
     study = open_study(url, name)
@@ -489,5 +490,5 @@ def sweep_document(cfg: TrainConfig, method, result: halving.Plan, rows: list[di
             "rung_costs": rung_costs(legs, rungs), "untrained_validation_rougeL": floor,
             "below_untrained": result.below_floor, "note": note, "budget_steps": rungs[-1],
             "steps_trained": trained, "steps_over_one_training": trained / rungs[-1],
-            "validation_dialogues": cfg.sweep_eval_dialogues,
+            "validation_dialogues": cfg.sweep.eval_dialogues,
             "seconds": sum(r["seconds"] for r in rows)}

@@ -1,7 +1,6 @@
 """Trainer set-up shared by every method: arguments, tokenized data, a resumable length-grouped sampler,
 complete-only checkpoints, and the cost and loss figures of metrics.json."""
 
-import dataclasses
 import json
 import math
 import os
@@ -20,7 +19,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from contract.files import write_json
 from contract.protocol import TRAINING_CURVES
 from training.capabilities import capabilities
-from training.config import TrainConfig
+from training.config import TrainConfig, options_of
 from training.data import format_prompt
 from training.energy import OFF, EnergyMeter
 from training.modeling import count_parameters
@@ -261,7 +260,7 @@ def training_metrics(method, cfg, data, train, evalset, trainer, keeper: Checkpo
         "schema_version": 1, "kind": method.name, "method": {**method.describe(), **capabilities(method)},
         "created_at": utc_now(),
         "source": source(),
-        "hyperparameters": {**dataclasses.asdict(cfg), "peft_config": method.peft}, "seed": cfg.seed,
+        "hyperparameters": {**options_of(cfg), "peft_config": method.peft}, "seed": cfg.seed,
         "data": {"source": data.source, "train": len(train.dataset), "eval": len(evalset.dataset),
                  "skipped": sum(data.skipped.values()), "truncated": train.truncated + evalset.truncated,
                  "truncated_targets": train.truncated_targets + evalset.truncated_targets, "notes": data.notes},

@@ -10,7 +10,6 @@ database reachable, and this project with the same packages; every path the comp
 --method_config file) must be readable there too.
 """
 
-import dataclasses
 import os
 import socket
 import subprocess
@@ -26,7 +25,7 @@ from optuna.trial import TrialState
 from contract.files import METHOD_METRICS
 from training import finetune, jobs, sweep
 from training.cli import run_cli
-from training.config import ConfigError, TrainConfig, parse_options, serving_dialogues_of
+from training.config import ConfigError, TrainConfig, config_from, options_of, parse_options, serving_dialogues_of
 from training.methods import resolve_methods
 from training.run_folder import AlreadyComplete, one_writer, trusted_to_the_queue
 
@@ -58,7 +57,7 @@ class Worker:
             raise ConfigError(f"--run {self.run_dir}: its comparison is not in {self.url.split('@')[-1]}: give the "
                               "--jobs_storage its coordinator uses.")
         settings = self.study.user_attrs["config"]
-        self.cfg = TrainConfig(**{**settings, "output_dir": str(self.run_dir)})
+        self.cfg = config_from({**settings, "output_dir": str(self.run_dir)})
         self.methods = {m.name: m for m in resolve_methods(self.cfg.methods, self.cfg.method_config)}
         self.trust = trusted_to_the_queue(self.run_dir)  # the queue gives each job to one worker: no folder lock
 
@@ -101,8 +100,8 @@ class Worker:
         step, name, *number = key.split(":")
         if step == "generate":
             return self.summarise(name, int(number[0]) if number else None)
-        if self.cfg.devices_per_job > 1:  # the whole method (its seeds, then the served model) under torchrun
-            print(f"training {name} on {self.cfg.devices_per_job} devices", flush=True)
+        if self.cfg.queue.devices_per_job > 1:  # the whole method (its seeds, then the served model) under torchrun
+            print(f"training {name} on {self.cfg.queue.devices_per_job} devices", flush=True)
             return self.under_torchrun(self.methods[name])
         if step == "legs" and not sweep.waiting_legs(sweep.open_study(*trial.user_attrs["sweep_study"])):
             return  # the legs it was queued for were taken meanwhile
@@ -124,7 +123,7 @@ class Worker:
         evaluation = evaluate.for_training(self.cfg, self.run_dir)
         if block is None:
             return evaluate.generate_shard(evaluation, name)
-        evaluate.generate_shard(evaluation, name, block, self.cfg.dialogues_per_job)
+        evaluate.generate_shard(evaluation, name, block, self.cfg.queue.dialogues_per_job)
 
     def train_step(self, step: str, name: str, number: Optional[int], trial: optuna.Trial) -> None:
         """A step of a method's training (finetune.MethodTraining): its sweep, legs of it, a seed, or the served
@@ -156,7 +155,7 @@ class Worker:
             print(f"{method.name} is already complete.", flush=True)
             return
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc_per_node={self.cfg.devices_per_job}", "-m", "training.finetune",
+                   f"--nproc_per_node={self.cfg.queue.devices_per_job}", "-m", "training.finetune",
                    *finetune_arguments(self.cfg, method, self.run_dir)]
         done = subprocess.run(command, env={**os.environ, **self.trust})
         if done.returncode != 0:
@@ -175,14 +174,13 @@ def finetune_arguments(cfg: TrainConfig, method, run_dir: Path) -> list[str]:
     arguments = ["--output_dir", str(run_dir), "--resume", "true"]
     user_config = next((c for c in cfg.method_config if c.split("=", 1)[0] == method.name), None)
     arguments += ["--method_config", user_config] if user_config else ["--method", method.name]
-    defaults = TrainConfig()
-    for item in dataclasses.fields(TrainConfig):
-        value = getattr(cfg, item.name)
-        if item.name in QUEUE_ONLY or value == getattr(defaults, item.name) or value is None:
+    defaults = options_of(TrainConfig())
+    for flag, value in options_of(cfg).items():
+        if flag in QUEUE_ONLY or value == defaults[flag] or value is None:
             continue
         shown = [str(v) for v in value] if isinstance(value, list) else [str(value).lower() if isinstance(
             value, bool) else str(value)]
-        arguments += [f"--{item.name}", *shown]
+        arguments += [f"--{flag}", *shown]
     return arguments
 
 
