@@ -1,8 +1,11 @@
 """Shared fixtures: one tiny full + LoRA run (a few steps on one repeated batch) reused by many tests. Helpers that
 are not fixtures live in tests/helpers.py."""
 
+import fcntl
 import json
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -50,17 +53,35 @@ def user_config(tmp_path_factory):
     return path
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """A run that `build(folder)` makes, built once for the whole session even under xdist (each of its workers is
+    a process with its own session fixtures): the first worker to ask builds it in the session's shared folder,
+    holding a lock the others wait on; each worker then gets a copy of its own, since tests write into runs."""
+    mine = tmp_path_factory.mktemp("runs") / name
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        build(mine)
+        return mine
+    shared = tmp_path_factory.getbasetemp().parent / f"built-{name}"
+    with open(f"{shared}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (shared / "complete").exists():
+            shutil.rmtree(shared, ignore_errors=True)  # a build that failed half-way
+            build(shared / "run")
+            (shared / "complete").touch()
+    shutil.copytree(shared / "run", mine)
+    return mine
+
+
 @pytest.fixture(scope="session")
 def methods_run(tmp_path_factory, user_config):
     """`python -m training --methods all --method_config lora_r4_qk=...` for 8 steps each, 4 test dialogues."""
     from training.__main__ import main
 
-    run_dir = tmp_path_factory.mktemp("runs") / "all"
-    main(["--preset", "tiny", "--output_dir", str(run_dir), "--methods", "all", "--method_config",
-          f"lora_r4_qk={user_config}", "--max_train_samples", "16", "--max_eval_samples", "8", "--max_steps", "8",
-          "--logging_steps", "1", "--eval_steps", "4", "--tiny_pretrain_steps", "40", "--eval_limit", "4",
-          "--serving_dialogues", "2"])
-    return run_dir
+    return built_once(tmp_path_factory, "all", lambda run_dir: main([
+        "--preset", "tiny", "--output_dir", str(run_dir), "--methods", "all", "--method_config",
+        f"lora_r4_qk={user_config}", "--max_train_samples", "16", "--max_eval_samples", "8", "--max_steps", "8",
+        "--logging_steps", "1", "--eval_steps", "4", "--tiny_pretrain_steps", "40", "--eval_limit", "4",
+        "--serving_dialogues", "2"]))
 
 
 @pytest.fixture(scope="session")
@@ -69,8 +90,8 @@ def catalogue_run(tmp_path_factory):
     from training.__main__ import main
     from training.methods import BUILTIN, CORE
 
-    run_dir = tmp_path_factory.mktemp("runs") / "catalogue"
-    main(["--preset", "tiny", "--output_dir", str(run_dir), "--methods", ",".join(m for m in BUILTIN if m not in CORE),
-          "--max_train_samples", "16", "--max_eval_samples", "8", "--max_steps", "4", "--logging_steps", "1",
-          "--eval_steps", "4", "--tiny_pretrain_steps", "40", "--eval_limit", "2", "--serving_dialogues", "0"])
-    return run_dir
+    catalogue = ",".join(m for m in BUILTIN if m not in CORE)
+    return built_once(tmp_path_factory, "catalogue", lambda run_dir: main([
+        "--preset", "tiny", "--output_dir", str(run_dir), "--methods", catalogue, "--max_train_samples", "16",
+        "--max_eval_samples", "8", "--max_steps", "4", "--logging_steps", "1", "--eval_steps", "4",
+        "--tiny_pretrain_steps", "40", "--eval_limit", "2", "--serving_dialogues", "0"]))

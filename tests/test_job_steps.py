@@ -56,6 +56,7 @@ def test_a_methods_sweep_legs_seeds_and_summary_blocks_as_jobs_give_the_results_
     assert "0 running, 0 waiting, 0 failed" in done.stdout and "legs:lora:1" in done.stdout  # a helper ran
     assert "summaries of the test dialogues (block 1)" in done.stdout
     assert "lora's summaries come from its shards" in done.stdout
+    assert not (queued / ".eval_shards").exists()  # read into the evaluation, then removed
     sweeps = [json.loads((run / "lora" / "sweep.json").read_text()) for run in (one, queued)]
     legs = [sorted((t["learning_rate"], leg["step"], leg["loss"]) for t in doc["trials"] for leg in t["legs"])
             for doc in sweeps]

