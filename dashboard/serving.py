@@ -56,7 +56,7 @@ class Models:
         names = self.loaded.models
         return chosen_models(models, names, [m for m in DEFAULT_MODELS if m in names], "this run")
 
-    def prepare(self, text: str, prompt_template: str = DEFAULT_PROMPT) -> tuple[str, bool]:
+    def prompt_for(self, text: str, prompt_template: str = DEFAULT_PROMPT) -> tuple[str, bool]:
         """(the prompt the models read, truncated?). Only the text's head is tokenized: the rest is never read."""
         text = check_text(text)
         prompt = prompt_template.format(dialogue=text[:HEAD_CHARS])
@@ -65,7 +65,7 @@ class Models:
     def submit(self, text: str, settings: Settings = Settings(), prompt_template: str = DEFAULT_PROMPT,
                models=None, on_tokens: Optional[Callable[[str, list], None]] = None) -> Request:
         """Validate, then queue one request for the worker; `on_tokens(model, ids so far)` streams."""
-        prompt, truncated = self.prepare(text, prompt_template)
+        prompt, truncated = self.prompt_for(text, prompt_template)
         models = self.check_models(models)
         errors = self.loaded.errors
         unavailable = {m: Summary(m, error=errors[m]) for m in models if m in errors}

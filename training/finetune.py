@@ -52,7 +52,7 @@ from training.run_folder import (
     finish,
     newest_complete_checkpoint,
     one_writer,
-    prepare_run,
+    set_up_run,
 )
 from training.trainer import (
     PauseAt,
@@ -100,7 +100,7 @@ def save_weights(method: Method, trainer, model, out: Path) -> Path:
 
 
 @dataclass
-class Prepared:
+class MethodData:
     """What every training of one method shares (sweep trials, seeds, the served model): data and tokens."""
     data: LoadedData
     tokenizer: object
@@ -108,19 +108,19 @@ class Prepared:
     evalset: TokenizedSplit
 
 
-def prepare(cfg: TrainConfig, out: Path) -> Prepared:
-    data = prepare_run(cfg, trainer_arguments(cfg, out))
+def load_method_data(cfg: TrainConfig, out: Path) -> MethodData:
+    data = set_up_run(cfg, trainer_arguments(cfg, out))
     tokenizer = load_tokenizer(cfg, Path(cfg.output_dir))
-    return Prepared(data, tokenizer, tokenize(data.splits["train"], tokenizer, cfg),
+    return MethodData(data, tokenizer, tokenize(data.splits["train"], tokenizer, cfg),
                     tokenize(data.splits["validation"], tokenizer, cfg))
 
 
-def prepare_base(cfg: TrainConfig, method: Method) -> None:
+def build_base(cfg: TrainConfig, method: Method) -> None:
     """The run's base (the tiny one built and copy-pretrained) and run.json, as the first method's training would
     make them: a comparison's coordinator does it once, before any worker starts."""
     cfg = resolve(cfg, method.settings(cfg.preset))
     with one_writer(Path(cfg.output_dir)):
-        prepare_run(cfg, trainer_arguments(cfg, Path(cfg.output_dir) / method.name))
+        set_up_run(cfg, trainer_arguments(cfg, Path(cfg.output_dir) / method.name))
 
 
 class MethodTraining:
@@ -146,7 +146,7 @@ class MethodTraining:
 
     def setup(self) -> None:
         self.out, self.resume_from = check_output_folder(self.cfg, self.method.name)
-        self.prepared = prepare(self.cfg, self.out)
+        self.method_data = load_method_data(self.cfg, self.out)
 
     def tune(self, read_back: bool = False) -> None:
         """--sweep lr: the sweep's rate becomes the rate (`read_back`: from a finished sweep's sweep.json, as a
@@ -161,7 +161,7 @@ class MethodTraining:
         if read_back and finished.exists():
             doc = read_json(finished, schema_for(f"{self.method.name}/{SWEEP_JSON}"))
         else:
-            doc = tune(self.cfg, self.method, self.prepared, self.out)
+            doc = tune(self.cfg, self.method, self.method_data, self.out)
         self.cfg = dataclasses.replace(self.cfg, learning_rate=doc["chosen_learning_rate"])
         self.rate = {"value": self.cfg.learning_rate, "source": "sweep", "default": doc["default_learning_rate"],
                      "bracketed": doc["bracketed"], "below_untrained": doc.get("below_untrained", False)}
@@ -170,15 +170,15 @@ class MethodTraining:
 
     def sweep_study(self) -> tuple[str, str]:
         """(storage URL, study name) of the method's sweep: where its legs wait to be taken."""
-        steps = sweep_steps(self.cfg, self.prepared)
+        steps = sweep_steps(self.cfg, self.method_data)
         return sweep.storage_url(self.cfg, self.run_dir), sweep.study_name(self.cfg, self.method, steps)
 
     def take_waiting_legs(self) -> None:
         """Help the method's sweep (its tune step runs in another process): train the legs waiting in its queue
         until none waits."""
         url, name = self.sweep_study()
-        rungs = halving.rung_steps(sweep_steps(self.cfg, self.prepared))
-        run_leg = leg_runner(self.cfg, self.method, self.prepared, self.out)
+        rungs = halving.rung_steps(sweep_steps(self.cfg, self.method_data))
+        run_leg = leg_runner(self.cfg, self.method, self.method_data, self.out)
         sweep.take_waiting_legs(sweep.open_study(url, name), run_leg, rungs)
 
     def extra_seeds(self) -> list[int]:
@@ -186,7 +186,7 @@ class MethodTraining:
 
     def train_seeds(self, seeds: list[int]) -> list[dict]:
         """Each seed's summary for metrics.json: trained now, or read back when it is complete."""
-        return [train_extra_seed(dataclasses.replace(self.cfg, seed=s), self.method, self.out, self.prepared)
+        return [train_extra_seed(dataclasses.replace(self.cfg, seed=s), self.method, self.out, self.method_data)
                 for s in seeds]
 
     def serve(self) -> None:
@@ -200,7 +200,7 @@ class MethodTraining:
                 print(f"--resume: {self.method.name}: no complete checkpoint of the served model; it trains from "
                       "step 0 (its finished sweep legs and seeds are kept).", flush=True)
             cost = {} if self.sweep_seconds is None else {"sweep_seconds": self.sweep_seconds}
-            train(self.cfg, self.method, self.out, self.resume_from, self.prepared, self.callbacks,
+            train(self.cfg, self.method, self.out, self.resume_from, self.method_data, self.callbacks,
                   recorded=rate_and_seeds, cost=cost)
         shutil.rmtree(self.out / sweep.TRIALS, ignore_errors=True)
 
@@ -212,16 +212,16 @@ def run(cfg: TrainConfig, method: Method, callbacks=()) -> Path:
     return MethodTraining(cfg, method, callbacks).run()
 
 
-def sweep_steps(cfg: TrainConfig, prepared: Prepared) -> int:
+def sweep_steps(cfg: TrainConfig, method_data: MethodData) -> int:
     """The full budget's optimizer steps in one process: where a sweep's last rung ends."""
-    return optimizer_steps(cfg, len(prepared.train.dataset), 1)
+    return optimizer_steps(cfg, len(method_data.train.dataset), 1)
 
 
-def leg_runner(cfg: TrainConfig, method: Method, prepared: Prepared, out: Path):
+def leg_runner(cfg: TrainConfig, method: Method, method_data: MethodData, out: Path):
     """`run_leg(rate, step, trial)` for training/sweep.py: trains a rate here, in <method>/trials/lr-<rate>/, from
     its newest complete checkpoint to the leg's step, and scores it there."""
-    steps = sweep_steps(cfg, prepared)
-    validation = prepared.data.splits["validation"]
+    steps = sweep_steps(cfg, method_data)
+    validation = method_data.data.splits["validation"]
 
     def run_leg(rate: float, step: int, trial) -> dict:
         folder = out / sweep.TRIALS / sweep.trial_folder(rate)
@@ -233,30 +233,30 @@ def leg_runner(cfg: TrainConfig, method: Method, prepared: Prepared, out: Path):
         leg_cfg = dataclasses.replace(cfg, learning_rate=rate)
         callbacks = [sweep.PruneDiverged(trial)]
         if step == steps:  # the end: the rate's model and metrics.json, as a run without --sweep writes them
-            model = train(leg_cfg, method, folder, resume_from, prepared, callbacks)
+            model = train(leg_cfg, method, folder, resume_from, method_data, callbacks)
         else:
-            model = train_until(leg_cfg, method, folder, resume_from, prepared, step, callbacks)
-        losses = sweep.validation_losses(model, prepared.tokenizer, prepared.evalset.dataset, leg_cfg)
+            model = train_until(leg_cfg, method, folder, resume_from, method_data, step, callbacks)
+        losses = sweep.validation_losses(model, method_data.tokenizer, method_data.evalset.dataset, leg_cfg)
         leg = {"from_step": from_step, "step": step, "loss": float(np.mean(losses))}
         if step < steps:  # a paused leg is compared on loss (halving.RULE says why), the end on ROUGE-L
             return {**leg, "metric": "validation loss", "scores": [-loss for loss in losses]}
-        rouge = sweep.validation_scores(model, prepared.tokenizer, validation, leg_cfg)
+        rouge = sweep.validation_scores(model, method_data.tokenizer, validation, leg_cfg)
         return {**leg, "metric": "validation rougeL", "scores": rouge, "rougeL": float(np.mean(rouge))}
 
     return run_leg
 
 
-def tune(cfg: TrainConfig, method: Method, prepared: Prepared, out: Path) -> dict:
+def tune(cfg: TrainConfig, method: Method, method_data: MethodData, out: Path) -> dict:
     """The method's learning-rate sweep (training/sweep.py), its legs trained by leg_runner."""
-    steps = sweep_steps(cfg, prepared)
-    validation = prepared.data.splits["validation"]
+    steps = sweep_steps(cfg, method_data)
+    validation = method_data.data.splits["validation"]
 
     def untrained_rouge_l() -> float:  # the floor a chosen rate must beat: the method's model before training
         set_seed(cfg.seed)
         model = build_model(method, cfg, Path(cfg.output_dir), steps)
-        return float(np.mean(sweep.validation_scores(model, prepared.tokenizer, validation, cfg)))
+        return float(np.mean(sweep.validation_scores(model, method_data.tokenizer, validation, cfg)))
 
-    run_leg = leg_runner(cfg, method, prepared, out)
+    run_leg = leg_runner(cfg, method, method_data, out)
     return sweep.run_sweep(cfg, method, Path(cfg.output_dir), cfg.learning_rate, steps, run_leg, untrained_rouge_l)
 
 
@@ -287,13 +287,13 @@ def wait_for_rank_zero() -> None:
         dist.barrier()
 
 
-def train_extra_seed(cfg: TrainConfig, method: Method, out: Path, prepared: Prepared) -> dict:
+def train_extra_seed(cfg: TrainConfig, method: Method, out: Path, method_data: MethodData) -> dict:
     """A seed beyond the served one, in <method>/seeds/seed-N (complete once its metrics.json is written: a
     resumed run skips it, or continues it from its newest complete checkpoint)."""
     folder = out / SEEDS / f"seed-{cfg.seed}"
     if not (folder / METHOD_METRICS).exists():
         resume_from = newest_complete_checkpoint(folder / CHECKPOINTS) if cfg.resume else None
-        train(cfg, method, folder, resume_from, prepared, recorded={"learning_rate": {"value": cfg.learning_rate}})
+        train(cfg, method, folder, resume_from, method_data, recorded={"learning_rate": {"value": cfg.learning_rate}})
         wait_for_rank_zero()  # under torchrun, rank 0 alone writes the metrics.json every rank reads next
     metrics = read_json(folder / METHOD_METRICS, schema_for(method_metrics(method.name)))
     return {
@@ -305,29 +305,29 @@ def train_extra_seed(cfg: TrainConfig, method: Method, out: Path, prepared: Prep
     }
 
 
-def start_training(cfg: TrainConfig, method: Method, out: Path, resume_from, prepared: Prepared, callbacks=()):
+def start_training(cfg: TrainConfig, method: Method, out: Path, resume_from, method_data: MethodData, callbacks=()):
     """The model (its initial weights from the seed, whatever ran before in this process) and its Trainer."""
     args = trainer_arguments(cfg, out)
     set_seed(cfg.seed)
     model = build_model(method, cfg, Path(cfg.output_dir),
-                        optimizer_steps(cfg, len(prepared.train.dataset), args.world_size))
-    trainer, keeper = make_trainer(model, prepared.tokenizer, args, prepared.train, prepared.evalset, resume_from,
-                                   callbacks, cfg.energy)
+                        optimizer_steps(cfg, len(method_data.train.dataset), args.world_size))
+    trainer, keeper = make_trainer(model, method_data.tokenizer, args, method_data.train, method_data.evalset,
+                                   resume_from, callbacks, cfg.energy)
     return model, trainer, keeper
 
 
-def train(cfg: TrainConfig, method: Method, out: Path, resume_from, prepared: Prepared, callbacks=(),
+def train(cfg: TrainConfig, method: Method, out: Path, resume_from, method_data: MethodData, callbacks=(),
           recorded=None, cost=None):
     """Train `method` at the resolved `cfg` into `out` (held by this process): weights, then metrics.json, with
     `recorded` (what it says beyond the training: the rate's story, the seeds) and `cost` (the sweep's seconds)
     added. Returns the trained model."""
     wall_start = time.perf_counter()
-    model, trainer, keeper = start_training(cfg, method, out, resume_from, prepared, callbacks)
+    model, trainer, keeper = start_training(cfg, method, out, resume_from, method_data, callbacks)
     fit(trainer, resume_from)
     if trainer.is_world_process_zero():
         weights = save_weights(method, trainer, model, out)
-        metrics = training_metrics(method, cfg, prepared.data, prepared.train, prepared.evalset, trainer, keeper,
-                                   model, wall_start, weights)
+        metrics = training_metrics(method, cfg, method_data.data, method_data.train, method_data.evalset, trainer,
+                                   keeper, model, wall_start, weights)
         metrics.update(recorded or {})
         metrics["cost"].update(cost or {})
         finish(out, metrics)
@@ -335,11 +335,11 @@ def train(cfg: TrainConfig, method: Method, out: Path, resume_from, prepared: Pr
     return model
 
 
-def train_until(cfg: TrainConfig, method: Method, out: Path, resume_from, prepared: Prepared, step: int,
+def train_until(cfg: TrainConfig, method: Method, out: Path, resume_from, method_data: MethodData, step: int,
                 callbacks=()):
     """A sweep's paused leg: train `method` (the full budget's schedule) to `step`, where a complete checkpoint
     in `out` is all it writes, and return the model."""
-    model, trainer, _ = start_training(cfg, method, out, resume_from, prepared, [*callbacks, PauseAt(step)])
+    model, trainer, _ = start_training(cfg, method, out, resume_from, method_data, [*callbacks, PauseAt(step)])
     if checkpoint_step(resume_from) == step:  # killed after this checkpoint, before the sweep heard of it
         trainer._load_from_checkpoint(resume_from)  # the Trainer's own loader (full or adapter weights)
     else:

@@ -81,7 +81,7 @@ def newest_complete_checkpoint(folder: Path) -> Optional[str]:
     return str(complete) if complete else None
 
 
-def prepare_run(cfg: TrainConfig, args) -> LoadedData:
+def set_up_run(cfg: TrainConfig, args) -> LoadedData:
     """Load the data and, once per run (main process first), build the tiny base and write run.json."""
     data = load_data(cfg.data)
     if cfg.max_train_samples:

@@ -94,7 +94,7 @@ class Worker:
         dialogues or a helper's."""
         if key == jobs.BASE:  # the tiny base and run.json, as the first method's training would make them
             first = next(iter(self.methods.values()))
-            return finetune.prepare_base(self.cfg, first)
+            return finetune.build_base(self.cfg, first)
         if key.startswith(jobs.EVALUATE):
             return self.evaluate()
         step, name, *number = key.split(":")
