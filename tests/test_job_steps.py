@@ -47,11 +47,12 @@ def test_a_methods_sweep_legs_seeds_and_summary_blocks_as_jobs_give_the_results_
     from safetensors.torch import load_file
 
     one = tmp_path / "one"
-    done = train(one, *SWEEP, "--seeds", "3", methods=["lora"], max_steps=48, eval_limit=20)
+    done = train(one, *SWEEP, "--seeds", "3", "--serving_dialogues", "0", methods=["lora"], max_steps=48,
+                 eval_limit=20)
     assert done.returncode == 0, done.stderr[-2000:]
     queued = same_base(one, tmp_path / "queued")
-    done = train(queued, *SWEEP, "--seeds", "3", "--workers", "2", "--dialogues_per_job", "8", methods=["lora"],
-                 max_steps=48, eval_limit=20)
+    done = train(queued, *SWEEP, "--seeds", "3", "--serving_dialogues", "0", "--workers", "2", "--dialogues_per_job",
+                 "8", methods=["lora"], max_steps=48, eval_limit=20)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "0 running, 0 waiting, 0 failed" in done.stdout and "legs:lora:1" in done.stdout  # a helper ran
     assert "summaries of the test dialogues (block 1)" in done.stdout
@@ -104,7 +105,8 @@ def test_a_job_on_two_devices_trains_under_torchrun(tmp_path):
     """--devices_per_job 2 on a CPU: the method's job runs as two processes over gloo (DDP through the Trainer),
     its seeds inside it, and the comparison is evaluated as usual."""
     run = tmp_path / "run"
-    done = train(run, "--workers", "1", "--devices_per_job", "2", "--seeds", "2", methods=["lora"])
+    done = train(run, "--workers", "1", "--devices_per_job", "2", "--seeds", "2", "--serving_dialogues", "0",
+                 methods=["lora"])
     assert done.returncode == 0, done.stderr[-3000:]
     assert "jobs: 5 done, 0 running, 0 waiting, 0 failed" in done.stdout  # base, lora (and its seed), 2 shards, eval
     metrics = json.loads((run / "lora" / "metrics.json").read_text())
