@@ -312,9 +312,7 @@ HELP_GROUPS = {
                  "max_eval_samples", "learning_rate", "num_train_epochs", "max_steps", "batch_size", "eval_batch_size",
                  "gradient_accumulation_steps", "warmup_ratio", "weight_decay", "logging_steps", "eval_steps",
                  "save_steps", "precision", "tiny_pretrain_steps", "energy"],
-    SweepSettings.__doc__: ["sweep", "sweep_lr", "sweep_eval_dialogues", "sweep_floor", "sweep_storage"],
-    EvalSettings.__doc__: ["eval_limit", "retention_data", "serving_dialogues"],
-    QueueSettings.__doc__: ["workers", "jobs_storage", "devices_per_job", "dialogues_per_job"],
+    **{group.__doc__: [flag_of(f) for f in dataclasses.fields(group)] for group in GROUPS.values()},
 }
 
 
