@@ -284,11 +284,6 @@ def config_from(options: dict) -> TrainConfig:
     return TrainConfig(**top, **{name: GROUPS[name](**values) for name, values in grouped.items()})
 
 
-def with_options(cfg: TrainConfig, **options) -> TrainConfig:
-    """A copy of `cfg` with these settings (by flag) changed: dataclasses.replace across the groups."""
-    return config_from({**options_of(cfg), **options})
-
-
 def options_class():
     """A flat dataclass of every setting under its flag, for HfArgumentParser (which reads one level of fields)."""
     spec = []

@@ -44,7 +44,7 @@ from optuna.trial import TrialState
 from contract.children import tied_to_parent
 from contract.files import RUN_JSON, read_run_file
 from training import sweep
-from training.config import ConfigError, TrainConfig, eval_limit_of, options_of, run_folder_of, with_options
+from training.config import ConfigError, TrainConfig, eval_limit_of, options_of, run_folder_of
 from training.methods import Method
 
 JOBS_FILE = "jobs.sqlite3"     # <run>/jobs.sqlite3: the default queue (one machine)
@@ -233,7 +233,7 @@ class Comparison:
                               "--output_dir for a new run.")
         token = token or secrets.token_hex(8)
         self.study = open_queue(self.url, token)
-        config = options_of(with_options(self.cfg, output_dir=None, resume=True, workers=0))
+        config = {**options_of(self.cfg), "output_dir": None, "resume": True, "workers": 0}  # what workers read
         self.study.set_user_attr("config", json.loads(json.dumps(config)))
         self.study.set_user_attr("finished", False)
         self.run_dir.mkdir(parents=True, exist_ok=True)
