@@ -86,11 +86,14 @@ def timed_generation(model, tokenizer, prompts, cfg: EvalConfig, desc: str):
                      "peak_memory_measure": measure, "device": device_name()}
 
 
+def evaluation_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def generate_all(run_dir: Path, prompts: list[str], cfg: EvalConfig):
     """Every available model's summaries and generation cost (a model whose shards are current: read from them);
     unavailable ones are named and left out."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    loaded = load_run_models(run_dir, device)
+    loaded = load_run_models(run_dir, evaluation_device())
     for name, why in loaded.errors.items():
         print(f"evaluation: {name} is left out: {why}")
     outputs, cost, from_shards = {}, {}, {}
@@ -115,8 +118,7 @@ def generate_shard(cfg: EvalConfig, name: str, block: int = 0, dialogues_per_job
     run_dir = Path(cfg.run)
     dialogues = test_dialogues(cfg, read_run_file(run_dir, RUN_JSON))
     prompts = [format_prompt(d, cfg.prompt_template) for d in dialogues["dialogue"]]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    loaded = load_run_models(run_dir, device, only=[] if name == BASE else [name])
+    loaded = load_run_models(run_dir, evaluation_device(), only=[] if name == BASE else [name])
     if not loaded.available(name):
         print(f"evaluation: {name} is left out: {loaded.errors.get(name, 'it is not in the run')}", flush=True)
         return
