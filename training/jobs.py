@@ -197,12 +197,23 @@ def progress_line(states: dict[str, JobState], workers: int) -> str:
             f"{waiting} waiting, {count['failed']} failed{left}")
 
 
+WHOLE_MACHINE = "COMPARISON_MACHINE_THREADS"  # a worker's environment: the threads one process would use here
+
+
+def runs_alone(key: str) -> bool:
+    """The base (the first job: nothing else is queued until it is done) and the evaluation (the last: every other
+    job has ended) run alone by plan, so their worker takes the whole machine's threads for them: as one process
+    would, and the evaluation's serving cost is measured as one process measures it."""
+    return key == BASE or key.startswith(EVALUATE)
+
+
 def worker_environment(index: int, workers: int, devices_per_job: int = 1) -> dict:
     """One worker's share of this machine: its own GPUs (devices_per_job of them) where there are GPUs, else an
-    equal part of the cores for each of its processes."""
+    equal part of the cores for each of its processes (and the whole machine's threads for a job that runs
+    alone)."""
     import torch
 
-    env = dict(os.environ)
+    env = {**os.environ, WHOLE_MACHINE: str(torch.get_num_threads())}
     if torch.cuda.is_available():
         gpus = [(index * devices_per_job + k) % torch.cuda.device_count() for k in range(devices_per_job)]
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -80,7 +81,8 @@ class Worker:
         trial.set_user_attr("worker", self.name)
         start = time.perf_counter()
         try:
-            self.run_job(key, trial)
+            with threads_for(key):
+                self.run_job(key, trial)
         except Exception as e:  # recorded with its reason; the coordinator queues it again or names it failed
             trial.set_user_attr("error", f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
             print(f"error: {key} on {self.name}: {trial.user_attrs.get('error', e)}", file=sys.stderr, flush=True)
@@ -160,6 +162,21 @@ class Worker:
         done = subprocess.run(command, env={**os.environ, **self.trust})
         if done.returncode != 0:
             raise RuntimeError(f"torchrun of {method.name} ended with exit {done.returncode} (its output is above)")
+
+
+@contextmanager
+def threads_for(key: str):
+    """A job that runs alone by plan (jobs.runs_alone) on the whole machine's threads; every other on the worker's
+    share."""
+    import torch
+
+    share = torch.get_num_threads()
+    alone = int(os.environ.get(jobs.WHOLE_MACHINE, share))  # a worker started by hand: its own threads
+    torch.set_num_threads(alone if jobs.runs_alone(key) else share)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(share)
 
 
 STAGES = {"train": "", "tune": " (its sweep)", "legs": " (legs of its sweep)", "seed": " (seed {number})"}
