@@ -305,6 +305,22 @@ def shards_named(folder: Path) -> set[str]:
         return set()
 
 
+def parameter_count(run_dir: Path, folder: Path) -> Optional[int]:
+    """The parameters a checkpoint folder of the run holds, from its safetensors headers (no weights read; tied
+    weights are saved once, so this is the model's own count); None where the folder has no readable safetensors."""
+    from safetensors import SafetensorError, safe_open
+
+    files = [Path(run_dir) / f for f in weight_files(run_dir, folder) if f.endswith(".safetensors")]
+    try:
+        total = 0
+        for file in files:
+            with safe_open(file, framework="numpy") as weights:
+                total += sum(math.prod(weights.get_slice(k).get_shape()) for k in weights.keys())
+    except (OSError, SafetensorError, ValueError):
+        return None
+    return total or None
+
+
 def weights_problem(run_dir: Path, folder: Path) -> Optional[str]:
     """Why a method's weights folder cannot be published whole (None: it can): a symlinked folder or file, a file
     its kind needs, or a shard its index names, missing."""

@@ -19,6 +19,7 @@ from contract.files import (
     is_finished,
     list_methods,
     method_metrics,
+    parameter_count,
     read_evaluation,
     read_run_file,
     without_paths,
@@ -47,6 +48,7 @@ class RunData:
     predictions: Optional[pd.DataFrame] = None
     problems: list[str] = field(default_factory=list)  # what could not be read, shown in the page
     left_out: dict = field(default_factory=dict)       # method -> why it is not shown (its metrics.json unreadable)
+    base_parameters: Optional[int] = None              # a base the run built itself (tiny): its size, from its weights
 
     @property
     def shown_predictions(self) -> Optional[pd.DataFrame]:
@@ -85,8 +87,7 @@ class RunData:
         """The base as a person knows it: its Hub id, or, for a base the run built itself (tiny), what it is."""
         if not (self.folder / self.run["base_model"]).exists():
             return self.run["base_model"]
-        full = [m for m in self.train.values() if m["method"].get("peft_type") == "FULL"]
-        total = full[0]["parameters"]["total"] if full else None
+        total = self.base_parameters
         return "a tiny T5 built by this run" + (f", {total / 1e6:.1f} M parameters" if total else "")
 
     @property
@@ -142,6 +143,8 @@ def load_run(folder: Path) -> RunData:
     """Everything the dashboard shows about a run; a missing or broken optional file becomes a problem line."""
     folder = Path(folder)
     data = RunData(folder=folder, run=read_run_file(folder, RUN_JSON), methods=list_methods(folder))
+    if (folder / data.run["base_model"]).is_dir():
+        data.base_parameters = parameter_count(folder, folder / data.run["base_model"])
     for method in list(data.methods):
         try:
             data.train[method] = read_run_file(folder, method_metrics(method))

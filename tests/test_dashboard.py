@@ -244,6 +244,18 @@ def test_the_leaderboard_names_a_tiny_base_as_a_person_knows_it(evaluated_run):
     assert frame["base model"].iloc[0].startswith("a tiny T5 built by this run")
 
 
+def test_a_tiny_base_is_sized_from_its_own_weights_whatever_methods_the_run_trained(evaluated_run, tmp_path):
+    data = rd.load_run(evaluated_run)
+    size = data.train["full"]["parameters"]["total"]  # full fine-tuning trains every weight of the base
+    assert data.base_name == f"a tiny T5 built by this run, {size / 1e6:.1f} M parameters"
+    data.train.pop("full")  # a run of adapters only names its base's size too
+    assert data.base_name.endswith(f"{size / 1e6:.1f} M parameters")
+    broken = tmp_path / "run"
+    shutil.copytree(evaluated_run, broken)
+    (broken / "base" / "model" / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00not json")
+    assert rd.load_run(broken).base_name == "a tiny T5 built by this run"  # unreadable: no size, no error
+
+
 def test_the_app_reads_each_file_of_its_run_once_at_start_up(evaluated_run, tmp_path, monkeypatch):
     """One in-memory model of the run (dashboard/run_data.py) feeds the page, the models and the int8 check: no
     JSON file of the run is read twice while the app is built (eval/predictions.jsonl is read with its metrics)."""
