@@ -46,6 +46,22 @@ def test_a_jobs_state_follows_its_trials():
     assert line.startswith("jobs: 1 done, 1 running (train:lora on b:2), 2 waiting, 1 failed")
 
 
+def test_the_time_left_counts_each_job_at_the_measured_seconds_of_its_own_step():
+    trials = [trial("base", TrialState.COMPLETE, seconds=20.0),
+              trial("train:full", TrialState.COMPLETE, seconds=100.0), trial("generate:full", TrialState.COMPLETE, seconds=2.0), trial("train:lora", TrialState.RUNNING),
+              trial("generate:base", TrialState.WAITING)]
+    states = jobs.job_states(trials)
+    planned = ("base", "train:full", "train:lora", "generate:base", "generate:full", "generate:lora", "evaluate:x")
+    # train:lora 100 + generate:base and generate:lora 2 each + the evaluation at the mean of all (40.67), on 2 workers
+    assert jobs.seconds_left(states, 2, planned) == pytest.approx((100 + 2 + 2 + 122 / 3) / 2)
+    assert jobs.seconds_left(states, 2) == pytest.approx((100 + 2) / 2)  # without the plan: the queued jobs only
+    ending = jobs.job_states([*trials[:3], trial("train:lora", TrialState.COMPLETE, seconds=90.0),
+                              *(trial(f"generate:{m}", TrialState.WAITING) for m in ("base", "lora"))])
+    assert jobs.progress_line(ending, 2).endswith("2 waiting, 0 failed; under a minute left")  # two summaries
+    assert jobs.seconds_left(jobs.job_states([trial("base", TrialState.RUNNING)]), 2) is None  # nothing measured yet
+    assert "left" not in jobs.progress_line(jobs.job_states(trials[:3]), 2)  # nothing left to run
+
+
 def test_the_jobs_that_run_alone_take_the_whole_machines_threads_and_the_others_a_workers_share(monkeypatch):
     import torch
 

@@ -183,16 +183,32 @@ def enqueue(study: optuna.Study, key: str, sweep_study: Optional[list] = None) -
     study.enqueue_trial({}, user_attrs={"job": key, **where})
 
 
-def progress_line(states: dict[str, JobState], workers: int) -> str:
+def seconds_left(states: dict[str, JobState], workers: int, planned: tuple[str, ...] = ()) -> Optional[float]:
+    """The time left, split among the workers: each job not yet done (and each `planned` one not yet queued) at
+    the mean measured seconds of the done jobs of its step (a summary block takes seconds, a training minutes),
+    else of every done job; None before any job is done."""
+    done = [j for j in states.values() if j.state == "done" and j.seconds]
+    if not done:
+        return None
+    by_step: dict[str, list[float]] = {}
+    for job in done:
+        by_step.setdefault(job.key.split(":")[0], []).append(job.seconds)
+    every = [j.seconds for j in done]
+    left = [j.key for j in states.values() if j.state in ("waiting", "retry", "running")]
+    left += [key for key in planned if key not in states]
+    expected = [by_step.get(key.split(":")[0], every) for key in left]
+    return sum(sum(times) / len(times) for times in expected) / max(1, workers)
+
+
+def progress_line(states: dict[str, JobState], workers: int, planned: tuple[str, ...] = ()) -> str:
     """jobs done / running / waiting / failed, who runs what, and the time left from the measured job times."""
     count = {s: sum(j.state == s for j in states.values()) for s in ("done", "running", "waiting", "failed")}
     waiting = count["waiting"] + sum(j.state == "retry" for j in states.values())
     running = ", ".join(f"{j.key} on {j.worker or '?'}" for j in states.values() if j.state == "running")
-    times = [j.seconds for j in states.values() if j.state == "done" and j.seconds]
+    seconds = seconds_left(states, workers, planned)
     left = ""
-    if times and (waiting or count["running"]):
-        minutes = sum(times) / len(times) * (waiting + count["running"]) / max(1, workers) / 60
-        left = f"; about {minutes:.0f} min left" if minutes >= 1 else "; under a minute left"
+    if seconds:
+        left = f"; about {seconds / 60:.0f} min left" if seconds >= 60 else "; under a minute left"
     return (f"jobs: {count['done']} done, {count['running']} running{f' ({running})' if running else ''}, "
             f"{waiting} waiting, {count['failed']} failed{left}")
 
@@ -259,7 +275,7 @@ class Comparison:
         try:
             while True:
                 states = patiently(self.step, self.url)
-                line = progress_line(states, max(1, self.workers))
+                line = progress_line(states, max(1, self.workers), tuple(self.plan or ()))
                 if line != said:
                     print(line, flush=True)
                     said = line
