@@ -48,7 +48,8 @@ def test_a_jobs_state_follows_its_trials():
 
 def test_the_time_left_counts_each_job_at_the_measured_seconds_of_its_own_step():
     trials = [trial("base", TrialState.COMPLETE, seconds=20.0),
-              trial("train:full", TrialState.COMPLETE, seconds=100.0), trial("generate:full", TrialState.COMPLETE, seconds=2.0), trial("train:lora", TrialState.RUNNING),
+              trial("train:full", TrialState.COMPLETE, seconds=100.0),
+              trial("generate:full", TrialState.COMPLETE, seconds=2.0), trial("train:lora", TrialState.RUNNING),
               trial("generate:base", TrialState.WAITING)]
     states = jobs.job_states(trials)
     planned = ("base", "train:full", "train:lora", "generate:base", "generate:full", "generate:lora", "evaluate:x")
