@@ -13,6 +13,7 @@ from pathlib import Path
 from rouge_score import rouge_scorer
 
 METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+PROTOCOLS = ("per_row", "multi_reference")  # each row against its reference; each dialogue against all of its
 SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?])\s+")
 SPLITTER_NAME = r"regex: split after [.!?] followed by white space, joined by newlines"
 ROUGE_METRIC = Path(__file__).parent / "dialogsum_rouge"  # the same protocol as a Hugging Face `evaluate` module
@@ -53,10 +54,15 @@ def load_rouge_metric():
     return evaluate.load(str(ROUGE_METRIC))
 
 
+def model_scores(references: list[list[str]], predictions: list[str], rouge) -> dict:
+    """{protocol: {metric: per-dialogue scores}} of one model's summaries, through the `evaluate` metric `rouge`
+    (load_rouge_metric()). Each dialogue is scored on its own, so a block of dialogues scores as it would among all."""
+    return {protocol: rouge.compute(predictions=predictions, references=references, protocol=protocol,
+                                    use_aggregator=False) for protocol in PROTOCOLS}
+
+
 def score_dialogues(dialogues, outputs, rouge) -> dict:
-    """Per dialogue and model: per_row (mean over its references) and multi_reference scores, through the
-    `evaluate` metric `rouge` (load_rouge_metric())."""
+    """Per dialogue and model: per_row (mean over its references) and multi_reference scores."""
     references = [list(r) for r in dialogues["references"]]
-    return {protocol: {m: rouge.compute(predictions=preds, references=references, protocol=protocol,
-                                        use_aggregator=False) for m, preds in outputs.items()}
-            for protocol in ("per_row", "multi_reference")}
+    per_model = {m: model_scores(references, preds, rouge) for m, preds in outputs.items()}
+    return {protocol: {m: scores[protocol] for m, scores in per_model.items()} for protocol in PROTOCOLS}

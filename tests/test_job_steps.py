@@ -56,7 +56,7 @@ def test_a_methods_sweep_legs_seeds_and_summary_blocks_as_jobs_give_the_results_
     assert done.returncode == 0, done.stderr[-2000:]
     assert "0 running, 0 waiting, 0 failed" in done.stdout and "legs:lora:1" in done.stdout  # a helper ran
     assert "summaries of the test dialogues (block 1)" in done.stdout
-    assert "lora's summaries come from its shards" in done.stdout
+    assert "lora's summaries come from its shards (.eval_shards/lora/) with their scores" in done.stdout
     assert not (queued / ".eval_shards").exists()  # read into the evaluation, then removed
     sweeps = [json.loads((run / "lora" / "sweep.json").read_text()) for run in (one, queued)]
     legs = [sorted((t["learning_rate"], leg["step"], leg["loss"]) for t in doc["trials"] for leg in t["legs"])
@@ -74,6 +74,8 @@ def test_a_methods_sweep_legs_seeds_and_summary_blocks_as_jobs_give_the_results_
     assert seeds[0] == seeds[1] and len(seeds[0]) == 2
     scores = [json.loads((run / "eval" / "metrics.json").read_text())["scores"] for run in (one, queued)]
     assert scores[0] == scores[1]
+    rows = [(run / "eval" / "predictions.jsonl").read_text() for run in (one, queued)]
+    assert rows[0] == rows[1]  # every summary and its per-dialogue scores (scored by the shards' jobs here)
 
 
 def test_a_job_whose_need_failed_for_good_is_named_not_run(tmp_path):
@@ -133,6 +135,7 @@ def test_blocks_of_summaries_are_those_of_one_pass_and_read_only_while_they_matc
     length order): put together they are the summaries of one pass; a missing block, or a block of other weights
     or another decoding, is never read (the evaluation generates the model's summaries again)."""
     from contract.loading import load_run_models
+    from scoring.rouge import load_rouge_metric, model_scores
     from training import evaluate, shards
     from training.generation import generate
 
@@ -149,15 +152,20 @@ def test_blocks_of_summaries_are_those_of_one_pass_and_read_only_while_they_matc
     prompts = [evaluate.format_prompt(d, cfg.prompt_template)
                for d in evaluate.test_dialogues(cfg, json.loads((run / "run.json").read_text()))["dialogue"]]
     keys = evaluate.shard_keys(run, loaded, "lora", cfg)
-    joined = shards.read_shards(run, "lora", prompts, keys)
+    references = [list(r) for r in evaluate.test_dialogues(cfg, json.loads((run / "run.json").read_text()))[
+        "references"]]
+    joined = shards.read_shards(run, "lora", prompts, keys, references)
     one_pass = generate(loaded.model_for("lora"), loaded.tokenizer, prompts, cfg.batch_size, cfg.max_new_tokens,
                         cfg.max_source_length)
     assert joined["outputs"] == one_pass
+    served = str(json.loads((run / "lora" / "metrics.json").read_text())["seed"])
+    assert joined["scores"] == {served: model_scores(references, one_pass, load_rouge_metric())}  # as if scored whole
+    assert shards.read_shards(run, "lora", prompts, keys, references[::-1])["scores"] is None  # other references
     assert joined["cost"]["seconds"] == pytest.approx(sum(w["cost"]["seconds"] for w in written))
     other_decoding = evaluate.shard_keys(run, loaded, "lora", evaluate.EvalConfig(run=str(run), limit=10))
-    assert shards.read_shards(run, "lora", prompts, other_decoding) is None
+    assert shards.read_shards(run, "lora", prompts, other_decoding, references) is None
     config = run / "lora" / "adapter" / "adapter_config.json"
     config.write_text(config.read_text() + "\n")  # other adapter files: other weights as far as the key knows
-    assert shards.read_shards(run, "lora", prompts, evaluate.shard_keys(run, loaded, "lora", cfg)) is None
+    assert shards.read_shards(run, "lora", prompts, evaluate.shard_keys(run, loaded, "lora", cfg), references) is None
     shards.shard_path(run, "lora", 1).unlink()
-    assert shards.read_shards(run, "lora", prompts, keys) is None  # a block missing
+    assert shards.read_shards(run, "lora", prompts, keys, references) is None  # a block missing

@@ -35,7 +35,7 @@ from contract.files import (
 from contract.loading import load_alone, load_run_models
 from contract.protocol import BASE, BASE_LABEL, DEFAULT_PROMPT, MAX_NEW_TOKENS, MAX_SOURCE_TOKENS, prompt_problem
 from scoring import lenses
-from scoring.rouge import METRICS, ROUGE_METRIC, Rouge, load_rouge_metric, score_dialogues
+from scoring.rouge import METRICS, PROTOCOLS, ROUGE_METRIC, Rouge, load_rouge_metric, model_scores
 from scoring.stats import (
     bootstrap_ci_seeds,
     dialogues_needed,
@@ -90,17 +90,19 @@ def evaluation_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def generate_all(run_dir: Path, prompts: list[str], cfg: EvalConfig):
-    """Every available model's summaries and generation cost (a model whose shards are current: read from them);
-    unavailable ones are named and left out."""
+def generate_all(run_dir: Path, prompts: list[str], references: list[list[str]], cfg: EvalConfig):
+    """Every available model's summaries and generation cost (a model whose shards are current: read from them,
+    with their scores where they hold them for these `references`); unavailable ones are named and left out."""
     loaded = load_run_models(run_dir, evaluation_device())
     for name, why in loaded.errors.items():
         print(f"evaluation: {name} is left out: {why}")
     outputs, cost, from_shards = {}, {}, {}
     for name in [n for n in loaded.models if loaded.available(n)]:
-        from_shards[name] = shards.read_shards(run_dir, name, prompts, shard_keys(run_dir, loaded, name, cfg))
+        from_shards[name] = shards.read_shards(run_dir, name, prompts, shard_keys(run_dir, loaded, name, cfg),
+                                               references)
         if from_shards[name] is not None:
-            print(f"evaluation: {name}'s summaries come from its shards ({shards.SHARDS}/{name}/)", flush=True)
+            scored = " with their scores" if from_shards[name]["scores"] else ""
+            print(f"evaluation: {name}'s summaries come from its shards ({shards.SHARDS}/{name}/){scored}", flush=True)
             outputs[name], cost[name] = from_shards[name]["outputs"], from_shards[name]["cost"]
         else:
             outputs[name], cost[name] = timed_generation(loaded.model_for(name), loaded.tokenizer, prompts, cfg, name)
@@ -130,9 +132,14 @@ def generate_shard(cfg: EvalConfig, name: str, block: int = 0, dialogues_per_job
         return
     outputs, cost = timed_generation(loaded.model_for(name), loaded.tokenizer, mine, cfg, f"{name} block {block}")
     costs = {name: cost}
-    _, seeds = generate_seeds(run_dir, loaded, mine, cfg, costs)
+    served, seeds = generate_seeds(run_dir, loaded, mine, cfg, costs)
+    runs = {str(served.get(name, "-")): outputs, **{str(s): texts for s, texts in seeds.get(name, {}).items()}}
+    references = [list(dialogues["references"][i]) for i in indices]
+    rouge = load_rouge_metric()
     shard = {"key": key, "indices": indices, "outputs": outputs, "cost": costs[name],
-             "seeds": {str(s): texts for s, texts in seeds.get(name, {}).items()}}
+             "seeds": {str(s): texts for s, texts in seeds.get(name, {}).items()},
+             "references": shards.references_key(references),
+             "scores": {seed: model_scores(references, texts, rouge) for seed, texts in runs.items()}}
     print(f"wrote {shards.write_shard(run_dir, name, block, shard)}", flush=True)
 
 
@@ -168,15 +175,17 @@ def trainable_parameters(run_dir: Path, models: list[str]) -> dict:
             for m in models}
 
 
-def by_seed(dialogues, outputs, served: dict, seed_outputs: dict, rouge) -> dict:
-    """{protocol: {model: {metric: {seed: per-dialogue scores}}}}: the served model's seed first (base: "-")."""
-    scores = {p: {m: {k: {str(served.get(m, "-")): v} for k, v in metrics.items()} for m, metrics in by_model.items()}
-              for p, by_model in score_dialogues(dialogues, outputs, rouge).items()}
-    for name, seeds in seed_outputs.items():
-        for seed, texts in seeds.items():
-            for protocol, by_model in score_dialogues(dialogues, {name: texts}, rouge).items():
-                for k, v in by_model[name].items():
-                    scores[protocol][name][k][str(seed)] = v
+def by_seed(references, outputs, served: dict, seed_outputs: dict, rouge, from_shards: Optional[dict] = None) -> dict:
+    """{protocol: {model: {metric: {seed: per-dialogue scores}}}}: the served model's seed first (base: "-"); a
+    seed's scores read from the model's shards where their jobs scored it, else scored here."""
+    scores = {protocol: {} for protocol in PROTOCOLS}
+    for model, texts in outputs.items():
+        scored = ((from_shards or {}).get(model) or {}).get("scores") or {}
+        runs = {str(served.get(model, "-")): texts, **{str(s): t for s, t in seed_outputs.get(model, {}).items()}}
+        for seed, seed_texts in runs.items():
+            for protocol, metrics in (scored.get(seed) or model_scores(references, seed_texts, rouge)).items():
+                for k, v in metrics.items():
+                    scores[protocol].setdefault(model, {}).setdefault(k, {})[seed] = v
     return scores
 
 
@@ -350,10 +359,11 @@ def evaluate(cfg: EvalConfig) -> dict:
     run_info = read_run_file(run_dir, RUN_JSON)
     dialogues = test_dialogues(cfg, run_info)
     prompts = [format_prompt(d, cfg.prompt_template) for d in dialogues["dialogue"]]
-    outputs, cost, loaded, from_shards = generate_all(run_dir, prompts, cfg)
+    references = [list(r) for r in dialogues["references"]]
+    outputs, cost, loaded, from_shards = generate_all(run_dir, prompts, references, cfg)
     served_seed, seed_outputs = generate_seeds(run_dir, loaded, prompts, cfg, cost, from_shards)
     rouge = load_rouge_metric()
-    seeded = by_seed(dialogues, outputs, served_seed, seed_outputs, rouge)
+    seeded = by_seed(references, outputs, served_seed, seed_outputs, rouge, from_shards)
     scores = {
         p: {m: {k: v[str(served_seed.get(m, "-"))] for k, v in metrics.items()} for m, metrics in by_model.items()}
         for p, by_model in seeded.items()
@@ -364,7 +374,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     lengths = [len(ids) for ids in loaded.tokenizer(list(dialogues["dialogue"]))["input_ids"]]
     features = [lenses.dialogue_features(d, n, t) for d, n, t in zip(dialogues["dialogue"], lengths,
                                                                        dialogues["topic"])]
-    texts, references = list(dialogues["dialogue"]), list(dialogues["references"])
+    texts = list(dialogues["dialogue"])
     kept = retention_of(run_info, loaded, texts, cfg)
     rouge1_means = {m: s["rouge1"] for m, s in means["per_row"].items()}
     trainable = trainable_parameters(run_dir, list(outputs))

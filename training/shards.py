@@ -5,7 +5,10 @@ A block is a run of positions in the order generate() batches the prompts (longe
 generation batches long: a block's batches are exactly those of one process generating every summary, so the
 summaries are too. Each shard holds a key of what its summaries depend on (its prompts, the decoding, and the
 bytes of the model's weights: the base's, its adapter's, each seed's); the evaluation reads a model's shards only
-when current ones cover every test dialogue once, and generates the model's summaries itself otherwise.
+when current ones cover every test dialogue once, and generates the model's summaries itself otherwise. A shard's
+job also scores its summaries (ROUGE scores each dialogue on its own, so a block's scores are those it has among
+all): the evaluation reads them when every block scored against the test set's references, so the scoring of many
+models is shared by the workers too.
 """
 
 import hashlib
@@ -50,8 +53,15 @@ def shard_path(run_dir: Path, name: str, block: int) -> Path:
     return run_dir / SHARDS / name / f"block-{block}.json"
 
 
+def references_key(references: list[list[str]]) -> str:
+    """What a block's scores were scored against: its dialogues' references."""
+    return hashlib.sha256(json.dumps(references).encode()).hexdigest()
+
+
 def write_shard(run_dir: Path, name: str, block: int, shard: dict) -> Path:
-    """`shard`: key, indices (the test dialogues it summarises), outputs, cost, seeds ({seed: outputs})."""
+    """`shard`: key, indices (the test dialogues it summarises), outputs, cost, seeds ({seed: outputs}),
+    references (references_key) and scores ({seed: {protocol: {metric: per-dialogue scores}}}, the served seed's
+    and every other's)."""
     path = shard_path(run_dir, name, block)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, shard, schema=None)
@@ -70,10 +80,12 @@ def read_json_or_none(path: Path) -> Optional[dict]:
         return None
 
 
-def read_shards(run_dir: Path, name: str, prompts: list[str], key_of: Callable[[list[str]], str]) -> Optional[dict]:
+def read_shards(run_dir: Path, name: str, prompts: list[str], key_of: Callable[[list[str]], str],
+                references: list[list[str]]) -> Optional[dict]:
     """The model's summaries of `prompts` and their cost, put together from its shards when current ones cover
-    every prompt exactly once; else None (the evaluation generates them)."""
-    covered, outputs, parts, seeds = set(), [None] * len(prompts), [], {}
+    every prompt exactly once (else None: the evaluation generates them), with their scores where every shard
+    scored against these `references` (else "scores" is None: the evaluation scores them)."""
+    covered, outputs, parts, seeds, blocks = set(), [None] * len(prompts), [], {}, []
     for path in sorted((run_dir / SHARDS / name).glob("block-*.json")):
         shard = read_json_or_none(path)
         indices = shard.get("indices") if isinstance(shard, dict) else None
@@ -82,6 +94,7 @@ def read_shards(run_dir: Path, name: str, prompts: list[str], key_of: Callable[[
         if covered & set(indices) or shard.get("key") != key_of([prompts[i] for i in indices]):
             continue  # another block layout's, or of other weights, prompts or decoding
         covered |= set(indices)
+        blocks.append(shard)
         parts.append(shard["cost"])
         for i, text in zip(indices, shard["outputs"]):
             outputs[i] = text
@@ -91,7 +104,26 @@ def read_shards(run_dir: Path, name: str, prompts: list[str], key_of: Callable[[
                 seeds[seed][i] = text
     if len(covered) != len(prompts) or any(None in texts for texts in seeds.values()):
         return None
-    return {"outputs": outputs, "cost": joined_cost(parts, len(prompts)), "seeds": seeds}
+    return {"outputs": outputs, "cost": joined_cost(parts, len(prompts)), "seeds": seeds,
+            "scores": joined_scores(blocks, references)}
+
+
+def joined_scores(blocks: list[dict], references: list[list[str]]) -> Optional[dict]:
+    """{seed: {protocol: {metric: per-dialogue scores}}} put together from the blocks' scores (each dialogue was
+    scored on its own), or None where a block scored against other references or holds no scores."""
+    if any(b.get("references") != references_key([references[i] for i in b["indices"]]) for b in blocks):
+        return None
+    joined = {}
+    for block in blocks:
+        for seed, protocols in block["scores"].items():
+            for protocol, metrics in protocols.items():
+                for metric, values in metrics.items():
+                    column = joined.setdefault(seed, {}).setdefault(protocol, {}).setdefault(
+                        metric, [None] * len(references))
+                    for i, value in zip(block["indices"], values):
+                        column[i] = value
+    columns = [c for protocols in joined.values() for metrics in protocols.values() for c in metrics.values()]
+    return joined if joined and not any(None in column for column in columns) else None
 
 
 def joined_cost(parts: list[dict], dialogues: int) -> dict:
