@@ -10,6 +10,7 @@ from dashboard import figures, frames, run_data, verdict_card
 from dashboard.handlers import AppState
 from scoring import cost as cost_model
 from scoring import lenses, preferences
+from scoring.rouge import PROTOCOLS
 from scoring.verdict import protocol_sentence
 
 
@@ -169,7 +170,7 @@ def build_metrics_tab(demo: gr.Blocks, state: AppState):
             redrawn = lambda b: figures.tradeoff_scatter(  # noqa: E731
                 frames.tradeoff_frame(data, frames.COST_BASES[b]), labels, b)
             basis.change(redrawn, basis, tradeoff, api_visibility="private")
-            protocol = gr.Radio(["per_row", "multi_reference"], value=data.evaluation["headline_protocol"],
+            protocol = gr.Radio(list(PROTOCOLS), value=data.evaluation["headline_protocol"],
                                 label="ROUGE protocol")
             rouge_bars = figures.rouge_bars(frames.rouge_frame(data.evaluation), labels)
             rouge_plot = gr.Plot(rouge_bars, elem_id="plot-rouge")

@@ -13,7 +13,7 @@ from pathlib import Path
 from rouge_score import rouge_scorer
 
 METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-PROTOCOLS = ("per_row", "multi_reference")  # each row against its reference; each dialogue against all of its
+PROTOCOLS = ("per_row", "multi_reference")  # a row against its own reference; a dialogue against all its own
 SENTENCE_BOUNDARY = re.compile(r"(?<=[.!?])\s+")
 SPLITTER_NAME = r"regex: split after [.!?] followed by white space, joined by newlines"
 ROUGE_METRIC = Path(__file__).parent / "dialogsum_rouge"  # the same protocol as a Hugging Face `evaluate` module

@@ -72,7 +72,7 @@ class EvalConfig:
                 "(allenai/c4 English validation, streamed), 'none' (skip it), or a .txt / .jsonl file. The tiny "
                 "preset measures its own copy pre-training on the test dialogues instead (training/retention.py)."})
     headline: str = field(default="per_row", metadata={"help": "Protocol shown first.",
-                                                       "choices": ["per_row", "multi_reference"]})
+                                                       "choices": list(PROTOCOLS)})
 
 
 def timed_generation(model, tokenizer, prompts, cfg: EvalConfig, desc: str):
