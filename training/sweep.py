@@ -41,7 +41,7 @@ from transformers import DataCollatorForSeq2Seq, TrainerCallback
 
 from contract.files import SWEEP_JSON, write_run_file
 from contract.protocol import MAX_NEW_TOKENS
-from scoring.rouge import load_rouge_metric
+from scoring.rouge import load_rouge_metric, references_of
 from training import halving
 from training.config import ConfigError, TrainConfig, options_of
 from training.data import format_prompt, group_references
@@ -67,7 +67,7 @@ def validation_scores(model, tokenizer, frame, cfg: TrainConfig) -> list[float]:
     model.eval()
     outputs = generate(model, tokenizer, [format_prompt(d, cfg.prompt_template) for d in dialogues["dialogue"]],
                        cfg.eval_batch_size, MAX_NEW_TOKENS, cfg.max_source_length, "sweep: validation summaries")
-    scores = load_rouge_metric().compute(predictions=outputs, references=[list(r) for r in dialogues["references"]],
+    scores = load_rouge_metric().compute(predictions=outputs, references=references_of(dialogues),
                                          protocol="per_row", use_aggregator=False)["rougeL"]
     return [float(s) for s in scores]
 
